@@ -1,0 +1,3 @@
+from depixcli.cli import main
+
+main()

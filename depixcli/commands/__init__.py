@@ -1,0 +1,1 @@
+"""One module per `depix` sub-command. Each imports only click and the standard library at the top."""

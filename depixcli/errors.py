@@ -1,0 +1,28 @@
+"""Exceptions raised by the depix library.
+
+The library raises these; only the CLI turns them into a one-line message and an exit code.
+"""
+
+
+class DepixError(Exception):
+    """Base class of every error a user can cause (bad input, missing weights, ...)."""
+
+
+class InputError(DepixError):
+    """The input file is missing, unreadable, corrupt or has no video stream."""
+
+
+class OutputError(DepixError):
+    """The output path cannot be written, or would overwrite the input."""
+
+
+class WeightsError(DepixError):
+    """A weights file is missing, corrupt or of an unknown format."""
+
+
+class BackendError(DepixError):
+    """An optional backend (detector, feature network, ...) is not installed or lacks its weights."""
+
+
+class ConfigError(DepixError):
+    """A configuration file or value is invalid."""
