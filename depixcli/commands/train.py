@@ -1,9 +1,101 @@
-"""`depix train` (being written)."""
+"""`depix train CROPDIR -o RUNDIR`: train the STN aligner and the reconstruction U-Net (+ PatchGAN)."""
 
 import click
 
+from depixcli.commands.common import user_errors
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-def train_command() -> None:
-    """(being written)"""
-    raise click.ClickException("depix train is being written")
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
+
+# CLI parameter -> TrainConfig field ("model_<name>" = ModelConfig field); applied only when given explicitly
+OVERRIDES = {
+    "stage": "stage", "steps": "steps", "stn_steps": "stn_steps", "batch_size": "batch_size", "lr": "lr",
+    "width": "model_width", "window": "model_window", "stride": "model_stride", "perceptual": "perceptual",
+    "time_limit": "time_limit_min", "device": "device", "workers": "workers", "seed": "seed",
+    "compile_": "compile", "val_every": "val_every", "ckpt_every": "ckpt_every", "log_every": "log_every",
+}
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("crop_dir", metavar="CROPDIR", type=click.Path(file_okay=False))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Run directory: config.json, checkpoint.pt, log.jsonl, model.safetensors. "
+                   "Holding a checkpoint, the run resumes (CLI flags override its config).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="TrainConfig JSON (e.g. a run's config.json); flags given here override it.")
+@click.option("--stage", type=click.Choice(["stn", "recon", "all"]), default="all",
+              help="stn: aligner only; recon: U-Net + GAN with the run's trained STN; all: both in turn.")
+@click.option("--steps", type=click.IntRange(min=0), default=20000, help="Reconstruction steps in total.")
+@click.option("--stn-steps", type=click.IntRange(min=0), default=3000, help="Aligner steps in total.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, help="Stacks per step (per GPU).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4,
+              help="U-Net learning rate (cosine decay to 10%).")
+@click.option("--width", type=click.IntRange(min=1), default=64,
+              help="U-Net base width: widths w-2w-4w-8w-8w (paper: 64).")
+@click.option("--window", type=click.IntRange(min=0), default=2,
+              help="Frames each side of the centre: F = 2w+1 frames per stack (paper: 2).")
+@click.option("--stride", type=click.IntRange(min=1), default=5, help="Frames between stack members (paper: 5).")
+@click.option("--no-stn", is_flag=True, help="Ablation: stack the frames without alignment.")
+@click.option("--no-gan", is_flag=True, help="Ablation: no discriminator / adversarial loss.")
+@click.option("--perceptual", default="vgg16-stlpips", metavar="NAME|PATH",
+              help="Feature network of the perceptual loss: vgg16-stlpips, mobilenetv2, none, or a weights file "
+                   "(.pth, or .safetensors from `python -m depixcli.perceptual`).")
+@click.option("--vgg19", "vgg19_path", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="torchvision vgg19-dcbb9e9d.pth: use VGG-19 (the paper's layers) for the perceptual loss.")
+@click.option("--time-limit", type=click.FloatRange(min=0), default=0.0,
+              help="Minutes: stop cleanly (checkpoint + model export) before this wall-clock limit; 0 = none.")
+@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N (torchrun: one GPU per rank).")
+@click.option("--workers", type=click.IntRange(min=0), default=2, help="Threads gathering batches ahead.")
+@click.option("--seed", type=int, default=0, help="Random seed (rank r uses seed + r).")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the networks.")
+@click.option("--val-every", type=click.IntRange(min=1), default=1000, help="Steps between validations.")
+@click.option("--ckpt-every", type=click.IntRange(min=1), default=1000, help="Steps between checkpoints.")
+@click.option("--log-every", type=click.IntRange(min=1), default=50, help="Steps between log lines.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary.")
+def train_command(crop_dir, out_dir, config_file, no_stn, no_gan, vgg19_path, quiet, **flags) -> None:
+    """Train on the train split of CROPDIR (from `depix prepare`), validate on its val split.
+
+    Uses the GPU when present (bf16), else the CPU. Multi-GPU: `torchrun --nproc-per-node N -m depixcli train ...`.
+
+    \b
+      depix train crops/ -o runs/a --time-limit 9       # rerun the same command to continue
+      depix train crops/ -o runs/nostn --no-stn --stage recon
+    """
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    given = {name for name in flags if ctx.get_parameter_source(name) != ParameterSource.DEFAULT}
+    if vgg19_path is not None:
+        if "perceptual" in given:
+            raise click.UsageError("use either --perceptual or --vgg19")
+        flags["perceptual"], given = vgg19_path, given | {"perceptual"}
+    with user_errors():
+        import json
+        import time
+        from pathlib import Path
+
+        from depixcli.train import CHECKPOINT, CONFIG_FILE, TrainConfig, load_config, load_tracks, override, train
+
+        started = time.monotonic()
+        run_cfg = Path(out_dir) / CONFIG_FILE
+        if (Path(out_dir) / CHECKPOINT).exists() and run_cfg.exists():
+            cfg = load_config(run_cfg)  # resuming: the run's own config, then explicit flags
+        elif config_file is not None:
+            cfg = load_config(config_file)
+        else:
+            cfg = TrainConfig()
+        changes = {OVERRIDES[k]: flags[k] for k in given}
+        if no_stn:
+            changes["model_use_stn"] = False
+        if no_gan:
+            changes["gan"] = False
+        cfg = override(cfg, **changes)
+        train_tracks, val_tracks = load_tracks(crop_dir, "train"), load_tracks(crop_dir, "val")
+        result = train(cfg, out_dir, train_tracks, val_tracks, quiet=quiet, started=started)
+    if not quiet:
+        state = "done" if result.finished else "stopped at the time limit (rerun to continue)"
+        click.echo(f"{state}: stn step {result.stn_step}, recon step {result.step}; log {result.log_path}", err=True)
+        vals = {k: v for k, v in result.last.items() if k.startswith("val_")}
+        if vals:
+            click.echo(json.dumps(vals), err=True)
+        if result.model_path is not None:
+            click.echo(f"model: {result.model_path}", err=True)

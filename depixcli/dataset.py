@@ -1,0 +1,388 @@
+"""Head-crop training data: export from face videos (`depix prepare`) and loading (`load_crops`).
+
+A crop dataset directory holds
+- `tracks/<clipstem>_t<k>.mp4`: one near-lossless H.264 video per face track, square `S x S` head crops
+  (S = 128 px by default) at the source frame rate;
+- `index.json`: format name and version, crop size, head-crop geometry, encoder settings, and per track:
+  file, source clip, identity, split, fps, frame count, first source frame index and the per-frame crop
+  boxes `[cx, cy, size]` in source pixels (geometry.CropBox).
+
+Export is two-pass per clip (stream, never hoard): pass 1 detects faces in every frame and keeps only
+boxes; tracks are built offline (track.py); pass 2 decodes again, crops every tracked face
+(geometry.head_box + geometry.crop) and streams it into that track's encoder. Clips are processed in
+parallel worker processes. Loading decodes with cv2.VideoCapture (no PyAV needed).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from depixcli.errors import ConfigError, InputError, OutputError
+
+FORMAT_NAME = "depix-crops"
+FORMAT_VERSION = 1
+CROP_SIZE = 128  # px, side of the square head crops
+MIN_TRACK = 8  # frames, shorter tracks are not exported
+CRF = 20  # x264 constant rate factor of the track videos
+PIX_FMT = "yuv444p"  # chroma at full resolution (crops are small: 4:2:0 would halve colour detail)
+PRESET = "slow"  # x264 preset: smaller files at the same quality; 128 px crops encode fast anyway
+CODEC = "libx264"
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+DEFAULT_SPLIT = "train"
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    size: int = CROP_SIZE  # px
+    detector: str = "yunet"  # a key of detect.DETECTORS
+    threshold: float | None = None  # detector score threshold (None: the detector's default)
+    min_track: int = MIN_TRACK  # frames
+    crf: int = CRF
+    pix_fmt: str = PIX_FMT
+    preset: str = PRESET
+    workers: int = 0  # processes; 0: one per CPU core (at most one per clip)
+
+
+@dataclass(frozen=True)
+class ClipInput:
+    path: Path
+    identity: str
+    split: str
+
+
+@dataclass(frozen=True, eq=False)
+class CropTrack:
+    frames: np.ndarray  # (T, S, S, 3) uint8 RGB head crops
+    identity: str
+    split: str
+    source: str  # source clip path as given to `depix prepare`
+    fps: float
+    track_id: str  # "<clipstem>_t<k>", also the file name stem
+
+
+@dataclass(frozen=True)
+class PrepareSummary:
+    clips: int
+    tracks: int
+    frames: int  # crop frames written
+    bytes: int  # size of the track videos
+    index: Path
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[ClipInput]:
+    """Video files, directories (their videos, sorted) and CSV lists -> clips to export.
+
+    A CSV has a header with at least `file`; `identity` and `split` are optional columns; relative paths
+    are resolved against the CSV's directory. Without an identity the clip's file stem is used; the
+    default split is "train". Raises InputError for a missing path, a bad CSV or duplicate clip stems.
+    """
+    clips: list[ClipInput] = []
+    for raw in inputs:
+        p = Path(raw)
+        if not p.exists():
+            raise InputError(f"{p}: no such file or directory")
+        if p.is_dir():
+            vids = sorted(q for q in p.iterdir() if q.suffix.lower() in VIDEO_EXTENSIONS and q.is_file())
+            if not vids:
+                raise InputError(f"{p}: directory holds no video files ({', '.join(VIDEO_EXTENSIONS)})")
+            clips += [ClipInput(q, q.stem, DEFAULT_SPLIT) for q in vids]
+        elif p.suffix.lower() == ".csv":
+            clips += _read_csv(p)
+        else:
+            clips.append(ClipInput(p, p.stem, DEFAULT_SPLIT))
+    seen: dict[str, Path] = {}
+    for c in clips:
+        if c.path.stem in seen:
+            raise InputError(f"two inputs share the name {c.path.stem!r}: {seen[c.path.stem]} and {c.path}")
+        seen[c.path.stem] = c.path
+    return clips
+
+
+def _read_csv(path: Path) -> list[ClipInput]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read CSV ({exc})") from None
+    if not rows or "file" not in rows[0]:
+        raise InputError(f"{path}: CSV needs a header with a 'file' column")
+    out = []
+    for n, row in enumerate(rows, start=2):
+        if not row.get("file"):
+            raise InputError(f"{path}:{n}: empty 'file'")
+        clip = (path.parent / row["file"]) if not os.path.isabs(row["file"]) else Path(row["file"])
+        if not clip.is_file():
+            raise InputError(f"{path}:{n}: {clip}: no such file")
+        out.append(ClipInput(clip, row.get("identity") or clip.stem, row.get("split") or DEFAULT_SPLIT))
+    return out
+
+
+# ---------------------------------------------------------------- decoding (video.py, export side only)
+
+
+def _video_fps_frames(path: Path) -> tuple[Fraction, int]:
+    """Frame rate and frame count (estimate if the container does not say) of a clip."""
+    from depixcli import video
+
+    info = video.probe(path)
+    return Fraction(info.fps), int(info.frames)
+
+
+def _frames(path: Path) -> Iterator[np.ndarray]:
+    """Stream the clip's frames as `(H, W, 3)` uint8 RGB (rotation applied)."""
+    from depixcli import video
+
+    for fr in video.read_frames(path):
+        yield fr.image
+
+
+# ---------------------------------------------------------------- export
+
+
+def _detect_clip(path: Path, detector) -> list[list]:
+    return [detector.detect(img) for img in _frames(path)]
+
+
+class _TrackWriter:
+    """Stream `(S, S, 3)` uint8 RGB crops into one H.264 file, written to a temp name and renamed.
+
+    Not video.VideoWriter: track files carry no audio or source timestamps, and their RGB -> YUV
+    conversion is left untagged BT.601, which is what cv2.VideoCapture (load_crops) assumes when
+    converting back, so the round trip has no colour-matrix error.
+    """
+
+    def __init__(self, path: Path, size: int, fps: Fraction, cfg: PrepareConfig):
+        import av
+
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.tmp")
+        self._c = av.open(str(self.tmp), "w", format="mp4")
+        self._s = self._c.add_stream(CODEC, rate=fps)
+        self._s.width = self._s.height = size
+        self._s.pix_fmt = cfg.pix_fmt
+        self._s.options = {"crf": str(cfg.crf), "preset": cfg.preset}
+
+    def write(self, img: np.ndarray) -> None:
+        import av
+
+        for pkt in self._s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+            self._c.mux(pkt)
+
+    def close(self) -> None:
+        for pkt in self._s.encode():
+            self._c.mux(pkt)
+        self._c.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self._c.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def export_clip(clip: ClipInput, out_dir: Path, cfg: PrepareConfig, detector=None) -> list[dict]:
+    """Detect, track and write this clip's head-crop tracks to `out_dir/tracks/`; index entries back."""
+    from depixcli.detect import load_detector
+    from depixcli.geometry import HEAD_SCALE, crop, head_box
+    from depixcli.track import TrackConfig, build_tracks
+
+    det = detector if detector is not None else load_detector(cfg.detector, threshold=cfg.threshold)
+    fps, _ = _video_fps_frames(clip.path)
+    per_frame = _detect_clip(clip.path, det)
+    tracks = build_tracks(per_frame, TrackConfig(min_length=cfg.min_track))
+    if not tracks:
+        return []
+    boxes = {t.id: [head_box(b, HEAD_SCALE) for b in t.boxes] for t in tracks}
+    ends = {t.id: int(t.frames[-1]) for t in tracks}
+    writers: dict[int, _TrackWriter] = {}
+    names = {t.id: f"{clip.path.stem}_t{k}" for k, t in enumerate(tracks)}
+    try:
+        for i, img in enumerate(_frames(clip.path)):
+            for t in tracks:
+                if not (t.frames[0] <= i <= ends[t.id]):
+                    continue
+                if t.id not in writers:
+                    writers[t.id] = _TrackWriter(out_dir / "tracks" / f"{names[t.id]}.mp4", cfg.size, fps, cfg)
+                writers[t.id].write(crop(img, boxes[t.id][i - int(t.frames[0])], cfg.size))
+                if i == ends[t.id]:
+                    writers.pop(t.id).close()
+            if i >= max(ends.values()):
+                break
+        if writers:  # the second decode ended early: the clip changed or is truncated
+            raise InputError(f"{clip.path}: fewer frames on the second read than on the first")
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    return [
+        {
+            "file": f"tracks/{names[t.id]}.mp4",
+            "track_id": names[t.id],
+            "source": str(clip.path),
+            "identity": clip.identity,
+            "split": clip.split,
+            "fps": float(fps),
+            "frames": len(t),
+            "first_frame": int(t.frames[0]),
+            "boxes": [[round(b.cx, 2), round(b.cy, 2), round(b.size, 2)] for b in boxes[t.id]],
+        }
+        for t in tracks
+    ]
+
+
+def _worker_init() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+_WORKER_DETECTOR = None
+
+
+def _worker_job(args: tuple[ClipInput, Path, PrepareConfig]) -> tuple[list[dict], int]:
+    import av
+
+    from depixcli.detect import load_detector
+    from depixcli.errors import DepixError
+
+    global _WORKER_DETECTOR
+    clip, out_dir, cfg = args
+    if _WORKER_DETECTOR is None:
+        _WORKER_DETECTOR = load_detector(cfg.detector, threshold=cfg.threshold)
+    try:
+        entries = export_clip(clip, out_dir, cfg, _WORKER_DETECTOR)
+    except DepixError:
+        raise
+    except (OSError, av.error.FFmpegError) as exc:  # encoder / disk: name the clip, one picklable line
+        raise OutputError(f"{out_dir}: writing tracks of {clip.path.name} failed ({exc})") from None
+    return entries, sum(e["frames"] for e in entries)
+
+
+def prepare(clips: Sequence[ClipInput], out_dir: str | os.PathLike, cfg: PrepareConfig = PrepareConfig(),
+            quiet: bool = False) -> PrepareSummary:
+    """Export head-crop tracks of every clip into `out_dir` (created) and write `out_dir/index.json`."""
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    from depixcli.detect import load_detector
+
+    out = Path(out_dir)
+    load_detector(cfg.detector, threshold=cfg.threshold)  # fail early on a missing backend
+    try:
+        (out / "tracks").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot create output directory ({exc.strerror})") from None
+    if not os.access(out / "tracks", os.W_OK):
+        raise OutputError(f"{out}: directory is not writable")
+    totals = {c.path: _video_fps_frames(c.path)[1] for c in clips}
+    workers = cfg.workers or (os.cpu_count() or 1)
+    workers = max(1, min(workers, len(clips)))
+    jobs = [(c, out, cfg) for c in clips]
+    entries: list[dict] = []
+    bar = tqdm(total=sum(totals.values()), unit="frame", desc="prepare", disable=quiet, dynamic_ncols=True)
+    with bar:
+        if workers == 1:
+            _worker_init()
+            results = (_worker_job(j) for j in jobs)
+            for (e, _), c in zip(results, clips):
+                entries += e
+                bar.update(totals[c.path])
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(workers, initializer=_worker_init) as pool:
+                for (e, _), c in zip(pool.imap(_worker_job, jobs), clips):
+                    entries += e
+                    bar.update(totals[c.path])
+    index = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "crop_size": cfg.size,
+        "head_scale": _geometry_constants()[0],
+        "head_shift": _geometry_constants()[1],
+        "detector": cfg.detector,
+        "encoder": {"codec": CODEC, "crf": cfg.crf, "pix_fmt": cfg.pix_fmt, "preset": cfg.preset},
+        "config": asdict(cfg),
+        "tracks": entries,
+    }
+    tmp = out / ".index.json.tmp"
+    tmp.write_text(json.dumps(index, indent=1))
+    os.replace(tmp, out / "index.json")
+    size = sum((out / e["file"]).stat().st_size for e in entries)
+    return PrepareSummary(len(clips), len(entries), sum(e["frames"] for e in entries), size, out / "index.json")
+
+
+def _geometry_constants() -> tuple[float, float]:
+    from depixcli.geometry import HEAD_SCALE, HEAD_SHIFT
+
+    return HEAD_SCALE, HEAD_SHIFT
+
+
+# ---------------------------------------------------------------- loading (cv2 only)
+
+
+def read_index(directory: str | os.PathLike) -> dict:
+    """Parse and check `directory/index.json`; InputError if missing, ConfigError if of another format."""
+    path = Path(directory) / "index.json"
+    if not path.is_file():
+        raise InputError(f"{directory}: not a crop dataset (no index.json)")
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: unreadable ({exc})") from None
+    if index.get("format") != FORMAT_NAME or index.get("version") != FORMAT_VERSION:
+        raise ConfigError(
+            f"{path}: format {index.get('format')!r} v{index.get('version')}, expected {FORMAT_NAME!r} v{FORMAT_VERSION}"
+        )
+    return index
+
+
+def _decode_track(path: Path, size: int) -> np.ndarray:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise InputError(f"{path}: cannot open track video")
+    frames = []
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    finally:
+        cap.release()
+    if not frames or frames[0].shape != (size, size, 3):
+        raise InputError(f"{path}: expected {size}x{size} frames")
+    return np.stack(frames)
+
+
+def load_crops(directory: str | os.PathLike, split: str | None = None,
+               identities: Sequence[str] | None = None) -> list[CropTrack]:
+    """All tracks of a crop dataset (optionally one split / some identities), decoded into memory.
+
+    Returns CropTrack with frames `(T, S, S, 3)` uint8 RGB, in index order.
+    """
+    d = Path(directory)
+    index = read_index(d)
+    wanted = set(identities) if identities is not None else None
+    out = []
+    for e in index["tracks"]:
+        if split is not None and e["split"] != split:
+            continue
+        if wanted is not None and e["identity"] not in wanted:
+            continue
+        frames = _decode_track(d / e["file"], index["crop_size"])
+        out.append(CropTrack(frames, e["identity"], e["split"], e["source"], float(e["fps"]), e["track_id"]))
+    return out

@@ -1,0 +1,229 @@
+"""Mosaic degradations and augmentation on torch batches (run on the training device, batched).
+
+All images here are float in [0, 1], RGB, channels first: `(..., 3, S, S)`; stacks are `(B, F, 3, S, S)`.
+
+- `paper_mosaic(x, blocks)`: the paper's benchmark protocol, block means over the whole crop, shown at S x S.
+- `block_means(x, blocks)`: the same n x n means as a LR image.
+- `bicubic_baseline(lr, size)`: bicubic upsampling of n x n block means to size x size.
+- `random_mosaic(stack, gen, cfg)`: the randomised protocol used for training (see `MosaicConfig`).
+- `augment(stack, gen, cfg)`: flip, colour jitter, small scale/shift, identical for all frames of a stack.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from depixcli.errors import ConfigError
+
+PAPER_BLOCKS = (16, 8)  # blocks across the crop in the paper's two benchmark settings
+
+
+@dataclass(frozen=True)
+class MosaicConfig:
+    blocks_min: int = 6  # blocks across the face box, smallest
+    blocks_max: int = 24  # blocks across the face box, largest
+    p_image_anchored: float = 0.5  # grid fixed to the image: its phase drifts per frame as the face moves
+    drift_step: float = 0.25  # std of the per-frame random walk of the grid phase, in cells
+    p_center_sample: float = 0.3  # block value = centre pixel instead of mean
+    p_face_box: float = 0.5  # mosaic only over a face-sized box (rest stays sharp), else whole crop
+    face_box_min: float = 0.45  # face box side / crop side, smallest
+    face_box_max: float = 0.8  # face box side / crop side, largest
+    face_box_jitter: float = 0.08  # face box centre offset / crop side, largest
+    p_compress: float = 0.5  # apply JPEG-like 8x8 DCT quantisation to the pixelated frames
+    jpeg_quality_min: int = 30  # JPEG-like quality, lowest
+    jpeg_quality_max: int = 90  # JPEG-like quality, highest
+    noise_max: float = 0.01  # largest std of additive Gaussian noise (0..1 scale)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    p_flip: float = 0.5  # horizontal flip
+    brightness: float = 0.1  # +- additive
+    contrast: float = 0.15  # +- relative
+    saturation: float = 0.15  # +- relative
+    scale: float = 0.06  # +- relative zoom
+    shift: float = 0.04  # +- translation / crop side
+
+
+def block_means(x: torch.Tensor, blocks: int) -> torch.Tensor:
+    """(..., 3, S, S) -> (..., 3, blocks, blocks) exact means of S/blocks-pixel square blocks."""
+    S = x.shape[-1]
+    if S % blocks:
+        raise ConfigError(f"crop size {S} is not a multiple of {blocks} blocks")
+    lead = x.shape[:-3]
+    y = F.avg_pool2d(x.reshape(-1, *x.shape[-3:]).float(), S // blocks)
+    return y.reshape(*lead, *y.shape[-3:])
+
+
+def paper_mosaic(x: torch.Tensor, blocks: int) -> torch.Tensor:
+    """Paper protocol: block means over the whole crop, nearest-upsampled back: (..., 3, S, S) -> same shape."""
+    S = x.shape[-1]
+    lr = block_means(x, blocks)
+    k = S // blocks
+    return lr.repeat_interleave(k, dim=-1).repeat_interleave(k, dim=-2)
+
+
+def bicubic_baseline(lr: torch.Tensor, size: int = 128) -> torch.Tensor:
+    """Bicubic upsampling of block means (..., 3, n, n) to (..., 3, size, size), clamped to [0, 1]."""
+    lead = lr.shape[:-3]
+    y = F.interpolate(lr.reshape(-1, *lr.shape[-3:]).float(), size=(size, size), mode="bicubic", align_corners=False)
+    return y.clamp(0.0, 1.0).reshape(*lead, 3, size, size)
+
+
+def _uniform(gen: torch.Generator, n: int, lo: float, hi: float, device) -> torch.Tensor:
+    return torch.rand(n, generator=gen, device=device) * (hi - lo) + lo
+
+
+def _bernoulli(gen: torch.Generator, n: int, p: float, device) -> torch.Tensor:
+    return torch.rand(n, generator=gen, device=device) < p
+
+
+def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig = MosaicConfig()) -> torch.Tensor:
+    """Randomised mosaic of clean stacks (B, F, 3, S, S) float [0,1] -> pixelated stacks, same shape.
+
+    Per stack: a face box (whole crop or a face-sized box), n blocks across it, grid phase, block value
+    (mean of the cell's pixels or its centre sample), optional JPEG-like compression and noise. With an
+    image-anchored grid the phase drifts per frame (random walk), as when a face moves under a fixed grid.
+    `gen` must live on stack's device.
+    """
+    B, Fr, C, S, _ = stack.shape
+    dev = stack.device
+    N = B * Fr
+    x = stack.reshape(N, C, S, S).float()
+
+    face = _bernoulli(gen, B, cfg.p_face_box, dev)
+    side = torch.where(face, _uniform(gen, B, cfg.face_box_min, cfg.face_box_max, dev), torch.ones(B, device=dev)) * S
+    jit = (torch.rand(B, 2, generator=gen, device=dev) * 2 - 1) * cfg.face_box_jitter * S * face[:, None]
+    centre = S / 2 + jit  # (B, 2) px, x then y
+    blocks = torch.randint(cfg.blocks_min, cfg.blocks_max + 1, (B,), generator=gen, device=dev).float()
+    cell = side / blocks  # (B,) px
+    phase = torch.rand(B, 2, generator=gen, device=dev)  # grid phase in cells
+    anchored = _bernoulli(gen, B, cfg.p_image_anchored, dev)
+    steps = torch.randn(B, Fr, 2, generator=gen, device=dev) * cfg.drift_step * anchored[:, None, None]
+    drift = torch.cumsum(steps, dim=1) - steps[:, :1]  # (B, F, 2) cells, zero at the first frame
+    box_lo = centre - side[:, None] / 2  # (B, 2) px
+    origin = box_lo[:, None, :] + (phase[:, None, :] + drift) * cell[:, None, None]  # (B, F, 2) a grid line, px
+
+    cell_f = cell.repeat_interleave(Fr)  # (N,)
+    origin = origin.reshape(N, 2)
+    coords = torch.arange(S, device=dev, dtype=torch.float32) + 0.5  # pixel centres
+    # cell index of every pixel column / row
+    ix = torch.floor((coords[None, :] - origin[:, 0:1]) / cell_f[:, None])  # (N, S)
+    iy = torch.floor((coords[None, :] - origin[:, 1:2]) / cell_f[:, None])
+    # cells intersecting the face box are pixelated (whole cells, as real mosaics are)
+    lo = torch.floor((box_lo.repeat_interleave(Fr, 0) - origin) / cell_f[:, None])  # (N, 2)
+    hi = torch.ceil((box_lo.repeat_interleave(Fr, 0) + side.repeat_interleave(Fr)[:, None] - origin) / cell_f[:, None]) - 1
+    in_x = (ix >= lo[:, 0:1]) & (ix <= hi[:, 0:1])
+    in_y = (iy >= lo[:, 1:2]) & (iy <= hi[:, 1:2])
+    mask = (in_y[:, :, None] & in_x[:, None, :])[:, None]  # (N, 1, S, S)
+
+    # block means by scatter over a compact cell numbering
+    ix0 = ix - ix.min(dim=1, keepdim=True).values
+    iy0 = iy - iy.min(dim=1, keepdim=True).values
+    # static bound on cells per side (no device sync): the smallest cell is face_box_min * S / blocks_max
+    ncols = nrows = int(math.ceil(cfg.blocks_max / min(cfg.face_box_min, 1.0))) + 2
+    ix0 = ix0.clamp_max(ncols - 1)
+    iy0 = iy0.clamp_max(nrows - 1)
+    idx = (iy0[:, :, None] * ncols + ix0[:, None, :]).long().reshape(N, 1, S * S)
+    flat = x.reshape(N, C, S * S)
+    sums = torch.zeros(N, C, nrows * ncols, device=dev).scatter_add_(2, idx.expand(N, C, -1), flat)
+    counts = torch.zeros(N, 1, nrows * ncols, device=dev).scatter_add_(2, idx, torch.ones_like(flat[:, :1]))
+    means = (sums / counts.clamp_min(1.0)).gather(2, idx.expand(N, C, -1)).reshape(N, C, S, S)
+
+    # centre samples: bilinear sample of the clean image at each cell centre
+    cx = origin[:, 0:1] + (ix + 0.5) * cell_f[:, None]  # (N, S) px
+    cy = origin[:, 1:2] + (iy + 0.5) * cell_f[:, None]
+    gx = (cx / S * 2 - 1)[:, None, :].expand(N, S, S)
+    gy = (cy / S * 2 - 1)[:, :, None].expand(N, S, S)
+    centres = F.grid_sample(x, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="border", align_corners=False)
+    use_centre = _bernoulli(gen, B, cfg.p_center_sample, dev).repeat_interleave(Fr)[:, None, None, None]
+    pix = torch.where(use_centre, centres, means)
+    out = torch.where(mask, pix, x)
+
+    if cfg.p_compress > 0:
+        compress = _bernoulli(gen, B, cfg.p_compress, dev).repeat_interleave(Fr)
+        q = torch.randint(cfg.jpeg_quality_min, cfg.jpeg_quality_max + 1, (B,), generator=gen, device=dev)
+        jpeg = jpeg_like(out, q.repeat_interleave(Fr))
+        out = torch.where(compress[:, None, None, None], jpeg, out)
+    sigma = _uniform(gen, B, 0.0, cfg.noise_max, dev).repeat_interleave(Fr)[:, None, None, None]
+    out = out + sigma * torch.randn(out.shape, generator=gen, device=dev)
+    return out.clamp(0.0, 1.0).reshape(B, Fr, C, S, S)
+
+
+_JPEG_LUMA = [
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+]  # ITU-T T.81 Annex K luminance quantisation table
+_JPEG_CHROMA = [
+    17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
+    47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32  # Annex K chrominance table
+JPEG_BLOCK = 8  # px, DCT block side
+
+
+def _dct_matrix(n: int, device) -> torch.Tensor:
+    k = torch.arange(n, device=device, dtype=torch.float32)
+    m = torch.cos(math.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n)) * math.sqrt(2.0 / n)
+    m[0] /= math.sqrt(2.0)
+    return m
+
+
+def jpeg_like(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """JPEG-like degradation: YCbCr, 8x8 DCT, quantisation by the Annex K tables at `quality` (N,) in 1..100.
+
+    x: (N, 3, S, S) float [0, 1], S a multiple of 8 -> same shape (no chroma subsampling, no entropy coding).
+    """
+    N, C, S, _ = x.shape
+    dev = x.device
+    r, g, b = x[:, 0] * 255, x[:, 1] * 255, x[:, 2] * 255
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = -0.168736 * r - 0.331264 * g + 0.5 * b
+    cr = 0.5 * r - 0.418688 * g - 0.081312 * b
+    ycc = torch.stack([y - 128, cb, cr], 1)
+    q = quality.float().clamp(1, 100)
+    scale = torch.where(q < 50, 5000 / q, 200 - 2 * q) / 100  # libjpeg quality scaling
+    tables = torch.stack([torch.tensor(_JPEG_LUMA, device=dev), torch.tensor(_JPEG_CHROMA, device=dev)]).float()
+    tables = tables[[0, 1, 1]].reshape(1, 3, 1, 1, JPEG_BLOCK, JPEG_BLOCK)
+    qt = (tables * scale.reshape(N, 1, 1, 1, 1, 1)).clamp_min(1.0)
+    nb = S // JPEG_BLOCK
+    blk = ycc.reshape(N, 3, nb, JPEG_BLOCK, nb, JPEG_BLOCK).permute(0, 1, 2, 4, 3, 5)  # (N,3,nb,nb,8,8)
+    D = _dct_matrix(JPEG_BLOCK, dev)
+    coef = D @ blk @ D.T
+    coef = torch.round(coef / qt) * qt
+    blk = D.T @ coef @ D
+    y, cb, cr = blk.permute(0, 1, 2, 4, 3, 5).reshape(N, 3, S, S).unbind(1)
+    y = y + 128
+    r = y + 1.402 * cr
+    g = y - 0.344136 * cb - 0.714136 * cr
+    b = y + 1.772 * cb
+    return (torch.stack([r, g, b], 1) / 255).clamp(0.0, 1.0)
+
+
+def augment(stack: torch.Tensor, gen: torch.Generator, cfg: AugmentConfig = AugmentConfig()) -> torch.Tensor:
+    """Flip, colour jitter and small zoom/shift of clean stacks (B, F, 3, S, S) float [0,1]; one draw per stack,
+    the same for all its frames (and for any extra frames concatenated along F)."""
+    B, Fr, C, S, _ = stack.shape
+    dev = stack.device
+    x = stack.float()
+    flip = _bernoulli(gen, B, cfg.p_flip, dev)[:, None, None, None, None]
+    x = torch.where(flip, x.flip(-1), x)
+    bright = _uniform(gen, B, -cfg.brightness, cfg.brightness, dev)[:, None, None, None, None]
+    contrast = _uniform(gen, B, 1 - cfg.contrast, 1 + cfg.contrast, dev)[:, None, None, None, None]
+    sat = _uniform(gen, B, 1 - cfg.saturation, 1 + cfg.saturation, dev)[:, None, None, None, None]
+    grey = (0.299 * x[:, :, 0:1] + 0.587 * x[:, :, 1:2] + 0.114 * x[:, :, 2:3])
+    x = grey + (x - grey) * sat
+    mean = grey.mean(dim=(1, 2, 3, 4), keepdim=True)
+    x = (x - mean) * contrast + mean + bright
+    zoom = _uniform(gen, B, 1 - cfg.scale, 1 + cfg.scale, dev)
+    shift = (torch.rand(B, 2, generator=gen, device=dev) * 2 - 1) * cfg.shift * 2  # normalised coords
+    theta = torch.zeros(B, 2, 3, device=dev)
+    theta[:, 0, 0] = 1 / zoom
+    theta[:, 1, 1] = 1 / zoom
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, (B, C, S, S), align_corners=False).repeat_interleave(Fr, 0)
+    x = F.grid_sample(x.reshape(B * Fr, C, S, S), grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return x.clamp(0.0, 1.0).reshape(B, Fr, C, S, S)

@@ -1,0 +1,447 @@
+"""Find mosaic (pixelated) regions in frames without help: rectangle, block size and grid phase.
+
+A mosaic is a grid of (nearly) constant cells: horizontal differences are ~0 except on vertical grid
+lines, where they form straight vertical segments, and likewise for vertical differences. Steps:
+
+1. Tiles. The frame is cut into `unit` x `unit` tiles. In each tile the "edge" pixels (grey step >= `edge`
+   to the right / below neighbour) are counted per column (x steps) and per row (y steps). Mosaic tiles
+   concentrate their edges on whole columns / rows: `sum(count^2) / (unit * sum(count))` is ~1 for
+   full-height grid segments and about the edge density for texture; the tile score is that minus the
+   edge density, so dense texture scores ~0 and flat tiles have no edges at all.
+2. Candidates. Connected groups of mosaic-like tiles (plus a one-tile margin) are candidate areas.
+3. Period and phase, per axis. The edge-count profile of the area (per column for x) is a comb with a
+   tooth on every grid line (cf. the spatial-difference profile of patent US8743968). Its spectrum gives
+   candidate periods (the fundamental and its multiples' harmonics); each candidate is checked by the share
+   of edges that fall on its grid lines against the share expected by chance, and the largest period that
+   passes wins (sub-multiples p/2, p/3 also pass; 2p does not). Period and origin are then refined by
+   weighted least squares on the tooth positions, so fractional (resize-based) cell sizes come out right.
+4. Cells. On that grid, every cell's interior must be flat (std <= `cell_std`, which tolerates H.264
+   noise), and mosaic cells differ from their flat neighbours by a step exactly on the grid line. The
+   rectangle is the bounding box, in whole cells, of the flat cells that have such steps on >= 2 sides;
+   it must span >= `min_cells` cells each way with mostly flat cells inside. Flat backgrounds (no steps),
+   text and texture (cells not flat, edges off the grid) and lone UI lines (no 2-D grid) are rejected.
+
+Frames are `(H, W, 3)` uint8 RGB (or `(H, W)` grey). `locate_mosaics(frame)` returns `MosaicRegion`s;
+`track_mosaics(regions_per_frame)` links them over a video into `MosaicTrack`s with a per-track median
+block size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from depixcli.mosaic import MosaicGrid, cell_index
+
+WINDOW_FUNDAMENTAL = 0.8  # a window's period is the lowest frequency scoring >= this share of its best
+PERIOD_TOLERANCE = 0.2  # relative: neighbouring windows with periods this close belong to one region
+LINE_X = np.ones((3, 1), np.uint8)  # vertical 3-px support for x differences
+LINE_Y = np.ones((1, 3), np.uint8)  # horizontal 3-px support for y differences
+TILE_VOTES = 0.7  # share of the windows containing a tile that must pass for the tile to count
+WINDOW_SIZES = (2, 4)  # tiles per window side: 64 px windows see periods up to 21 px, 128 px up to 42
+
+
+@dataclass(frozen=True)
+class LocateConfig:
+    band: int = 32  # px, tile side; windows are 2 x 2 tiles (64 px) and 4 x 4 tiles (128 px)
+    noise: int = 2  # grey levels subtracted from every difference (codec noise inside flat cells)
+    edge: int = 5  # grey levels: a step between two cell means at least this large is a grid-line step
+    window_score: float = 0.7  # least comb score (teeth found again at one and two periods) of a window
+    min_period: float = 3.5  # px, smallest block size looked for
+    max_period: float = 63.0  # px, largest block size looked for
+    peak_ratio: float = 0.35  # spectrum peaks below this fraction of the highest are not candidates
+    on_grid: float = 0.6  # share of edges on the grid lines, above chance, for a period to be accepted
+    cell_std: float = 4.0  # grey levels: max std inside a cell (H.264 noise included)
+    min_cells: int = 4  # cells, least number of blocks per side of a region
+    min_flat: float = 0.75  # share of flat cells inside an accepted region
+    min_steps: float = 0.25  # share of cells inside a region with a grid-line step on >= 2 sides
+
+
+@dataclass(frozen=True)
+class MosaicRegion:
+    rect: tuple[int, int, int, int]  # px, x0, y0, x1, y1 (half-open), on grid lines except at the frame border
+    cell_w: float  # px, block width (may be fractional)
+    cell_h: float  # px, block height
+    origin_x: float  # px, position of a vertical grid line (the one at/next to rect x0)
+    origin_y: float  # px, position of a horizontal grid line
+    score: float  # in [0, 1]: share of flat cells x share of edges on the grid
+
+    def grid(self, mode: str = "mean") -> MosaicGrid:
+        return MosaicGrid(*self.rect, self.cell_w, self.cell_h, self.origin_x, self.origin_y, mode)
+
+    @property
+    def blocks(self) -> tuple[float, float]:
+        """Number of blocks across and down the rectangle."""
+        x0, y0, x1, y1 = self.rect
+        return (x1 - x0) / self.cell_w, (y1 - y0) / self.cell_h
+
+
+def _gray(frame: np.ndarray) -> np.ndarray:
+    import cv2
+
+    if frame.ndim == 2:
+        return frame
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+def _diffs(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """|g[y, x+1] - g[y, x]| and |g[y+1, x] - g[y, x]| as `(H, W)` uint8 (last column / row 0)."""
+    import cv2
+
+    H, W = g.shape
+    dx = np.zeros((H, W), np.uint8)
+    dy = np.zeros((H, W), np.uint8)
+    cv2.absdiff(g[:, 1:], g[:, :-1], dst=dx[:, :-1])
+    cv2.absdiff(g[1:], g[:-1], dst=dy[:-1])
+    return dx, dy
+
+
+def _comb_spectrum(p: np.ndarray, nfft: int, bins: slice) -> np.ndarray:
+    """Normalised comb spectrum of profiles `(..., L)` at rfft bins `bins` of length `nfft` -> `(..., F)`.
+
+    The profile is reduced to its teeth (value above the mean of its 3-neighbourhood); a comb whose teeth
+    are spaced 1/f apart scores ~1 at f and its harmonics, texture scores low (~1/sqrt(#teeth)).
+    (FFT rather than a matrix product: BLAS threads stall on a busy machine.)
+    """
+    pp = np.concatenate([p[..., :1], p, p[..., -1:]], -1)
+    teeth = np.maximum(p - (pp[..., :-2] + pp[..., 1:-1] + pp[..., 2:]) / 3, 0)
+    spec = np.abs(np.fft.rfft(teeth, nfft, axis=-1)[..., bins])
+    return spec / np.maximum(teeth.sum(-1, keepdims=True), 1e-6)
+
+
+def _window_periods(colband: np.ndarray, rowband: np.ndarray, k: int, cfg: LocateConfig):
+    """Comb score and fundamental period (x and y) of every window of k x k tiles, stride one tile.
+
+    colband `(Hb, Wp)`: per tile row, column sums of x differences; rowband `(Hp, Wb)`: per tile column,
+    row sums of y differences. Returns score, period_x, period_y, each `(Hb - k + 1, Wb - k + 1)`.
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    b = cfg.band
+    Hb, Wb = colband.shape[0], rowband.shape[1]
+    L = k * b
+    cols = sum(colband[i:Hb - k + 1 + i] for i in range(k))
+    rows = sum(rowband[:, i:Wb - k + 1 + i] for i in range(k))
+    px = sliding_window_view(cols, L, axis=1)[:, ::b].astype(np.float32)  # (Hw, Ww, L)
+    py = sliding_window_view(rows, L, axis=0)[::b].astype(np.float32)  # (Hw, Ww, L)
+    nfft = 4 * L
+    fmin = max(3.0 / L, 1.0 / cfg.max_period)  # at least 3 teeth in the window
+    fmax = 1.0 / cfg.min_period
+    lo, hi = math.ceil(fmin * nfft), math.floor(fmax * nfft) + 1
+    periods = nfft / np.arange(lo, hi)
+    out = []
+    for p in (px, py):
+        spec = _comb_spectrum(p, nfft, slice(lo, hi))
+        top = spec.max(-1)
+        fund = np.argmax(spec >= WINDOW_FUNDAMENTAL * top[..., None], -1)  # lowest strong frequency
+        energy = p.sum(-1) >= 2 * L * cfg.edge
+        out.append((np.where(energy, top, 0.0), periods[fund]))
+    (sx, fx), (sy, fy) = out
+    return np.minimum(sx, sy), fx, fy
+
+
+def _spectrum_candidates(p: np.ndarray, cfg: LocateConfig) -> list[float]:
+    """Candidate periods (px) from the peaks of the normalised spectrum of a comb-like profile."""
+    L = p.size
+    if L < 2 * cfg.min_period or p.sum() <= 0:
+        return []
+    w = np.hanning(L)
+    nfft = max(8192, 1 << int(math.ceil(math.log2(4 * L))))
+    spec = np.abs(np.fft.rfft((p - p.mean()) * w, nfft)) / max(float((p * w).sum()), 1e-9)
+    f = np.arange(spec.size) / nfft
+    lo, hi = int(math.ceil(nfft / cfg.max_period)), int(nfft / cfg.min_period)
+    s = spec[lo:hi + 1]
+    if s.size < 3:
+        return []
+    top = float(s.max())
+    if top < 0.15:
+        return []
+    i = np.flatnonzero((s[1:-1] >= s[:-2]) & (s[1:-1] > s[2:]) & (s[1:-1] >= cfg.peak_ratio * top)) + 1
+    out = []
+    for k in i:  # parabolic interpolation of the peak
+        a, b, c = s[k - 1], s[k], s[k + 1]
+        den = a - 2 * b + c
+        d = 0.5 * (a - c) / den if den != 0 else 0.0
+        out.append(1.0 / f[lo + k] if d == 0 else nfft / (lo + k + d))
+    return sorted(out, reverse=True)
+
+
+def _fit_lines(pm: np.ndarray, period: float, origin: float, start: int) -> tuple[float, float, float]:
+    """Refine (period, origin) by weighted least squares on tooth positions; return them and their weight.
+
+    `pm[i]` is the step magnitude across the line at position `start + i + 1` (between pixels
+    start + i and start + i + 1). Origins are absolute px positions of a grid line.
+    """
+    L = pm.size
+    pos = np.arange(L) + start + 1.0
+    ks = np.arange(math.floor((start - origin) / period) - 1, math.ceil((start + L - origin) / period) + 2)
+    K, X, Wt = [], [], []
+    for k in ks:
+        c = int(round(origin + k * period)) - start - 1
+        a, b = max(c - 1, 0), min(c + 2, L)
+        if b <= a:
+            continue
+        wsum = float(pm[a:b].sum())
+        if wsum <= 0:
+            continue
+        K.append(k)
+        X.append(float((pm[a:b] * pos[a:b]).sum()) / wsum)
+        Wt.append(wsum)
+    if len(K) < 3:
+        return period, origin, 0.0
+    K, X, Wt = np.asarray(K, float), np.asarray(X), np.asarray(Wt)
+    sw, sk, sx = Wt.sum(), (Wt * K).sum(), (Wt * X).sum()
+    skk, skx = (Wt * K * K).sum(), (Wt * K * X).sum()
+    det = sw * skk - sk * sk
+    if det <= 0:
+        return period, origin, 0.0
+    p = (sw * skx - sk * sx) / det
+    o = (sx - p * sk) / sw
+    if not (0.9 * period < p < 1.1 * period):
+        return period, origin, 0.0
+    return float(p), float(o), float(Wt.sum())
+
+
+def _on_grid_share(pc: np.ndarray, period: float, origin: float, start: int) -> float:
+    """Share of edge counts within +-1 px of the grid lines, rescaled so chance gives 0 and all gives 1."""
+    L = pc.size
+    lines = np.round(origin + period * np.arange(
+        math.floor((start - origin) / period), math.ceil((start + L - origin) / period) + 1)).astype(int)
+    near = np.zeros(L + 2, bool)
+    for d in (-1, 0, 1):
+        idx = lines - start - 1 + d
+        near[np.clip(idx, -1, L) + 1] = True
+    near = near[1:-1]
+    total = float(pc.sum())
+    if total <= 0:
+        return 0.0
+    chance = float(near.mean())
+    if chance >= 1.0:
+        return 0.0
+    return (float(pc[near].sum()) / total - chance) / (1.0 - chance)
+
+
+def _axis_period(pm: np.ndarray, start: int, hint: float, cfg: LocateConfig):
+    """(period, origin, on-grid share) along one axis from a difference profile, or None.
+
+    Candidates are spectrum peaks between half and twice the windows' `hint`, largest period first; the
+    first whose grid lines collect enough of the profile (`on_grid`) wins.
+    """
+    best = None
+    pos = np.arange(pm.size) + start + 1.0
+    c = pos.mean()
+    for cand in _spectrum_candidates(pm, cfg):
+        if not (0.45 * hint <= cand <= 2.2 * hint):
+            continue
+        # phase from the comb's Fourier coefficient at this period, positions relative to the profile centre
+        z = np.sum(pm * np.exp(-2j * np.pi * (pos - c) / cand))
+        origin = c + (-np.angle(z) / (2 * np.pi)) * cand
+        p, o, wsum = _fit_lines(pm, cand, origin, start)
+        if wsum > 0:
+            p, o, _ = _fit_lines(pm, p, o, start)
+        share = _on_grid_share(pm, p, o, start)
+        if share >= cfg.on_grid:
+            return p, o, share
+        if best is None or share > best[2]:
+            best = (p, o, share)
+    return None
+
+
+def _cells_fit(g: np.ndarray, rect, px, py, cfg: LocateConfig):
+    """Flat cells with grid-line steps inside `rect` for grid (px = (period, origin), py); region or None."""
+    H, W = g.shape
+    (pw, ox), (ph, oy) = px, py
+    x0, y0, x1, y1 = rect
+    # expand to whole cells, clipped to the frame
+    kx0, kx1 = math.floor((x0 - ox) / pw), math.ceil((x1 - ox) / pw)
+    ky0, ky1 = math.floor((y0 - oy) / ph), math.ceil((y1 - oy) / ph)
+    X0, X1 = max(int(math.floor(ox + kx0 * pw + 0.5)), 0), min(int(math.floor(ox + kx1 * pw + 0.5)), W)
+    Y0, Y1 = max(int(math.floor(oy + ky0 * ph + 0.5)), 0), min(int(math.floor(oy + ky1 * ph + 0.5)), H)
+    if X1 - X0 < cfg.min_cells * pw * 0.9 or Y1 - Y0 < cfg.min_cells * ph * 0.9:
+        return None
+    ix = cell_index(X0, X1, ox, pw)
+    iy = cell_index(Y0, Y1, oy, ph)
+    cs = np.flatnonzero(np.r_[True, ix[1:] != ix[:-1]])
+    rs = np.flatnonzero(np.r_[True, iy[1:] != iy[:-1]])
+    cw = np.diff(np.r_[cs, X1 - X0])
+    ch = np.diff(np.r_[rs, Y1 - Y0])
+    # interior weights: drop the outermost pixel row/column of cells >= 5 px (codec ringing at the steps)
+    wx = np.ones(X1 - X0, np.float32)
+    wy = np.ones(Y1 - Y0, np.float32)
+    for s, n, w in ((cs, cw, wx), (rs, ch, wy)):
+        big = n >= 5
+        w[s[big]] = 0
+        w[(s + n - 1)[big]] = 0
+    roi = g[Y0:Y1, X0:X1].astype(np.float32)
+    wgt = wy[:, None] * wx[None, :]
+    s0 = np.add.reduceat(np.add.reduceat(wgt, rs, 0), cs, 1)
+    s1 = np.add.reduceat(np.add.reduceat(roi * wgt, rs, 0), cs, 1)
+    s2 = np.add.reduceat(np.add.reduceat(roi * roi * wgt, rs, 0), cs, 1)
+    s0 = np.maximum(s0, 1e-6)
+    mean = s1 / s0
+    std = np.sqrt(np.maximum(s2 / s0 - mean * mean, 0))
+    flat = std <= cfg.cell_std
+    stepx = (np.abs(np.diff(mean, axis=1)) >= cfg.edge) & flat[:, 1:] & flat[:, :-1]
+    stepy = (np.abs(np.diff(mean, axis=0)) >= cfg.edge) & flat[1:] & flat[:-1]
+    nsteps = np.zeros(mean.shape, np.int32)
+    nsteps[:, 1:] += stepx
+    nsteps[:, :-1] += stepx
+    nsteps[1:] += stepy
+    nsteps[:-1] += stepy
+    ev = flat & (nsteps >= 2)
+    if ev.sum() < cfg.min_cells:
+        return None
+    # largest 4-connected group of flat cells holding evidence cells; bbox of its evidence cells
+    import cv2
+
+    n_lab, lab = cv2.connectedComponents(flat.astype(np.uint8), connectivity=4)
+    counts = np.bincount(lab[ev], minlength=n_lab)
+    counts[0] = 0 if not flat[lab == 0].any() else counts[0]
+    best = int(np.argmax(counts))
+    sel = ev & (lab == best)
+    rows, cols = np.flatnonzero(sel.any(1)), np.flatnonzero(sel.any(0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    # trim border rows / columns that are mostly not flat or carry no evidence
+    def good(a):
+        return a.mean() >= 0.5 and a.any()
+
+    changed = True
+    while changed and r1 - r0 >= cfg.min_cells and c1 - c0 >= cfg.min_cells:
+        changed = False
+        for side in range(4):
+            if side == 0 and not good(flat[r0, c0:c1] & (lab[r0, c0:c1] == best)):
+                r0, changed = r0 + 1, True
+            elif side == 1 and not good(flat[r1 - 1, c0:c1] & (lab[r1 - 1, c0:c1] == best)):
+                r1, changed = r1 - 1, True
+            elif side == 2 and not good(flat[r0:r1, c0] & (lab[r0:r1, c0] == best)):
+                c0, changed = c0 + 1, True
+            elif side == 3 and not good(flat[r0:r1, c1 - 1] & (lab[r0:r1, c1 - 1] == best)):
+                c1, changed = c1 - 1, True
+    if r1 - r0 < cfg.min_cells or c1 - c0 < cfg.min_cells:
+        return None
+    fl = float(flat[r0:r1, c0:c1].mean())
+    st = float(ev[r0:r1, c0:c1].mean())
+    if fl < cfg.min_flat or st < cfg.min_steps:
+        return None
+    ex = np.r_[cs, X1 - X0] + X0
+    ey = np.r_[rs, Y1 - Y0] + Y0
+    rect = (int(ex[c0]), int(ey[r0]), int(ex[c1]), int(ey[r1]))
+    # origin: the grid line at (or just before, when clipped by the frame) the rect start
+    kx = math.floor((rect[0] + 0.5 - ox) / pw + 1e-9)
+    ky = math.floor((rect[1] + 0.5 - oy) / ph + 1e-9)
+    return rect, ox + kx * pw, oy + ky * ph, fl
+
+
+def _windows_per_tile(n: int, k: int) -> np.ndarray:
+    """Number of windows of k tiles (stride 1) containing each of n tiles along one axis."""
+    t = np.arange(n)
+    return (np.minimum(t, n - k) - np.maximum(0, t - k + 1) + 1).astype(np.float64)
+
+
+def _tile_regions(score: np.ndarray, px: np.ndarray, py: np.ndarray) -> list[np.ndarray]:
+    """Group tiles whose best windows have compatible periods; list of boolean tile masks, largest first."""
+    Hb, Wb = score.shape
+    seen = np.zeros((Hb, Wb), bool)
+    groups = []
+    for start in zip(*np.nonzero(score > 0)):
+        if seen[start]:
+            continue
+        seen[start] = True
+        stack, members = [start], [start]
+        while stack:
+            y, x = stack.pop()
+            for yy, xx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+                if 0 <= yy < Hb and 0 <= xx < Wb and not seen[yy, xx] and score[yy, xx] > 0:
+                    if (abs(math.log(px[yy, xx] / px[y, x])) < PERIOD_TOLERANCE
+                            and abs(math.log(py[yy, xx] / py[y, x])) < PERIOD_TOLERANCE):
+                        seen[yy, xx] = True
+                        stack.append((yy, xx))
+                        members.append((yy, xx))
+        m = np.zeros((Hb, Wb), bool)
+        m[tuple(np.array(members).T)] = True
+        groups.append(m)
+    return sorted(groups, key=lambda m: -int(m.sum()))
+
+
+def locate_mosaics(frame: np.ndarray, config: LocateConfig = LocateConfig()) -> list[MosaicRegion]:
+    """Mosaic regions of one frame, best first. frame: `(H, W, 3)` uint8 RGB or `(H, W)` grey."""
+    import cv2
+
+    cfg = config
+    b = cfg.band
+    g = _gray(np.ascontiguousarray(frame))
+    H, W = g.shape
+    Hp, Wp = max(-(-H // b), 2) * b, max(-(-W // b), 2) * b
+    gp = cv2.copyMakeBorder(g, 0, Hp - H, 0, Wp - W, cv2.BORDER_REPLICATE) if (Hp, Wp) != (H, W) else g
+    dx, dy = _diffs(gp)
+    # keep differences that persist along the grid-line direction (mosaic edges are straight segments)
+    dx = cv2.erode(cv2.subtract(dx, cfg.noise), LINE_X)
+    dy = cv2.erode(cv2.subtract(dy, cfg.noise), LINE_Y)
+    Hb, Wb = Hp // b, Wp // b
+    colband = dx.reshape(Hb, b, Wp).sum(1, dtype=np.int32)
+    rowband = dy.reshape(Hp, Wb, b).sum(2, dtype=np.int32)
+    # best window (score, periods) for every tile
+    t_score = np.zeros((Hb, Wb))
+    t_px = np.ones((Hb, Wb))
+    t_py = np.ones((Hb, Wb))
+    for k in WINDOW_SIZES:
+        if k > min(Hb, Wb):
+            continue
+        s, wx, wy = _window_periods(colband, rowband, k, cfg)
+        ok = s >= cfg.window_score
+        # a tile belongs to the mosaic when most windows of this size that contain it pass
+        votes = np.zeros((Hb, Wb))
+        best = np.zeros((Hb, Wb))
+        bpx = np.ones((Hb, Wb))
+        bpy = np.ones((Hb, Wb))
+        for i in range(k):
+            for j in range(k):
+                view = (slice(i, i + s.shape[0]), slice(j, j + s.shape[1]))
+                votes[view] += ok
+                better = ok & (s > best[view])
+                best[view] = np.where(better, s, best[view])
+                bpx[view] = np.where(better, wx, bpx[view])
+                bpy[view] = np.where(better, wy, bpy[view])
+        covering = _windows_per_tile(Hb, k)[:, None] * _windows_per_tile(Wb, k)[None, :]
+        take = (votes >= TILE_VOTES * covering) & (best > t_score)
+        t_score = np.where(take, best, t_score)
+        t_px = np.where(take, bpx, t_px)
+        t_py = np.where(take, bpy, t_py)
+    found: list[MosaicRegion] = []
+    for mask in _tile_regions(t_score, t_px, t_py):
+        if mask.sum() < 2:
+            continue
+        grown = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        ys, xs = np.nonzero(grown)
+        ty, tx, th, tw = ys.min(), xs.min(), ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()
+        x0, y0, x1, y1 = tx * b, ty * b, min((tx + tw) * b, W), min((ty + th) * b, H)
+        if any(_overlap(r.rect, (x0, y0, x1, y1)) > 0.5 for r in found):
+            continue
+        sub = mask[ty:ty + th, tx:tx + tw]
+        mpx = np.repeat(np.repeat(sub, b, 0), b, 1)[: y1 - y0, : x1 - x0]
+        pmx = (dx[y0:y1, x0:x1] * mpx).sum(0, dtype=np.float64)
+        pmy = (dy[y0:y1, x0:x1] * mpx).sum(1, dtype=np.float64)
+        hint = (float(np.median(t_px[mask])), float(np.median(t_py[mask])))
+        ax = _axis_period(pmx, x0, hint[0], cfg)
+        ay = _axis_period(pmy, y0, hint[1], cfg)
+        if ax is None or ay is None:
+            continue
+        fit = _cells_fit(g, (x0, y0, x1, y1), ax[:2], ay[:2], cfg)
+        if fit is None:
+            continue
+        rect, ox, oy, flat = fit
+        if any(_overlap(r.rect, rect) > 0.5 for r in found):
+            continue
+        found.append(MosaicRegion(rect, ax[0], ay[0], ox, oy, flat * min(ax[2], ay[2], 1.0)))
+    return sorted(found, key=lambda r: -r.score)
+
+
+def _overlap(a, b) -> float:
+    """Intersection over the smaller area of two xyxy rects."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    sa = (a[2] - a[0]) * (a[3] - a[1])
+    sb = (b[2] - b[0]) * (b[3] - b[1])
+    return ix * iy / max(min(sa, sb), 1)

@@ -1,0 +1,255 @@
+"""Networks of "Neural Alignment for Face De-pixelization" (Shuvi et al. 2020): STN aligner, U-Net, PatchGAN.
+
+Data flow of `Depixelator.forward`:
+    stack (B, F, 3, S, S) float [0,1] RGB, mosaiced crops, centre frame at F // 2
+    -> STN (on area-downscaled LR copies) predicts per-neighbour warp grids onto the centre
+    -> neighbours warped at S x S, concatenated on channels, centre in the middle: (B, 3F, S, S)
+    -> reconstruction U-Net -> (B, 3, S, S) float [0,1].
+
+Blocks follow the paper's supplementary tables: DoubleConv = [Conv3x3 + BN + ReLU] x 2,
+Down = MaxPool(2) + DoubleConv, Up = bilinear x2 + concat skip + DoubleConv.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from depixcli.errors import ConfigError
+
+CROP_SIZE = 128  # px, side of the square head crops
+WINDOW = 2  # frames each side of the centre (paper w)
+STRIDE = 5  # frames between stack members (paper d)
+STN_SIZE = 32  # px, side of the LR copies the aligner sees (mosaics of 6-24 blocks across)
+STN_GRID = 8  # cells per side of the free-form warp grid (paper: 8x8)
+STN_MAX_OFFSET = 0.5  # largest grid offset, in normalised [-1, 1] coordinates (= 1/4 of the crop side)
+STN_WIDTHS = (32, 64, 128, 256, 256)  # channels per U-Net level, bottleneck last
+BASE_WIDTH = 64  # reconstruction U-Net widths = base * (1, 2, 4, 8, 8): paper 64-128-256-512-512
+DISC_WIDTH = 64  # PatchGAN first-layer channels
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    crop_size: int = CROP_SIZE  # px
+    window: int = WINDOW  # w: the stack holds F = 2w + 1 frames
+    stride: int = STRIDE  # d: frames between stack members
+    use_stn: bool = True  # align neighbours to the centre before reconstruction
+    stn_size: int = STN_SIZE  # px
+    stn_grid: int = STN_GRID  # cells per side
+    stn_max_offset: float = STN_MAX_OFFSET  # normalised coordinates
+    stn_widths: tuple[int, ...] = STN_WIDTHS
+    width: int = BASE_WIDTH  # reconstruction U-Net base width
+
+    @property
+    def frames(self) -> int:
+        return 2 * self.window + 1
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        w = self.width
+        return (w, 2 * w, 4 * w, 8 * w, 8 * w)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown model config keys: {sorted(unknown)}")
+        d = dict(d)
+        if "stn_widths" in d:
+            d["stn_widths"] = tuple(int(v) for v in d["stn_widths"])
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.window < 0 or self.stride < 1:
+            raise ConfigError(f"window must be >= 0 and stride >= 1, got {self.window}, {self.stride}")
+        if self.crop_size % 16 or self.stn_size % 16:
+            raise ConfigError(f"crop_size and stn_size must be multiples of 16, got {self.crop_size}, {self.stn_size}")
+        if len(self.stn_widths) != 5 or self.width < 1:
+            raise ConfigError("stn_widths needs 5 entries and width must be >= 1")
+
+
+def window_indices(c: int, T: int, window: int, stride: int) -> list[int]:
+    """Frame indices c + stride*j for j = -window..window, clamped to [0, T - 1] at track ends."""
+    return [min(max(c + stride * j, 0), T - 1) for j in range(-window, window + 1)]
+
+
+class DoubleConv(nn.Sequential):
+    def __init__(self, cin: int, cout: int):
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        )
+
+
+class Down(nn.Sequential):
+    def __init__(self, cin: int, cout: int):
+        super().__init__(nn.MaxPool2d(2), DoubleConv(cin, cout))
+
+
+class Up(nn.Module):
+    """Bilinear x2, concatenate the skip, DoubleConv(c_in + c_skip, c_out)."""
+
+    def __init__(self, cin: int, cskip: int, cout: int):
+        super().__init__()
+        self.conv = DoubleConv(cin + cskip, cout)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([skip, x], dim=1))
+
+
+class UNet(nn.Module):
+    """Five-level U-Net: widths (w0..w4), four Downs, four Ups, 1x1 conv head (no activation)."""
+
+    def __init__(self, cin: int, cout: int, widths: tuple[int, ...]):
+        super().__init__()
+        w0, w1, w2, w3, w4 = widths
+        self.inc = DoubleConv(cin, w0)
+        self.down1, self.down2, self.down3, self.down4 = Down(w0, w1), Down(w1, w2), Down(w2, w3), Down(w3, w4)
+        self.up1, self.up2 = Up(w4, w3, w2), Up(w2, w2, w1)
+        self.up3, self.up4 = Up(w1, w1, w0), Up(w0, w0, w0)
+        self.head = nn.Conv2d(w0, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.inc(x)
+        x2 = self.down1(x1)
+        x3 = self.down2(x2)
+        x4 = self.down3(x3)
+        x = self.down4(x4)
+        x = self.up1(x, x4)
+        x = self.up2(x, x3)
+        x = self.up3(x, x2)
+        x = self.up4(x, x1)
+        return self.head(x)
+
+
+def identity_grid(n: int, h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """(n, h, w, 2) sampling grid (x, y) in [-1, 1] at pixel centres (align_corners=False)."""
+    ys = (torch.arange(h, device=device, dtype=dtype) + 0.5) * (2.0 / h) - 1.0
+    xs = (torch.arange(w, device=device, dtype=dtype) + 0.5) * (2.0 / w) - 1.0
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy], dim=-1).unsqueeze(0).expand(n, h, w, 2)
+
+
+def warp(img: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Warp `img` (N, C, H, W) by a coarse offset grid (N, 2, g, g) (x, y) in normalised coordinates.
+
+    The offsets are upsampled bilinearly to H x W and added to the identity grid; output pixel p takes
+    the value of img at identity(p) + offset(p) (border padding). Zero offsets return img unchanged.
+    """
+    n, _, h, w = img.shape
+    off = F.interpolate(offsets.float(), size=(h, w), mode="bilinear", align_corners=False)
+    grid = identity_grid(n, h, w, img.device) + off.permute(0, 2, 3, 1)
+    return F.grid_sample(img, grid.to(img.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class AlignNet(nn.Module):
+    """STN: U-Net on two LR frames (6 channels) -> (N, 2, g, g) offsets of the grid g_{B->A}.
+
+    `forward(a, b)`: a, b (N, 3, L, L) float [0,1]; the offsets warp b onto a (see `warp`).
+    The last conv starts at zero, so the initial warp is the identity.
+    """
+
+    def __init__(self, widths: tuple[int, ...], grid: int, max_offset: float):
+        super().__init__()
+        self.unet = UNet(6, 2, tuple(widths))
+        nn.init.zeros_(self.unet.head.weight)
+        nn.init.zeros_(self.unet.head.bias)
+        self.grid = grid
+        self.max_offset = max_offset
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        out = self.unet(torch.cat([a, b], dim=1))
+        out = F.adaptive_avg_pool2d(out.float(), self.grid)
+        return self.max_offset * torch.tanh(out)
+
+
+def to_lr(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Area-downscale (N, 3, S, S) to (N, 3, size, size)."""
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="area")
+
+
+class Depixelator(nn.Module):
+    """Multi-frame face de-pixelizer: `forward(stack)` with stack (B, F, 3, S, S) float [0,1] RGB mosaiced
+    crops (F = 2*window + 1, centre frame at F // 2) -> (B, 3, S, S) float [0,1] RGB."""
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.stn = AlignNet(config.stn_widths, config.stn_grid, config.stn_max_offset) if config.use_stn else None
+        self.recon = UNet(3 * config.frames, 3, config.widths)
+
+    def align(self, stack: torch.Tensor) -> torch.Tensor:
+        """(B, F, 3, S, S) -> same shape, every frame warped onto the centre frame (identity without STN)."""
+        B, Fr, C, S, _ = stack.shape
+        if self.stn is None or Fr == 1:
+            return stack
+        c = Fr // 2
+        others = [i for i in range(Fr) if i != c]
+        lr = to_lr(stack.reshape(B * Fr, C, S, S), self.config.stn_size).reshape(B, Fr, C, *([self.config.stn_size] * 2))
+        a = lr[:, c : c + 1].expand(B, Fr - 1, C, *lr.shape[-2:]).reshape(-1, C, *lr.shape[-2:])
+        b = lr[:, others].reshape(-1, C, *lr.shape[-2:])
+        offsets = self.stn(a, b)
+        warped = warp(stack[:, others].reshape(-1, C, S, S), offsets).reshape(B, Fr - 1, C, S, S)
+        return torch.cat([warped[:, :c], stack[:, c : c + 1], warped[:, c:]], dim=1)
+
+    def reconstruct(self, aligned: torch.Tensor) -> torch.Tensor:
+        """(B, F, 3, S, S) aligned stack -> (B, 3, S, S) in [0, 1]."""
+        B, Fr, C, S, _ = aligned.shape
+        x = aligned.reshape(B, Fr * C, S, S)
+        if x.is_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return (torch.tanh(self.recon(x)) + 1.0) * 0.5
+
+    def forward(self, stack: torch.Tensor) -> torch.Tensor:
+        if stack.ndim != 5 or stack.shape[1] != self.config.frames or stack.shape[2] != 3:
+            raise ValueError(f"expected (B, {self.config.frames}, 3, S, S), got {tuple(stack.shape)}")
+        return self.reconstruct(self.align(stack))
+
+
+class PatchDiscriminator(nn.Module):
+    """pix2pix 70x70 PatchGAN on (pixelated input, HR) pairs: (B, 6, S, S) -> (B, 1, S/8 - 2, S/8 - 2) logits."""
+
+    def __init__(self, width: int = DISC_WIDTH, cin: int = 6):
+        super().__init__()
+        w = width
+        self.net = nn.Sequential(
+            nn.Conv2d(cin, w, 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(2 * w),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(2 * w, 4 * w, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(4 * w),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(4 * w, 8 * w, 4, 1, 1, bias=False),
+            nn.BatchNorm2d(8 * w),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(8 * w, 1, 4, 1, 1),
+        )
+
+    def forward(self, pixelated: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        """pixelated, hr: (B, 3, S, S) float [0,1]."""
+        return self.net(torch.cat([pixelated, hr], dim=1) * 2.0 - 1.0)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,285 @@
+"""Reconstruct pixelated faces: mosaic region -> head crop -> window stack -> model -> feathered paste.
+
+Pure geometry and blending functions plus one small `Reconstructor` that owns the network. Nothing here
+keeps per-frame state; the streaming order lives in `depixcli.run`.
+
+Conventions at this module's boundary:
+- frames `(H, W, 3)` uint8 RGB; rects and boxes `(x0, y0, x1, y1)` float, continuous pixel coordinates;
+- crops `(S, S, 3)` uint8 RGB, S = the model's `crop_size`;
+- model stacks `(B, F, S, S, 3)` uint8 here, `(B, F, 3, S, S)` float in [0, 1] inside the model,
+  F = 2*window + 1 with the frame to reconstruct at F // 2.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from depixcli.errors import WeightsError
+from depixcli.geometry import CropBox, crop, head_box, uncrop
+
+MOSAIC_SCALE = 1.3  # mosaic rect side / tight face box side, as `depix pixelate` and training place it
+FULL_FRAME_COVER = 0.85  # a mosaic covering this fraction of the frame area: the video is a face crop
+FEATHER_FRAC = 0.06  # feather width / longer side of the mosaic rect
+MIN_FEATHER = 2.0  # px, narrowest feather
+COLOUR_SIGMA_CELLS = 0.7  # low-pass sigma of the colour match, in mosaic cells (kills the block frequency)
+DEFAULT_CELLS = 16  # cells across a mosaic whose block size is unknown (the paper's 16 x 16)
+MIN_COLOUR_SIGMA = 1.0  # px
+DEFAULT_WEIGHTS_NAME = "depix-default.safetensors"
+WEIGHTS_ENV = "DEPIX_WEIGHTS"  # environment variable naming a weights file; overrides the shipped one
+
+
+# --------------------------------------------------------------------------------------------- geometry
+def face_box_from_rect(rect, scale: float = MOSAIC_SCALE) -> tuple[float, float, float, float]:
+    """Tight face box implied by a mosaic rect that covers the face box scaled by `scale` (same centre)."""
+    x0, y0, x1, y1 = (float(v) for v in rect)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    hw, hh = (x1 - x0) / (2 * scale), (y1 - y0) / (2 * scale)
+    return (cx - hw, cy - hh, cx + hw, cy + hh)
+
+
+def is_full_frame(rect, frame_hw: tuple[int, int], cover: float = FULL_FRAME_COVER) -> bool:
+    """True when the mosaic covers (nearly) the whole frame: the video is itself a pixelated face crop."""
+    H, W = frame_hw
+    x0, y0, x1, y1 = (float(v) for v in rect)
+    inter = max(0.0, min(x1, W) - max(x0, 0.0)) * max(0.0, min(y1, H) - max(y0, 0.0))
+    return inter >= cover * W * H
+
+
+def crop_box_for_rect(rect, frame_hw: tuple[int, int]) -> CropBox:
+    """Square head crop the model was trained on, for a mosaic rect (or the frame, for a crop video)."""
+    H, W = frame_hw
+    if is_full_frame(rect, frame_hw):
+        return CropBox(W / 2, H / 2, float(max(W, H)))
+    return head_box(face_box_from_rect(rect))
+
+
+def crop_box_for_face(face_xyxy) -> CropBox:
+    """Head crop for a tight face box (a `--boxes` sidecar or a detector)."""
+    return head_box(face_xyxy)
+
+
+def rect_for_face(face_xyxy, scale: float = MOSAIC_SCALE) -> tuple[float, float, float, float]:
+    """Mosaic rect that `depix pixelate` puts over a tight face box (face box scaled about its centre)."""
+    x0, y0, x1, y1 = (float(v) for v in face_xyxy)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    hw, hh = (x1 - x0) * scale / 2, (y1 - y0) * scale / 2
+    return (cx - hw, cy - hh, cx + hw, cy + hh)
+
+
+def crop_face(frame: np.ndarray, box: CropBox, size: int) -> np.ndarray:
+    """`(S, S, 3)` uint8 head crop of an `(H, W, 3)` uint8 frame."""
+    return crop(frame, box, size)
+
+
+def feather_width(rect) -> float:
+    """Feather width in px, proportional to the mosaic (face) size."""
+    x0, y0, x1, y1 = (float(v) for v in rect)
+    return max(MIN_FEATHER, FEATHER_FRAC * max(x1 - x0, y1 - y0))
+
+
+def colour_sigma(rect, cell_px: float | None) -> float:
+    """Low-pass sigma (px) of the colour match: a bit under one mosaic cell, so block edges vanish."""
+    if cell_px is None or cell_px <= 0:
+        x0, y0, x1, y1 = (float(v) for v in rect)
+        cell_px = max(x1 - x0, y1 - y0) / DEFAULT_CELLS
+    return max(MIN_COLOUR_SIGMA, COLOUR_SIGMA_CELLS * float(cell_px))
+
+
+# --------------------------------------------------------------------------------------------- blending
+def blend_mask(rect, feather: float, region: tuple[int, int, int, int]) -> np.ndarray:
+    """`(h, w)` float32 mask over the integer frame `region` (x0, y0, x1, y1).
+
+    A smooth ramp `feather` px wide centred on the border of the mosaic `rect`: 1 from `feather / 2`
+    inside the border, 0.5 on it, 0 from `feather / 2` outside. Centring beats an outward ramp (which
+    softens true pixels around the mosaic) and an inward one (which leaves edge blocks showing): with a
+    perfect reconstruction it gives the lowest error around the border.
+    """
+    rx0, ry0, rx1, ry1 = region
+    x0, y0, x1, y1 = (float(v) for v in rect)
+    xs = np.arange(rx0, rx1, dtype=np.float32) + 0.5  # pixel centres
+    ys = np.arange(ry0, ry1, dtype=np.float32) + 0.5
+    dx = np.maximum(x0 - xs, xs - x1)  # signed distance to the rect per axis, < 0 inside
+    dy = np.maximum(y0 - ys, ys - y1)
+    DX, DY = dx[None, :], dy[:, None]
+    outside = np.sqrt(np.maximum(DX, 0.0) ** 2 + np.maximum(DY, 0.0) ** 2)
+    signed = np.where((DX > 0) | (DY > 0), outside, np.maximum(DX, DY))  # Euclidean outside, Chebyshev in
+    t = np.clip(0.5 - signed / max(feather, 1e-6), 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)  # smoothstep: no visible ramp ends
+
+
+def _lowpass(img: np.ndarray, valid: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian low-pass of `(h, w, 3)` float32 over the `valid` (h, w) pixels only (normalised)."""
+    import cv2
+
+    num = cv2.GaussianBlur(img * valid[..., None], (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    den = cv2.GaussianBlur(valid, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    return num / np.maximum(den, 1e-4)[..., None]
+
+
+def colour_match(recon: np.ndarray, reference: np.ndarray, valid: np.ndarray, sigma: float) -> np.ndarray:
+    """Give `recon` the low frequencies of `reference` (both `(h, w, 3)` float32 in frame geometry).
+
+    Inside the mosaic the reference holds the block means, i.e. the true image low-passed; outside it,
+    the true pixels. Replacing the reconstruction's low-pass by the reference's removes colour jumps and
+    seams while keeping the reconstruction's detail.
+    """
+    return recon + (_lowpass(reference, valid, sigma) - _lowpass(recon, valid, sigma))
+
+
+def paste(
+    frame: np.ndarray,
+    recon: np.ndarray,
+    box: CropBox,
+    rect,
+    cell_px: float | None = None,
+    source_crop: np.ndarray | None = None,
+) -> np.ndarray:
+    """Blend the `(S, S, 3)` uint8 reconstruction `recon` of crop `box` over the mosaic `rect` of `frame`.
+
+    `source_crop` is the same crop of `frame` (the model's centre input; recomputed when None): its
+    low frequencies replace the reconstruction's (colour match, in crop space, which is cheap). The
+    result is warped back with `geometry.uncrop` (half-pixel correct inverse of `geometry.crop`) and
+    blended with the feathered mask. Returns a new `(H, W, 3)` uint8 frame; pixels outside the mask
+    are bit-exact copies.
+    """
+    H, W = frame.shape[:2]
+    S = recon.shape[0]
+    out = frame.copy()
+    if source_crop is None:
+        source_crop = crop(frame, box, S)
+    sigma = colour_sigma(rect, cell_px) * S / box.size  # crop px
+    matched = colour_match(
+        recon.astype(np.float32), source_crop.astype(np.float32), np.ones((S, S), np.float32), max(sigma, 0.5)
+    )
+    patch, (px0, py0, px1, py1) = uncrop(matched, box, (H, W))
+    if px1 <= px0 or py1 <= py0:
+        return out
+    mask = blend_mask(rect, feather_width(rect), (px0, py0, px1, py1)) * _inside_crop(box, S, (px0, py0, px1, py1))
+    if not mask.any():
+        return out
+    ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    by0, by1, bx0, bx1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1  # bounding box of the mask
+    mask, patch = mask[by0:by1, bx0:bx1], patch[by0:by1, bx0:bx1]
+    fy0, fx0, fy1, fx1 = py0 + by0, px0 + bx0, py0 + by1, px0 + bx1
+    reference = frame[fy0:fy1, fx0:fx1]
+    blended = reference + mask[..., None] * (patch - reference)
+    region_out = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    keep = mask <= 0.0
+    region_out[keep] = reference[keep]  # untouched pixels stay bit-exact
+    out[fy0:fy1, fx0:fx1] = region_out
+    return out
+
+
+def _inside_crop(box: CropBox, S: int, region: tuple[int, int, int, int]) -> np.ndarray:
+    """`(h, w)` float32: 1 where a frame pixel is interpolated from crop pixels only (no border fill)."""
+    rx0, ry0, rx1, ry1 = region
+    x0, y0, x1, y1 = box.xyxy
+    step = box.size / S  # frame px per crop px
+    xs = np.arange(rx0, rx1) + 0.5
+    ys = np.arange(ry0, ry1) + 0.5
+    ix = (xs >= x0 + step / 2) & (xs <= x1 - step / 2)  # between the first and last crop pixel centres
+    iy = (ys >= y0 + step / 2) & (ys <= y1 - step / 2)
+    return (iy[:, None] & ix[None, :]).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------- model
+def default_weights_path() -> Path:
+    """The weights `depix run` uses without `--weights`: `$DEPIX_WEIGHTS`, else the shipped file.
+
+    Raises WeightsError naming the path looked at when the file does not exist.
+    """
+    env = os.environ.get(WEIGHTS_ENV)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"{WEIGHTS_ENV}={env} does not name a weights file")
+        return path
+    path = Path(__file__).resolve().parent.parent / "weights" / DEFAULT_WEIGHTS_NAME
+    if not path.is_file():
+        raise WeightsError(
+            f"no default weights at {path}; pass --weights PATH or set {WEIGHTS_ENV} (train one with `depix train`)"
+        )
+    return path
+
+
+def resolve_device(name: str) -> str:
+    """`auto` -> `cuda` when available, else `cpu`; `cuda` without a GPU is a WeightsError-free ConfigError."""
+    import torch
+
+    from depixcli.errors import ConfigError
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return name
+
+
+@dataclass(frozen=True)
+class ModelGeometry:
+    crop_size: int  # px, S
+    window: int  # w: frames on each side of the centre
+    stride: int  # d: frames between neighbours in the stack
+
+    @property
+    def frames(self) -> int:
+        return 2 * self.window + 1
+
+    @property
+    def reach(self) -> int:
+        """Frames a stack reaches before and after its centre (w * d)."""
+        return self.window * self.stride
+
+
+class Reconstructor:
+    """The network plus its device policy: bf16 autocast + channels_last on CUDA, fp32 on CPU."""
+
+    def __init__(self, model, device: str = "cpu"):
+        import torch
+
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        cfg = model.config
+        self.geometry = ModelGeometry(int(cfg.crop_size), int(cfg.window), int(cfg.stride))
+
+    def __call__(self, stacks: np.ndarray) -> np.ndarray:
+        """`(B, F, S, S, 3)` uint8 mosaiced crop stacks -> `(B, S, S, 3)` uint8 reconstructed centres."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(stacks))
+        cuda = self.device.type == "cuda"
+        if cuda:
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        x = x.permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, F, 3, S, S) float [0, 1]
+        with torch.inference_mode():
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                y = self.model(x)
+            y = (y.float().clamp_(0.0, 1.0) * 255.0).round_().to(torch.uint8)
+            return y.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+def load_reconstructor(weights: str | Path | None = None, device: str = "auto") -> Reconstructor:
+    """Load a weights file (default: `default_weights_path()`) onto `device` ('auto', 'cpu', 'cuda')."""
+    from depixcli.weights import load_model
+
+    path = Path(weights) if weights is not None else default_weights_path()
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    dev = resolve_device(device)
+    return Reconstructor(load_model(path, device=dev), dev)
+
+
+def gather_stack(crops_by_pos, centre: int, count: int, window: int, stride: int) -> np.ndarray:
+    """`(F, S, S, 3)` stack for track position `centre` of a `count`-long track; clamped at the ends.
+
+    `crops_by_pos(pos)` returns the crop at a track position.
+    """
+    from depixcli.models import window_indices
+
+    return np.stack([crops_by_pos(p) for p in window_indices(centre, count, window, stride)])

@@ -1,0 +1,725 @@
+"""`depix run`: find pixelated faces in a video, reconstruct them, paste them back. Streaming, two passes.
+
+Data flow (one function or module per arrow):
+
+  pass 1  decode -> locate mosaics (locate.py; or --boxes / --region; or detect + pixelate for --pixelate)
+          -> FaceTrack per face: mosaic rect, block size and smoothed head-crop box on every frame
+  pass 2  decode -> crop each tracked face once (decode thread)
+          -> window stacks of crops -> model in batches (main thread; reconstruct.Reconstructor)
+          -> paste with feathered mask + colour match -> encode, audio copied (paste/encode thread)
+
+Pass 2 holds a bounded window: full frames wait only from decode until their last stack has run
+(about w*d + batch frames), crops are kept for w*d frames behind the oldest pending stack. Neither
+grows with the video length; `RunStats.max_buffered_frames` / `max_buffered_crops` report the peaks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import queue
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from depixcli.errors import ConfigError, InputError
+from depixcli.geometry import CropBox
+from depixcli.reconstruct import (
+    Reconstructor,
+    crop_box_for_face,
+    crop_box_for_rect,
+    crop_face,
+    gather_stack,
+    load_reconstructor,
+    paste,
+    rect_for_face,
+)
+
+QUEUE_FRAMES = 8  # frames in flight between decode -> model and model -> encode threads
+POLL_S = 0.1  # s, how often a blocked thread checks whether the run was aborted
+SMOOTH_SIGMA = 1.5  # frames, temporal Gaussian on crop boxes of --region / --boxes tracks
+METRIC_CROP = 128  # px, side of the head crops compared by the --pixelate metrics
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    weights: str | None = None  # weights file; None: reconstruct.default_weights_path()
+    device: str = "auto"  # auto | cpu | cuda
+    batch_size: int = 16  # stacks per model call
+    region: tuple[int, int, int, int] | None = None  # x, y, w, h px: one fixed mosaic on every frame
+    boxes: str | None = None  # tracks.json sidecar written by `depix pixelate`
+    pixelate: int | None = None  # research mode: pixelate detected faces N x N blocks first
+    side_by_side: bool = False  # write original | pixelated | reconstructed (with --pixelate)
+    detector: str = "yunet"  # face detector for --pixelate
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "medium"
+    quiet: bool = False
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.pixelate is not None and self.pixelate < 1:
+            raise ConfigError(f"--pixelate needs N >= 1 blocks, got {self.pixelate}")
+        if self.side_by_side and self.pixelate is None:
+            raise ConfigError("--side-by-side needs --pixelate N (it compares against the clean original)")
+        if sum(v is not None for v in (self.region, self.boxes, self.pixelate)) > 1:
+            raise ConfigError("use at most one of --region, --boxes and --pixelate")
+
+
+@dataclass(frozen=True)
+class FaceTrack:
+    """One face to reconstruct on the consecutive frames `start .. start + N - 1`."""
+
+    id: int
+    start: int  # first frame index
+    rects: np.ndarray  # (N, 4) float px xyxy: the mosaic area replaced on each frame
+    boxes: np.ndarray  # (N, 3) float px (cx, cy, size): head crop fed to the model, temporally smooth
+    cells: np.ndarray  # (N, 2) float px (cell_w, cell_h) of the mosaic grid; nan when unknown
+    grids: tuple | None = None  # --pixelate: the mosaic.MosaicGrid applied to each frame
+
+    @property
+    def count(self) -> int:
+        return len(self.rects)
+
+    @property
+    def end(self) -> int:
+        """Last frame index (inclusive)."""
+        return self.start + self.count - 1
+
+    def covers(self, t: int) -> bool:
+        return self.start <= t <= self.end
+
+    def crop_box(self, t: int) -> CropBox:
+        cx, cy, s = self.boxes[t - self.start]
+        return CropBox(float(cx), float(cy), float(s))
+
+    def rect(self, t: int) -> tuple[float, float, float, float]:
+        return tuple(float(v) for v in self.rects[t - self.start])
+
+    def cell(self, t: int) -> float | None:
+        c = self.cells[t - self.start]
+        return None if np.isnan(c).any() else float(max(c))
+
+
+@dataclass
+class RunStats:
+    frames: int = 0
+    frames_with_faces: int = 0
+    tracks: int = 0
+    stacks: int = 0  # face crops reconstructed
+    block_sizes: list = field(default_factory=list)  # (cell_w, cell_h) px median per track
+    source: str = ""  # where the mosaics came from: located | region | boxes | pixelate
+    copied: bool = False  # nothing to reconstruct: input copied
+    stage_s: dict = field(default_factory=dict)  # s of work per stage (stages overlap in threads)
+    wall_s: float = 0.0
+    max_buffered_frames: int = 0  # full frames held at once in pass 2
+    max_buffered_crops: int = 0  # face crops held at once in pass 2
+    metrics: dict = field(default_factory=dict)  # --side-by-side: name -> {"pixelated": x, "reconstructed": y}
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.stage_s[stage] = self.stage_s.get(stage, 0.0) + seconds
+
+
+# ------------------------------------------------------------------------------------------ tracks
+def _smooth(x: np.ndarray, sigma: float = SMOOTH_SIGMA) -> np.ndarray:
+    """Gaussian along axis 0 of `(N, K)` with edge replication (no shrink at track ends)."""
+    if len(x) < 2 or sigma <= 0:
+        return x.astype(np.float64)
+    r = int(np.ceil(3 * sigma))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    padded = np.concatenate([np.repeat(x[:1], r, 0), x, np.repeat(x[-1:], r, 0)]).astype(np.float64)
+    return np.stack([np.convolve(padded[:, j], k, mode="valid") for j in range(x.shape[1])], axis=1)
+
+
+def _boxes_array(boxes: list[CropBox]) -> np.ndarray:
+    return np.array([[b.cx, b.cy, b.size] for b in boxes], dtype=np.float64).reshape(-1, 3)
+
+
+def region_track(region: tuple[int, int, int, int], frames: int, frame_hw: tuple[int, int]) -> FaceTrack:
+    """`--region x,y,w,h`: the same mosaic rect on every frame."""
+    x, y, w, h = region
+    H, W = frame_hw
+    if x >= W or y >= H:
+        raise ConfigError(f"--region {x},{y},{w},{h} lies outside the {W}x{H} frame")
+    rect = (float(x), float(y), float(min(x + w, W)), float(min(y + h, H)))
+    box = crop_box_for_rect(rect, frame_hw)
+    n = max(frames, 1)
+    return FaceTrack(0, 0, np.tile(rect, (n, 1)), np.tile(_boxes_array([box]), (n, 1)), np.full((n, 2), np.nan))
+
+
+def tracks_from_rects(
+    per_frame: list[list[tuple[tuple, tuple | None]]], frame_hw: tuple[int, int]
+) -> list[FaceTrack]:
+    """Link per-frame mosaic observations `(rect xyxy, (cell_w, cell_h) | None)` into FaceTracks.
+
+    Association, gap filling and smoothing are track.build_tracks'; the paste rect of a frame is the
+    observation itself where there is one (the mosaic is exactly there), the smoothed rect otherwise;
+    the crop box always comes from the smoothed rect, so the model sees a steady crop.
+    """
+    from depixcli.track import build_tracks
+
+    rect_lists = [[np.asarray(r, np.float64) for r, _ in obs] for obs in per_frame]
+    out = []
+    for tr in build_tracks(rect_lists):
+        frames = np.asarray(tr.frames, dtype=int)
+        start, end = int(frames.min()), int(frames.max())
+        t_all = np.arange(start, end + 1)
+        smooth = np.stack([np.interp(t_all, frames, np.asarray(tr.boxes)[:, j]) for j in range(4)], axis=1)
+        rects = smooth.copy()
+        cells = np.full((len(t_all), 2), np.nan)
+        for i, t in enumerate(t_all):
+            best, best_iou = None, 0.3  # an observation must overlap the track's box this much
+            for r, c in per_frame[t]:
+                iou = _iou(r, smooth[i])
+                if iou > best_iou:
+                    best, best_iou = (r, c), iou
+            if best is not None:
+                rects[i] = best[0]
+                if best[1] is not None:
+                    cells[i] = best[1]
+        known = ~np.isnan(cells[:, 0])
+        if known.any():
+            cells[~known] = np.median(cells[known], axis=0)
+        boxes = _boxes_array([crop_box_for_rect(r, frame_hw) for r in smooth])
+        out.append(FaceTrack(len(out), start, rects, boxes, cells))
+    return out
+
+
+def _iou(a, b) -> float:
+    ax0, ay0, ax1, ay1 = (float(v) for v in a)
+    bx0, by0, bx1, by1 = (float(v) for v in b)
+    iw = max(0.0, min(ax1, bx1) - max(ax0, bx0))
+    ih = max(0.0, min(ay1, by1) - max(ay0, by0))
+    inter = iw * ih
+    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def tracks_from_faces(
+    per_track_faces: list[tuple[int, np.ndarray]], frame_hw: tuple[int, int], blocks: int | None = None
+) -> list[FaceTrack]:
+    """FaceTracks from tight face boxes `(start, (N, 4) xyxy)`: a --boxes sidecar or detector tracks.
+
+    With `blocks`, each frame is pixelated N x N over the face (research mode) and the grid is known exactly.
+    """
+    out = []
+    for start, faces in per_track_faces:
+        faces = np.asarray(faces, np.float64).reshape(-1, 4)
+        if len(faces) == 0:
+            continue
+        boxes = _boxes_array([crop_box_for_face(f) for f in faces])
+        if blocks is None:
+            rects = np.array([rect_for_face(f) for f in faces])
+            cells = np.full((len(faces), 2), np.nan)
+            grids = None
+        else:
+            from depixcli.mosaic import grid_from_blocks
+
+            grids = tuple(grid_from_blocks(rect_for_face(f), blocks) for f in faces)
+            rects = np.array([g.rect for g in grids], np.float64)
+            cells = np.array([(g.cell_w, g.cell_h) for g in grids], np.float64)
+        out.append(FaceTrack(len(out), int(start), rects, boxes, cells, grids))
+    return out
+
+
+def read_boxes_sidecar(path: str | Path) -> list[tuple[int, np.ndarray]]:
+    """Face tracks of a `depix pixelate` sidecar -> `[(start frame, (N, 4) face boxes xyxy)]`.
+
+    Frames of one track must be consecutive after sorting; gaps are filled by linear interpolation.
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"--boxes file not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--boxes {path}: not a readable JSON file ({exc})") from None
+    tracks = doc.get("tracks") if isinstance(doc, dict) else None
+    if not isinstance(tracks, list):
+        raise InputError(f"--boxes {path}: expected an object with a 'tracks' list (as `depix pixelate` writes)")
+    out = []
+    for i, tr in enumerate(tracks):
+        try:
+            frames = np.asarray(tr["frames"], dtype=int)
+            boxes = np.asarray(tr["boxes"], dtype=np.float64).reshape(len(frames), 4)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"--boxes {path}: track {i} needs 'frames' and 'boxes' [x0,y0,x1,y1] ({exc})") from None
+        if len(frames) == 0:
+            continue
+        order = np.argsort(frames)
+        frames, boxes = frames[order], boxes[order]
+        t_all = np.arange(frames[0], frames[-1] + 1)
+        filled = np.stack([np.interp(t_all, frames, boxes[:, j]) for j in range(4)], axis=1)
+        out.append((int(frames[0]), filled))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ pass 1
+def locate_pass(path, info, stats: RunStats, progress) -> list[FaceTrack]:
+    """Decode every frame, locate the mosaics, link them into tracks (only boxes are kept)."""
+    from depixcli.locate import locate_mosaics
+    from depixcli.video import read_frames
+
+    per_frame = []
+    for frame in _timed_iter(read_frames(path), stats, "decode"):
+        t1 = time.perf_counter()
+        regions = locate_mosaics(frame.image)
+        stats.add("locate", time.perf_counter() - t1)
+        per_frame.append([(tuple(r.rect), (float(r.cell_w), float(r.cell_h))) for r in regions])
+        progress.update(1)
+    stats.frames = len(per_frame)
+    return tracks_from_rects(per_frame, (info.height, info.width))
+
+
+def detect_pass(path, info, cfg: RunConfig, stats: RunStats, progress) -> list[FaceTrack]:
+    """--pixelate: detect faces on every frame and link them into tracks of tight face boxes."""
+    from depixcli.detect import load_detector
+    from depixcli.track import build_tracks
+    from depixcli.video import read_frames
+
+    detector = load_detector(cfg.detector)
+    per_frame = []
+    for frame in _timed_iter(read_frames(path), stats, "decode"):
+        t1 = time.perf_counter()
+        per_frame.append(detector.detect(frame.image))
+        stats.add("locate", time.perf_counter() - t1)
+        progress.update(1)
+    stats.frames = len(per_frame)
+    faces = []
+    for tr in build_tracks(per_frame):
+        frames = np.asarray(tr.frames, dtype=int)
+        t_all = np.arange(frames.min(), frames.max() + 1)
+        boxes = np.stack([np.interp(t_all, frames, np.asarray(tr.boxes)[:, j]) for j in range(4)], axis=1)
+        faces.append((int(t_all[0]), boxes))
+    return tracks_from_faces(faces, (info.height, info.width), blocks=cfg.pixelate)
+
+
+def count_pass(path, stats: RunStats, progress) -> int:
+    """Decode once only to count frames (--region / --boxes: no locating to do)."""
+    from depixcli.video import read_frames
+
+    n = 0
+    for _ in _timed_iter(read_frames(path), stats, "decode"):
+        n += 1
+        progress.update(1)
+    stats.frames = n
+    return n
+
+
+def _timed_iter(it: Iterator, stats: RunStats, stage: str) -> Iterator:
+    while True:
+        t0 = time.perf_counter()
+        try:
+            item = next(it)
+        except StopIteration:
+            stats.add(stage, time.perf_counter() - t0)
+            return
+        stats.add(stage, time.perf_counter() - t0)
+        yield item
+
+
+# ------------------------------------------------------------------------------------------ pass 2
+@dataclass
+class _Pending:
+    """A decoded frame waiting for its reconstructions."""
+
+    frame: object  # video.Frame (index, image, pts, time)
+    image: np.ndarray  # (H, W, 3) uint8: the frame to reconstruct (mosaiced)
+    original: np.ndarray | None  # --pixelate: the clean frame
+    waiting: set  # ids of tracks whose reconstruction of this frame is still to come
+    recons: dict  # track id -> (S, S, 3) uint8 reconstruction
+    crops: dict  # track id -> (S, S, 3) uint8 crop of `image` (the model's centre input)
+
+
+class _Aborted(Exception):
+    """Another pipeline thread failed; this one stops quietly."""
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> None:
+    while True:
+        if stop.is_set():
+            raise _Aborted
+        try:
+            q.put(item, timeout=POLL_S)
+            return
+        except queue.Full:
+            continue
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    while True:
+        if stop.is_set():
+            raise _Aborted
+        try:
+            return q.get(timeout=POLL_S)
+        except queue.Empty:
+            continue
+
+
+_END = object()
+
+
+def _worker(fn: Callable[[], None], errors: list, stop: threading.Event) -> threading.Thread:
+    def body():
+        try:
+            fn()
+        except _Aborted:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, re-raised there
+            errors.append(exc)
+            stop.set()
+
+    th = threading.Thread(target=body, daemon=True)
+    th.start()
+    return th
+
+
+def reconstruct_pass(
+    path,
+    tracks: list[FaceTrack],
+    model: Reconstructor,
+    write: Callable[[_Pending, np.ndarray], None],
+    cfg: RunConfig,
+    stats: RunStats,
+) -> None:
+    """Pass 2: decode -> crop -> window stacks -> model -> paste -> `write(pending, result image)`, in order.
+
+    Three threads joined by bounded queues: decode+crop, model (this thread), paste+write.
+    """
+    from depixcli.mosaic import apply_mosaic
+    from depixcli.video import read_frames
+
+    geo = model.geometry
+    size, reach = geo.crop_size, geo.reach
+    by_id = {tr.id: tr for tr in tracks}
+    stop = threading.Event()
+    errors: list = []
+    q_in: queue.Queue = queue.Queue(QUEUE_FRAMES)
+    q_out: queue.Queue = queue.Queue(QUEUE_FRAMES)
+
+    def decode():
+        for frame in _timed_iter(read_frames(path), stats, "decode"):
+            t = frame.index
+            active = [tr for tr in tracks if tr.covers(t)]
+            original = None
+            image = frame.image
+            if cfg.pixelate is not None and active:
+                t0 = time.perf_counter()
+                original = image
+                for tr in active:
+                    image = apply_mosaic(image, tr.grids[t - tr.start])
+                stats.add("pixelate", time.perf_counter() - t0)
+            elif cfg.pixelate is not None:
+                original = image
+            t0 = time.perf_counter()
+            crops = {tr.id: crop_face(image, tr.crop_box(t), size) for tr in active}
+            stats.add("crop", time.perf_counter() - t0)
+            _put(q_in, (frame, image, original, crops), stop)
+        _put(q_in, _END, stop)
+
+    def encode():
+        while True:
+            item = _get(q_out, stop)
+            if item is _END:
+                return
+            t = item.frame.index
+            image = item.image
+            t0 = time.perf_counter()
+            for tid, recon in item.recons.items():
+                tr = by_id[tid]
+                image = paste(image, recon, tr.crop_box(t), tr.rect(t), tr.cell(t), item.crops[tid])
+            stats.add("paste", time.perf_counter() - t0)
+            write(item, image)
+
+    threads = [_worker(decode, errors, stop), _worker(encode, errors, stop)]
+    pending: deque[_Pending] = deque()
+    by_frame: dict[int, _Pending] = {}
+    crops: dict[int, dict[int, np.ndarray]] = {tr.id: {} for tr in tracks}
+    next_job = {tr.id: tr.start for tr in tracks}  # next frame of each track to schedule
+    jobs: deque[tuple[int, int]] = deque()  # (track id, frame) whose stack frames are all decoded
+
+    def run_batch(n: int) -> None:
+        batch = [jobs.popleft() for _ in range(min(n, len(jobs)))]
+        if not batch:
+            return
+        stacks = np.stack(
+            [
+                gather_stack(
+                    lambda p, tid=tid: crops[tid][by_id[tid].start + p],
+                    t - by_id[tid].start,
+                    by_id[tid].count,
+                    geo.window,
+                    geo.stride,
+                )
+                for tid, t in batch
+            ]
+        )
+        t0 = time.perf_counter()
+        out = model(stacks)
+        stats.add("model", time.perf_counter() - t0)
+        stats.stacks += len(batch)
+        for (tid, t), recon in zip(batch, out):
+            p = by_frame[t]
+            p.recons[tid] = recon
+            p.waiting.discard(tid)
+        oldest = {}
+        for tid, t in jobs:
+            oldest.setdefault(tid, t)
+        for tid, store in crops.items():
+            keep_from = oldest.get(tid, next_job[tid]) - reach
+            for f in [f for f in store if f < keep_from]:
+                del store[f]
+
+    def emit_ready() -> None:
+        while pending and not pending[0].waiting:
+            p = pending.popleft()
+            del by_frame[p.frame.index]
+            _put(q_out, p, stop)
+
+    try:
+        last = -1
+        while True:
+            item = _get(q_in, stop)
+            if item is _END:
+                break
+            frame, image, original, new_crops = item
+            last = t = frame.index
+            p = _Pending(frame, image, original, set(new_crops), {}, new_crops)
+            pending.append(p)
+            by_frame[t] = p
+            for tid, c in new_crops.items():
+                crops[tid][t] = c
+            for tr in tracks:
+                while next_job[tr.id] <= tr.end and min(next_job[tr.id] + reach, tr.end) <= t:
+                    jobs.append((tr.id, next_job[tr.id]))
+                    next_job[tr.id] += 1
+            stats.max_buffered_frames = max(stats.max_buffered_frames, len(pending))
+            stats.max_buffered_crops = max(stats.max_buffered_crops, sum(len(s) for s in crops.values()))
+            while len(jobs) >= cfg.batch_size:
+                run_batch(cfg.batch_size)
+            emit_ready()
+        # end of video: tracks reaching past the last decoded frame (pass 1 and 2 disagree) end there
+        for tr in tracks:
+            while next_job[tr.id] <= min(tr.end, last):
+                jobs.append((tr.id, next_job[tr.id]))
+                next_job[tr.id] += 1
+        while jobs:
+            run_batch(cfg.batch_size)
+        for p in pending:  # frames whose tracks were cut short by the video's end
+            p.waiting.clear()
+        emit_ready()
+        _put(q_out, _END, stop)
+    except _Aborted:
+        pass
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        if errors:
+            stop.set()
+        for th in threads:
+            while th.is_alive():
+                th.join(POLL_S)
+                if errors:
+                    stop.set()
+    if errors:
+        raise errors[0]
+
+
+# ------------------------------------------------------------------------------------------ research
+def face_metrics(original: np.ndarray, pixelated: np.ndarray, result: np.ndarray, box: CropBox, identity=None):
+    """Head-crop scores of the pixelated and the reconstructed frame against the original.
+
+    PSNR (dB) and SSIM on luma; with an `identity.SFaceIdentity`, the cosine of SFace embeddings
+    (all three crops aligned by the landmarks found on the original). -> {name: (pixelated, reconstructed)}
+    """
+    from depixcli.metrics import psnr, ssim
+
+    o, p, r = (crop_face(img, box, METRIC_CROP) for img in (original, pixelated, result))
+    scores = {
+        "PSNR dB": (float(psnr(o, p)), float(psnr(o, r))),
+        "SSIM": (float(ssim(o, p)), float(ssim(o, r))),
+    }
+    if identity is not None:
+        from depixcli.identity import cosine
+
+        a = identity.align(o)
+        e = identity.embed([o, p, r], [a, a, a])
+        scores["identity cosine"] = (float(cosine(e[0], e[1])), float(cosine(e[0], e[2])))
+    return scores
+
+
+# ------------------------------------------------------------------------------------------ entry
+def run_video(
+    in_path: str | Path, out_path: str | Path, cfg: RunConfig = RunConfig(), progress_factory=None
+) -> RunStats:
+    """Reconstruct every pixelated face of `in_path` into `out_path`; returns what was done and timings.
+
+    `progress_factory(desc, total)` returns a tqdm-like object (update/close); default: tqdm on stderr,
+    silenced by `cfg.quiet`.
+    """
+    from depixcli.video import EncodeOptions, VideoWriter, check_paths, probe
+
+    t_start = time.perf_counter()
+    in_path, out_path = Path(in_path), Path(out_path)
+    info = probe(in_path)
+    check_paths(in_path, out_path)
+    options = EncodeOptions(codec=cfg.codec, crf=cfg.crf, preset=cfg.preset)
+    model = load_reconstructor(cfg.weights, cfg.device)  # fail on bad weights before any long work
+    make_progress = progress_factory or _tqdm_factory(cfg.quiet)
+    stats = RunStats()
+    hw = (info.height, info.width)
+
+    bar = make_progress("pass 1/2 find", info.frames or None)
+    try:
+        if cfg.region is not None:
+            stats.source = "region"
+            tracks = [region_track(cfg.region, count_pass(in_path, stats, bar), hw)]
+        elif cfg.boxes is not None:
+            stats.source = "boxes"
+            sidecar = read_boxes_sidecar(cfg.boxes)
+            n = count_pass(in_path, stats, bar)
+            tracks = [tr for tr in tracks_from_faces(sidecar, hw) if tr.start < n]
+        elif cfg.pixelate is not None:
+            stats.source = "pixelate"
+            tracks = detect_pass(in_path, info, cfg, stats, bar)
+        else:
+            stats.source = "located"
+            tracks = locate_pass(in_path, info, stats, bar)
+    finally:
+        bar.close()
+    stats.tracks = len(tracks)
+    for tr in tracks:
+        known = tr.cells[~np.isnan(tr.cells[:, 0])]
+        if len(known):
+            stats.block_sizes.append(tuple(float(v) for v in np.median(known, axis=0)))
+    covered = np.zeros(stats.frames, bool)
+    for tr in tracks:
+        covered[tr.start : tr.end + 1] = True
+    stats.frames_with_faces = int(covered.sum())
+
+    if not tracks:
+        _copy_or_reencode(in_path, out_path, info, options, stats)
+        stats.wall_s = time.perf_counter() - t_start
+        return stats
+
+    like = info
+    if cfg.side_by_side:
+        like = dataclasses.replace(info, width=3 * info.width)
+    sums: dict[str, list[float]] = {}
+    written = 0
+    bar = make_progress("pass 2/2 reconstruct", stats.frames)
+
+    identity = []  # SFaceIdentity is not thread-safe: made in the thread that writes
+
+    def write(p: _Pending, image: np.ndarray) -> None:
+        nonlocal written
+        if cfg.pixelate is not None and p.recons:
+            if not identity:
+                identity.append(_load_identity())
+            t = p.frame.index
+            for tid in p.recons:
+                tr = by_id[tid]
+                for name, (a, b) in face_metrics(p.original, p.image, image, tr.crop_box(t), identity[0]).items():
+                    s = sums.setdefault(name, [0.0, 0.0, 0.0])
+                    s[0] += a
+                    s[1] += b
+                    s[2] += 1
+        if cfg.side_by_side:
+            original = p.original if p.original is not None else p.frame.image
+            image = np.concatenate([original, p.image, image], axis=1)
+        t0 = time.perf_counter()
+        writer.write(image, pts=p.frame.pts)
+        stats.add("encode", time.perf_counter() - t0)
+        written += 1
+        bar.update(1)
+
+    by_id = {tr.id: tr for tr in tracks}
+    try:
+        with VideoWriter(out_path, like, options, audio_from=in_path if info.has_audio else None) as writer:
+            reconstruct_pass(in_path, tracks, model, write, cfg, stats)
+            t0 = time.perf_counter()
+        stats.add("encode", time.perf_counter() - t0)  # flush + audio mux
+    finally:
+        bar.close()
+    stats.frames = written
+    for name, (a, b, n) in sums.items():
+        stats.metrics[name] = {"pixelated": a / n, "reconstructed": b / n}
+    stats.wall_s = time.perf_counter() - t_start
+    return stats
+
+
+def _load_identity():
+    """SFace for the identity score, or None when its model files are not installed (scores skip it)."""
+    from depixcli.errors import BackendError
+    from depixcli.identity import SFaceIdentity
+
+    try:
+        return SFaceIdentity()
+    except BackendError:
+        return None
+
+
+def _copy_or_reencode(in_path: Path, out_path: Path, info, options, stats: RunStats) -> None:
+    """Nothing to reconstruct: copy the file (same container) or re-encode it untouched."""
+    stats.copied = True
+    if in_path.suffix.lower() == out_path.suffix.lower():
+        tmp = out_path.with_name(f".{out_path.name}.tmp{out_path.suffix}")
+        try:
+            shutil.copyfile(in_path, tmp)
+            tmp.replace(out_path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            from depixcli.errors import OutputError
+
+            raise OutputError(f"cannot write {out_path}: {exc}") from None
+        return
+    from depixcli.video import VideoWriter, read_frames
+
+    with VideoWriter(out_path, info, options, audio_from=in_path if info.has_audio else None) as writer:
+        for frame in read_frames(in_path):
+            writer.write(frame.image, pts=frame.pts)
+
+
+def _tqdm_factory(quiet: bool):
+    def make(desc: str, total: int | None):
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit="frame", disable=quiet, leave=False, dynamic_ncols=True)
+
+    return make
+
+
+def format_summary(stats: RunStats, out_path) -> str:
+    """Human summary printed by the CLI."""
+    if stats.copied:
+        what = {
+            "located": "no pixelated face (mosaic) found",
+            "pixelate": "no face found to pixelate",
+            "boxes": "the --boxes file has no track inside the video",
+            "region": "nothing to do",
+        }[stats.source]
+        return f"{what} in {stats.frames} frames; video copied unchanged to {out_path}"
+    blocks = ", ".join(f"{w:.1f}x{h:.1f}" for w, h in stats.block_sizes) or "unknown"
+    lines = [
+        f"wrote {out_path}: {stats.frames} frames, {stats.tracks} face track(s) "
+        f"({stats.source}), {stats.frames_with_faces} frames with faces, {stats.stacks} crops reconstructed",
+        f"mosaic block size (px): {blocks}",
+        f"{stats.fps:.2f} fps end to end ({stats.wall_s:.1f} s); "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(stats.stage_s.items())),
+    ]
+    for name, v in stats.metrics.items():
+        lines.append(f"face {name}: pixelated {v['pixelated']:.3f} -> reconstructed {v['reconstructed']:.3f}")
+    return "\n".join(lines)

