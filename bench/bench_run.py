@@ -54,6 +54,17 @@ def make_clip(path: Path, frames: int, size: tuple[int, int]) -> None:
     write_test_clip(path, images, FPS, audio=True, options=EncodeOptions(crf=18, preset="veryfast"))
 
 
+def write_sidecar(path: str, frames: int, size: tuple[int, int]) -> None:
+    """The face boxes and mosaic grids of a `make_clip` clip, as a --boxes sidecar."""
+    from depixcli.mosaic import grid_from_blocks
+    from depixcli.reconstruct import rect_for_face
+
+    faces = [face_box(i, size) for i in range(frames)]
+    grids = [grid_from_blocks(rect_for_face(f), BLOCKS).to_dict() for f in faces]
+    track = {"frames": list(range(frames)), "boxes": [list(f) for f in faces], "grids": grids}
+    Path(path).write_text(json.dumps({"tracks": [track]}))
+
+
 def child(spec: dict) -> dict:
     """One run in this (fresh) process; returns its figures."""
     import torch
@@ -62,7 +73,7 @@ def child(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"]) if spec["threads"] else None
     cfg = RunConfig(weights=spec["weights"], device=spec["device"], batch_size=spec["batch_size"],
-                    quiet=True, preset=spec["preset"], region=tuple(spec["region"]) if spec["region"] else None)
+                    quiet=True, preset=spec["preset"], boxes=spec["boxes"])
     if spec["device"] == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
@@ -98,8 +109,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--weights", default=None, help="weights file (default: random full-size model)")
-    ap.add_argument("--mode", choices=["locate", "region"], default="locate",
-                    help="locate: find the mosaics (full pipeline); region: give the mosaic's box")
+    ap.add_argument("--mode", choices=["locate", "boxes"], default="locate",
+                    help="locate: find the mosaics (full pipeline); boxes: give the faces (--boxes sidecar)")
     ap.add_argument("--preset", default="veryfast", help="x264 preset of the output")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     ap.add_argument("--workdir", default=None, help="where clips are written (default: a temp dir)")
@@ -121,16 +132,13 @@ def main() -> None:
                 t0 = time.perf_counter()
                 make_clip(clip, n, size)
                 print(f"generated {clip.name} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-            region = None
-            if args.mode == "region":  # the union of the face's mosaic rects over the clip
-                from depixcli.reconstruct import rect_for_face
-
-                rs = [rect_for_face(face_box(i, size)) for i in range(n)]
-                x0, y0 = min(r[0] for r in rs), min(r[1] for r in rs)
-                region = [int(x0), int(y0), int(max(r[2] for r in rs) - x0), int(max(r[3] for r in rs) - y0)]
+            boxes = None
+            if args.mode == "boxes":
+                boxes = str(work / f"clip_{size_s}_{n}.json")
+                write_sidecar(boxes, n, size)
             spec = {"clip": str(clip), "out": str(work / f"out_{size_s}_{n}.mp4"), "weights": weights,
                     "device": args.device, "batch_size": args.batch_size, "preset": args.preset,
-                    "threads": args.threads, "region": region}
+                    "threads": args.threads, "boxes": boxes}
             res = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
                                  text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
             if res.returncode != 0:

@@ -31,10 +31,12 @@ FORMAT_NAME = "depix-crops"
 FORMAT_VERSION = 1
 CROP_SIZE = 128  # px, side of the square head crops
 MIN_TRACK = 8  # frames, shorter tracks are not exported
-CRF = 20  # x264 constant rate factor of the track videos
+CRF = 12  # x264 constant rate factor: 42 MiB, 43.1 dB for all of ../shared/data (bench/bench_export.py)
 PIX_FMT = "yuv444p"  # chroma at full resolution (crops are small: 4:2:0 would halve colour detail)
 PRESET = "slow"  # x264 preset: smaller files at the same quality; 128 px crops encode fast anyway
 CODEC = "libx264"
+DETECT_EVERY = 2  # frames: same tracks as every frame on face clips, half the detector time (see report)
+DETECT_MAX_SIDE = 320  # px: recall on ../shared/data equal to 640 (bench/bench_detect.py), 1.6x faster
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 DEFAULT_SPLIT = "train"
 
@@ -45,6 +47,8 @@ class PrepareConfig:
     detector: str = "yunet"  # a key of detect.DETECTORS
     threshold: float | None = None  # detector score threshold (None: the detector's default)
     min_track: int = MIN_TRACK  # frames
+    detect_every: int = DETECT_EVERY  # frames; boxes of the frames between come from the tracker
+    max_side: int = DETECT_MAX_SIDE  # px, long side of the copy the detector sees
     crf: int = CRF
     pix_fmt: str = PIX_FMT
     preset: str = PRESET
@@ -75,6 +79,7 @@ class PrepareSummary:
     frames: int  # crop frames written
     bytes: int  # size of the track videos
     index: Path
+    skipped: tuple[str, ...] = ()  # "path: reason" of unreadable inputs left out (skip_unreadable=True)
 
 
 # ---------------------------------------------------------------- inputs
@@ -150,8 +155,15 @@ def _frames(path: Path) -> Iterator[np.ndarray]:
 # ---------------------------------------------------------------- export
 
 
-def _detect_clip(path: Path, detector) -> list[list]:
-    return [detector.detect(img) for img in _frames(path)]
+def _detect_clip(path: Path, detector, every: int) -> list[list]:
+    """Detections of every `every`-th frame and of the last one (others: empty, bridged by the tracker)."""
+    per_frame: list[list] = []
+    img = None
+    for i, img in enumerate(_frames(path)):
+        per_frame.append(detector.detect(img) if i % every == 0 else [])
+    if img is not None and (len(per_frame) - 1) % every:
+        per_frame[-1] = detector.detect(img)
+    return per_frame
 
 
 class _TrackWriter:
@@ -192,20 +204,22 @@ class _TrackWriter:
 
 def export_clip(clip: ClipInput, out_dir: Path, cfg: PrepareConfig, detector=None) -> list[dict]:
     """Detect, track and write this clip's head-crop tracks to `out_dir/tracks/`; index entries back."""
-    from depixcli.detect import load_detector
     from depixcli.geometry import HEAD_SCALE, crop, head_box
     from depixcli.track import TrackConfig, build_tracks
 
-    det = detector if detector is not None else load_detector(cfg.detector, threshold=cfg.threshold)
+    det = detector if detector is not None else _load(cfg)
     fps, _ = _video_fps_frames(clip.path)
-    per_frame = _detect_clip(clip.path, det)
-    tracks = build_tracks(per_frame, TrackConfig(min_length=cfg.min_track))
+    per_frame = _detect_clip(clip.path, det, cfg.detect_every)
+    # gaps are counted in frames: undetected in-between frames must not use up the tracker's patience
+    tcfg = TrackConfig(min_length=cfg.min_track, max_gap=TrackConfig().max_gap * cfg.detect_every)
+    tracks = build_tracks(per_frame, tcfg)
     if not tracks:
         return []
     boxes = {t.id: [head_box(b, HEAD_SCALE) for b in t.boxes] for t in tracks}
     ends = {t.id: int(t.frames[-1]) for t in tracks}
     writers: dict[int, _TrackWriter] = {}
     names = {t.id: f"{clip.path.stem}_t{k}" for k, t in enumerate(tracks)}
+    last = max(ends.values())
     try:
         for i, img in enumerate(_frames(clip.path)):
             for t in tracks:
@@ -216,7 +230,7 @@ def export_clip(clip: ClipInput, out_dir: Path, cfg: PrepareConfig, detector=Non
                 writers[t.id].write(crop(img, boxes[t.id][i - int(t.frames[0])], cfg.size))
                 if i == ends[t.id]:
                     writers.pop(t.id).close()
-            if i >= max(ends.values()):
+            if i >= last:
                 break
         if writers:  # the second decode ended early: the clip changed or is truncated
             raise InputError(f"{clip.path}: fewer frames on the second read than on the first")
@@ -240,6 +254,12 @@ def export_clip(clip: ClipInput, out_dir: Path, cfg: PrepareConfig, detector=Non
     ]
 
 
+def _load(cfg: PrepareConfig):
+    from depixcli.detect import load_detector
+
+    return load_detector(cfg.detector, threshold=cfg.threshold, max_side=cfg.max_side)
+
+
 def _worker_init() -> None:
     import cv2
 
@@ -250,43 +270,53 @@ def _worker_init() -> None:
 _WORKER_DETECTOR = None
 
 
-def _worker_job(args: tuple[ClipInput, Path, PrepareConfig]) -> tuple[list[dict], int]:
+def _worker_job(args: tuple[ClipInput, Path, PrepareConfig]) -> list[dict]:
     import av
 
-    from depixcli.detect import load_detector
     from depixcli.errors import DepixError
 
     global _WORKER_DETECTOR
     clip, out_dir, cfg = args
     if _WORKER_DETECTOR is None:
-        _WORKER_DETECTOR = load_detector(cfg.detector, threshold=cfg.threshold)
+        _WORKER_DETECTOR = _load(cfg)
     try:
         entries = export_clip(clip, out_dir, cfg, _WORKER_DETECTOR)
     except DepixError:
         raise
     except (OSError, av.error.FFmpegError) as exc:  # encoder / disk: name the clip, one picklable line
         raise OutputError(f"{out_dir}: writing tracks of {clip.path.name} failed ({exc})") from None
-    return entries, sum(e["frames"] for e in entries)
+    return entries
 
 
 def prepare(clips: Sequence[ClipInput], out_dir: str | os.PathLike, cfg: PrepareConfig = PrepareConfig(),
-            quiet: bool = False) -> PrepareSummary:
-    """Export head-crop tracks of every clip into `out_dir` (created) and write `out_dir/index.json`."""
+            quiet: bool = False, skip_unreadable: bool = False) -> PrepareSummary:
+    """Export head-crop tracks of every clip into `out_dir` (created) and write `out_dir/index.json`.
+
+    An input that fails its probe (missing, not a video, truncated) raises InputError before anything is
+    written, unless `skip_unreadable`: then it is left out and listed in the summary and in the index.
+    """
     import multiprocessing
 
     from tqdm import tqdm
 
-    from depixcli.detect import load_detector
-
     out = Path(out_dir)
-    load_detector(cfg.detector, threshold=cfg.threshold)  # fail early on a missing backend
+    _load(cfg)  # fail early on a missing backend
+    totals: dict[Path, int] = {}
+    skipped: list[str] = []
+    for c in clips:
+        try:
+            totals[c.path] = _video_fps_frames(c.path)[1]
+        except InputError as exc:
+            if not skip_unreadable:
+                raise
+            skipped.append(str(exc))
+    clips = [c for c in clips if c.path in totals]
     try:
         (out / "tracks").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{out}: cannot create output directory ({exc.strerror})") from None
     if not os.access(out / "tracks", os.W_OK):
         raise OutputError(f"{out}: directory is not writable")
-    totals = {c.path: _video_fps_frames(c.path)[1] for c in clips}
     workers = cfg.workers or (os.cpu_count() or 1)
     workers = max(1, min(workers, len(clips)))
     jobs = [(c, out, cfg) for c in clips]
@@ -295,14 +325,13 @@ def prepare(clips: Sequence[ClipInput], out_dir: str | os.PathLike, cfg: Prepare
     with bar:
         if workers == 1:
             _worker_init()
-            results = (_worker_job(j) for j in jobs)
-            for (e, _), c in zip(results, clips):
-                entries += e
+            for c, j in zip(clips, jobs):
+                entries += _worker_job(j)
                 bar.update(totals[c.path])
         else:
-            ctx = multiprocessing.get_context("spawn")
+            ctx = multiprocessing.get_context("spawn")  # no fork: cv2/onnx thread pools do not survive it
             with ctx.Pool(workers, initializer=_worker_init) as pool:
-                for (e, _), c in zip(pool.imap(_worker_job, jobs), clips):
+                for e, c in zip(pool.imap(_worker_job, jobs), clips):
                     entries += e
                     bar.update(totals[c.path])
     index = {
@@ -314,13 +343,15 @@ def prepare(clips: Sequence[ClipInput], out_dir: str | os.PathLike, cfg: Prepare
         "detector": cfg.detector,
         "encoder": {"codec": CODEC, "crf": cfg.crf, "pix_fmt": cfg.pix_fmt, "preset": cfg.preset},
         "config": asdict(cfg),
+        "skipped": skipped,
         "tracks": entries,
     }
     tmp = out / ".index.json.tmp"
     tmp.write_text(json.dumps(index, indent=1))
     os.replace(tmp, out / "index.json")
     size = sum((out / e["file"]).stat().st_size for e in entries)
-    return PrepareSummary(len(clips), len(entries), sum(e["frames"] for e in entries), size, out / "index.json")
+    return PrepareSummary(len(clips), len(entries), sum(e["frames"] for e in entries), size, out / "index.json",
+                          tuple(skipped))
 
 
 def _geometry_constants() -> tuple[float, float]:
@@ -343,7 +374,8 @@ def read_index(directory: str | os.PathLike) -> dict:
         raise InputError(f"{path}: unreadable ({exc})") from None
     if index.get("format") != FORMAT_NAME or index.get("version") != FORMAT_VERSION:
         raise ConfigError(
-            f"{path}: format {index.get('format')!r} v{index.get('version')}, expected {FORMAT_NAME!r} v{FORMAT_VERSION}"
+            f"{path}: format {index.get('format')!r} v{index.get('version')}, "
+            f"expected {FORMAT_NAME!r} v{FORMAT_VERSION}"
         )
     return index
 

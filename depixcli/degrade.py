@@ -115,8 +115,9 @@ def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig =
     ix = torch.floor((coords[None, :] - origin[:, 0:1]) / cell_f[:, None])  # (N, S)
     iy = torch.floor((coords[None, :] - origin[:, 1:2]) / cell_f[:, None])
     # cells intersecting the face box are pixelated (whole cells, as real mosaics are)
-    lo = torch.floor((box_lo.repeat_interleave(Fr, 0) - origin) / cell_f[:, None])  # (N, 2)
-    hi = torch.ceil((box_lo.repeat_interleave(Fr, 0) + side.repeat_interleave(Fr)[:, None] - origin) / cell_f[:, None]) - 1
+    box_lo_f = box_lo.repeat_interleave(Fr, 0)  # (N, 2) px
+    lo = torch.floor((box_lo_f - origin) / cell_f[:, None])  # (N, 2) first cell index in the box
+    hi = torch.ceil((box_lo_f + side.repeat_interleave(Fr)[:, None] - origin) / cell_f[:, None]) - 1
     in_x = (ix >= lo[:, 0:1]) & (ix <= hi[:, 0:1])
     in_y = (iy >= lo[:, 1:2]) & (iy <= hi[:, 1:2])
     mask = (in_y[:, :, None] & in_x[:, None, :])[:, None]  # (N, 1, S, S)

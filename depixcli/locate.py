@@ -1,29 +1,34 @@
 """Find mosaic (pixelated) regions in frames without help: rectangle, block size and grid phase.
 
-A mosaic is a grid of (nearly) constant cells: horizontal differences are ~0 except on vertical grid
-lines, where they form straight vertical segments, and likewise for vertical differences. Steps:
+A mosaic is a grid of (nearly) constant cells: horizontal differences vanish except on the vertical grid
+lines, where they form straight segments, and likewise vertically. Steps (`locate_mosaics`):
 
-1. Tiles. The frame is cut into `unit` x `unit` tiles. In each tile the "edge" pixels (grey step >= `edge`
-   to the right / below neighbour) are counted per column (x steps) and per row (y steps). Mosaic tiles
-   concentrate their edges on whole columns / rows: `sum(count^2) / (unit * sum(count))` is ~1 for
-   full-height grid segments and about the edge density for texture; the tile score is that minus the
-   edge density, so dense texture scores ~0 and flat tiles have no edges at all.
-2. Candidates. Connected groups of mosaic-like tiles (plus a one-tile margin) are candidate areas.
-3. Period and phase, per axis. The edge-count profile of the area (per column for x) is a comb with a
-   tooth on every grid line (cf. the spatial-difference profile of patent US8743968). Its spectrum gives
-   candidate periods (the fundamental and its multiples' harmonics); each candidate is checked by the share
-   of edges that fall on its grid lines against the share expected by chance, and the largest period that
-   passes wins (sub-multiples p/2, p/3 also pass; 2p does not). Period and origin are then refined by
-   weighted least squares on the tooth positions, so fractional (resize-based) cell sizes come out right.
-4. Cells. On that grid, every cell's interior must be flat (std <= `cell_std`, which tolerates H.264
-   noise), and mosaic cells differ from their flat neighbours by a step exactly on the grid line. The
-   rectangle is the bounding box, in whole cells, of the flat cells that have such steps on >= 2 sides;
-   it must span >= `min_cells` cells each way with mostly flat cells inside. Flat backgrounds (no steps),
-   text and texture (cells not flat, edges off the grid) and lone UI lines (no 2-D grid) are rejected.
+1. Line maps. |x differences| minus the codec noise floor, kept only where they persist over 3 rows
+   (grey erosion along the line direction); the same for y. Texture mostly vanishes, grid lines stay.
+2. Windows. The frame is cut into `band`-px tiles; windows of 1, 2 and 4 tiles (stride one tile) are
+   projected onto x and y (edge projections, cf. patent US8743968's spatial-difference profile). On
+   each profile the teeth (values above their 3-neighbourhood mean) are Fourier-analysed: a comb with
+   >= 3 teeth spaced p apart scores ~1 at 1/p and its harmonics, texture ~1/sqrt(#teeth). A window
+   passes when both axes score >= `window_score`; its period is the lowest strong frequency. A tile is
+   mosaic-like when most windows of one size that contain it pass.
+3. Candidates. Neighbouring mosaic-like tiles with compatible periods (equal or 2x, since a small
+   window may lock on a harmonic) form a candidate area.
+4. Period and phase, per axis, on the area's projections: spectrum peaks are candidate periods (fractional
+   sizes included), each refined by weighted least squares on the tooth positions and kept if its grid
+   lines collect most of the edges (`on_grid`, chance-corrected). Sub-multiples of the true period pass
+   this test; multiples do not. The largest candidates go on to step 5 first.
+5. Cells. On that grid (extended `GROW_CELLS` past the area) every cell interior must be flat
+   (std <= `cell_std`, which tolerates H.264 noise); mosaic cells differ from their flat neighbours by a
+   step that happens on the grid line itself (not a smooth gradient). The rectangle is the bounding box,
+   in whole cells, of the flat cells with such steps on >= 2 sides, trimmed of mostly non-flat border rows
+   and columns, and extended to the frame border over plain flat cells when the region spans the frame
+   (a pixelated face crop: the whole frame is the mosaic). It needs >= `min_cells` cells each way and
+   mostly flat cells. Flat backgrounds (no steps), text and texture (cells not flat, edges off the grid)
+   and lone UI lines (no 2-D comb) are rejected.
 
-Frames are `(H, W, 3)` uint8 RGB (or `(H, W)` grey). `locate_mosaics(frame)` returns `MosaicRegion`s;
-`track_mosaics(regions_per_frame)` links them over a video into `MosaicTrack`s with a per-track median
-block size.
+Works on frames down to ~96 px mosaics (smaller ones with blocks of ~4 px are often missed).
+Frames are `(H, W, 3)` uint8 RGB (or `(H, W)` grey). `track_mosaics` / `locate_video` link regions over
+a video into `MosaicTrack`s with a per-track median block size.
 """
 
 from __future__ import annotations
@@ -40,19 +45,29 @@ PERIOD_TOLERANCE = 0.2  # relative: neighbouring windows with periods this close
 LINE_X = np.ones((3, 1), np.uint8)  # vertical 3-px support for x differences
 LINE_Y = np.ones((1, 3), np.uint8)  # horizontal 3-px support for y differences
 TILE_VOTES = 0.7  # share of the windows containing a tile that must pass for the tile to count
-WINDOW_SIZES = (2, 4)  # tiles per window side: 64 px windows see periods up to 21 px, 128 px up to 42
+TRACK_MATCH_IOU = 0.5  # IoU: a frame's region belongs to a track when it overlaps the track's box this much
+AXIS_CANDIDATES = 3  # periods tried per axis (largest first) in the cell fit
+BORDER_CELLS = 4  # cells: flat cells this close to the frame border join a region spanning the frame
+EDGE_LINE_FLAT = 0.65  # share of flat cells in a border row / column grown back into a region
+EDGE_LINE_STEPS = 0.25  # grid-line steps between neighbouring cells, per cell of such a row / column
+REFIT_ROUNDS = 3  # times a fitted region is refitted on a larger area when it grew
+GROW_CELLS = 4  # cells: the cell analysis extends this far past a candidate area (areas can be split)
+LINE_SHARE = 0.5  # share of the step between two cells' means that must happen across their grid line
+PROFILE_NFFT = 8192  # FFT length (at least) for an area's profile: period resolution well below 1 %
+SPECTRUM_FLOOR = 0.15  # an area whose best normalised comb peak is lower has no period
+WINDOW_SIZES = (1, 2, 4)  # tiles per window side; >= 3 teeth: 32 px windows see periods <= 10 px, 128 px <= 42
 
 
 @dataclass(frozen=True)
 class LocateConfig:
-    band: int = 32  # px, tile side; windows are 2 x 2 tiles (64 px) and 4 x 4 tiles (128 px)
+    band: int = 32  # px, tile side; windows are 1, 2 and 4 tiles square (WINDOW_SIZES)
     noise: int = 2  # grey levels subtracted from every difference (codec noise inside flat cells)
     edge: int = 5  # grey levels: a step between two cell means at least this large is a grid-line step
-    window_score: float = 0.7  # least comb score (teeth found again at one and two periods) of a window
+    window_score: float = 0.7  # least comb score (both axes) for a window to pass, in [0, 1]
     min_period: float = 3.5  # px, smallest block size looked for
     max_period: float = 63.0  # px, largest block size looked for
     peak_ratio: float = 0.35  # spectrum peaks below this fraction of the highest are not candidates
-    on_grid: float = 0.6  # share of edges on the grid lines, above chance, for a period to be accepted
+    on_grid: float = 0.45  # share of edges on the grid lines, above chance, for a period to be accepted
     cell_std: float = 4.0  # grey levels: max std inside a cell (H.264 noise included)
     min_cells: int = 4  # cells, least number of blocks per side of a region
     min_flat: float = 0.75  # share of flat cells inside an accepted region
@@ -126,7 +141,7 @@ def _window_periods(colband: np.ndarray, rowband: np.ndarray, k: int, cfg: Locat
     rows = sum(rowband[:, i:Wb - k + 1 + i] for i in range(k))
     px = sliding_window_view(cols, L, axis=1)[:, ::b].astype(np.float32)  # (Hw, Ww, L)
     py = sliding_window_view(rows, L, axis=0)[::b].astype(np.float32)  # (Hw, Ww, L)
-    nfft = 4 * L
+    nfft = 2 * L
     fmin = max(3.0 / L, 1.0 / cfg.max_period)  # at least 3 teeth in the window
     fmax = 1.0 / cfg.min_period
     lo, hi = math.ceil(fmin * nfft), math.floor(fmax * nfft) + 1
@@ -148,7 +163,7 @@ def _spectrum_candidates(p: np.ndarray, cfg: LocateConfig) -> list[float]:
     if L < 2 * cfg.min_period or p.sum() <= 0:
         return []
     w = np.hanning(L)
-    nfft = max(8192, 1 << int(math.ceil(math.log2(4 * L))))
+    nfft = max(PROFILE_NFFT, 1 << int(math.ceil(math.log2(4 * L))))
     spec = np.abs(np.fft.rfft((p - p.mean()) * w, nfft)) / max(float((p * w).sum()), 1e-9)
     f = np.arange(spec.size) / nfft
     lo, hi = int(math.ceil(nfft / cfg.max_period)), int(nfft / cfg.min_period)
@@ -156,7 +171,7 @@ def _spectrum_candidates(p: np.ndarray, cfg: LocateConfig) -> list[float]:
     if s.size < 3:
         return []
     top = float(s.max())
-    if top < 0.15:
+    if top < SPECTRUM_FLOOR:
         return []
     i = np.flatnonzero((s[1:-1] >= s[:-2]) & (s[1:-1] > s[2:]) & (s[1:-1] >= cfg.peak_ratio * top)) + 1
     out = []
@@ -175,23 +190,17 @@ def _fit_lines(pm: np.ndarray, period: float, origin: float, start: int) -> tupl
     start + i and start + i + 1). Origins are absolute px positions of a grid line.
     """
     L = pm.size
-    pos = np.arange(L) + start + 1.0
     ks = np.arange(math.floor((start - origin) / period) - 1, math.ceil((start + L - origin) / period) + 2)
-    K, X, Wt = [], [], []
-    for k in ks:
-        c = int(round(origin + k * period)) - start - 1
-        a, b = max(c - 1, 0), min(c + 2, L)
-        if b <= a:
-            continue
-        wsum = float(pm[a:b].sum())
-        if wsum <= 0:
-            continue
-        K.append(k)
-        X.append(float((pm[a:b] * pos[a:b]).sum()) / wsum)
-        Wt.append(wsum)
-    if len(K) < 3:
+    c = np.round(origin + ks * period).astype(np.int64) - start - 1  # profile index of each expected line
+    idx = c[:, None] + np.arange(-1, 2)[None, :]  # +-1 px around it
+    ok = (idx >= 0) & (idx < L)
+    w = np.where(ok, pm[np.clip(idx, 0, L - 1)], 0.0)
+    wsum = w.sum(1)
+    keep = wsum > 0
+    if keep.sum() < 3:
         return period, origin, 0.0
-    K, X, Wt = np.asarray(K, float), np.asarray(X), np.asarray(Wt)
+    K, Wt = ks[keep].astype(np.float64), wsum[keep]
+    X = (w[keep] * (idx[keep] + start + 1)).sum(1) / Wt  # centroid of each tooth, px
     sw, sk, sx = Wt.sum(), (Wt * K).sum(), (Wt * X).sum()
     skk, skx = (Wt * K * K).sum(), (Wt * K * X).sum()
     det = sw * skk - sk * sk
@@ -205,35 +214,31 @@ def _fit_lines(pm: np.ndarray, period: float, origin: float, start: int) -> tupl
 
 
 def _on_grid_share(pc: np.ndarray, period: float, origin: float, start: int) -> float:
-    """Share of edge counts within +-1 px of the grid lines, rescaled so chance gives 0 and all gives 1."""
+    """Share of edge mass within +-1 px of the grid lines, rescaled so chance gives 0 and all gives 1."""
     L = pc.size
-    lines = np.round(origin + period * np.arange(
-        math.floor((start - origin) / period), math.ceil((start + L - origin) / period) + 1)).astype(int)
-    near = np.zeros(L + 2, bool)
-    for d in (-1, 0, 1):
-        idx = lines - start - 1 + d
-        near[np.clip(idx, -1, L) + 1] = True
-    near = near[1:-1]
+    ks = np.arange(math.floor((start - origin) / period), math.ceil((start + L - origin) / period) + 1)
+    idx = (np.round(origin + period * ks).astype(np.int64) - start - 1)[:, None] + np.arange(-1, 2)[None, :]
+    near = np.zeros(L, bool)
+    near[idx[(idx >= 0) & (idx < L)]] = True
     total = float(pc.sum())
-    if total <= 0:
-        return 0.0
     chance = float(near.mean())
-    if chance >= 1.0:
+    if total <= 0 or chance >= 1.0:
         return 0.0
     return (float(pc[near].sum()) / total - chance) / (1.0 - chance)
 
 
-def _axis_period(pm: np.ndarray, start: int, hint: float, cfg: LocateConfig):
-    """(period, origin, on-grid share) along one axis from a difference profile, or None.
+def _axis_periods(pm: np.ndarray, start: int, hint: float, cfg: LocateConfig) -> list[tuple[float, float, float]]:
+    """Plausible (period, origin, on-grid share) along one axis from a difference profile, largest first.
 
-    Candidates are spectrum peaks between half and twice the windows' `hint`, largest period first; the
-    first whose grid lines collect enough of the profile (`on_grid`) wins.
+    Candidates are the spectrum peaks from half the windows' `hint` up; each is refined on the tooth
+    positions and kept when its grid lines collect enough of the profile (`on_grid`). Sub-multiples of
+    the true period pass too, multiples do not; the caller tries the largest first.
     """
-    best = None
+    out = []
     pos = np.arange(pm.size) + start + 1.0
     c = pos.mean()
     for cand in _spectrum_candidates(pm, cfg):
-        if not (0.45 * hint <= cand <= 2.2 * hint):
+        if cand < 0.45 * hint or any(abs(cand / q[0] - 1) < 0.05 for q in out):
             continue
         # phase from the comb's Fourier coefficient at this period, positions relative to the profile centre
         z = np.sum(pm * np.exp(-2j * np.pi * (pos - c) / cand))
@@ -243,10 +248,16 @@ def _axis_period(pm: np.ndarray, start: int, hint: float, cfg: LocateConfig):
             p, o, _ = _fit_lines(pm, p, o, start)
         share = _on_grid_share(pm, p, o, start)
         if share >= cfg.on_grid:
-            return p, o, share
-        if best is None or share > best[2]:
-            best = (p, o, share)
-    return None
+            out.append((p, o, share))
+            if len(out) == AXIS_CANDIDATES:
+                break
+    return out
+
+
+def _edge_line_ok(flat: np.ndarray, along: np.ndarray) -> bool:
+    """A row / column of cells next to a region belongs to it: mostly flat, with grid-line steps along it."""
+    n = flat.size
+    return n > 0 and flat.mean() >= EDGE_LINE_FLAT and along.sum() >= EDGE_LINE_STEPS * n
 
 
 def _cells_fit(g: np.ndarray, rect, px, py, cfg: LocateConfig):
@@ -255,8 +266,8 @@ def _cells_fit(g: np.ndarray, rect, px, py, cfg: LocateConfig):
     (pw, ox), (ph, oy) = px, py
     x0, y0, x1, y1 = rect
     # expand to whole cells, clipped to the frame
-    kx0, kx1 = math.floor((x0 - ox) / pw), math.ceil((x1 - ox) / pw)
-    ky0, ky1 = math.floor((y0 - oy) / ph), math.ceil((y1 - oy) / ph)
+    kx0, kx1 = math.floor((x0 - ox) / pw) - GROW_CELLS, math.ceil((x1 - ox) / pw) + GROW_CELLS
+    ky0, ky1 = math.floor((y0 - oy) / ph) - GROW_CELLS, math.ceil((y1 - oy) / ph) + GROW_CELLS
     X0, X1 = max(int(math.floor(ox + kx0 * pw + 0.5)), 0), min(int(math.floor(ox + kx1 * pw + 0.5)), W)
     Y0, Y1 = max(int(math.floor(oy + ky0 * ph + 0.5)), 0), min(int(math.floor(oy + ky1 * ph + 0.5)), H)
     if X1 - X0 < cfg.min_cells * pw * 0.9 or Y1 - Y0 < cfg.min_cells * ph * 0.9:
@@ -283,8 +294,19 @@ def _cells_fit(g: np.ndarray, rect, px, py, cfg: LocateConfig):
     mean = s1 / s0
     std = np.sqrt(np.maximum(s2 / s0 - mean * mean, 0))
     flat = std <= cfg.cell_std
-    stepx = (np.abs(np.diff(mean, axis=1)) >= cfg.edge) & flat[:, 1:] & flat[:, :-1]
-    stepy = (np.abs(np.diff(mean, axis=0)) >= cfg.edge) & flat[1:] & flat[:-1]
+    # a grid-line step: neighbouring flat cells differ, and the difference happens on the line itself
+    # (a smooth gradient also gives flat small cells with different means, but spread over the cell)
+    gx = np.diff(roi, axis=1)[:, cs[1:] - 1]  # (rows, Nx - 1): signed step across each vertical line
+    gy = np.diff(roi, axis=0)[rs[1:] - 1, :]  # (Ny - 1, cols)
+    linex = np.add.reduceat(gx, rs, 0) / ch[:, None]
+    liney = np.add.reduceat(gy, cs, 1) / cw[None, :]
+    mdx, mdy = np.diff(mean, axis=1), np.diff(mean, axis=0)
+    stepx = (np.abs(mdx) >= cfg.edge) & (linex * np.sign(mdx) >= LINE_SHARE * np.abs(mdx)) & flat[:, 1:] & flat[:, :-1]
+    stepy = (np.abs(mdy) >= cfg.edge) & (liney * np.sign(mdy) >= LINE_SHARE * np.abs(mdy)) & flat[1:] & flat[:-1]
+    # border cells of a mosaic suffer most from the codec (ringing from the texture next door)
+    soft = std <= 2 * cfg.cell_std
+    sx2 = (np.abs(mdx) >= cfg.edge) & (linex * np.sign(mdx) >= LINE_SHARE * np.abs(mdx)) & soft[:, 1:] & soft[:, :-1]
+    sy2 = (np.abs(mdy) >= cfg.edge) & (liney * np.sign(mdy) >= LINE_SHARE * np.abs(mdy)) & soft[1:] & soft[:-1]
     nsteps = np.zeros(mean.shape, np.int32)
     nsteps[:, 1:] += stepx
     nsteps[:, :-1] += stepx
@@ -319,6 +341,37 @@ def _cells_fit(g: np.ndarray, rect, px, py, cfg: LocateConfig):
                 c0, changed = c0 + 1, True
             elif side == 3 and not good(flat[r0:r1, c1 - 1] & (lab[r0:r1, c1 - 1] == best)):
                 c1, changed = c1 - 1, True
+    # grow back over border rows / columns the evidence missed: mostly flat cells (softer threshold) with
+    # grid-line steps between them along the row / column (a plain background next to the mosaic has none)
+    nr, nc = flat.shape
+    for _ in range(GROW_CELLS):
+        grew = False
+        if c0 > 0 and _edge_line_ok(soft[r0:r1, c0 - 1], sy2[r0:r1 - 1, c0 - 1]):
+            c0, grew = c0 - 1, True
+        if c1 < nc and _edge_line_ok(soft[r0:r1, c1], sy2[r0:r1 - 1, c1]):
+            c1, grew = c1 + 1, True
+        if r0 > 0 and _edge_line_ok(soft[r0 - 1, c0:c1], sx2[r0 - 1, c0:c1 - 1]):
+            r0, grew = r0 - 1, True
+        if r1 < nr and _edge_line_ok(soft[r1, c0:c1], sx2[r1, c0:c1 - 1]):
+            r1, grew = r1 + 1, True
+        if not grew:
+            break
+    # a region already touching two frame borders (a pixelated crop: the whole frame is the mosaic)
+    # reaches the other borders through a few last rows / columns of flat cells (e.g. a plain backdrop)
+    for _ in range(4):
+        at = [c0 == 0 and X0 == 0, r0 == 0 and Y0 == 0, c1 == nc and X1 == W, r1 == nr and Y1 == H]
+        if sum(at) < 2:
+            break
+        if X0 == 0 and 0 < c0 <= BORDER_CELLS and soft[r0:r1, :c0].all():
+            c0 = 0
+        elif Y0 == 0 and 0 < r0 <= BORDER_CELLS and soft[:r0, c0:c1].all():
+            r0 = 0
+        elif X1 == W and 0 < nc - c1 <= BORDER_CELLS and soft[r0:r1, c1:].all():
+            c1 = nc
+        elif Y1 == H and 0 < nr - r1 <= BORDER_CELLS and soft[r1:, c0:c1].all():
+            r1 = nr
+        else:
+            break
     if r1 - r0 < cfg.min_cells or c1 - c0 < cfg.min_cells:
         return None
     fl = float(flat[r0:r1, c0:c1].mean())
@@ -340,6 +393,12 @@ def _windows_per_tile(n: int, k: int) -> np.ndarray:
     return (np.minimum(t, n - k) - np.maximum(0, t - k + 1) + 1).astype(np.float64)
 
 
+def _compatible(a: float, b: float) -> bool:
+    """Two window periods of one mosaic: equal, or one twice the other (a window may lock on a harmonic)."""
+    r = abs(math.log(a / b))
+    return r < PERIOD_TOLERANCE or abs(r - math.log(2)) < PERIOD_TOLERANCE
+
+
 def _tile_regions(score: np.ndarray, px: np.ndarray, py: np.ndarray) -> list[np.ndarray]:
     """Group tiles whose best windows have compatible periods; list of boolean tile masks, largest first."""
     Hb, Wb = score.shape
@@ -354,8 +413,7 @@ def _tile_regions(score: np.ndarray, px: np.ndarray, py: np.ndarray) -> list[np.
             y, x = stack.pop()
             for yy, xx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
                 if 0 <= yy < Hb and 0 <= xx < Wb and not seen[yy, xx] and score[yy, xx] > 0:
-                    if (abs(math.log(px[yy, xx] / px[y, x])) < PERIOD_TOLERANCE
-                            and abs(math.log(py[yy, xx] / py[y, x])) < PERIOD_TOLERANCE):
+                    if _compatible(px[yy, xx], px[y, x]) and _compatible(py[yy, xx], py[y, x]):
                         seen[yy, xx] = True
                         stack.append((yy, xx))
                         members.append((yy, xx))
@@ -365,24 +423,9 @@ def _tile_regions(score: np.ndarray, px: np.ndarray, py: np.ndarray) -> list[np.
     return sorted(groups, key=lambda m: -int(m.sum()))
 
 
-def locate_mosaics(frame: np.ndarray, config: LocateConfig = LocateConfig()) -> list[MosaicRegion]:
-    """Mosaic regions of one frame, best first. frame: `(H, W, 3)` uint8 RGB or `(H, W)` grey."""
-    import cv2
-
-    cfg = config
-    b = cfg.band
-    g = _gray(np.ascontiguousarray(frame))
-    H, W = g.shape
-    Hp, Wp = max(-(-H // b), 2) * b, max(-(-W // b), 2) * b
-    gp = cv2.copyMakeBorder(g, 0, Hp - H, 0, Wp - W, cv2.BORDER_REPLICATE) if (Hp, Wp) != (H, W) else g
-    dx, dy = _diffs(gp)
-    # keep differences that persist along the grid-line direction (mosaic edges are straight segments)
-    dx = cv2.erode(cv2.subtract(dx, cfg.noise), LINE_X)
-    dy = cv2.erode(cv2.subtract(dy, cfg.noise), LINE_Y)
-    Hb, Wb = Hp // b, Wp // b
-    colband = dx.reshape(Hb, b, Wp).sum(1, dtype=np.int32)
-    rowband = dy.reshape(Hp, Wb, b).sum(2, dtype=np.int32)
-    # best window (score, periods) for every tile
+def _tile_map(colband: np.ndarray, rowband: np.ndarray, cfg: LocateConfig):
+    """Per tile: best passing window score (0 if none) and its x / y periods, each `(Hb, Wb)`."""
+    Hb, Wb = colband.shape[0], rowband.shape[1]
     t_score = np.zeros((Hb, Wb))
     t_px = np.ones((Hb, Wb))
     t_py = np.ones((Hb, Wb))
@@ -409,6 +452,27 @@ def locate_mosaics(frame: np.ndarray, config: LocateConfig = LocateConfig()) -> 
         t_score = np.where(take, best, t_score)
         t_px = np.where(take, bpx, t_px)
         t_py = np.where(take, bpy, t_py)
+    return t_score, t_px, t_py
+
+
+def locate_mosaics(frame: np.ndarray, config: LocateConfig = LocateConfig()) -> list[MosaicRegion]:
+    """Mosaic regions of one frame, best first. frame: `(H, W, 3)` uint8 RGB or `(H, W)` grey."""
+    import cv2
+
+    cfg = config
+    b = cfg.band
+    g = _gray(np.ascontiguousarray(frame))
+    H, W = g.shape
+    Hp, Wp = max(-(-H // b), 2) * b, max(-(-W // b), 2) * b
+    gp = cv2.copyMakeBorder(g, 0, Hp - H, 0, Wp - W, cv2.BORDER_REPLICATE) if (Hp, Wp) != (H, W) else g
+    dx, dy = _diffs(gp)
+    # keep differences that persist along the grid-line direction (mosaic edges are straight segments)
+    dx = cv2.erode(cv2.subtract(dx, cfg.noise), LINE_X)
+    dy = cv2.erode(cv2.subtract(dy, cfg.noise), LINE_Y)
+    Hb, Wb = Hp // b, Wp // b
+    colband = dx.reshape(Hb, b, Wp).sum(1, dtype=np.int32)
+    rowband = dy.reshape(Hp, Wb, b).sum(2, dtype=np.int32)
+    t_score, t_px, t_py = _tile_map(colband, rowband, cfg)
     found: list[MosaicRegion] = []
     for mask in _tile_regions(t_score, t_px, t_py):
         if mask.sum() < 2:
@@ -424,17 +488,24 @@ def locate_mosaics(frame: np.ndarray, config: LocateConfig = LocateConfig()) -> 
         pmx = (dx[y0:y1, x0:x1] * mpx).sum(0, dtype=np.float64)
         pmy = (dy[y0:y1, x0:x1] * mpx).sum(1, dtype=np.float64)
         hint = (float(np.median(t_px[mask])), float(np.median(t_py[mask])))
-        ax = _axis_period(pmx, x0, hint[0], cfg)
-        ay = _axis_period(pmy, y0, hint[1], cfg)
-        if ax is None or ay is None:
-            continue
-        fit = _cells_fit(g, (x0, y0, x1, y1), ax[:2], ay[:2], cfg)
+        xs_, ys_ = _axis_periods(pmx, x0, hint[0], cfg), _axis_periods(pmy, y0, hint[1], cfg)
+        fit = None
+        for ax, ay in sorted(((ax, ay) for ax in xs_ for ay in ys_), key=lambda a: -a[0][0] * a[1][0]):
+            fit = _cells_fit(g, (x0, y0, x1, y1), ax[:2], ay[:2], cfg)
+            if fit is not None:
+                break
         if fit is None:
             continue
+        for _ in range(REFIT_ROUNDS):  # the region may run past the analysed area: look further
+            again = _cells_fit(g, fit[0], ax[:2], ay[:2], cfg)
+            if again is None or again[0] == fit[0]:
+                break
+            fit = again
         rect, ox, oy, flat = fit
         if any(_overlap(r.rect, rect) > 0.5 for r in found):
             continue
-        found.append(MosaicRegion(rect, ax[0], ay[0], ox, oy, flat * min(ax[2], ay[2], 1.0)))
+        score = float(flat * min(ax[2], ay[2], 1.0))
+        found.append(MosaicRegion(rect, float(ax[0]), float(ay[0]), float(ox), float(oy), score))
     return sorted(found, key=lambda r: -r.score)
 
 
@@ -445,3 +516,75 @@ def _overlap(a, b) -> float:
     sa = (a[2] - a[0]) * (a[3] - a[1])
     sb = (b[2] - b[0]) * (b[3] - b[1])
     return ix * iy / max(min(sa, sb), 1)
+
+
+@dataclass(frozen=True, eq=False)
+class MosaicTrack:
+    id: int
+    frames: np.ndarray  # (N,) int, consecutive frame indices
+    regions: tuple[MosaicRegion, ...]  # one per frame; block size = the track median
+    filled: np.ndarray  # (N,) bool, True where no region was found and the rect was interpolated
+    cell_w: float  # px, median block width over the frames where the region was found
+    cell_h: float  # px
+
+    def region_at(self, i: int) -> MosaicRegion | None:
+        k = int(i) - int(self.frames[0])
+        return self.regions[k] if 0 <= k < len(self.regions) else None
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def track_mosaics(per_frame: list[list[MosaicRegion]], track_config=None) -> list[MosaicTrack]:
+    """Link per-frame regions into tracks (`depixcli.track.build_tracks` on their rects).
+
+    Per track the block size is the median over the frames where the region was found; each frame keeps
+    its measured rect and grid line (origin), re-expressed with the median size. Frames the region was
+    missed in get the track's interpolated rect, with the grid moved along from the nearest found frame.
+    """
+    from depixcli.track import TrackConfig, build_tracks
+
+    cfg = track_config or TrackConfig(sigma=0.0)
+    rows = [[np.array([*r.rect, r.score], np.float64) for r in regs] for regs in per_frame]
+    out = []
+    for tr in build_tracks(rows, cfg):
+        found: dict[int, MosaicRegion] = {}
+        for f, box in zip(tr.frames, tr.boxes):
+            best = max(per_frame[f], key=lambda r: _iou(r.rect, box), default=None)
+            if best is not None and _iou(best.rect, box) >= TRACK_MATCH_IOU:
+                found[int(f)] = best
+        if not found:
+            continue
+        cw = float(np.median([r.cell_w for r in found.values()]))
+        ch = float(np.median([r.cell_h for r in found.values()]))
+        keys = np.array(sorted(found))
+        regions = []
+        for f, box in zip(tr.frames, tr.boxes):
+            f = int(f)
+            if f in found:
+                r = found[f]
+                regions.append(MosaicRegion(r.rect, cw, ch, r.origin_x, r.origin_y, r.score))
+                continue
+            near = found[int(keys[np.argmin(np.abs(keys - f))])]
+            rect = tuple(int(round(v)) for v in box)
+            regions.append(MosaicRegion(rect, cw, ch, near.origin_x + rect[0] - near.rect[0],
+                                        near.origin_y + rect[1] - near.rect[1], 0.0))
+        filled = np.array([int(f) not in found for f in tr.frames])
+        out.append(MosaicTrack(len(out), np.asarray(tr.frames), tuple(regions), filled, cw, ch))
+    return out
+
+
+def locate_video(frames, config: LocateConfig = LocateConfig(), track_config=None) -> list[MosaicTrack]:
+    """Locate mosaics in every frame of an iterable of `(H, W, 3)` uint8 RGB frames and track them.
+
+    Streams: only the regions are kept, never the frames.
+    """
+    return track_mosaics([locate_mosaics(f, config) for f in frames], track_config)
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0

@@ -204,9 +204,10 @@ class Depixelator(nn.Module):
             return stack
         c = Fr // 2
         others = [i for i in range(Fr) if i != c]
-        lr = to_lr(stack.reshape(B * Fr, C, S, S), self.config.stn_size).reshape(B, Fr, C, *([self.config.stn_size] * 2))
-        a = lr[:, c : c + 1].expand(B, Fr - 1, C, *lr.shape[-2:]).reshape(-1, C, *lr.shape[-2:])
-        b = lr[:, others].reshape(-1, C, *lr.shape[-2:])
+        L = self.config.stn_size
+        lr = to_lr(stack.reshape(B * Fr, C, S, S), L).reshape(B, Fr, C, L, L)
+        a = lr[:, c : c + 1].expand(B, Fr - 1, C, L, L).reshape(-1, C, L, L)
+        b = lr[:, others].reshape(-1, C, L, L)
         offsets = self.stn(a, b)
         warped = warp(stack[:, others].reshape(-1, C, S, S), offsets).reshape(B, Fr - 1, C, S, S)
         return torch.cat([warped[:, :c], stack[:, c : c + 1], warped[:, c:]], dim=1)

@@ -81,7 +81,8 @@ class InvertedResidual(nn.Module):
         super().__init__()
         hidden = cin * expand
         layers: list[nn.Module] = [] if expand == 1 else [ConvBNReLU6(cin, hidden, 1)]
-        layers += [ConvBNReLU6(hidden, hidden, 3, stride, hidden), nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        layers += [ConvBNReLU6(hidden, hidden, 3, stride, hidden), nn.Conv2d(hidden, cout, 1, bias=False),
+                   nn.BatchNorm2d(cout)]
         self.conv = nn.Sequential(*layers)
         self.residual = stride == 1 and cin == cout
 
@@ -201,10 +202,14 @@ def load_feature_net(spec: str, taps: tuple[int, ...] | None = None) -> FeatureN
             raise WeightsError(f"cannot read {path}: {exc}") from None
         if meta.get("format") != FORMAT:
             raise WeightsError(f"{path} is not a depix feature network file")
-        kind = meta["kind"]
-        taps = taps or tuple(json.loads(meta["taps"]))
+        kind = meta.get("kind", "")
+        taps = taps or tuple(json.loads(meta.get("taps", "[]")))
+        origin = f"{meta.get('source', '?')} via {path.name}"
     else:
         kind, sd = _kind_of(_load_pth(path))
+        origin = path.name
+    if kind not in DEFAULT_TAPS:
+        raise WeightsError(f"{path}: unknown feature network kind {kind!r}")
     net = FeatureNet(kind, taps)
     own = net.state_dict()
     sd = {k: v.float() for k, v in sd.items() if k in own}
@@ -213,6 +218,7 @@ def load_feature_net(spec: str, taps: tuple[int, ...] | None = None) -> FeatureN
         raise WeightsError(f"{path} lacks {len(missing)} tensors of {kind}, e.g. {sorted(missing)[:3]}")
     net.load_state_dict(sd, strict=True)
     net.source = str(path)  # type: ignore[attr-defined]
+    net.origin = origin  # type: ignore[attr-defined]  # weight file name(s), for model cards
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
@@ -225,11 +231,12 @@ def export_features(src: str, dst: str | os.PathLike, taps: tuple[int, ...] | No
 
     net = load_feature_net(src, taps)
     sd = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in net.state_dict().items()}
-    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "kind": net.kind, "taps": json.dumps(list(net.taps)),
-            "source": Path(net.source).name}
+    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "kind": net.kind,
+            "taps": json.dumps(list(net.taps)), "source": net.origin}
     dst = Path(dst)
     tmp = dst.with_name(dst.name + ".tmp")
     save_file(sd, str(tmp), metadata=meta)
+    tmp.chmod(0o644)  # safetensors creates files owner-only
     os.replace(tmp, dst)
     return dst.stat().st_size
 
@@ -258,7 +265,7 @@ def describe(spec: str) -> str:
     if spec == "none":
         return "none"
     net = load_feature_net(spec)
-    return f"{net.kind} taps={list(net.taps)} from {Path(net.source).name}"
+    return f"{net.kind} taps={list(net.taps)} from {net.origin}"
 
 
 if __name__ == "__main__":

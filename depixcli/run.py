@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import queue
 import shutil
+import tempfile
 import threading
 import time
 from collections import deque
@@ -29,22 +31,23 @@ from pathlib import Path
 import numpy as np
 
 from depixcli.errors import ConfigError, InputError
-from depixcli.geometry import CropBox
+from depixcli.geometry import CropBox, crop
 from depixcli.reconstruct import (
     Reconstructor,
     crop_box_for_face,
     crop_box_for_rect,
-    crop_face,
     gather_stack,
     load_reconstructor,
     paste,
     rect_for_face,
 )
 
-QUEUE_FRAMES = 8  # frames in flight between decode -> model and model -> encode threads
+QUEUE_FRAMES = 8  # frames in flight between two pipeline threads (decode, model, paste, write)
 POLL_S = 0.1  # s, how often a blocked thread checks whether the run was aborted
-SMOOTH_SIGMA = 1.5  # frames, temporal Gaussian on crop boxes of --region / --boxes tracks
 METRIC_CROP = 128  # px, side of the head crops compared by the --pixelate metrics
+CONFIRM_SIZE = (0.3, 1.5)  # detected face side / mosaic side for a detection to confirm a mosaic as a face
+DEFAULT_DETECTOR = "yunet"  # --pixelate's face detector when none is named
+LOCATE_WORKERS = min(os.cpu_count() or 1, 8)  # threads locating mosaics in pass 1 (numpy/cv2 release the GIL)
 
 
 @dataclass(frozen=True)
@@ -53,10 +56,10 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda
     batch_size: int = 16  # stacks per model call
     region: tuple[int, int, int, int] | None = None  # x, y, w, h px: one fixed mosaic on every frame
-    boxes: str | None = None  # tracks.json sidecar written by `depix pixelate`
+    boxes: str | None = None  # JSON sidecar written by `depix pixelate` (faces and grids per frame)
     pixelate: int | None = None  # research mode: pixelate detected faces N x N blocks first
     side_by_side: bool = False  # write original | pixelated | reconstructed (with --pixelate)
-    detector: str = "yunet"  # face detector for --pixelate
+    detector: str | None = None  # --pixelate: its face detector (default yunet); else: second opinion
     codec: str = "libx264"
     crf: int = 18
     preset: str = "medium"
@@ -82,7 +85,7 @@ class FaceTrack:
     rects: np.ndarray  # (N, 4) float px xyxy: the mosaic area replaced on each frame
     boxes: np.ndarray  # (N, 3) float px (cx, cy, size): head crop fed to the model, temporally smooth
     cells: np.ndarray  # (N, 2) float px (cell_w, cell_h) of the mosaic grid; nan when unknown
-    grids: tuple | None = None  # --pixelate: the mosaic.MosaicGrid applied to each frame
+    grids: tuple | None = None  # the mosaic.MosaicGrid of each frame, when known (--pixelate applies them)
 
     @property
     def count(self) -> int:
@@ -117,32 +120,25 @@ class RunStats:
     block_sizes: list = field(default_factory=list)  # (cell_w, cell_h) px median per track
     source: str = ""  # where the mosaics came from: located | region | boxes | pixelate
     copied: bool = False  # nothing to reconstruct: input copied
-    stage_s: dict = field(default_factory=dict)  # s of work per stage (stages overlap in threads)
+    not_faces: int = 0  # mosaic tracks left alone: the --detector found no face on them
+    stage_s: dict = field(default_factory=dict)  # s of work per stage, both passes (pass 2 stages overlap)
     wall_s: float = 0.0
-    max_buffered_frames: int = 0  # full frames held at once in pass 2
-    max_buffered_crops: int = 0  # face crops held at once in pass 2
-    metrics: dict = field(default_factory=dict)  # --side-by-side: name -> {"pixelated": x, "reconstructed": y}
+    max_buffered_frames: int = 0  # frames waiting for the model at once (+ <= 3 * QUEUE_FRAMES in queues)
+    max_buffered_crops: int = 0  # face crops held at once for window stacks
+    metrics: dict = field(default_factory=dict)  # --pixelate: name -> {"pixelated": x, "reconstructed": y}
 
     @property
     def fps(self) -> float:
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
 
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
     def add(self, stage: str, seconds: float) -> None:
-        self.stage_s[stage] = self.stage_s.get(stage, 0.0) + seconds
+        with self._lock:  # pipeline threads add concurrently
+            self.stage_s[stage] = self.stage_s.get(stage, 0.0) + seconds
 
 
 # ------------------------------------------------------------------------------------------ tracks
-def _smooth(x: np.ndarray, sigma: float = SMOOTH_SIGMA) -> np.ndarray:
-    """Gaussian along axis 0 of `(N, K)` with edge replication (no shrink at track ends)."""
-    if len(x) < 2 or sigma <= 0:
-        return x.astype(np.float64)
-    r = int(np.ceil(3 * sigma))
-    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
-    k /= k.sum()
-    padded = np.concatenate([np.repeat(x[:1], r, 0), x, np.repeat(x[-1:], r, 0)]).astype(np.float64)
-    return np.stack([np.convolve(padded[:, j], k, mode="valid") for j in range(x.shape[1])], axis=1)
-
-
 def _boxes_array(boxes: list[CropBox]) -> np.ndarray:
     return np.array([[b.cx, b.cy, b.size] for b in boxes], dtype=np.float64).reshape(-1, 3)
 
@@ -172,14 +168,12 @@ def tracks_from_rects(
 
     rect_lists = [[np.asarray(r, np.float64) for r, _ in obs] for obs in per_frame]
     out = []
-    for tr in build_tracks(rect_lists):
-        frames = np.asarray(tr.frames, dtype=int)
-        start, end = int(frames.min()), int(frames.max())
-        t_all = np.arange(start, end + 1)
-        smooth = np.stack([np.interp(t_all, frames, np.asarray(tr.boxes)[:, j]) for j in range(4)], axis=1)
+    for tr in build_tracks(rect_lists):  # tracks cover consecutive frames, gaps filled
+        start = int(tr.frames[0])
+        smooth = np.asarray(tr.boxes, np.float64)
         rects = smooth.copy()
-        cells = np.full((len(t_all), 2), np.nan)
-        for i, t in enumerate(t_all):
+        cells = np.full((len(smooth), 2), np.nan)
+        for i, t in enumerate(range(start, start + len(smooth))):
             best, best_iou = None, 0.3  # an observation must overlap the track's box this much
             for r, c in per_frame[t]:
                 iou = _iou(r, smooth[i])
@@ -197,6 +191,36 @@ def tracks_from_rects(
     return out
 
 
+def merge_observations(obs: list[tuple[tuple, tuple | None]]) -> list[tuple[tuple, tuple | None]]:
+    """Union the mosaic rects of one frame that overlap or lie within one block of each other.
+
+    A locator may report one mosaic as several pieces (sometimes with a block size that is a multiple
+    or a fraction of the true one); one face must become one track. The merged rect keeps the block
+    size of its largest piece.
+    """
+    items = [(tuple(float(v) for v in r), c) for r, c in obs]
+
+    def area(r):
+        return (r[2] - r[0]) * (r[3] - r[1])
+
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                (a, ca), (b, cb) = items[i], items[j]
+                gap = max(max(ca) if ca else 0.0, max(cb) if cb else 0.0, 1.0)  # px of slack
+                if a[0] <= b[2] + gap and b[0] <= a[2] + gap and a[1] <= b[3] + gap and b[1] <= a[3] + gap:
+                    rect = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    items[i] = (rect, ca if area(a) >= area(b) else cb)
+                    del items[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return items
+
+
 def _iou(a, b) -> float:
     ax0, ay0, ax1, ay1 = (float(v) for v in a)
     bx0, by0, bx1, by1 = (float(v) for v in b)
@@ -207,38 +231,44 @@ def _iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def tracks_from_faces(
-    per_track_faces: list[tuple[int, np.ndarray]], frame_hw: tuple[int, int], blocks: int | None = None
-) -> list[FaceTrack]:
-    """FaceTracks from tight face boxes `(start, (N, 4) xyxy)`: a --boxes sidecar or detector tracks.
+def tracks_from_faces(spans, blocks: int | None = None) -> list[FaceTrack]:
+    """FaceTracks from face spans `(start, (N, 4) tight face boxes xyxy[, N MosaicGrids])` on consecutive frames.
 
-    With `blocks`, each frame is pixelated N x N over the face (research mode) and the grid is known exactly.
+    The crop is the head box of the face. The mosaic is the span's grids when given (a sidecar that
+    records them: exact), else `blocks` x `blocks` cells over the face (--pixelate: the grid is applied
+    in pass 2, so it is exact too), else the rect `depix pixelate` puts over a face, block size unknown.
     """
+    from depixcli.mosaic import grid_from_blocks
+
     out = []
-    for start, faces in per_track_faces:
-        faces = np.asarray(faces, np.float64).reshape(-1, 4)
+    for span in spans:
+        start, faces = span[0], np.asarray(span[1], np.float64).reshape(-1, 4)
+        grids = tuple(span[2]) if len(span) > 2 and span[2] is not None else None
         if len(faces) == 0:
             continue
         boxes = _boxes_array([crop_box_for_face(f) for f in faces])
-        if blocks is None:
+        if grids is None and blocks is not None:
+            grids = tuple(grid_from_blocks(rect_for_face(f), blocks) for f in faces)
+        if grids is None:
             rects = np.array([rect_for_face(f) for f in faces])
             cells = np.full((len(faces), 2), np.nan)
-            grids = None
         else:
-            from depixcli.mosaic import grid_from_blocks
-
-            grids = tuple(grid_from_blocks(rect_for_face(f), blocks) for f in faces)
             rects = np.array([g.rect for g in grids], np.float64)
             cells = np.array([(g.cell_w, g.cell_h) for g in grids], np.float64)
         out.append(FaceTrack(len(out), int(start), rects, boxes, cells, grids))
     return out
 
 
-def read_boxes_sidecar(path: str | Path) -> list[tuple[int, np.ndarray]]:
-    """Face tracks of a `depix pixelate` sidecar -> `[(start frame, (N, 4) face boxes xyxy)]`.
+def read_boxes_sidecar(path: str | Path) -> list[tuple]:
+    """Face tracks of a `depix pixelate` sidecar (version 1) -> spans `(start, (N, 4) face boxes, grids)`.
 
-    Frames of one track must be consecutive after sorting; gaps are filled by linear interpolation.
+    The sidecar lists, per frame, each face's track, tight face box and the exact mosaic grid applied
+    (see `depixcli.pixelate`). A track whose frames have gaps becomes one span per run of consecutive
+    frames: frames not listed were not pixelated, so nothing is pasted there.
     """
+    from depixcli.mosaic import MosaicGrid
+    from depixcli.pixelate import SIDECAR_VERSION
+
     path = Path(path)
     try:
         doc = json.loads(path.read_text())
@@ -246,64 +276,116 @@ def read_boxes_sidecar(path: str | Path) -> list[tuple[int, np.ndarray]]:
         raise InputError(f"--boxes file not found: {path}") from None
     except (OSError, ValueError) as exc:
         raise InputError(f"--boxes {path}: not a readable JSON file ({exc})") from None
-    tracks = doc.get("tracks") if isinstance(doc, dict) else None
-    if not isinstance(tracks, list):
-        raise InputError(f"--boxes {path}: expected an object with a 'tracks' list (as `depix pixelate` writes)")
-    out = []
-    for i, tr in enumerate(tracks):
-        try:
-            frames = np.asarray(tr["frames"], dtype=int)
-            boxes = np.asarray(tr["boxes"], dtype=np.float64).reshape(len(frames), 4)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"--boxes {path}: track {i} needs 'frames' and 'boxes' [x0,y0,x1,y1] ({exc})") from None
-        if len(frames) == 0:
-            continue
-        order = np.argsort(frames)
-        frames, boxes = frames[order], boxes[order]
-        t_all = np.arange(frames[0], frames[-1] + 1)
-        filled = np.stack([np.interp(t_all, frames, boxes[:, j]) for j in range(4)], axis=1)
-        out.append((int(frames[0]), filled))
-    return out
+    if not isinstance(doc, dict) or not isinstance(doc.get("frames"), list):
+        raise InputError(f"--boxes {path}: not a `depix pixelate` sidecar (no 'frames' list)")
+    if not isinstance(doc.get("version"), int) or doc["version"] > SIDECAR_VERSION:
+        raise InputError(f"--boxes {path}: sidecar version {doc.get('version')!r}; this depix reads <= {SIDECAR_VERSION}")
+    per_track: dict = {}  # track id -> [(frame, box, grid)]
+    try:
+        for entry in doc["frames"]:
+            t = int(entry["index"])
+            for face in entry["faces"]:
+                box = np.asarray(face["box"], np.float64).reshape(4)
+                grid = MosaicGrid.from_dict(face["grid"]) if face.get("grid") is not None else None
+                per_track.setdefault(face["track"], []).append((t, box, grid))
+    except (KeyError, TypeError, ValueError, AttributeError, ConfigError) as exc:
+        raise InputError(f"--boxes {path}: bad frame entry ({exc})") from None
+    spans = []
+    for items in per_track.values():
+        items.sort(key=lambda x: x[0])
+        frames = np.array([x[0] for x in items])
+        for run in np.split(np.arange(len(items)), np.flatnonzero(np.diff(frames) != 1) + 1):
+            grids = [items[k][2] for k in run]
+            spans.append((int(frames[run[0]]), np.stack([items[k][1] for k in run]),
+                          grids if all(g is not None for g in grids) else None))
+    return sorted(spans, key=lambda s: s[0])
 
 
 # ------------------------------------------------------------------------------------------ pass 1
-def locate_pass(path, info, stats: RunStats, progress) -> list[FaceTrack]:
-    """Decode every frame, locate the mosaics, link them into tracks (only boxes are kept)."""
+def locate_pass(path, info, cfg: RunConfig, stats: RunStats, progress) -> list[FaceTrack]:
+    """Decode every frame, locate the mosaics, link them into tracks (only boxes are kept).
+
+    With `cfg.detector`, a face detector gives a second opinion: a mosaic track on which it never
+    finds a face (centre inside the mosaic, size comparable) is not a face and is left alone.
+    """
     from depixcli.locate import locate_mosaics
     from depixcli.video import read_frames
 
-    per_frame = []
-    for frame in _timed_iter(read_frames(path), stats, "decode"):
+    detector = None
+    if cfg.detector is not None:
+        from depixcli.detect import load_detector
+
+        detector = load_detector(cfg.detector)
+    def locate(image):
         t1 = time.perf_counter()
-        regions = locate_mosaics(frame.image)
+        regions = locate_mosaics(image)
         stats.add("locate", time.perf_counter() - t1)
-        per_frame.append([(tuple(r.rect), (float(r.cell_w), float(r.cell_h))) for r in regions])
+        return merge_observations([(tuple(r.rect), (float(r.cell_w), float(r.cell_h))) for r in regions])
+
+    per_frame, faces = [], []
+    for frame, obs in _ordered_map(locate, _timed_iter(read_frames(path), stats, "decode")):
+        per_frame.append(obs)
+        if detector is not None:  # detectors are not thread-safe: this thread only
+            t1 = time.perf_counter()
+            faces.append([d.box for d in detector.detect(frame.image)] if obs else [])
+            stats.add("locate", time.perf_counter() - t1)
         progress.update(1)
     stats.frames = len(per_frame)
-    return tracks_from_rects(per_frame, (info.height, info.width))
+    tracks = tracks_from_rects(per_frame, (info.height, info.width))
+    if detector is not None:
+        kept = [tr for tr in tracks if _confirmed(tr, faces)]
+        stats.not_faces = len(tracks) - len(kept)
+        tracks = [dataclasses.replace(tr, id=i) for i, tr in enumerate(kept)]
+    return tracks
 
 
-def detect_pass(path, info, cfg: RunConfig, stats: RunStats, progress) -> list[FaceTrack]:
-    """--pixelate: detect faces on every frame and link them into tracks of tight face boxes."""
+def _ordered_map(fn, frames, workers: int = LOCATE_WORKERS):
+    """Yield `(frame, fn(frame.image))` in order, computing up to `2 * workers` frames ahead in threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(workers, 1)) as pool:
+        ahead: deque = deque()
+        for frame in frames:
+            ahead.append((frame, pool.submit(fn, frame.image)))
+            if len(ahead) >= 2 * workers:
+                f, fut = ahead.popleft()
+                yield f, fut.result()
+        while ahead:
+            f, fut = ahead.popleft()
+            yield f, fut.result()
+
+
+def _confirmed(track: FaceTrack, faces: list[list[np.ndarray]]) -> bool:
+    """True when a detected face lies on the mosaic of `track` on at least one frame."""
+    for t in range(track.start, track.end + 1):
+        x0, y0, x1, y1 = track.rect(t)
+        side = max(x1 - x0, y1 - y0)
+        for f in faces[t]:
+            cx, cy = (f[0] + f[2]) / 2, (f[1] + f[3]) / 2
+            ratio = max(f[2] - f[0], f[3] - f[1]) / side
+            if x0 <= cx <= x1 and y0 <= cy <= y1 and CONFIRM_SIZE[0] <= ratio <= CONFIRM_SIZE[1]:
+                return True
+    return False
+
+
+def detect_pass(path, cfg: RunConfig, stats: RunStats, progress) -> list[FaceTrack]:
+    """--pixelate: detect and track faces exactly as `depix pixelate` does; each frame's grid is known."""
     from depixcli.detect import load_detector
+    from depixcli.pixelate import PixelateConfig
     from depixcli.track import build_tracks
     from depixcli.video import read_frames
 
-    detector = load_detector(cfg.detector)
+    pix = PixelateConfig(blocks=cfg.pixelate, detector=cfg.detector or DEFAULT_DETECTOR)
+    detector = load_detector(pix.detector, threshold=pix.threshold, max_side=pix.max_side)
     per_frame = []
     for frame in _timed_iter(read_frames(path), stats, "decode"):
         t1 = time.perf_counter()
-        per_frame.append(detector.detect(frame.image))
+        per_frame.append([np.r_[d.box, d.score] for d in detector.detect(frame.image)])
         stats.add("locate", time.perf_counter() - t1)
         progress.update(1)
     stats.frames = len(per_frame)
-    faces = []
-    for tr in build_tracks(per_frame):
-        frames = np.asarray(tr.frames, dtype=int)
-        t_all = np.arange(frames.min(), frames.max() + 1)
-        boxes = np.stack([np.interp(t_all, frames, np.asarray(tr.boxes)[:, j]) for j in range(4)], axis=1)
-        faces.append((int(t_all[0]), boxes))
-    return tracks_from_faces(faces, (info.height, info.width), blocks=cfg.pixelate)
+    spans = [(int(tr.frames[0]), tr.boxes, [pix.grid(b) for b in tr.boxes]) for tr in build_tracks(per_frame)]
+    return tracks_from_faces(spans)
 
 
 def count_pass(path, stats: RunStats, progress) -> int:
@@ -336,7 +418,8 @@ class _Pending:
     """A decoded frame waiting for its reconstructions."""
 
     frame: object  # video.Frame (index, image, pts, time)
-    image: np.ndarray  # (H, W, 3) uint8: the frame to reconstruct (mosaiced)
+    image: np.ndarray  # (H, W, 3) uint8: the frame to reconstruct (mosaiced; pasted over in place
+    # unless --pixelate, which keeps it for the side-by-side view and the scores)
     original: np.ndarray | None  # --pixelate: the clean frame
     waiting: set  # ids of tracks whose reconstruction of this frame is still to come
     recons: dict  # track id -> (S, S, 3) uint8 reconstruction
@@ -396,7 +479,8 @@ def reconstruct_pass(
 ) -> None:
     """Pass 2: decode -> crop -> window stacks -> model -> paste -> `write(pending, result image)`, in order.
 
-    Three threads joined by bounded queues: decode+crop, model (this thread), paste+write.
+    Four threads joined by bounded queues: decode+crop -> model (this thread) -> paste -> write, so
+    the model never waits for I/O while the queues have room.
     """
     from depixcli.mosaic import apply_mosaic
     from depixcli.video import read_frames
@@ -408,6 +492,7 @@ def reconstruct_pass(
     errors: list = []
     q_in: queue.Queue = queue.Queue(QUEUE_FRAMES)
     q_out: queue.Queue = queue.Queue(QUEUE_FRAMES)
+    q_write: queue.Queue = queue.Queue(QUEUE_FRAMES)
 
     def decode():
         for frame in _timed_iter(read_frames(path), stats, "decode"):
@@ -424,31 +509,48 @@ def reconstruct_pass(
             elif cfg.pixelate is not None:
                 original = image
             t0 = time.perf_counter()
-            crops = {tr.id: crop_face(image, tr.crop_box(t), size) for tr in active}
+            crops = {tr.id: crop(image, tr.crop_box(t), size) for tr in active}
             stats.add("crop", time.perf_counter() - t0)
             _put(q_in, (frame, image, original, crops), stop)
         _put(q_in, _END, stop)
 
-    def encode():
+    def paste_frames():
         while True:
             item = _get(q_out, stop)
             if item is _END:
+                _put(q_write, _END, stop)
                 return
             t = item.frame.index
             image = item.image
             t0 = time.perf_counter()
+            if item.recons and cfg.pixelate is not None:
+                image = image.copy()  # the pixelated input is shown / scored next to the result
             for tid, recon in item.recons.items():
                 tr = by_id[tid]
-                image = paste(image, recon, tr.crop_box(t), tr.rect(t), tr.cell(t), item.crops[tid])
+                paste(image, recon, tr.crop_box(t), tr.rect(t), tr.cell(t), item.crops[tid], inplace=True)
             stats.add("paste", time.perf_counter() - t0)
-            write(item, image)
+            _put(q_write, (item, image), stop)
 
-    threads = [_worker(decode, errors, stop), _worker(encode, errors, stop)]
+    def write_frames():
+        while True:
+            item = _get(q_write, stop)
+            if item is _END:
+                return
+            write(*item)
+
+    threads = [_worker(fn, errors, stop) for fn in (decode, paste_frames, write_frames)]
     pending: deque[_Pending] = deque()
     by_frame: dict[int, _Pending] = {}
-    crops: dict[int, dict[int, np.ndarray]] = {tr.id: {} for tr in tracks}
-    next_job = {tr.id: tr.start for tr in tracks}  # next frame of each track to schedule
+    crops: dict[int, dict[int, np.ndarray]] = {}  # track id -> frame -> crop, for tracks still running
+    next_job: dict[int, int] = {}  # track id -> next frame of that track to schedule
     jobs: deque[tuple[int, int]] = deque()  # (track id, frame) whose stack frames are all decoded
+    waiting_tracks = deque(sorted(tracks, key=lambda tr: tr.start))  # not started yet
+
+    def crop_at(tid: int, f: int) -> np.ndarray:
+        store = crops[tid]
+        if f in store:
+            return store[f]
+        return store[max(k for k in store if k <= f)]  # the video ended before the track did
 
     def run_batch(n: int) -> None:
         batch = [jobs.popleft() for _ in range(min(n, len(jobs)))]
@@ -457,7 +559,7 @@ def reconstruct_pass(
         stacks = np.stack(
             [
                 gather_stack(
-                    lambda p, tid=tid: crops[tid][by_id[tid].start + p],
+                    lambda p, tid=tid: crop_at(tid, by_id[tid].start + p),
                     t - by_id[tid].start,
                     by_id[tid].count,
                     geo.window,
@@ -477,8 +579,12 @@ def reconstruct_pass(
         oldest = {}
         for tid, t in jobs:
             oldest.setdefault(tid, t)
-        for tid, store in crops.items():
+        for tid in list(crops):
+            if tid not in oldest and next_job[tid] > by_id[tid].end:  # track finished: drop its crops
+                del crops[tid], next_job[tid]
+                continue
             keep_from = oldest.get(tid, next_job[tid]) - reach
+            store = crops[tid]
             for f in [f for f in store if f < keep_from]:
                 del store[f]
 
@@ -499,22 +605,26 @@ def reconstruct_pass(
             p = _Pending(frame, image, original, set(new_crops), {}, new_crops)
             pending.append(p)
             by_frame[t] = p
+            while waiting_tracks and waiting_tracks[0].start <= t:
+                tr = waiting_tracks.popleft()
+                crops[tr.id], next_job[tr.id] = {}, tr.start
             for tid, c in new_crops.items():
                 crops[tid][t] = c
-            for tr in tracks:
-                while next_job[tr.id] <= tr.end and min(next_job[tr.id] + reach, tr.end) <= t:
-                    jobs.append((tr.id, next_job[tr.id]))
-                    next_job[tr.id] += 1
+            for tid in next_job:
+                end = by_id[tid].end
+                while next_job[tid] <= end and min(next_job[tid] + reach, end) <= t:
+                    jobs.append((tid, next_job[tid]))
+                    next_job[tid] += 1
             stats.max_buffered_frames = max(stats.max_buffered_frames, len(pending))
             stats.max_buffered_crops = max(stats.max_buffered_crops, sum(len(s) for s in crops.values()))
             while len(jobs) >= cfg.batch_size:
                 run_batch(cfg.batch_size)
             emit_ready()
         # end of video: tracks reaching past the last decoded frame (pass 1 and 2 disagree) end there
-        for tr in tracks:
-            while next_job[tr.id] <= min(tr.end, last):
-                jobs.append((tr.id, next_job[tr.id]))
-                next_job[tr.id] += 1
+        for tid in next_job:
+            while next_job[tid] <= min(by_id[tid].end, last):
+                jobs.append((tid, next_job[tid]))
+                next_job[tid] += 1
         while jobs:
             run_batch(cfg.batch_size)
         for p in pending:  # frames whose tracks were cut short by the video's end
@@ -547,7 +657,7 @@ def face_metrics(original: np.ndarray, pixelated: np.ndarray, result: np.ndarray
     """
     from depixcli.metrics import psnr, ssim
 
-    o, p, r = (crop_face(img, box, METRIC_CROP) for img in (original, pixelated, result))
+    o, p, r = (crop(img, box, METRIC_CROP) for img in (original, pixelated, result))
     scores = {
         "PSNR dB": (float(psnr(o, p)), float(psnr(o, r))),
         "SSIM": (float(ssim(o, p)), float(ssim(o, r))),
@@ -591,13 +701,13 @@ def run_video(
             stats.source = "boxes"
             sidecar = read_boxes_sidecar(cfg.boxes)
             n = count_pass(in_path, stats, bar)
-            tracks = [tr for tr in tracks_from_faces(sidecar, hw) if tr.start < n]
+            tracks = [tr for tr in tracks_from_faces(sidecar) if tr.start < n]
         elif cfg.pixelate is not None:
             stats.source = "pixelate"
-            tracks = detect_pass(in_path, info, cfg, stats, bar)
+            tracks = detect_pass(in_path, cfg, stats, bar)
         else:
             stats.source = "located"
-            tracks = locate_pass(in_path, info, stats, bar)
+            tracks = locate_pass(in_path, info, cfg, stats, bar)
     finally:
         bar.close()
     stats.tracks = len(tracks)
@@ -674,17 +784,22 @@ def _load_identity():
 
 def _copy_or_reencode(in_path: Path, out_path: Path, info, options, stats: RunStats) -> None:
     """Nothing to reconstruct: copy the file (same container) or re-encode it untouched."""
+    from depixcli.errors import OutputError
+
     stats.copied = True
     if in_path.suffix.lower() == out_path.suffix.lower():
-        tmp = out_path.with_name(f".{out_path.name}.tmp{out_path.suffix}")
+        tmp = None
         try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.depix-tmp-", suffix=out_path.suffix,
+                                       dir=out_path.resolve().parent)
+            os.close(fd)
             shutil.copyfile(in_path, tmp)
-            tmp.replace(out_path)
+            os.replace(tmp, out_path)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            from depixcli.errors import OutputError
-
-            raise OutputError(f"cannot write {out_path}: {exc}") from None
+            raise OutputError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+        finally:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
         return
     from depixcli.video import VideoWriter, read_frames
 
@@ -711,12 +826,15 @@ def format_summary(stats: RunStats, out_path) -> str:
             "boxes": "the --boxes file has no track inside the video",
             "region": "nothing to do",
         }[stats.source]
+        if stats.not_faces:
+            what = f"no mosaic over a face found ({stats.not_faces} mosaic track(s) without a face left alone)"
         return f"{what} in {stats.frames} frames; video copied unchanged to {out_path}"
     blocks = ", ".join(f"{w:.1f}x{h:.1f}" for w, h in stats.block_sizes) or "unknown"
     lines = [
         f"wrote {out_path}: {stats.frames} frames, {stats.tracks} face track(s) "
         f"({stats.source}), {stats.frames_with_faces} frames with faces, {stats.stacks} crops reconstructed",
-        f"mosaic block size (px): {blocks}",
+        f"mosaic block size (px): {blocks}"
+        + (f"; {stats.not_faces} mosaic track(s) without a face left alone" if stats.not_faces else ""),
         f"{stats.fps:.2f} fps end to end ({stats.wall_s:.1f} s); "
         + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(stats.stage_s.items())),
     ]

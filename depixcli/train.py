@@ -48,6 +48,7 @@ LOG_FILE = "log.jsonl"
 MODEL_FILE = "model.safetensors"
 VAL_SEED = 1234  # fixed choice of validation stacks
 SAVE_MARGIN_S = 20.0  # s kept free before --time-limit for the final checkpoint + export
+STOP_CHECK = 10  # steps between the ranks' agreement on stopping at the time limit (torchrun)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class TrainConfig:
     gan: bool = True  # train with the PatchGAN discriminator
     disc_width: int = 64  # PatchGAN first-layer channels
     perceptual: str = "vgg16-stlpips"  # vgg16-stlpips | mobilenetv2 | none | path (.pth / exported .safetensors)
+    init_stn: str = ""  # run dir, checkpoint.pt or model.safetensors whose trained STN is reused (STN stage skipped)
     time_limit_min: float = 0.0  # stop cleanly (checkpoint + export) before this many minutes; 0 = none
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     workers: int = 2  # background threads gathering uint8 batches
@@ -189,11 +191,17 @@ def to_float(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     return batch.to(device, non_blocking=True).permute(0, 1, 4, 2, 3).float().div_(255.0)
 
 
-def load_tracks(crop_dir: str | os.PathLike, split: str) -> list:
-    """Tracks of one split of a crop dataset (see dataset.py), decoded into RAM."""
-    from depixcli.dataset import load_crops
+def load_tracks(crop_dir: str | os.PathLike, split: str, threads: int = 0) -> list:
+    """Tracks of one split of a crop dataset (see dataset.py), decoded into RAM by `threads` threads
+    (0: one per CPU core), each decoding the tracks of some identities."""
+    from depixcli.dataset import load_crops, read_index
 
-    tracks = load_crops(crop_dir, split=split)
+    ids = sorted({e["identity"] for e in read_index(crop_dir)["tracks"] if e["split"] == split})
+    threads = max(1, min(threads or (os.cpu_count() or 1), len(ids)))
+    groups = [ids[i::threads] for i in range(threads)]
+    with ThreadPoolExecutor(threads) as pool:
+        parts = list(pool.map(lambda g: load_crops(crop_dir, split=split, identities=g), groups))
+    tracks = [t for part in parts for t in part]
     if not tracks:
         raise InputError(f"{crop_dir}: no tracks in the {split!r} split")
     return tracks
@@ -315,7 +323,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def validate_recon(model: Depixelator, bank: FrameBank, idx: np.ndarray, dev, batch: int, autocast) -> dict:
     """Paper protocol (block means over the whole crop) at 16x16 and 8x8: mean PSNR of model and bicubic."""
-    was = model.training
+    modes = [(m, m.training) for m in model.modules()]  # restored exactly: the frozen STN stays in eval mode
     model.eval()
     res: dict[str, list] = {}
     S = model.config.crop_size
@@ -328,12 +336,13 @@ def validate_recon(model: Depixelator, bank: FrameBank, idx: np.ndarray, dev, ba
             bic = bicubic_baseline(block_means(hr, n), S)
             res.setdefault(f"val_psnr{n}_model", []).append(psnr(pred, hr))
             res.setdefault(f"val_psnr{n}_bicubic", []).append(psnr(bic, hr))
-    model.train(was)
+    for m, training in modes:
+        m.training = training
     return {k: round(float(torch.cat(v).mean()), 3) for k, v in res.items()}
 
 
 @torch.no_grad()
-def validate_stn(model: Depixelator, bank: FrameBank, idx: np.ndarray, dev, batch: int, cfg: TrainConfig) -> dict:
+def validate_stn(model: Depixelator, bank: FrameBank, idx: np.ndarray, dev, batch: int) -> dict:
     """Mean photometric L1 of the aligned vs the unaligned pair (16x16 paper mosaics as STN input)."""
     was = model.stn.training
     model.stn.eval()
@@ -345,7 +354,8 @@ def validate_stn(model: Depixelator, bank: FrameBank, idx: np.ndarray, dev, batc
         aligned.append(float(out["photo"]) * len(pair))
         raw.append(float(F.l1_loss(pair[:, 1], pair[:, 0])) * len(pair))
     model.stn.train(was)
-    return {"val_stn_l1_aligned": round(sum(aligned) / len(idx), 5), "val_stn_l1_unaligned": round(sum(raw) / len(idx), 5)}
+    n = len(idx)
+    return {"val_stn_l1_aligned": round(sum(aligned) / n, 5), "val_stn_l1_unaligned": round(sum(raw) / n, 5)}
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -362,6 +372,28 @@ def load_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many error types for a damaged file
         raise InputError(f"cannot resume from {path}: {exc}") from None
+
+
+def load_stn_state(src: str | os.PathLike, mc: ModelConfig) -> dict:
+    """STN tensors of another run (its directory, checkpoint.pt or model.safetensors) for the model config `mc`."""
+    from depixcli import weights as weights_mod
+
+    p = Path(src)
+    if p.is_dir():
+        p = p / CHECKPOINT if (p / CHECKPOINT).exists() else p / MODEL_FILE
+    if p.suffix == ".safetensors":
+        other = weights_mod.load_model(p)
+        cfg_other, sd = other.config, {"stn." + k: v for k, v in other.stn.state_dict().items()} if other.stn else {}
+    else:
+        st = load_checkpoint(p)
+        cfg_other = TrainConfig.from_dict(json.loads(st["config"])).model
+        if int(st["stn_step"]) == 0:
+            raise ConfigError(f"{p}: its STN is untrained")
+        sd = st["model"]
+    keys = ("use_stn", "stn_size", "stn_grid", "stn_max_offset", "stn_widths")
+    if not cfg_other.use_stn or any(getattr(cfg_other, k) != getattr(mc, k) for k in keys):
+        raise ConfigError(f"{p}: its STN does not match this model's STN settings")
+    return {k[len("stn."):]: v for k, v in weights_mod.clean_state_dict(sd).items() if k.startswith("stn.")}
 
 
 def _rng_state(np_rng: np.random.Generator, gen: torch.Generator) -> dict:
@@ -420,6 +452,7 @@ class TrainResult:
     model_path: Path | None
     log_path: Path
     last: dict  # last logged values
+    rank: int = 0  # torchrun rank of this process (only rank 0 writes files)
 
 
 def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, val_tracks: Sequence,
@@ -464,6 +497,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
 
     stn_step = step = 0
     elapsed_before = 0.0
+    if cfg.init_stn and model.stn is not None and not ckpt_path.exists():
+        model.stn.load_state_dict(load_stn_state(cfg.init_stn, mc))
+        stn_step = cfg.stn_steps
     if ckpt_path.exists():
         st = load_checkpoint(ckpt_path)
         saved = TrainConfig.from_dict(json.loads(st["config"]))
@@ -498,12 +534,14 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
     log_f = open(log_path, "a") if d.main else None
     pool = ThreadPoolExecutor(max(cfg.workers, 1))
     last: dict = {}
+    last_val: dict = {}
     perceptual_name = describe(cfg.perceptual) if run_recon and cfg.w_perceptual > 0 else "none"
     save_s = 5.0  # s, measured after the first save
 
     def log(rec: dict) -> None:
         nonlocal last
         last = rec
+        last_val.update({k: v for k, v in rec.items() if k.startswith("val_")})
         if log_f is not None:
             log_f.write(json.dumps(rec) + "\n")
             log_f.flush()
@@ -511,10 +549,20 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
     def elapsed() -> float:
         return time.monotonic() - started
 
-    def time_up(step_s: float) -> bool:
+    def time_up(step_s: float, k: int) -> bool:
+        """Stop before the time limit? Under torchrun the ranks agree (all-reduce every STOP_CHECK steps)."""
         if cfg.time_limit_min <= 0:
             return False
-        return elapsed() + 2 * step_s + save_s + SAVE_MARGIN_S > cfg.time_limit_min * 60
+        if d.world == 1:
+            return elapsed() + 2 * step_s + save_s + SAVE_MARGIN_S > cfg.time_limit_min * 60
+        if k % STOP_CHECK:
+            return False
+        import torch.distributed as dist
+
+        late = elapsed() + (STOP_CHECK + 2) * step_s + save_s + SAVE_MARGIN_S > cfg.time_limit_min * 60
+        flag = torch.tensor([float(late)], device=dev)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
     def checkpoint(export: bool, complete: bool) -> None:
         nonlocal save_s
@@ -545,7 +593,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                     "train_identities": len(bank.identities), "val_identities": len(val_bank.identities),
                     "config": cfg.to_dict(),
                 },
-                "last_validation": {k: v for k, v in last.items() if k.startswith("val_")},
+                "last_validation": dict(last_val),
             }
             weights_mod.save_model(out / MODEL_FILE, model, meta, half=cfg.half_weights)
         save_s = max(save_s, time.monotonic() - t0)
@@ -570,7 +618,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
             bar = progress(cfg.stn_steps, stn_step, "stn", quiet or not d.main)
             t_log, n_log, step_s = time.monotonic(), 0, 0.0
             while stn_step < cfg.stn_steps:
-                if time_up(step_s):
+                if time_up(step_s, stn_step):
                     finished = False
                     break
                 t0 = time.monotonic()
@@ -589,12 +637,13 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                 step_s = 0.9 * step_s + 0.1 * (time.monotonic() - t0) if step_s else time.monotonic() - t0
                 if stn_step % cfg.log_every == 0 or stn_step == cfg.stn_steps:
                     dt = time.monotonic() - t_log
-                    rec = {"stage": "stn", "step": stn_step, **{k: round(float(v.detach()), 5) for k, v in losses.items()},
+                    vals = {k: round(float(v.detach()), 5) for k, v in losses.items()}
+                    rec = {"stage": "stn", "step": stn_step, **vals,
                            "lr": opt_stn.param_groups[0]["lr"], "s_per_step": round(dt / n_log, 4),
                            "samples_per_s": round(n_log * cfg.batch_size * d.world / dt, 1),
                            "time_s": round(elapsed_before + elapsed(), 1)}
                     if stn_step % cfg.val_every == 0 or stn_step == cfg.stn_steps:
-                        rec.update(validate_stn(model, val_bank, val_pairs, dev, cfg.batch_size, cfg))
+                        rec.update(validate_stn(model, val_bank, val_pairs, dev, cfg.batch_size))
                     log(rec)
                     bar.set_postfix(loss=f"{rec['loss']:.4f}")
                     t_log, n_log = time.monotonic(), 0
@@ -622,7 +671,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
             bar = progress(cfg.steps, step, "recon", quiet or not d.main)
             t_log, n_log, step_s = time.monotonic(), 0, 0.0
             while step < cfg.steps:
-                if time_up(step_s):
+                if time_up(step_s, step):
                     finished = False
                     break
                 t0 = time.monotonic()
@@ -653,17 +702,14 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                 if step % cfg.ckpt_every == 0:
                     checkpoint(export=True, complete=False)
             bar.close()
-            if finished:
-                log({"stage": "recon", "step": step, "final": True,
-                     **validate_recon(model, val_bank, val_stacks, dev, cfg.batch_size, autocast)})
         checkpoint(export=run_recon and step > 0, complete=finished and (not run_recon or step >= cfg.steps))
+        if d.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()  # the other ranks wait for rank 0's files
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         if log_f is not None:
             log_f.close()
-        if d.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
     model_path = out / MODEL_FILE if (out / MODEL_FILE).exists() else None
-    return TrainResult(stn_step, step, finished, model_path, log_path, last)
+    return TrainResult(stn_step, step, finished, model_path, log_path, last, d.rank)

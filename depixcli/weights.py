@@ -56,6 +56,7 @@ def save_model(path: str | os.PathLike, model: Depixelator, meta: dict, half: bo
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=header)
+    tmp.chmod(0o644)  # safetensors creates files owner-only
     os.replace(tmp, path)
 
 

@@ -1,5 +1,4 @@
 import json
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -122,6 +121,22 @@ def test_bad_inputs(tmp_path, clip):
         load_crops(tmp_path)
 
 
+def test_unreadable_input_stops_or_is_skipped_when_asked(clip, tmp_path):
+    cut = tmp_path / "cut.mp4"
+    data = clip.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    runner = CliRunner()
+    r = runner.invoke(main, ["prepare", str(clip), str(cut), "-o", str(tmp_path / "a"), "-j", "1", "-q"])
+    assert r.exit_code == 1 and "cut.mp4" in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "a").exists()
+    r = runner.invoke(main, ["prepare", str(clip), str(cut), "-o", str(tmp_path / "b"), "-j", "1", "-q",
+                             "--skip-unreadable"])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("Skipped: ") and "cut.mp4" in r.output
+    index = json.loads((tmp_path / "b" / "index.json").read_text())
+    assert [t["identity"] for t in index["tracks"]] == ["walker"] and "cut.mp4" in index["skipped"][0]
+
+
 def test_cli_prepare(clip, tmp_path):
     runner = CliRunner()
     out = tmp_path / "cli_crops"
@@ -141,3 +156,16 @@ def test_cli_prepare(clip, tmp_path):
     assert r.exit_code == 2
     r = runner.invoke(main, ["prepare", "-h"])
     assert r.exit_code == 0 and "--crf" in r.output and "default" in r.output
+
+
+def test_cli_defaults_match_the_library():
+    """commands/prepare.py repeats the defaults so that `depix -h` imports nothing heavy."""
+    from depixcli.commands.prepare import DETECTOR_NAMES, prepare_command
+    from depixcli.detect import DETECTORS
+
+    p = {o.name: o.default for o in prepare_command.params}
+    d = PrepareConfig()
+    assert (p["size"], p["detector"], p["threshold"], p["detect_every"], p["detect_size"], p["min_track"]) == (
+        d.size, d.detector, d.threshold, d.detect_every, d.max_side, d.min_track)
+    assert (p["crf"], p["pix_fmt"], p["preset"], p["workers"]) == (d.crf, d.pix_fmt, d.preset, d.workers)
+    assert set(DETECTOR_NAMES) == set(DETECTORS)

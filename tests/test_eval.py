@@ -100,6 +100,26 @@ def test_gallery_frames_keep_away_from_queries():
     assert not far and frames == [0, 10]  # the frames farthest from the queries
 
 
+def test_queries_leave_the_track_tail_to_the_gallery():
+    from depixcli.evaluate import centre_frames
+
+    centres = centre_frames(75, 4)
+    assert centres == [7, 21, 35, 49]  # spread over the first ceil(0.75 * 75) = 57 frames
+    frames, far = gallery_frames(75, centres)
+    assert far and frames == [61, 64, 67, 71, 74]
+    assert centre_frames(3, 4) == [0, 1, 2]  # short tracks: every query frame once
+
+
+def test_dlib_absent_is_reported_not_raised(monkeypatch):
+    import sys
+
+    from depixcli.identity import load_dlib
+
+    monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib -> ImportError
+    scorer, note = load_dlib()
+    assert scorer is None and note.startswith("dlib not used (dlib not installed")
+
+
 def test_rank1_on_synthetic_gallery():
     e = np.eye(4, dtype=np.float32)
     gallery = Gallery({"a": {"a1": e[0], "a2": e[0] + 0.1 * e[3]}, "b": {"b1": e[1]}, "c": {"c1": e[2]}})
@@ -197,7 +217,7 @@ def test_evaluate_library_with_stand_in_model(crop_dir):
     cfg = EvalConfig(protocols=("paper16",), frames_per_track=2, device="cpu", use_dlib=False, grid_examples=2)
     report = evaluate(crop_dir, {"standin": BicubicOfCentre()}, cfg, quiet=True)
     assert report["dataset"]["samples"] == 4 and report["dataset"]["identities"] == 2
-    assert report["dataset"]["sample_list"] == [["clip0_t0", 6], ["clip0_t0", 18], ["clip1_t0", 6], ["clip1_t0", 18]]
+    assert report["dataset"]["sample_list"] == [["clip0_t0", 4], ["clip0_t0", 13], ["clip1_t0", 4], ["clip1_t0", 13]]
     rows = report["protocols"]["paper16"]["methods"]
     assert list(rows) == ["nearest", "bicubic", "standin"]
     # the 8 px blocks of a 16x16 mosaic of 128 px crops: bicubic of the true block means beats the mosaic,
@@ -212,16 +232,19 @@ def test_evaluate_library_with_stand_in_model(crop_dir):
     assert "[paper16]" in table and "standin" in table and "Δ" in table
 
 
-def test_random_protocol_is_seeded_and_independent_of_compared_models(crop_dir, weights):
-    from depixcli.evaluate import EvalConfig, evaluate
+def test_random_protocol_is_seeded_and_independent_of_compared_models(crop_dir, weights, astronaut):
+    from depixcli.evaluate import EvalConfig, evaluate, mosaic_stack
+
+    clean = np.stack([head_crop(astronaut, dx=t) for t in range(5)])
+    a, b, c = (mosaic_stack("random", clean, seed) for seed in (7, 7, 8))
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a.astype(int) - c).mean() > 1.0 and np.abs(a.astype(int) - clean).mean() > 1.0
 
     cfg = EvalConfig(protocols=("random",), frames_per_track=1, device="cpu", use_dlib=False, grid_examples=0)
     one = evaluate(crop_dir, {"model": weights["main"]}, cfg, quiet=True)["protocols"]["random"]["methods"]
     two = evaluate(crop_dir, {"model": weights["main"], "F1": weights["f1"]}, cfg, quiet=True)
     two = two["protocols"]["random"]["methods"]
     assert one["model"] == two["model"] and one["nearest"] == two["nearest"]
-    other = evaluate(crop_dir, {"model": weights["main"]}, EvalConfig(**{**cfg.__dict__, "seed": 1}), quiet=True)
-    assert other["protocols"]["random"]["methods"]["nearest"]["psnr"] != one["nearest"]["psnr"]
 
 
 def test_cli_eval_end_to_end(crop_dir, weights, tmp_path):
@@ -276,6 +299,9 @@ def test_cli_eval_errors(crop_dir, weights, tmp_path):
     assert res.output.strip() == f"Error: weights file not found: {missing}"
     res = CliRunner().invoke(main, ["eval", str(crop_dir), "-w", str(weights["main"]), "--compare", "oops", "-q"])
     assert res.exit_code == 2 and "NAME=WEIGHTS" in res.output
+    res = CliRunner().invoke(main, ["eval", str(crop_dir), "-w", str(weights["main"]), "--json",
+                                    str(tmp_path / "no" / "eval.json"), "-q"])
+    assert res.exit_code == 1 and res.output.startswith("Error: ") and "does not exist" in res.output
     res = CliRunner().invoke(main, ["eval", str(tmp_path), "-w", str(weights["main"]), "-q"])
     assert res.exit_code == 1 and "no index.json" in res.output
     res = CliRunner().invoke(main, ["eval", str(crop_dir), "-w", str(weights["main"]), "--split", "test", "-q"])

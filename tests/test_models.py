@@ -101,15 +101,15 @@ def test_stn_learns_a_known_shift():
         return torch.nn.functional.l1_loss(warp(b, off)[inner], a[inner]), off
 
     loss0, off0 = run()
-    err0 = float((off0[centre] - true).abs().mean())
+    err0 = float((off0.detach()[centre] - true).abs().mean())
     for _ in range(40):
         loss, _ = run()
         opt.zero_grad()
         loss.backward()
         opt.step()
     loss1, off1 = run()
-    err1 = float((off1[centre] - true).abs().mean())
-    assert float(loss1) < 0.6 * float(loss0)
+    err1 = float((off1.detach()[centre] - true).abs().mean())
+    assert float(loss1.detach()) < 0.6 * float(loss0.detach())
     assert err1 < 0.5 * err0
 
 

@@ -1,6 +1,7 @@
 """`depix run` end to end on generated clips with a tiny random model (CPU, offline, seconds)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -89,7 +90,7 @@ def test_colour_match_takes_the_low_frequencies_of_the_reference():
     rng = np.random.default_rng(0)
     detail = rng.normal(0, 10, (40, 40, 3)).astype(np.float32)
     recon = 100 + detail
-    out = colour_match(recon, np.full((40, 40, 3), 160, np.float32), np.ones((40, 40), np.float32), 4.0)
+    out = colour_match(recon, np.full((40, 40, 3), 160, np.float32), 4.0)
     assert abs(out.mean() - 160) < 1.0  # colour jump removed
     assert np.corrcoef(out.ravel(), detail.ravel())[0, 1] > 0.9  # detail kept
 
@@ -123,7 +124,7 @@ def test_frames_without_mosaic_are_untouched_and_faces_change_inside_the_mask(tm
     path = tmp_path / "part.mp4"
     mosaic_clip(path, 20, frames_with_mosaic=range(5, 14))
     faces = np.tile(np.asarray(FACE), (9, 1))
-    tracks = tracks_from_faces([(5, faces)], (SIZE[1], SIZE[0]))
+    tracks = tracks_from_faces([(5, faces)])
     model = Reconstructor(load_model(tiny_weights), "cpu")
     results, stats = {}, RunStats()
     reconstruct_pass(path, tracks, model, lambda p, img: results.setdefault(p.frame.index, (p.image, img)),
@@ -132,8 +133,8 @@ def test_frames_without_mosaic_are_untouched_and_faces_change_inside_the_mask(tm
     decoded = {f.index: f.image for f in read_frames(path)}
     rect = tracks[0].rect(5)
     f = feather_width(rect)
-    for t, (src, out) in results.items():
-        assert np.array_equal(src, decoded[t])
+    for t, (_, out) in results.items():
+        src = decoded[t]
         if not 5 <= t < 14:
             assert np.array_equal(out, src), t  # bit-exact before encoding
             continue
@@ -177,20 +178,47 @@ def test_region_keeps_frames_timestamps_fps_and_audio(tmp_path, clip, tiny_weigh
     assert diff[grid.y0 + 4 : grid.y1 - 4, grid.x0 + 4 : grid.x1 - 4].mean() > 2 * diff[:, :40].mean() + 1
 
 
+def write_sidecar(path, n_frames, faces_by_track):
+    """A `depix pixelate` sidecar (version 1): {track id: {frame: face box}}, grids as pixelate makes them."""
+    from depixcli.pixelate import PixelateConfig
+
+    pix = PixelateConfig(blocks=8)
+    frames = [{"index": t, "pts": None, "faces": [
+        {"track": tid, "box": list(boxes[t]), "filled": False, "grid": pix.grid(boxes[t]).to_dict()}
+        for tid, boxes in faces_by_track.items() if t in boxes]} for t in range(n_frames)]
+    path.write_text(json.dumps({"version": 1, "tracks": [], "frames": frames}))
+
+
 def test_boxes_sidecar(tmp_path, clip, tiny_weights):
     src, grid = clip
     boxes = tmp_path / "tracks.json"
-    boxes.write_text(json.dumps({"tracks": [{"id": 0, "frames": list(range(4, 12)), "boxes": [list(FACE)] * 8}]}))
+    write_sidecar(boxes, 16, {0: {t: FACE for t in range(4, 12)}})
     out = tmp_path / "out.mp4"
-    r = run_cli(src, "-o", out, "-w", tiny_weights, "--device", "cpu", "--boxes", boxes, "-q")
+    r = run_cli(src, "-o", out, "-w", tiny_weights, "--device", "cpu", "--boxes", boxes)
     assert r.exit_code == 0, r.output
+    assert "1 face track(s) (boxes)" in r.output and "8 frames with faces" in r.output
+    assert "block size (px): 5.8x7.8" in r.output  # the grid's block size, read from the sidecar
     assert probe(out).frames == 16
 
 
-def test_boxes_sidecar_without_tracks_copies_the_video(tmp_path, clip, tiny_weights):
+def test_sidecar_gaps_split_tracks_and_nothing_is_pasted_there(tmp_path):
+    from depixcli.run import read_boxes_sidecar
+
+    path = tmp_path / "s.json"
+    write_sidecar(path, 12, {3: {t: FACE for t in (0, 1, 2, 6, 7)}, 5: {t: (1, 2, 30, 40) for t in (4, 5)}})
+    spans = read_boxes_sidecar(path)
+    assert [(s[0], len(s[1])) for s in spans] == [(0, 3), (4, 2), (6, 2)]
+    tracks = tracks_from_faces(spans)
+    assert tracks[0].cell(0) == pytest.approx(max(tracks[0].cells[0]))
+    path.write_text(json.dumps({"tracks": []}))
+    with pytest.raises(Exception, match="not a `depix pixelate` sidecar"):
+        read_boxes_sidecar(path)
+
+
+def test_boxes_sidecar_without_faces_copies_the_video(tmp_path, clip, tiny_weights):
     src, _ = clip
     boxes = tmp_path / "tracks.json"
-    boxes.write_text(json.dumps({"tracks": []}))
+    write_sidecar(boxes, 16, {})
     out = tmp_path / "out.mp4"
     r = run_cli(src, "-o", out, "-w", tiny_weights, "--boxes", boxes)
     assert r.exit_code == 0 and "copied unchanged" in r.output
@@ -207,6 +235,11 @@ def test_missing_or_corrupt_weights_is_one_line_exit_1(tmp_path, clip, content):
     assert r.exit_code == 1
     assert r.output.count("\n") == 1 and "Error:" in r.output and "w.safetensors" in r.output
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_missing_input_is_one_line_exit_1(tmp_path, tiny_weights):
+    r = run_cli(tmp_path / "nope.mp4", "-o", tmp_path / "o.mp4", "-w", tiny_weights)
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "nope.mp4" in r.output
 
 
 def test_output_equal_to_input_is_refused(clip, tiny_weights):
@@ -236,6 +269,11 @@ def test_a_perfect_reconstruction_pastes_back_closer_to_the_original():
     x0, y0, x1, y1 = grid.rect
     err = lambda img: np.abs(img.astype(float) - frame.astype(float))[y0:y1, x0:x1].mean()  # noqa: E731
     assert err(out) < 0.5 * err(mosaic)
+    crop_frame = next(synthetic_face_frames(1, (128, 128)))  # a whole-frame mosaic: replaced to the edges
+    mosaic = apply_mosaic(crop_frame, grid_from_blocks((0, 0, 128, 128), 16))
+    box = crop_box_for_rect((0, 0, 128, 128), (128, 128))
+    out = paste(mosaic, crop_frame, box, (0, 0, 128, 128), 8.0)
+    assert np.abs(out.astype(int) - crop_frame).mean() < 0.15 * np.abs(mosaic.astype(int) - crop_frame).mean()
 
 
 def test_no_mosaic_found_copies_the_video(tmp_path, tiny_weights):
@@ -249,15 +287,8 @@ def test_no_mosaic_found_copies_the_video(tmp_path, tiny_weights):
 
 
 def test_research_mode_side_by_side_with_scores(tmp_path, tiny_weights):
-    import cv2
-
-    from skimage.data import astronaut as load_astronaut
-
-    astronaut = load_astronaut()  # (512, 512, 3) RGB, one face (skimage ships with face-alignment)
-    frames = [cv2.resize(astronaut[10 + i : 410 + i, 60 + 2 * i : 460 + 2 * i], (200, 200),
-                         interpolation=cv2.INTER_AREA) for i in range(8)]
+    frames = astronaut_clip(tmp_path / "astro.mp4", 8)
     src = tmp_path / "astro.mp4"
-    write_test_clip(src, frames, audio=True)
     out = tmp_path / "sbs.mp4"
     r = run_cli(src, "-o", out, "-w", tiny_weights, "--pixelate", "8", "--side-by-side", "--preset", "ultrafast")
     assert r.exit_code == 0, r.output
@@ -267,3 +298,97 @@ def test_research_mode_side_by_side_with_scores(tmp_path, tiny_weights):
     left, middle, _ = np.split(next(read_frames(out)).image.astype(int), 3, axis=1)
     assert np.abs(left - frames[0]).mean() < 4  # the original, re-encoded
     assert np.abs(middle - left)[60:140, 60:140].mean() > 4  # the pixelated face differs from it
+
+
+def test_located_mosaic_is_reconstructed(tmp_path, tiny_weights):
+    grid = grid_from_blocks((109, 63, 211, 201), 8)  # px: over the synthetic face of a 320 x 240 clip
+    src = tmp_path / "pix.mp4"
+    write_test_clip(src, [apply_mosaic(f, grid) for f in synthetic_face_frames(10, (320, 240))])
+    out = tmp_path / "out.mp4"
+    r = run_cli(src, "-o", out, "-w", tiny_weights, "--preset", "ultrafast")
+    assert r.exit_code == 0, r.output
+    assert "1 face track(s) (located)" in r.output
+    w, h = (float(v) for v in re.search(r"block size \(px\): ([\d.]+)x([\d.]+)", r.output).groups())
+    assert abs(w - grid.cell_w) < 0.3 and abs(h - grid.cell_h) < 0.3
+    changed = 0
+    for a, b in zip(read_frames(src), read_frames(out)):
+        d = np.abs(a.image.astype(int) - b.image.astype(int)).max(-1)
+        assert d[:, :60].mean() < 6  # background: only re-encoding noise (the clip's noise texture)
+        changed += d[grid.y0 + 8 : grid.y1 - 8, grid.x0 + 8 : grid.x1 - 8].mean() > 3 * d[:, :60].mean() + 1
+    assert changed >= 5  # the frames the mosaic was found on (and the gaps between them)
+
+
+def test_whole_frame_mosaic_crop_video(tmp_path, tiny_weights):
+    grid = grid_from_blocks((0, 0, 128, 128), 16)  # the paper's 16 x 16 crops: the frame is the mosaic
+    src = tmp_path / "crop.mp4"
+    write_test_clip(src, [apply_mosaic(f, grid) for f in synthetic_face_frames(6, (128, 128))])
+    out = tmp_path / "out.mp4"
+    r = run_cli(src, "-o", out, "-w", tiny_weights, "--preset", "ultrafast")
+    assert r.exit_code == 0, r.output
+    assert "1 face track(s) (located)" in r.output
+    a, b = (next(read_frames(p)).image.astype(int) for p in (src, out))
+    assert probe(out).frames == 6
+    assert np.abs(a - b).max(-1)[8:120, 8:120].mean() > 2  # reconstructed all over, not just a patch
+
+
+def test_faces_entering_and_leaving_and_memory_of_finished_tracks(tmp_path, tiny_weights):
+    from depixcli.weights import load_model
+
+    path = tmp_path / "many.mp4"
+    write_test_clip(path, synthetic_face_frames(30, SIZE))
+    faces = np.asarray([FACE])
+    other = np.asarray([[10.0, 10.0, 40.0, 50.0]])  # a second face, left of the first
+    spans = [(0, 8, faces), (4, 14, other), (12, 20, faces), (22, 30, faces), (25, 29, other)]
+    tracks = tracks_from_faces([(a, np.repeat(box, b - a, 0)) for a, b, box in spans])
+    model = Reconstructor(load_model(tiny_weights), "cpu")
+    results, stats = {}, RunStats()
+    reconstruct_pass(path, tracks, model, lambda p, img: results.setdefault(p.frame.index, (p.image, sorted(p.recons))),
+                     RunConfig(batch_size=2), stats)
+    assert stats.stacks == sum(b - a for a, b, _ in spans)
+    for t, (_, ids) in results.items():
+        assert ids == [i for i, (a, b, _) in enumerate(spans) if a <= t < b], t
+    assert stats.max_buffered_crops <= 2 * (2 * TINY.window * TINY.stride + 2 + 1)  # two faces at most at once
+
+
+def astronaut_clip(path, n):
+    """A clip panning over skimage's astronaut (one real face), 200 x 200."""
+    import cv2
+    from skimage.data import astronaut as load_astronaut  # skimage ships with face-alignment
+
+    img = load_astronaut()  # (512, 512, 3) RGB
+    frames = [cv2.resize(img[10 + i : 410 + i, 60 + 2 * i : 460 + 2 * i], (200, 200), interpolation=cv2.INTER_AREA)
+              for i in range(n)]
+    write_test_clip(path, frames, audio=True)
+    return frames
+
+
+def test_pixelate_sidecar_and_locator_agree(tmp_path, tiny_weights):
+    from depixcli.pixelate import PixelateConfig, pixelate_video
+
+    astronaut_clip(tmp_path / "a.mp4", 6)
+    pixelate_video(tmp_path / "a.mp4", tmp_path / "pix.mp4", PixelateConfig(blocks=8), boxes_out=tmp_path / "a.json")
+    outputs = []
+    for extra in (["--boxes", tmp_path / "a.json"], [], ["--detector", "yunet"]):
+        r = run_cli(tmp_path / "pix.mp4", "-o", tmp_path / "out.mp4", "-w", tiny_weights, *extra)
+        assert r.exit_code == 0, r.output
+        assert "1 face track(s)" in r.output and "6 frames with faces" in r.output
+        outputs.append([float(v) for v in re.search(r"block size \(px\): ([\d.]+)x([\d.]+)", r.output).groups()])
+    assert np.allclose(outputs[0], outputs[1], atol=0.3)  # the locator finds the grid the sidecar records
+    assert outputs[2] == outputs[1]  # and the detector confirms it is a face
+
+
+@pytest.mark.parametrize("region", ["0,0,12,12", "140,90,100,100", "0,0,160,40"])
+def test_mosaic_at_the_border_or_not_a_face_never_crashes(tmp_path, clip, tiny_weights, region):
+    src, _ = clip
+    r = run_cli(src, "-o", tmp_path / "o.mp4", "-w", tiny_weights, "--region", region, "-q", "--preset", "ultrafast")
+    assert r.exit_code == 0, r.output
+    assert probe(tmp_path / "o.mp4").frames == 16
+
+
+def test_detector_second_opinion_leaves_a_mosaic_without_a_face_alone(tmp_path, tiny_weights):
+    grid = grid_from_blocks((40, 40, 120, 120), 8)  # over textured background: no face there
+    src = tmp_path / "pix.mp4"
+    write_test_clip(src, [apply_mosaic(f, grid) for f in synthetic_face_frames(4, (320, 240))])
+    r = run_cli(src, "-o", tmp_path / "o.mp4", "-w", tiny_weights, "--detector", "yunet")
+    assert r.exit_code == 0, r.output
+    assert "without a face left alone" in r.output and "copied unchanged" in r.output

@@ -46,7 +46,7 @@ def test_smoothing_reduces_jitter_of_still_face():
 
 def test_smoothing_keeps_linear_motion_and_short_tracks():
     b = np.stack([box(10 + 2 * t, 50 + t) for t in range(20)])
-    np.testing.assert_allclose(smooth_boxes(b, 1.5)[5:-5], b[5:-5], atol=1e-9)  # 5 = kernel radius
+    np.testing.assert_allclose(smooth_boxes(b, 1.5), b, atol=1e-9)  # no lag at the ends either
     two = b[:2]
     assert smooth_boxes(two, 1.5).shape == (2, 4)
 

@@ -119,6 +119,18 @@ def test_one_gan_step_changes_generator_and_discriminator():
     assert all(p.requires_grad for p in d.parameters())
 
 
+def test_validation_keeps_the_frozen_stn_in_eval_mode():
+    from depixcli.train import validate_recon
+
+    m = Depixelator(TINY)
+    m.stn.eval()
+    bank = FrameBank(VAL)
+    idx = bank.stacks(np.random.default_rng(0), 2, 2, 5)
+    res = validate_recon(m, bank, idx, torch.device("cpu"), 2, lambda: torch.autocast("cpu", enabled=False))
+    assert set(res) == {"val_psnr16_model", "val_psnr16_bicubic", "val_psnr8_model", "val_psnr8_bicubic"}
+    assert m.recon.training and not m.stn.training
+
+
 def test_train_all_stages_then_resume(tmp_path):
     run = tmp_path / "run"
     r1 = train(FAST, run, TRAIN, VAL, quiet=True)
@@ -145,6 +157,22 @@ def test_train_all_stages_then_resume(tmp_path):
     assert int(ck2["opt_stn"]["state"][0]["step"]) == 2  # aligner not retrained
     with pytest.raises(ConfigError, match="another model"):
         train(dataclasses.replace(more, model=dataclasses.replace(TINY, width=8)), run, TRAIN, VAL, quiet=True)
+
+
+def test_init_stn_reuses_another_runs_aligner(tmp_path):
+    a = train(dataclasses.replace(FAST, stage="stn"), tmp_path / "a", TRAIN, VAL, quiet=True)
+    assert (a.stn_step, a.step, a.model_path) == (2, 0, None)
+    wide = dataclasses.replace(TINY, width=8)
+    b = train(dataclasses.replace(FAST, stage="recon", model=wide, init_stn=str(tmp_path / "a")), tmp_path / "b",
+              TRAIN, VAL, quiet=True)
+    assert b.step == 2
+    stn_a = load_checkpoint(tmp_path / "a" / CHECKPOINT)["model"]
+    stn_b = load_model(tmp_path / "b" / "model.safetensors").stn.state_dict()
+    assert all(torch.allclose(stn_a["stn." + k].double(), v.double(), rtol=1e-3, atol=1e-3) for k, v in stn_b.items())
+    other = dataclasses.replace(TINY, stn_grid=8)
+    with pytest.raises(ConfigError, match="does not match"):
+        train(dataclasses.replace(FAST, model=other, init_stn=str(tmp_path / "a")), tmp_path / "c", TRAIN, VAL,
+              quiet=True)
 
 
 def test_time_limit_stops_cleanly_with_a_checkpoint(tmp_path):

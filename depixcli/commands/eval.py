@@ -58,7 +58,7 @@ def eval_command(crop_dir, weights, name, compare, split, protocols, frames_per_
     """
     import warnings
 
-    from depixcli.evaluate import EvalConfig, evaluate, format_table, write_grid, write_json
+    from depixcli.evaluate import EvalConfig, check_output, evaluate, format_table, write_grid, write_json
 
     models = {name: weights}
     for n, p in compare:
@@ -69,6 +69,9 @@ def eval_command(crop_dir, weights, name, compare, split, protocols, frames_per_
                      seed=seed, channel=channel, batch_size=batch_size, device=device, models_dir=models_dir,
                      use_dlib=not no_dlib, grid_examples=grid_examples if grid_path else 0)
     with user_errors():
+        for path in (json_path, grid_path):
+            if path:
+                check_output(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the report's warnings are echoed below
             report = evaluate(crop_dir, models, cfg, quiet=quiet)

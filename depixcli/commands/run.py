@@ -25,7 +25,9 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
                    "PSNR/SSIM/identity of the face regions.")
 @click.option("--side-by-side", is_flag=True,
               help="With --pixelate: write original | pixelated | reconstructed side by side.")
-@click.option("--detector", default="yunet", help="Face detector used by --pixelate (yunet, centerface, sfd).")
+@click.option("--detector", default=None,
+              help="Face detector (yunet, centerface, sfd). With --pixelate: the one used [default: yunet]; "
+                   "otherwise a second opinion: mosaics on which it never finds a face are left alone.")
 @click.option("--codec", default="libx264", help="Video encoder.")
 @click.option("--crf", type=click.IntRange(0, 51), default=18, help="Encoder quality (lower is better).")
 @click.option("--preset", default="medium", help="Encoder speed preset.")

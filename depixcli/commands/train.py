@@ -11,7 +11,8 @@ OVERRIDES = {
     "stage": "stage", "steps": "steps", "stn_steps": "stn_steps", "batch_size": "batch_size", "lr": "lr",
     "width": "model_width", "window": "model_window", "stride": "model_stride", "perceptual": "perceptual",
     "time_limit": "time_limit_min", "device": "device", "workers": "workers", "seed": "seed",
-    "compile_": "compile", "val_every": "val_every", "ckpt_every": "ckpt_every", "log_every": "log_every",
+    "compile_": "compile", "init_stn": "init_stn", "val_every": "val_every", "ckpt_every": "ckpt_every",
+    "log_every": "log_every",
 }
 
 
@@ -41,6 +42,9 @@ OVERRIDES = {
                    "(.pth, or .safetensors from `python -m depixcli.perceptual`).")
 @click.option("--vgg19", "vgg19_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="torchvision vgg19-dcbb9e9d.pth: use VGG-19 (the paper's layers) for the perceptual loss.")
+@click.option("--init-stn", type=click.Path(exists=True), default=None, metavar="RUN|FILE",
+              help="Reuse the trained STN of another run (its directory, checkpoint.pt or model.safetensors) and "
+                   "skip the STN stage; the STN settings must match.")
 @click.option("--time-limit", type=click.FloatRange(min=0), default=0.0,
               help="Minutes: stop cleanly (checkpoint + model export) before this wall-clock limit; 0 = none.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N (torchrun: one GPU per rank).")
@@ -91,7 +95,7 @@ def train_command(crop_dir, out_dir, config_file, no_stn, no_gan, vgg19_path, qu
         cfg = override(cfg, **changes)
         train_tracks, val_tracks = load_tracks(crop_dir, "train"), load_tracks(crop_dir, "val")
         result = train(cfg, out_dir, train_tracks, val_tracks, quiet=quiet, started=started)
-    if not quiet:
+    if not quiet and result.rank == 0:
         state = "done" if result.finished else "stopped at the time limit (rerun to continue)"
         click.echo(f"{state}: stn step {result.stn_step}, recon step {result.step}; log {result.log_path}", err=True)
         vals = {k: v for k, v in result.last.items() if k.startswith("val_")}

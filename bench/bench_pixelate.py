@@ -1,0 +1,104 @@
+"""Miss rate of `depix pixelate` on real face clips, and its speed.
+
+For every sampled clip: run `pixelate_video` (writing OUTDIR/<name>.mp4 and <name>.json), check frame
+count / fps / audio against the input, then count misses two ways, each with one or more referee
+detectors (the pixelating detector itself and an independent one):
+
+- input coverage: a face the referee detects on an input frame is *covered* when at least
+  `--cover` of its box area lies inside the mosaic rects applied to that frame (from the sidecar);
+  miss rate = uncovered / detected.
+- output leaks: a face the referee still detects on an output frame whose box overlaps the mosaic
+  rects by less than `--cover` is a *leak* (a face visible outside any mosaic); leak rate =
+  leaking faces / input faces detected by that referee.
+
+    python bench/bench_pixelate.py /work/shared/data/clips.csv --clip-every 15 --every 3 \
+        --max-frames 80 -o /work/main/scratch/pix --referees yunet,centerface
+"""
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from depixcli import dataset
+from depixcli.detect import load_detector
+from depixcli.errors import DepixError
+from depixcli.pixelate import PixelateConfig, pixelate_video, read_sidecar
+from depixcli.video import probe, read_frames
+
+
+def covered(box, rects) -> float:
+    """Share of `box` (xyxy) area inside the union of integer `rects` (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    w, h = max(x1 - x0, 1e-6), max(y1 - y0, 1e-6)
+    if not rects:
+        return 0.0
+    gx0, gy0 = int(np.floor(x0)), int(np.floor(y0))
+    gx1, gy1 = int(np.ceil(x1)), int(np.ceil(y1))
+    mask = np.zeros((gy1 - gy0, gx1 - gx0), bool)
+    for rx0, ry0, rx1, ry1 in rects:
+        mask[max(ry0 - gy0, 0):max(ry1 - gy0, 0), max(rx0 - gx0, 0):max(rx1 - gx0, 0)] = True
+    return float(mask.sum()) / max((gx1 - gx0) * (gy1 - gy0), 1) if w * h > 0 else 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("inputs", nargs="+", help="videos, directories or a clips CSV")
+    ap.add_argument("-o", "--outdir", required=True, help="where the pixelated clips and sidecars go")
+    ap.add_argument("--clip-every", type=int, default=15, help="use every N-th clip")
+    ap.add_argument("--referees", default="yunet,centerface", help="detectors that judge coverage")
+    ap.add_argument("--cover", type=float, default=0.8, help="least covered share of a face box")
+    ap.add_argument("--blocks", type=int, default=16)
+    ap.add_argument("--preset", default="veryfast")
+    ap.add_argument("--every", type=int, default=1, help="referee checks on every N-th frame (all are pixelated)")
+    ap.add_argument("--max-frames", type=int, default=0, help="referee checks on at most this many frames per clip")
+    args = ap.parse_args()
+    import cv2
+
+    cv2.setNumThreads(1)
+    os.makedirs(args.outdir, exist_ok=True)
+    clips = dataset.collect_inputs(args.inputs)[:: args.clip_every]
+    cfg = PixelateConfig(blocks=args.blocks, preset=args.preset)
+    referees = {name: load_detector(name) for name in args.referees.split(",")}
+    tot = {n: np.zeros(3, int) for n in referees}  # faces in input, uncovered, leaking in output
+    frames = secs = 0
+    bad_io = []
+    for clip in clips:
+        name = clip.path.stem
+        out = os.path.join(args.outdir, name + ".mp4")
+        side = os.path.join(args.outdir, name + ".json")
+        try:
+            s = pixelate_video(clip.path, out, cfg, side)
+        except DepixError as exc:
+            print(f"{name}: skipped ({exc})")
+            continue
+        frames += s.frames
+        secs += s.seconds
+        a, b = probe(clip.path), probe(out)
+        if a.frames != b.frames or a.fps != b.fps or a.has_audio != b.has_audio:
+            bad_io.append(name)
+        rects = [[tuple(f["grid"].rect) for f in fr["faces"]] for fr in read_sidecar(side)["frames"]]
+        per = {n: np.zeros(3, int) for n in referees}
+        for fin, fout in zip(read_frames(clip.path), read_frames(out)):
+            if fin.index % args.every or (args.max_frames and fin.index >= args.max_frames * args.every):
+                continue
+            r = rects[fin.index]
+            for n, det in referees.items():
+                faces = det.detect(fin.image)
+                per[n][0] += len(faces)
+                per[n][1] += sum(covered(d.box, r) < args.cover for d in faces)
+                per[n][2] += sum(covered(d.box, r) < args.cover for d in det.detect(fout.image))
+        line = ", ".join(f"{n}: {p[0]} faces, {p[1]} uncovered, {p[2]} leaks" for n, p in per.items())
+        print(f"{name}: {s.frames} frames, {s.tracks} tracks, {s.fps:.1f} fps; {line}", flush=True)
+        for n in referees:
+            tot[n] += per[n]
+    print(f"\n{len(clips)} clips, {frames} frames, pixelate {frames / max(secs, 1e-9):.1f} fps "
+          f"(both passes, preset {args.preset}); frame count/fps/audio differ in: {bad_io or 'none'}")
+    for n, (faces, miss, leak) in tot.items():
+        print(f"referee {n}: {faces} input faces; uncovered {miss} ({100 * miss / max(faces, 1):.2f} %), "
+              f"visible in output {leak} ({100 * leak / max(faces, 1):.2f} %)")
+
+
+if __name__ == "__main__":
+    main()

