@@ -1,13 +1,15 @@
 """Benchmark `depix run`: fps end to end, time per stage, peak memory, at 720p and 1080p, two lengths.
 
-    python bench/bench_run.py                      # CPU, random full-size model, 720p + 1080p
+    python bench/bench_run.py --sizes 1280x720     # CPU, random full-size model, 40 and 120 frames
     python bench/bench_run.py --device cuda --frames 150 600 --batch-size 64
-    python bench/bench_run.py --weights weights/depix-default.safetensors --sizes 1280x720
+    python bench/bench_run.py --mode boxes ...     # faces given by a sidecar: no locating
+    python bench/bench_run.py --weights weights/depix-default.safetensors
 
 Clips are generated (a synthetic moving face, pixelated 16 x 16 over the face box as `depix pixelate`
 does) into a temporary directory. Each run is a fresh child process, so its peak RSS (and CUDA peak
 memory) belongs to that run alone: comparing the two lengths shows whether memory grows with the video.
-Stages overlap in threads (decode+crop | model | paste+encode), so their sum exceeds the wall time.
+Pass 2 stages overlap in threads (decode+crop | model | paste | encode), so their sum exceeds the wall
+time; decode counts both passes.
 """
 
 from __future__ import annotations
@@ -43,26 +45,26 @@ def face_box(i: int, size: tuple[int, int], fps: float = FPS) -> tuple[float, fl
 
 def make_clip(path: Path, frames: int, size: tuple[int, int]) -> None:
     """Synthetic face clip, pixelated BLOCKS x BLOCKS over the face, with audio."""
-    from depixcli.mosaic import apply_mosaic, grid_from_blocks
-    from depixcli.reconstruct import rect_for_face
+    from depixcli.mosaic import apply_mosaic
+    from depixcli.pixelate import PixelateConfig
     from depixcli.video import EncodeOptions, synthetic_face_frames, write_test_clip
 
-    images = (
-        apply_mosaic(img, grid_from_blocks(rect_for_face(face_box(i, size)), BLOCKS))
-        for i, img in enumerate(synthetic_face_frames(frames, size, FPS))
-    )
+    pix = PixelateConfig(blocks=BLOCKS)
+    images = (apply_mosaic(img, pix.grid(face_box(i, size))) for i, img in enumerate(synthetic_face_frames(frames, size, FPS)))
     write_test_clip(path, images, FPS, audio=True, options=EncodeOptions(crf=18, preset="veryfast"))
 
 
 def write_sidecar(path: str, frames: int, size: tuple[int, int]) -> None:
     """The face boxes and mosaic grids of a `make_clip` clip, as a --boxes sidecar."""
-    from depixcli.mosaic import grid_from_blocks
-    from depixcli.reconstruct import rect_for_face
+    from depixcli.pixelate import SIDECAR_VERSION, PixelateConfig
 
-    faces = [face_box(i, size) for i in range(frames)]
-    grids = [grid_from_blocks(rect_for_face(f), BLOCKS).to_dict() for f in faces]
-    track = {"frames": list(range(frames)), "boxes": [list(f) for f in faces], "grids": grids}
-    Path(path).write_text(json.dumps({"tracks": [track]}))
+    pix = PixelateConfig(blocks=BLOCKS)
+    entries = []
+    for i in range(frames):
+        face = face_box(i, size)
+        entries.append({"index": i, "pts": None, "faces": [
+            {"track": 0, "box": list(face), "filled": False, "grid": pix.grid(face).to_dict()}]})
+    Path(path).write_text(json.dumps({"version": SIDECAR_VERSION, "frames": entries}))
 
 
 def child(spec: dict) -> dict:
@@ -71,7 +73,8 @@ def child(spec: dict) -> dict:
 
     from depixcli.run import RunConfig, run_video
 
-    torch.set_num_threads(spec["threads"]) if spec["threads"] else None
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
     cfg = RunConfig(weights=spec["weights"], device=spec["device"], batch_size=spec["batch_size"],
                     quiet=True, preset=spec["preset"], boxes=spec["boxes"])
     if spec["device"] == "cuda":
@@ -105,7 +108,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--sizes", nargs="+", default=["1280x720", "1920x1080"], help="WxH of the clips")
-    ap.add_argument("--frames", nargs=2, type=int, default=[24, 72], help="short and long clip length")
+    ap.add_argument("--frames", nargs=2, type=int, default=[40, 120],
+                    help="short and long clip length; both above 2*w*d + batch frames, so the window is full")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--weights", default=None, help="weights file (default: random full-size model)")

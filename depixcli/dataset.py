@@ -401,9 +401,11 @@ def _decode_track(path: Path, size: int) -> np.ndarray:
 
 
 def load_crops(directory: str | os.PathLike, split: str | None = None,
-               identities: Sequence[str] | None = None) -> list[CropTrack]:
+               identities: Sequence[str] | None = None, min_source_size: float = 0.0) -> list[CropTrack]:
     """All tracks of a crop dataset (optionally one split / some identities), decoded into memory.
 
+    min_source_size: px; drop tracks whose median crop box side in the source is smaller (such crops
+    were upscaled to S and are blurry: e.g. 128 keeps only crops at native or higher resolution).
     Returns CropTrack with frames `(T, S, S, 3)` uint8 RGB, in index order.
     """
     d = Path(directory)
@@ -414,6 +416,8 @@ def load_crops(directory: str | os.PathLike, split: str | None = None,
         if split is not None and e["split"] != split:
             continue
         if wanted is not None and e["identity"] not in wanted:
+            continue
+        if min_source_size and np.median([box[2] for box in e["boxes"]]) < min_source_size:
             continue
         frames = _decode_track(d / e["file"], index["crop_size"])
         out.append(CropTrack(frames, e["identity"], e["split"], e["source"], float(e["fps"]), e["track_id"]))

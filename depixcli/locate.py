@@ -51,6 +51,8 @@ BORDER_CELLS = 4  # cells: flat cells this close to the frame border join a regi
 EDGE_LINE_FLAT = 0.65  # share of flat cells in a border row / column grown back into a region
 EDGE_LINE_STEPS = 0.25  # grid-line steps between neighbouring cells, per cell of such a row / column
 REFIT_ROUNDS = 3  # times a fitted region is refitted on a larger area when it grew
+INTERIOR_MIN_CELL = 5  # px: cells this wide / tall lose their outer pixel row / column in the flatness test
+TRIM_FLAT = 0.5  # share of a border row / column of cells that must be flat for it to stay in a region
 GROW_CELLS = 4  # cells: the cell analysis extends this far past a candidate area (areas can be split)
 LINE_SHARE = 0.5  # share of the step between two cells' means that must happen across their grid line
 PROFILE_NFFT = 8192  # FFT length (at least) for an area's profile: period resolution well below 1 %
@@ -260,53 +262,71 @@ def _edge_line_ok(flat: np.ndarray, along: np.ndarray) -> bool:
     return n > 0 and flat.mean() >= EDGE_LINE_FLAT and along.sum() >= EDGE_LINE_STEPS * n
 
 
-def _cells_fit(g: np.ndarray, rect, px, py, cfg: LocateConfig):
-    """Flat cells with grid-line steps inside `rect` for grid (px = (period, origin), py); region or None."""
-    H, W = g.shape
+def _cell_stats(g: np.ndarray, X0: int, Y0: int, X1: int, Y1: int, px, py):
+    """Per grid cell of `g[Y0:Y1, X0:X1]`: interior mean and std, and the mean signed step across each
+    vertical / horizontal grid line. Also the cell start offsets (cs, rs)."""
     (pw, ox), (ph, oy) = px, py
-    x0, y0, x1, y1 = rect
-    # expand to whole cells, clipped to the frame
-    kx0, kx1 = math.floor((x0 - ox) / pw) - GROW_CELLS, math.ceil((x1 - ox) / pw) + GROW_CELLS
-    ky0, ky1 = math.floor((y0 - oy) / ph) - GROW_CELLS, math.ceil((y1 - oy) / ph) + GROW_CELLS
-    X0, X1 = max(int(math.floor(ox + kx0 * pw + 0.5)), 0), min(int(math.floor(ox + kx1 * pw + 0.5)), W)
-    Y0, Y1 = max(int(math.floor(oy + ky0 * ph + 0.5)), 0), min(int(math.floor(oy + ky1 * ph + 0.5)), H)
-    if X1 - X0 < cfg.min_cells * pw * 0.9 or Y1 - Y0 < cfg.min_cells * ph * 0.9:
-        return None
     ix = cell_index(X0, X1, ox, pw)
     iy = cell_index(Y0, Y1, oy, ph)
     cs = np.flatnonzero(np.r_[True, ix[1:] != ix[:-1]])
     rs = np.flatnonzero(np.r_[True, iy[1:] != iy[:-1]])
     cw = np.diff(np.r_[cs, X1 - X0])
     ch = np.diff(np.r_[rs, Y1 - Y0])
-    # interior weights: drop the outermost pixel row/column of cells >= 5 px (codec ringing at the steps)
+    # interior weights: drop the outermost pixel row / column of cells >= 5 px (codec ringing at the steps)
     wx = np.ones(X1 - X0, np.float32)
     wy = np.ones(Y1 - Y0, np.float32)
     for s, n, w in ((cs, cw, wx), (rs, ch, wy)):
-        big = n >= 5
+        big = n >= INTERIOR_MIN_CELL
         w[s[big]] = 0
         w[(s + n - 1)[big]] = 0
     roi = g[Y0:Y1, X0:X1].astype(np.float32)
     wgt = wy[:, None] * wx[None, :]
-    s0 = np.add.reduceat(np.add.reduceat(wgt, rs, 0), cs, 1)
-    s1 = np.add.reduceat(np.add.reduceat(roi * wgt, rs, 0), cs, 1)
-    s2 = np.add.reduceat(np.add.reduceat(roi * roi * wgt, rs, 0), cs, 1)
-    s0 = np.maximum(s0, 1e-6)
-    mean = s1 / s0
-    std = np.sqrt(np.maximum(s2 / s0 - mean * mean, 0))
-    flat = std <= cfg.cell_std
-    # a grid-line step: neighbouring flat cells differ, and the difference happens on the line itself
-    # (a smooth gradient also gives flat small cells with different means, but spread over the cell)
+
+    def cell_sum(a):
+        return np.add.reduceat(np.add.reduceat(a, rs, 0), cs, 1)
+
+    s0 = np.maximum(cell_sum(wgt), 1e-6)
+    mean = cell_sum(roi * wgt) / s0
+    std = np.sqrt(np.maximum(cell_sum(roi * roi * wgt) / s0 - mean * mean, 0))
     gx = np.diff(roi, axis=1)[:, cs[1:] - 1]  # (rows, Nx - 1): signed step across each vertical line
     gy = np.diff(roi, axis=0)[rs[1:] - 1, :]  # (Ny - 1, cols)
     linex = np.add.reduceat(gx, rs, 0) / ch[:, None]
     liney = np.add.reduceat(gy, cs, 1) / cw[None, :]
+    return mean, std, linex, liney, cs, rs
+
+
+def _grid_steps(mean, linex, liney, ok, edge):
+    """Grid-line steps between neighbouring cells that are both `ok`: the means differ by >= `edge` and
+    the difference happens on the line itself (a smooth gradient also gives small flat cells with
+    different means, but spread over the cell). Returns (x steps `(Ny, Nx-1)`, y steps `(Ny-1, Nx)`)."""
     mdx, mdy = np.diff(mean, axis=1), np.diff(mean, axis=0)
-    stepx = (np.abs(mdx) >= cfg.edge) & (linex * np.sign(mdx) >= LINE_SHARE * np.abs(mdx)) & flat[:, 1:] & flat[:, :-1]
-    stepy = (np.abs(mdy) >= cfg.edge) & (liney * np.sign(mdy) >= LINE_SHARE * np.abs(mdy)) & flat[1:] & flat[:-1]
-    # border cells of a mosaic suffer most from the codec (ringing from the texture next door)
-    soft = std <= 2 * cfg.cell_std
-    sx2 = (np.abs(mdx) >= cfg.edge) & (linex * np.sign(mdx) >= LINE_SHARE * np.abs(mdx)) & soft[:, 1:] & soft[:, :-1]
-    sy2 = (np.abs(mdy) >= cfg.edge) & (liney * np.sign(mdy) >= LINE_SHARE * np.abs(mdy)) & soft[1:] & soft[:-1]
+    sx = (np.abs(mdx) >= edge) & (linex * np.sign(mdx) >= LINE_SHARE * np.abs(mdx)) & ok[:, 1:] & ok[:, :-1]
+    sy = (np.abs(mdy) >= edge) & (liney * np.sign(mdy) >= LINE_SHARE * np.abs(mdy)) & ok[1:] & ok[:-1]
+    return sx, sy
+
+
+def _cells_fit(g: np.ndarray, rect, px, py, cfg: LocateConfig):
+    """Fit the region on grid (px = (period, origin), py) around candidate `rect`.
+
+    Returns `(rect, origin_x, origin_y, flat share)` or None (see step 5 of the module docstring).
+    """
+    import cv2
+
+    H, W = g.shape
+    (pw, ox), (ph, oy) = px, py
+    x0, y0, x1, y1 = rect
+    # the analysed area: the candidate in whole cells, GROW_CELLS more each way, clipped to the frame
+    kx0, kx1 = math.floor((x0 - ox) / pw) - GROW_CELLS, math.ceil((x1 - ox) / pw) + GROW_CELLS
+    ky0, ky1 = math.floor((y0 - oy) / ph) - GROW_CELLS, math.ceil((y1 - oy) / ph) + GROW_CELLS
+    X0, X1 = max(int(math.floor(ox + kx0 * pw + 0.5)), 0), min(int(math.floor(ox + kx1 * pw + 0.5)), W)
+    Y0, Y1 = max(int(math.floor(oy + ky0 * ph + 0.5)), 0), min(int(math.floor(oy + ky1 * ph + 0.5)), H)
+    if X1 - X0 < cfg.min_cells * pw or Y1 - Y0 < cfg.min_cells * ph:
+        return None
+    mean, std, linex, liney, cs, rs = _cell_stats(g, X0, Y0, X1, Y1, px, py)
+    flat = std <= cfg.cell_std
+    soft = std <= 2 * cfg.cell_std  # border cells suffer most from the codec (ringing from texture next door)
+    stepx, stepy = _grid_steps(mean, linex, liney, flat, cfg.edge)
+    sx2, sy2 = _grid_steps(mean, linex, liney, soft, cfg.edge)
     nsteps = np.zeros(mean.shape, np.int32)
     nsteps[:, 1:] += stepx
     nsteps[:, :-1] += stepx
@@ -315,32 +335,29 @@ def _cells_fit(g: np.ndarray, rect, px, py, cfg: LocateConfig):
     ev = flat & (nsteps >= 2)
     if ev.sum() < cfg.min_cells:
         return None
-    # largest 4-connected group of flat cells holding evidence cells; bbox of its evidence cells
-    import cv2
-
+    # the 4-connected group of flat cells holding most evidence cells; bbox of its evidence cells
     n_lab, lab = cv2.connectedComponents(flat.astype(np.uint8), connectivity=4)
     counts = np.bincount(lab[ev], minlength=n_lab)
-    counts[0] = 0 if not flat[lab == 0].any() else counts[0]
-    best = int(np.argmax(counts))
-    sel = ev & (lab == best)
+    counts[0] = 0  # label 0: the cells that are not flat
+    main = lab == int(np.argmax(counts))
+    sel = ev & main
     rows, cols = np.flatnonzero(sel.any(1)), np.flatnonzero(sel.any(0))
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    # trim border rows / columns that are mostly not flat or carry no evidence
-    def good(a):
-        return a.mean() >= 0.5 and a.any()
 
-    changed = True
+    def good(a):  # a border row / column kept: mostly flat cells of the group
+        return a.mean() >= TRIM_FLAT and a.any()
+
+    changed = True  # trim border rows / columns that are mostly not flat
     while changed and r1 - r0 >= cfg.min_cells and c1 - c0 >= cfg.min_cells:
         changed = False
-        for side in range(4):
-            if side == 0 and not good(flat[r0, c0:c1] & (lab[r0, c0:c1] == best)):
-                r0, changed = r0 + 1, True
-            elif side == 1 and not good(flat[r1 - 1, c0:c1] & (lab[r1 - 1, c0:c1] == best)):
-                r1, changed = r1 - 1, True
-            elif side == 2 and not good(flat[r0:r1, c0] & (lab[r0:r1, c0] == best)):
-                c0, changed = c0 + 1, True
-            elif side == 3 and not good(flat[r0:r1, c1 - 1] & (lab[r0:r1, c1 - 1] == best)):
-                c1, changed = c1 - 1, True
+        if not good(main[r0, c0:c1]):
+            r0, changed = r0 + 1, True
+        if not good(main[r1 - 1, c0:c1]):
+            r1, changed = r1 - 1, True
+        if not good(main[r0:r1, c0]):
+            c0, changed = c0 + 1, True
+        if not good(main[r0:r1, c1 - 1]):
+            c1, changed = c1 - 1, True
     # grow back over border rows / columns the evidence missed: mostly flat cells (softer threshold) with
     # grid-line steps between them along the row / column (a plain background next to the mosaic has none)
     nr, nc = flat.shape
@@ -358,7 +375,7 @@ def _cells_fit(g: np.ndarray, rect, px, py, cfg: LocateConfig):
             break
     # a region already touching two frame borders (a pixelated crop: the whole frame is the mosaic)
     # reaches the other borders through a few last rows / columns of flat cells (e.g. a plain backdrop)
-    for _ in range(4):
+    for _ in range(4):  # at most once per side
         at = [c0 == 0 and X0 == 0, r0 == 0 and Y0 == 0, c1 == nc and X1 == W, r1 == nr and Y1 == H]
         if sum(at) < 2:
             break
@@ -375,16 +392,15 @@ def _cells_fit(g: np.ndarray, rect, px, py, cfg: LocateConfig):
     if r1 - r0 < cfg.min_cells or c1 - c0 < cfg.min_cells:
         return None
     fl = float(flat[r0:r1, c0:c1].mean())
-    st = float(ev[r0:r1, c0:c1].mean())
-    if fl < cfg.min_flat or st < cfg.min_steps:
+    if fl < cfg.min_flat or float(ev[r0:r1, c0:c1].mean()) < cfg.min_steps:
         return None
     ex = np.r_[cs, X1 - X0] + X0
     ey = np.r_[rs, Y1 - Y0] + Y0
-    rect = (int(ex[c0]), int(ey[r0]), int(ex[c1]), int(ey[r1]))
+    out = (int(ex[c0]), int(ey[r0]), int(ex[c1]), int(ey[r1]))
     # origin: the grid line at (or just before, when clipped by the frame) the rect start
-    kx = math.floor((rect[0] + 0.5 - ox) / pw + 1e-9)
-    ky = math.floor((rect[1] + 0.5 - oy) / ph + 1e-9)
-    return rect, ox + kx * pw, oy + ky * ph, fl
+    kx = math.floor((out[0] + 0.5 - ox) / pw + 1e-9)
+    ky = math.floor((out[1] + 0.5 - oy) / ph + 1e-9)
+    return out, ox + kx * pw, oy + ky * ph, fl
 
 
 def _windows_per_tile(n: int, k: int) -> np.ndarray:

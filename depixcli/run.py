@@ -2,11 +2,13 @@
 
 Data flow (one function or module per arrow):
 
-  pass 1  decode -> locate mosaics (locate.py; or --boxes / --region; or detect + pixelate for --pixelate)
+  pass 1  decode -> locate mosaics (locate.py, in worker threads; or the --boxes sidecar / --region;
+          or detect faces as `depix pixelate` does, for --pixelate) -> tracks (track.build_tracks)
           -> FaceTrack per face: mosaic rect, block size and smoothed head-crop box on every frame
-  pass 2  decode -> crop each tracked face once (decode thread)
-          -> window stacks of crops -> model in batches (main thread; reconstruct.Reconstructor)
-          -> paste with feathered mask + colour match -> encode, audio copied (paste/encode thread)
+  pass 2  decode -> (--pixelate: mosaic) -> crop each tracked face once       [decode thread]
+          -> window stacks of crops -> model in batches (reconstruct.Reconstructor) [main thread]
+          -> paste: colour match + feathered mask (reconstruct.paste)           [paste thread]
+          -> encode, audio copied (video.VideoWriter)                           [write thread]
 
 Pass 2 holds a bounded window: full frames wait only from decode until their last stack has run
 (about w*d + batch frames), crops are kept for w*d frames behind the oldest pending stack. Neither
@@ -823,9 +825,8 @@ def format_summary(stats: RunStats, out_path) -> str:
         what = {
             "located": "no pixelated face (mosaic) found",
             "pixelate": "no face found to pixelate",
-            "boxes": "the --boxes file has no track inside the video",
-            "region": "nothing to do",
-        }[stats.source]
+            "boxes": "the --boxes sidecar lists no face inside the video",
+        }.get(stats.source, "nothing to reconstruct")
         if stats.not_faces:
             what = f"no mosaic over a face found ({stats.not_faces} mosaic track(s) without a face left alone)"
         return f"{what} in {stats.frames} frames; video copied unchanged to {out_path}"

@@ -73,6 +73,8 @@ class TrainConfig:
     perceptual: str = "vgg16-stlpips"  # vgg16-stlpips | mobilenetv2 | none | path (.pth / exported .safetensors)
     init_stn: str = ""  # run dir, checkpoint.pt or model.safetensors whose trained STN is reused (STN stage skipped)
     time_limit_min: float = 0.0  # stop cleanly (checkpoint + export) before this many minutes; 0 = none
+    schedule_minutes: float = 0.0  # spread the cosine LR decay over this many minutes of run time (resumed chunks
+    #                                included) instead of over `steps`, for time-boxed runs; 0 = by steps
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     workers: int = 2  # background threads gathering uint8 batches
     seed: int = 0
@@ -307,6 +309,9 @@ def gan_step(g, d_train, d_frozen, perc, opt_g, opt_d, mosaic, hr, cfg: TrainCon
     opt_d.step()
     out["loss_d"] = loss_d.detach()
     return out
+
+
+LR_RESOLUTION = 1_000_000  # steps of the fraction passed to cosine_lr by time-based schedules
 
 
 def cosine_lr(base: float, step: int, total: int, floor: float) -> float:
@@ -549,6 +554,13 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
     def elapsed() -> float:
         return time.monotonic() - started
 
+    def lr_at(base: float, k: int, total: int) -> float:
+        """Cosine LR at step k of total, or at the elapsed fraction of `schedule_minutes` if that is further on."""
+        frac = k / max(total, 1)
+        if cfg.schedule_minutes > 0:
+            frac = max(frac, (elapsed_before + elapsed()) / (cfg.schedule_minutes * 60))
+        return cosine_lr(base, int(min(frac, 1.0) * LR_RESOLUTION), LR_RESOLUTION, cfg.lr_floor)
+
     def time_up(step_s: float, k: int) -> bool:
         """Stop before the time limit? Under torchrun the ranks agree (all-reduce every STOP_CHECK steps)."""
         if cfg.time_limit_min <= 0:
@@ -625,7 +637,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                 pair = augment(to_float(next(it), dev), gen, cfg.augment)
                 mos = random_mosaic(pair, gen, cfg.mosaic)
                 for g in opt_stn.param_groups:
-                    g["lr"] = cosine_lr(cfg.stn_lr, stn_step, cfg.stn_steps, cfg.lr_floor)
+                    g["lr"] = lr_at(cfg.stn_lr, stn_step, cfg.stn_steps)
                 with autocast():
                     losses = stn_loss(model, mos[:, 0], mos[:, 1], pair[:, 0], pair[:, 1], cfg.stn_lambda, stn_run)
                 opt_stn.zero_grad(set_to_none=True)
@@ -679,10 +691,10 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                 hr = stack[:, mc.window]
                 mosaic = random_mosaic(stack, gen, cfg.mosaic)
                 for grp in opt_g.param_groups:
-                    grp["lr"] = cosine_lr(cfg.lr, step, cfg.steps, cfg.lr_floor)
+                    grp["lr"] = lr_at(cfg.lr, step, cfg.steps)
                 if opt_d is not None:
                     for grp in opt_d.param_groups:
-                        grp["lr"] = cosine_lr(cfg.lr_d, step, cfg.steps, cfg.lr_floor)
+                        grp["lr"] = lr_at(cfg.lr_d, step, cfg.steps)
                 losses = gan_step(g, dtrain, disc, perc, opt_g, opt_d, mosaic, hr, cfg, autocast)
                 step += 1
                 n_log += 1

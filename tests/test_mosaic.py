@@ -25,7 +25,9 @@ def _cells(grid, shape):
     """(rows, cols) cell index arrays of the clipped rect, and the clipped rect."""
     H, W = shape[:2]
     x0, y0, x1, y1 = max(grid.x0, 0), max(grid.y0, 0), min(grid.x1, W), min(grid.y1, H)
-    return cell_index(y0, y1, grid.origin_y, grid.cell_h), cell_index(x0, x1, grid.origin_x, grid.cell_w), (x0, y0, x1, y1)
+    rows = cell_index(y0, y1, grid.origin_y, grid.cell_h)
+    cols = cell_index(x0, x1, grid.origin_x, grid.cell_w)
+    return rows, cols, (x0, y0, x1, y1)
 
 
 def _check_cells(src, out, grid):

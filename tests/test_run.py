@@ -392,3 +392,27 @@ def test_detector_second_opinion_leaves_a_mosaic_without_a_face_alone(tmp_path, 
     r = run_cli(src, "-o", tmp_path / "o.mp4", "-w", tiny_weights, "--detector", "yunet")
     assert r.exit_code == 0, r.output
     assert "without a face left alone" in r.output and "copied unchanged" in r.output
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_matches_cpu_fp32_and_runs_end_to_end(tmp_path, clip, tiny_weights):
+    from depixcli.weights import load_model
+
+    stacks = np.random.default_rng(0).integers(0, 256, (4, TINY.frames, 32, 32, 3), dtype=np.uint8)
+    cpu = Reconstructor(load_model(tiny_weights), "cpu")(stacks).astype(int)
+    gpu = Reconstructor(load_model(tiny_weights), "cuda")(stacks).astype(int)
+    assert np.abs(cpu - gpu).mean() < 4  # bf16 autocast: small rounding differences only
+    src, grid = clip
+    cfg = RunConfig(weights=str(tiny_weights), device="cuda", region=(grid.x0, grid.y0, 47, 62), quiet=True)
+    stats = run_video(src, tmp_path / "o.mp4", cfg)
+    assert stats.frames == probe(tmp_path / "o.mp4").frames == 16
+
+
+def test_paste_is_half_pixel_exact():
+    from depixcli.geometry import CropBox, crop
+
+    frame = apply_mosaic(next(synthetic_face_frames(1, SIZE)), grid_from_blocks((40, 20, 104, 84), 8))
+    box = CropBox(72.0, 52.0, 64.0)  # 1 crop px = 1 frame px, aligned to the pixel grid
+    same = crop(frame, box, 64)  # a "reconstruction" equal to the model's input
+    out = paste(frame, same, box, (40, 20, 104, 84), 8.0)
+    assert np.abs(out.astype(int) - frame).max() <= 1  # any half-pixel shift would smear the block edges

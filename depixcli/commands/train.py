@@ -10,7 +10,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 OVERRIDES = {
     "stage": "stage", "steps": "steps", "stn_steps": "stn_steps", "batch_size": "batch_size", "lr": "lr",
     "width": "model_width", "window": "model_window", "stride": "model_stride", "perceptual": "perceptual",
-    "time_limit": "time_limit_min", "device": "device", "workers": "workers", "seed": "seed",
+    "time_limit": "time_limit_min", "schedule_minutes": "schedule_minutes", "device": "device", "workers": "workers", "seed": "seed",
     "compile_": "compile", "init_stn": "init_stn", "val_every": "val_every", "ckpt_every": "ckpt_every",
     "log_every": "log_every",
 }
@@ -47,6 +47,9 @@ OVERRIDES = {
                    "skip the STN stage; the STN settings must match.")
 @click.option("--time-limit", type=click.FloatRange(min=0), default=0.0,
               help="Minutes: stop cleanly (checkpoint + model export) before this wall-clock limit; 0 = none.")
+@click.option("--schedule-minutes", type=click.FloatRange(min=0), default=0.0,
+              help="Spread the cosine learning-rate decay over this many minutes of run time instead of over "
+                   "--steps (for time-boxed runs); 0 = by steps.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N (torchrun: one GPU per rank).")
 @click.option("--workers", type=click.IntRange(min=0), default=2, help="Threads gathering batches ahead.")
 @click.option("--seed", type=int, default=0, help="Random seed (rank r uses seed + r).")
