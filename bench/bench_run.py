@@ -5,6 +5,7 @@
     python bench/bench_run.py --mode boxes ...     # faces given by a sidecar: no locating
     python bench/bench_run.py --weights weights/depix-default.safetensors
 
+Run from the repository root with depix importable (`pip install -e . --no-deps`, or `PYTHONPATH=.`).
 Clips are generated (a synthetic moving face, pixelated 16 x 16 over the face box as `depix pixelate`
 does) into a temporary directory. Each run is a fresh child process, so its peak RSS (and CUDA peak
 memory) belongs to that run alone: comparing the two lengths shows whether memory grows with the video.
@@ -50,7 +51,8 @@ def make_clip(path: Path, frames: int, size: tuple[int, int]) -> None:
     from depixcli.video import EncodeOptions, synthetic_face_frames, write_test_clip
 
     pix = PixelateConfig(blocks=BLOCKS)
-    images = (apply_mosaic(img, pix.grid(face_box(i, size))) for i, img in enumerate(synthetic_face_frames(frames, size, FPS)))
+    clean = synthetic_face_frames(frames, size, FPS)
+    images = (apply_mosaic(img, pix.grid(face_box(i, size))) for i, img in enumerate(clean))
     write_test_clip(path, images, FPS, audio=True, options=EncodeOptions(crf=18, preset="veryfast"))
 
 

@@ -44,6 +44,8 @@ class ModelConfig:
     stn_max_offset: float = STN_MAX_OFFSET  # normalised coordinates
     stn_widths: tuple[int, ...] = STN_WIDTHS
     width: int = BASE_WIDTH  # reconstruction U-Net base width
+    residual: bool = True  # U-Net predicts a correction to the centre frame (beyond the paper: training starts
+    #                        from the input instead of from noise, which converges much faster)
 
     @property
     def frames(self) -> int:
@@ -196,6 +198,9 @@ class Depixelator(nn.Module):
         self.config = config
         self.stn = AlignNet(config.stn_widths, config.stn_grid, config.stn_max_offset) if config.use_stn else None
         self.recon = UNet(3 * config.frames, 3, config.widths)
+        if config.residual:  # start as the identity on the centre frame
+            nn.init.zeros_(self.recon.head.weight)
+            nn.init.zeros_(self.recon.head.bias)
 
     def align(self, stack: torch.Tensor) -> torch.Tensor:
         """(B, F, 3, S, S) -> same shape, every frame warped onto the centre frame (identity without STN)."""
@@ -218,6 +223,8 @@ class Depixelator(nn.Module):
         x = aligned.reshape(B, Fr * C, S, S)
         if x.is_cuda:
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.config.residual:
+            return (aligned[:, Fr // 2] + torch.tanh(self.recon(x).float())).clamp(0.0, 1.0)
         return (torch.tanh(self.recon(x)) + 1.0) * 0.5
 
     def forward(self, stack: torch.Tensor) -> torch.Tensor:

@@ -281,7 +281,8 @@ def read_boxes_sidecar(path: str | Path) -> list[tuple]:
     if not isinstance(doc, dict) or not isinstance(doc.get("frames"), list):
         raise InputError(f"--boxes {path}: not a `depix pixelate` sidecar (no 'frames' list)")
     if not isinstance(doc.get("version"), int) or doc["version"] > SIDECAR_VERSION:
-        raise InputError(f"--boxes {path}: sidecar version {doc.get('version')!r}; this depix reads <= {SIDECAR_VERSION}")
+        raise InputError(f"--boxes {path}: sidecar version {doc.get('version')!r}; "
+                         f"this depix reads <= {SIDECAR_VERSION}")
     per_track: dict = {}  # track id -> [(frame, box, grid)]
     try:
         for entry in doc["frames"]:

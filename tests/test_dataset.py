@@ -94,7 +94,7 @@ def test_csv_identity_split_and_filters(clip, tmp_path):
     assert [t.identity for t in load_crops(out, identities=["alice"])] == ["alice"]
     assert load_crops(out, split="test") == []
     size = np.median([b[2] for b in json.loads((out / "index.json").read_text())["tracks"][0]["boxes"]])
-    assert len(load_crops(out, min_source_size=size - 1)) == 2 and load_crops(out, min_source_size=size + 60) == []
+    assert len(load_crops(out, min_source_size=0.8 * size)) == 2 and load_crops(out, min_source_size=1.5 * size) == []
 
 
 def test_short_tracks_and_faceless_clips_export_nothing(tmp_path):

@@ -284,6 +284,10 @@ def test_no_mosaic_found_copies_the_video(tmp_path, tiny_weights):
     assert r.exit_code == 0, r.output
     assert "no pixelated face" in r.output and "copied unchanged" in r.output
     assert out.read_bytes() == src.read_bytes()
+    mkv = tmp_path / "out.mkv"  # another container: the frames are re-encoded untouched
+    r = run_cli(src, "-o", mkv, "-w", tiny_weights, "-q")
+    assert r.exit_code == 0 and "copied unchanged" in r.output
+    assert probe(mkv).frames == 6 and [f.time for f in read_frames(mkv)] == [f.time for f in read_frames(src)]
 
 
 def test_research_mode_side_by_side_with_scores(tmp_path, tiny_weights):

@@ -16,10 +16,10 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               help="Where the model runs: bf16 on CUDA, fp32 on CPU.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, help="Face stacks per model call.")
-@click.option("--region", default=None, metavar="X,Y,W,H",
+@click.option("--region", default=None, metavar="X,Y,W,H", callback=lambda ctx, param, value: parse_region(value),
               help="The mosaic's rectangle in px, on every frame (skips mosaic detection).")
 @click.option("--boxes", type=click.Path(dir_okay=False), default=None,
-              help="Face tracks JSON written by `depix pixelate` (skips mosaic detection).")
+              help="Sidecar JSON of faces and mosaic grids written by `depix pixelate` (skips mosaic detection).")
 @click.option("--pixelate", type=click.IntRange(min=1), default=None, metavar="N",
               help="Research mode on clean video: detect faces, pixelate them N x N, reconstruct, and print "
                    "PSNR/SSIM/identity of the face regions.")
@@ -43,16 +43,16 @@ def run_command(input_path, output_path, weights, device, batch_size, region, bo
       depix run pixelated.mp4 -o restored.mp4
       depix run clip.mp4 -o cmp.mp4 --pixelate 16 --side-by-side
     """
-    region_t = parse_region(region)
     if side_by_side and pixelate is None:
-        raise click.BadParameter("needs --pixelate N (it compares with the clean original)", param_hint="--side-by-side")
-    if sum(v is not None for v in (region_t, boxes, pixelate)) > 1:
+        raise click.BadParameter("needs --pixelate N (it compares with the clean original)",
+                                 param_hint="--side-by-side")
+    if sum(v is not None for v in (region, boxes, pixelate)) > 1:
         raise click.UsageError("use at most one of --region, --boxes and --pixelate")
     with user_errors():
         from depixcli.run import RunConfig, format_summary, run_video
 
         cfg = RunConfig(
-            weights=weights, device=device, batch_size=batch_size, region=region_t, boxes=boxes,
+            weights=weights, device=device, batch_size=batch_size, region=region, boxes=boxes,
             pixelate=pixelate, side_by_side=side_by_side, detector=detector, codec=codec, crf=crf,
             preset=preset, quiet=quiet,
         )

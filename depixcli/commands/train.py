@@ -9,7 +9,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 # CLI parameter -> TrainConfig field ("model_<name>" = ModelConfig field); applied only when given explicitly
 OVERRIDES = {
     "stage": "stage", "steps": "steps", "stn_steps": "stn_steps", "batch_size": "batch_size", "lr": "lr",
-    "width": "model_width", "window": "model_window", "stride": "model_stride", "perceptual": "perceptual",
+    "width": "model_width", "window": "model_window", "residual": "model_residual", "stride": "model_stride", "perceptual": "perceptual",
     "time_limit": "time_limit_min", "schedule_minutes": "schedule_minutes", "device": "device", "workers": "workers", "seed": "seed",
     "compile_": "compile", "init_stn": "init_stn", "val_every": "val_every", "ckpt_every": "ckpt_every",
     "log_every": "log_every",
@@ -35,6 +35,8 @@ OVERRIDES = {
 @click.option("--window", type=click.IntRange(min=0), default=2,
               help="Frames each side of the centre: F = 2w+1 frames per stack (paper: 2).")
 @click.option("--stride", type=click.IntRange(min=1), default=5, help="Frames between stack members (paper: 5).")
+@click.option("--residual/--direct", default=True,
+              help="U-Net output: a correction added to the centre frame (default), or the image itself (paper).")
 @click.option("--no-stn", is_flag=True, help="Ablation: stack the frames without alignment.")
 @click.option("--no-gan", is_flag=True, help="Ablation: no discriminator / adversarial loss.")
 @click.option("--perceptual", default="vgg16-stlpips", metavar="NAME|PATH",
