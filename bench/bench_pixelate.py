@@ -1,7 +1,8 @@
 """Miss rate of `depix pixelate` on real face clips, and its speed.
 
-For every sampled clip: run `pixelate_video` (writing OUTDIR/<name>.mp4 and <name>.json), check frame
-count / fps / audio against the input, then count misses two ways, each with one or more referee
+For every sampled clip: run `pixelate_video` (writing OUTDIR/<name>.mp4 and <name>.json), check that the
+decoded frames carry the same timestamps (count, time base, pts: the frame rate exactly kept; the
+container's average-rate metadata may differ for variable-rate sources) and audio as the input, then count misses two ways, each with one or more referee
 detectors (the pixelating detector itself and an independent one):
 
 - input coverage: a face the referee detects on an input frame is *covered* when at least
@@ -49,6 +50,7 @@ def main() -> None:
     ap.add_argument("inputs", nargs="+", help="videos, directories or a clips CSV")
     ap.add_argument("-o", "--outdir", required=True, help="where the pixelated clips and sidecars go")
     ap.add_argument("--clip-every", type=int, default=15, help="use every N-th clip")
+    ap.add_argument("--clip-offset", type=int, default=0, help="starting with this one")
     ap.add_argument("--referees", default="yunet,centerface", help="detectors that judge coverage")
     ap.add_argument("--cover", type=float, default=0.8, help="least covered share of a face box")
     ap.add_argument("--match", type=float, default=0.3, help="IoU of an output box with an input face box")
@@ -62,7 +64,7 @@ def main() -> None:
 
     cv2.setNumThreads(1)
     os.makedirs(args.outdir, exist_ok=True)
-    clips = dataset.collect_inputs(args.inputs)[:: args.clip_every]
+    clips = dataset.collect_inputs(args.inputs)[args.clip_offset:: args.clip_every]
     cfg = PixelateConfig(blocks=args.blocks, preset=args.preset)
     referees = {name: load_detector(name) for name in args.referees.split(",")}
     tot = {n: np.zeros(4, int) for n in referees}  # input faces, uncovered, leaks, mosaic false positives
@@ -83,8 +85,10 @@ def main() -> None:
             frames += s.frames
             secs += s.seconds
         a, b = probe(clip.path), probe(out)
-        if a.frames != b.frames or a.fps != b.fps or a.has_audio != b.has_audio:
-            bad_io.append(name)
+        pts_in, pts_out = ([f.pts for f in read_frames(p)] for p in (clip.path, out))  # decoded, not metadata
+        if pts_in != pts_out or a.time_base != b.time_base or a.has_audio != b.has_audio:
+            bad_io.append(f"{name} (frames {len(pts_in)}/{len(pts_out)}, same pts {pts_in == pts_out}, "
+                          f"audio {a.has_audio}/{b.has_audio})")
         rects = [[tuple(f["grid"].rect) for f in fr["faces"]] for fr in read_sidecar(side)["frames"]]
         per = {n: np.zeros(4, int) for n in referees}
         for fin, fout in zip(read_frames(clip.path), read_frames(out)):
@@ -106,7 +110,7 @@ def main() -> None:
         for n in referees:
             tot[n] += per[n]
     print(f"\n{len(clips)} clips, {frames} frames, pixelate {frames / max(secs, 1e-9):.1f} fps "
-          f"(both passes, preset {args.preset}); frame count/fps/audio differ in: {bad_io or 'none'}")
+          f"(both passes, preset {args.preset}); frames/pts/audio differ in: {bad_io or 'none'}")
     for n, (faces, miss, leak, fp) in tot.items():
         print(f"referee {n}: {faces} input faces; uncovered {miss} ({100 * miss / max(faces, 1):.2f} %), "
               f"still detected outside the mosaic {leak} ({100 * leak / max(faces, 1):.2f} %); "

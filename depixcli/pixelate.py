@@ -54,6 +54,7 @@ SIDECAR_VERSION = 1
 DEFAULT_BLOCKS = 16  # blocks per side of the face box
 DEFAULT_SCALE = 1.3  # mosaic box / detector face box (deface's default)
 DETECT_MAX_SIDE = 640  # px, long side of the copy the detector sees
+KEEP_EXTENSIONS = (".mp4", ".mov", ".mkv", ".m4v")  # outputs in a directory keep these; others become .mp4
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,8 @@ def read_sidecar(path) -> dict:
 def plan_outputs(inputs, output, boxes_out=None) -> list[tuple[str, str, str | None]]:
     """(input, output, sidecar) per video. One file input: `output` is the file. Several inputs, or a
     directory: `output` (and `boxes_out`, if given) are directories, created if missing, and hold files
-    named like the inputs (sidecars: `<stem>.json`)."""
+    named like the inputs (with `.mp4` unless the input's container also takes H.264; sidecars:
+    `<stem>.json`)."""
     from depixcli.dataset import collect_inputs
 
     clips = [str(c.path) for c in collect_inputs(inputs)]
@@ -260,7 +262,7 @@ def plan_outputs(inputs, output, boxes_out=None) -> list[tuple[str, str, str | N
             os.makedirs(d, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"{d}: cannot create directory ({exc.strerror or exc})") from None
-    names = [os.path.basename(c) for c in clips]
+    names = [Path(c).name if Path(c).suffix.lower() in KEEP_EXTENSIONS else Path(c).stem + ".mp4" for c in clips]
     if len(set(names)) != len(names):
         raise InputError("two inputs share a file name; their outputs would collide")
     return [(c, os.path.join(output, n), os.path.join(boxes_out, Path(n).stem + ".json") if boxes_out else None)

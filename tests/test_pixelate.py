@@ -10,6 +10,7 @@ import skimage.data
 from click.testing import CliRunner
 
 from depixcli.cli import main
+from depixcli.errors import InputError
 from depixcli.mosaic import MosaicGrid, apply_mosaic, clipped_rect
 from depixcli.pixelate import read_sidecar
 from depixcli.video import probe, read_frames, write_test_clip
@@ -127,6 +128,21 @@ def test_many_inputs_to_directory(clip, tmp_path):
     assert sorted(os.listdir(boxdir)) == ["face.json", "other.json"]
     assert probe(outdir / "other.mp4").frames == 6
     assert read_sidecar(boxdir / "face.json")["frames"][0]["faces"][0]["grid"].cell_w > 0
+
+
+def test_output_names_in_a_directory(tmp_path):
+    from depixcli.pixelate import plan_outputs
+
+    for name in ("a.mp4", "b.mpg", "c.mkv"):
+        (tmp_path / name).write_bytes(b"x")  # only listed here, never decoded
+    plan = plan_outputs([str(tmp_path / n) for n in ("a.mp4", "b.mpg", "c.mkv")], str(tmp_path / "o"),
+                        str(tmp_path / "j"))
+    assert [(os.path.basename(o), os.path.basename(j)) for _, o, j in plan] == [
+        ("a.mp4", "a.json"), ("b.mp4", "b.json"), ("c.mkv", "c.json")]
+    assert (tmp_path / "o").is_dir() and (tmp_path / "j").is_dir()
+    (tmp_path / "b.mp4").write_bytes(b"x")
+    with pytest.raises(InputError):  # b.mpg and b.mp4 would both write o/b.mp4
+        plan_outputs([str(tmp_path / "b.mpg"), str(tmp_path / "b.mp4")], str(tmp_path / "o"))
 
 
 def _no_leftovers(directory):
