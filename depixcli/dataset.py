@@ -35,8 +35,8 @@ CRF = 12  # x264 constant rate factor: 42 MiB, 43.1 dB for all of ../shared/data
 PIX_FMT = "yuv444p"  # chroma at full resolution (crops are small: 4:2:0 would halve colour detail)
 PRESET = "slow"  # x264 preset: smaller files at the same quality; 128 px crops encode fast anyway
 CODEC = "libx264"
-DETECT_EVERY = 2  # frames: same tracks as every frame on face clips, half the detector time (see report)
-DETECT_MAX_SIDE = 320  # px: recall on ../shared/data equal to 640 (bench/bench_detect.py), 1.6x faster
+DETECT_EVERY = 2  # frames: crop boxes within 0.03 % of every-frame ones, half the time (bench_track_settings.py)
+DETECT_MAX_SIDE = 320  # px: recall on ../shared/data equal to 640 (bench/bench_detect.py), 1.7x faster
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 DEFAULT_SPLIT = "train"
 

@@ -47,16 +47,32 @@ LINE_Y = np.ones((1, 3), np.uint8)  # horizontal 3-px support for y differences
 TILE_VOTES = 0.7  # share of the windows containing a tile that must pass for the tile to count
 TRACK_MATCH_IOU = 0.5  # IoU: a frame's region belongs to a track when it overlaps the track's box this much
 AXIS_CANDIDATES = 3  # periods tried per axis (largest first) in the cell fit
-BORDER_CELLS = 4  # cells: flat cells this close to the frame border join a region spanning the frame
+BORDER_CELLS = 4  # cells: a region this close to all four frame borders over flat cells spans the frame
 EDGE_LINE_FLAT = 0.65  # share of flat cells in a border row / column grown back into a region
 EDGE_LINE_STEPS = 0.25  # grid-line steps between neighbouring cells, per cell of such a row / column
 REFIT_ROUNDS = 3  # times a fitted region is refitted on a larger area when it grew
 INTERIOR_MIN_CELL = 5  # px: cells this wide / tall lose their outer pixel row / column in the flatness test
 TRIM_FLAT = 0.5  # share of a border row / column of cells that must be flat for it to stay in a region
+TRIM_STEPS = 0.25  # share of a border row / column of cells that must have a grid-line step to stay
 GROW_CELLS = 4  # cells: the cell analysis extends this far past a candidate area (areas can be split)
 LINE_SHARE = 0.5  # share of the step between two cells' means that must happen across their grid line
-PROFILE_NFFT = 8192  # FFT length (at least) for an area's profile: period resolution well below 1 %
+PROFILE_NFFT = 2048  # FFT length (at least) for an area's profile; peaks are interpolated, then refined on the lines
 SPECTRUM_FLOOR = 0.15  # an area whose best normalised comb peak is lower has no period
+COARSER_FACTORS = (3, 2)  # sub-harmonic locks tested on a fitted grid, largest first
+COARSE_STRONG = 0.3  # least share of cell pairs with a step across the true grid lines of a sub-harmonic lock
+COARSE_WEAK = 0.2  # most step share on the other lines, relative to the true ones
+SPLIT_FLATTER = 0.15  # share of empty-difference pixels above a failed area's median that marks its flat part
+SPLIT_MIN_TILES = 8  # tiles: smaller failed areas are not split
+MERGE_PERIOD = 0.03  # relative: regions with cell sizes this close (and lines in phase) are merged
+MERGE_PHASE = 0.2  # cells: most offset between two regions' grid lines for them to be merged
+REESTIMATE = 2  # periods per axis re-estimated on a fitted rect
+REESTIMATE_BELOW = 0.75  # the periods are re-estimated on a fitted rect when its quality is lower
+REESTIMATE_GAIN = 0.05  # a re-estimated grid replaces the first fit when its quality is this much higher
+EDGE_MIN = 3.5  # grey levels: least grid-line step, however quiet the flat cells
+EDGE_NOISE = 4.0  # grid-line steps are at least this many times the median std of the flat cells
+PRECHECK_MARGIN = 0.15  # a candidate period whose unrefined on-grid share is this far below `on_grid` is dropped
+REFIT_PERIOD = 0.002  # relative: a line fit that moved the period less than this is not repeated
+REFIT_ORIGIN = 0.1  # px: ... and the origin less than this
 WINDOW_SIZES = (1, 2, 4)  # tiles per window side; >= 3 teeth: 32 px windows see periods <= 10 px, 128 px <= 42
 
 
@@ -141,22 +157,26 @@ def _window_periods(colband: np.ndarray, rowband: np.ndarray, k: int, cfg: Locat
     L = k * b
     cols = sum(colband[i:Hb - k + 1 + i] for i in range(k))
     rows = sum(rowband[:, i:Wb - k + 1 + i] for i in range(k))
-    px = sliding_window_view(cols, L, axis=1)[:, ::b].astype(np.float32)  # (Hw, Ww, L)
-    py = sliding_window_view(rows, L, axis=0)[::b].astype(np.float32)  # (Hw, Ww, L)
+    px = sliding_window_view(cols, L, axis=1)[:, ::b]  # (Hw, Ww, L) int32 views
+    py = sliding_window_view(rows, L, axis=0)[::b]
     nfft = 2 * L
     fmin = max(3.0 / L, 1.0 / cfg.max_period)  # at least 3 teeth in the window
     fmax = 1.0 / cfg.min_period
     lo, hi = math.ceil(fmin * nfft), math.floor(fmax * nfft) + 1
     periods = nfft / np.arange(lo, hi)
-    out = []
-    for p in (px, py):
-        spec = _comb_spectrum(p, nfft, slice(lo, hi))
+    # only windows with enough edges on both axes can pass: skip the background early
+    live = (px.sum(-1) >= 2 * L * cfg.edge) & (py.sum(-1) >= 2 * L * cfg.edge)
+    score = np.zeros(live.shape)
+    fx, fy = np.ones(live.shape), np.ones(live.shape)
+    for p, f in ((px, fx), (py, fy)):  # y only where x passed: a window needs both
+        if not live.any():
+            break
+        spec = _comb_spectrum(p[live].astype(np.float32), nfft, slice(lo, hi))
         top = spec.max(-1)
-        fund = np.argmax(spec >= WINDOW_FUNDAMENTAL * top[..., None], -1)  # lowest strong frequency
-        energy = p.sum(-1) >= 2 * L * cfg.edge
-        out.append((np.where(energy, top, 0.0), periods[fund]))
-    (sx, fx), (sy, fy) = out
-    return np.minimum(sx, sy), fx, fy
+        f[live] = periods[np.argmax(spec >= WINDOW_FUNDAMENTAL * top[:, None], -1)]  # lowest strong frequency
+        score[live] = top if p is px else np.minimum(score[live], top)
+        live &= score >= cfg.window_score
+    return score, fx, fy
 
 
 def _spectrum_candidates(p: np.ndarray, cfg: LocateConfig) -> list[float]:
@@ -245,8 +265,10 @@ def _axis_periods(pm: np.ndarray, start: int, hint: float, cfg: LocateConfig) ->
         # phase from the comb's Fourier coefficient at this period, positions relative to the profile centre
         z = np.sum(pm * np.exp(-2j * np.pi * (pos - c) / cand))
         origin = c + (-np.angle(z) / (2 * np.pi)) * cand
+        if _on_grid_share(pm, cand, origin, start) < cfg.on_grid - PRECHECK_MARGIN:
+            continue  # refining moves the share little: far below the bar, skip the fit
         p, o, wsum = _fit_lines(pm, cand, origin, start)
-        if wsum > 0:
+        if wsum > 0 and (abs(p / cand - 1) > REFIT_PERIOD or abs(o - origin) > REFIT_ORIGIN):
             p, o, _ = _fit_lines(pm, p, o, start)
         share = _on_grid_share(pm, p, o, start)
         if share >= cfg.on_grid:
@@ -265,6 +287,9 @@ def _edge_line_ok(flat: np.ndarray, along: np.ndarray) -> bool:
 def _cell_stats(g: np.ndarray, X0: int, Y0: int, X1: int, Y1: int, px, py):
     """Per grid cell of `g[Y0:Y1, X0:X1]`: interior mean and std, and the mean signed step across each
     vertical / horizontal grid line. Also the cell start offsets (cs, rs)."""
+    import cv2
+
+    isum, isq = cv2.integral2(g[Y0:Y1, X0:X1], sdepth=cv2.CV_32S, sqdepth=cv2.CV_64F)  # (h + 1, w + 1)
     (pw, ox), (ph, oy) = px, py
     ix = cell_index(X0, X1, ox, pw)
     iy = cell_index(Y0, Y1, oy, ph)
@@ -272,27 +297,31 @@ def _cell_stats(g: np.ndarray, X0: int, Y0: int, X1: int, Y1: int, px, py):
     rs = np.flatnonzero(np.r_[True, iy[1:] != iy[:-1]])
     cw = np.diff(np.r_[cs, X1 - X0])
     ch = np.diff(np.r_[rs, Y1 - Y0])
-    # interior weights: drop the outermost pixel row / column of cells >= 5 px (codec ringing at the steps)
-    wx = np.ones(X1 - X0, np.float32)
-    wy = np.ones(Y1 - Y0, np.float32)
-    for s, n, w in ((cs, cw, wx), (rs, ch, wy)):
-        big = n >= INTERIOR_MIN_CELL
-        w[s[big]] = 0
-        w[(s + n - 1)[big]] = 0
-    roi = g[Y0:Y1, X0:X1].astype(np.float32)
-    wgt = wy[:, None] * wx[None, :]
+    # interiors: without the outermost pixel row / column of cells >= 5 px (codec ringing at the steps)
+    bx, by = (cw >= INTERIOR_MIN_CELL).astype(np.int64), (ch >= INTERIOR_MIN_CELL).astype(np.int64)
+    xa, xb = cs + bx, cs + cw - bx
+    ya, yb = (rs + by)[:, None], (rs + ch - by)[:, None]
 
-    def cell_sum(a):
-        return np.add.reduceat(np.add.reduceat(a, rs, 0), cs, 1)
+    def box(ii):  # (Ny, Nx) sums over the cell interiors
+        return ii[yb, xb] - ii[ya, xb] - ii[yb, xa] + ii[ya, xa]
 
-    s0 = np.maximum(cell_sum(wgt), 1e-6)
-    mean = cell_sum(roi * wgt) / s0
-    std = np.sqrt(np.maximum(cell_sum(roi * roi * wgt) / s0 - mean * mean, 0))
-    gx = np.diff(roi, axis=1)[:, cs[1:] - 1]  # (rows, Nx - 1): signed step across each vertical line
-    gy = np.diff(roi, axis=0)[rs[1:] - 1, :]  # (Ny - 1, cols)
+    n = ((yb - ya) * (xb - xa)).astype(np.float64)
+    mean = box(isum) / n
+    std = np.sqrt(np.maximum(box(isq) / n - mean * mean, 0))
+    cx, cy = X0 + cs[1:], Y0 + rs[1:]  # first pixel after each vertical / horizontal line
+    gx = g[Y0:Y1, cx].astype(np.float32) - g[Y0:Y1, cx - 1]  # (rows, Nx - 1): signed step across each line
+    gy = g[cy, X0:X1].astype(np.float32) - g[cy - 1, X0:X1]  # (Ny - 1, cols)
     linex = np.add.reduceat(gx, rs, 0) / ch[:, None]
     liney = np.add.reduceat(gy, cs, 1) / cw[None, :]
     return mean, std, linex, liney, cs, rs
+
+
+def _edge_level(std: np.ndarray, flat: np.ndarray, cfg: LocateConfig) -> float:
+    """Grey levels for a grid-line step: `cfg.edge`, lowered down to EDGE_MIN where the flat cells are
+    quieter (EDGE_NOISE x their median std): a dark or low-contrast mosaic after a gentle codec."""
+    if not flat.any():
+        return float(cfg.edge)
+    return float(min(cfg.edge, max(EDGE_MIN, EDGE_NOISE * float(np.median(std[flat])))))
 
 
 def _grid_steps(mean, linex, liney, ok, edge):
@@ -308,7 +337,7 @@ def _grid_steps(mean, linex, liney, ok, edge):
 def _cells_fit(g: np.ndarray, rect, px, py, cfg: LocateConfig):
     """Fit the region on grid (px = (period, origin), py) around candidate `rect`.
 
-    Returns `(rect, origin_x, origin_y, flat share)` or None (see step 5 of the module docstring).
+    Returns `(rect, origin_x, origin_y, flat share, room to grow)` or None (see step 5 of the module docstring).
     """
     import cv2
 
@@ -325,8 +354,9 @@ def _cells_fit(g: np.ndarray, rect, px, py, cfg: LocateConfig):
     mean, std, linex, liney, cs, rs = _cell_stats(g, X0, Y0, X1, Y1, px, py)
     flat = std <= cfg.cell_std
     soft = std <= 2 * cfg.cell_std  # border cells suffer most from the codec (ringing from texture next door)
-    stepx, stepy = _grid_steps(mean, linex, liney, flat, cfg.edge)
-    sx2, sy2 = _grid_steps(mean, linex, liney, soft, cfg.edge)
+    edge = _edge_level(std, flat, cfg)
+    stepx, stepy = _grid_steps(mean, linex, liney, flat, edge)
+    sx2, sy2 = _grid_steps(mean, linex, liney, soft, edge)
     nsteps = np.zeros(mean.shape, np.int32)
     nsteps[:, 1:] += stepx
     nsteps[:, :-1] += stepx
@@ -335,28 +365,42 @@ def _cells_fit(g: np.ndarray, rect, px, py, cfg: LocateConfig):
     ev = flat & (nsteps >= 2)
     if ev.sum() < cfg.min_cells:
         return None
-    # the 4-connected group of flat cells holding most evidence cells; bbox of its evidence cells
-    n_lab, lab = cv2.connectedComponents(flat.astype(np.uint8), connectivity=4)
+    # the group of evidence cells (8-connected, gaps of one cell bridged) holding most of them; a plain flat
+    # background next to the mosaic has no steps and so never joins it (it would with flat cells alone)
+    n_lab, lab = cv2.connectedComponents(cv2.dilate(ev.astype(np.uint8), np.ones((3, 3), np.uint8)),
+                                         connectivity=8)
     counts = np.bincount(lab[ev], minlength=n_lab)
-    counts[0] = 0  # label 0: the cells that are not flat
-    main = lab == int(np.argmax(counts))
-    sel = ev & main
+    counts[0] = 0  # label 0: no evidence near
+    best = int(np.argmax(counts))
+    sel = ev & (lab == best)
+    # other 2-D pieces of evidence joined to it through flat cells: one mosaic over a plain band (a thin
+    # line of steps, e.g. a letterbox edge, next to a plain backdrop is not a piece)
+    _, flab = cv2.connectedComponents(flat.astype(np.uint8), connectivity=4)
+    home = np.unique(flab[sel])
+    for k in range(1, n_lab):
+        piece = ev & (lab == k)
+        if k == best or not piece.any() or not np.isin(flab[piece], home).any():
+            continue
+        rr, cc = np.flatnonzero(piece.any(1)), np.flatnonzero(piece.any(0))
+        if rr[-1] + 1 - rr[0] >= cfg.min_cells and cc[-1] + 1 - cc[0] >= cfg.min_cells:
+            sel |= piece
     rows, cols = np.flatnonzero(sel.any(1)), np.flatnonzero(sel.any(0))
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    stepped = flat & (nsteps >= 1)
 
-    def good(a):  # a border row / column kept: mostly flat cells of the group
-        return a.mean() >= TRIM_FLAT and a.any()
+    def good(cells, steps):  # a border row / column kept: mostly flat cells, enough of them with grid-line steps
+        return cells.mean() >= TRIM_FLAT and steps.mean() >= TRIM_STEPS
 
-    changed = True  # trim border rows / columns that are mostly not flat
+    changed = True  # trim border rows / columns that are mostly not flat or carry no steps
     while changed and r1 - r0 >= cfg.min_cells and c1 - c0 >= cfg.min_cells:
         changed = False
-        if not good(main[r0, c0:c1]):
+        if not good(flat[r0, c0:c1], stepped[r0, c0:c1]):
             r0, changed = r0 + 1, True
-        if not good(main[r1 - 1, c0:c1]):
+        if not good(flat[r1 - 1, c0:c1], stepped[r1 - 1, c0:c1]):
             r1, changed = r1 - 1, True
-        if not good(main[r0:r1, c0]):
+        if not good(flat[r0:r1, c0], stepped[r0:r1, c0]):
             c0, changed = c0 + 1, True
-        if not good(main[r0:r1, c1 - 1]):
+        if not good(flat[r0:r1, c1 - 1], stepped[r0:r1, c1 - 1]):
             c1, changed = c1 - 1, True
     # grow back over border rows / columns the evidence missed: mostly flat cells (softer threshold) with
     # grid-line steps between them along the row / column (a plain background next to the mosaic has none)
@@ -373,22 +417,16 @@ def _cells_fit(g: np.ndarray, rect, px, py, cfg: LocateConfig):
             r1, grew = r1 + 1, True
         if not grew:
             break
-    # a region already touching two frame borders (a pixelated crop: the whole frame is the mosaic)
-    # reaches the other borders through a few last rows / columns of flat cells (e.g. a plain backdrop)
-    for _ in range(4):  # at most once per side
-        at = [c0 == 0 and X0 == 0, r0 == 0 and Y0 == 0, c1 == nc and X1 == W, r1 == nr and Y1 == H]
-        if sum(at) < 2:
-            break
-        if X0 == 0 and 0 < c0 <= BORDER_CELLS and soft[r0:r1, :c0].all():
-            c0 = 0
-        elif Y0 == 0 and 0 < r0 <= BORDER_CELLS and soft[:r0, c0:c1].all():
-            r0 = 0
-        elif X1 == W and 0 < nc - c1 <= BORDER_CELLS and soft[r0:r1, c1:].all():
-            c1 = nc
-        elif Y1 == H and 0 < nr - r1 <= BORDER_CELLS and soft[r1:, c0:c1].all():
-            r1 = nr
-        else:
-            break
+    # a pixelated crop (the whole frame is the mosaic) whose border cells are plain (e.g. a backdrop) has no
+    # steps there: the region reaches the frame border on every side through a few rows / columns of flat
+    # cells. A mosaic inside a larger frame is further from some border, and is not extended.
+    nr, nc = flat.shape
+    gaps = (c0 if X0 == 0 else -1, r0 if Y0 == 0 else -1, nc - c1 if X1 == W else -1, nr - r1 if Y1 == H else -1)
+    if all(0 <= k <= BORDER_CELLS for k in gaps):
+        ring = np.ones(flat.shape, bool)
+        ring[r0:r1, c0:c1] = False
+        if soft[ring].all():
+            r0, c0, r1, c1 = 0, 0, nr, nc
     if r1 - r0 < cfg.min_cells or c1 - c0 < cfg.min_cells:
         return None
     fl = float(flat[r0:r1, c0:c1].mean())
@@ -400,7 +438,63 @@ def _cells_fit(g: np.ndarray, rect, px, py, cfg: LocateConfig):
     # origin: the grid line at (or just before, when clipped by the frame) the rect start
     kx = math.floor((out[0] + 0.5 - ox) / pw + 1e-9)
     ky = math.floor((out[1] + 0.5 - oy) / ph + 1e-9)
-    return out, ox + kx * pw, oy + ky * ph, fl
+    # room to grow: the rect reaches the analysed area's border inside the frame (a refit looks further)
+    room = (c0 == 0 < X0) or (r0 == 0 < Y0) or (c1 == nc and X1 < W) or (r1 == nr and Y1 < H)
+    return out, ox + kx * pw, oy + ky * ph, fl, room
+
+
+def _line_step_shares(mean: np.ndarray, ok: np.ndarray, edge: float, axis: int) -> np.ndarray:
+    """Per grid line across `axis` (between cell k and k + 1): share of the cell pairs along it, both `ok`,
+    whose means differ by >= `edge`. `(N - 1,)` float; lines with no `ok` pair get 0."""
+    d = np.abs(np.diff(mean, axis=axis)) >= edge
+    both = ok[1:] & ok[:-1] if axis == 0 else ok[:, 1:] & ok[:, :-1]
+    n = both.sum(1 - axis)
+    return np.where(n > 0, (d & both).sum(1 - axis) / np.maximum(n, 1), 0.0)
+
+
+def _coarser(shares: np.ndarray) -> tuple[int, int] | None:
+    """(m, q) when only every m-th grid line (those with index = q mod m) carries steps: the period was
+    locked on a 1/m sub-harmonic and the true lines are these. Largest m first; None when all lines do."""
+    n = shares.size
+    for m in COARSER_FACTORS:
+        if n < 2 * m - 1:
+            continue
+        for q in range(m):
+            on = np.arange(n) % m == q
+            strong, weak = shares[on], shares[~on]
+            if strong.size >= 2 and strong.mean() >= COARSE_STRONG and weak.mean() <= COARSE_WEAK * strong.mean():
+                return m, q
+    return None
+
+
+def _refine_period(g: np.ndarray, rect, px, py, cfg: LocateConfig):
+    """Per axis, the largest multiple m * p of the fitted period whose grid lines still all carry steps.
+
+    A profile with few repetitions can lock on p / 2 (cells split in halves are flat too); then the
+    lines in between the true ones carry no steps. Returns new (px, py) = ((period, origin), ...).
+    """
+    x0, y0, x1, y1 = rect
+    mean, std, _, _, cs, rs = _cell_stats(g, x0, y0, x1, y1, px, py)
+    flat = std <= cfg.cell_std
+    edge = _edge_level(std, flat, cfg)
+    out = []
+    for axis, (p, o), start, first in ((1, px, x0, cs), (0, py, y0, rs)):
+        found = _coarser(_line_step_shares(mean, flat, edge, axis))
+        if found is None:
+            out.append((p, o))
+            continue
+        m, q = found
+        k0 = math.floor((start + 0.5 - o) / p + 1e-9)  # grid cell number of the first cell
+        pc, oc = m * p, o + (k0 + q + 1) * p  # the line after cell q is a true line
+        # m x the error of p adds up over the cells: refine on the rect's difference profile
+        roi = g[y0:y1, x0:x1].astype(np.int16)
+        pm = np.abs(np.diff(roi, axis=axis)).sum(1 - axis, dtype=np.float64)
+        for _ in range(2):
+            pc, oc, w = _fit_lines(pm, pc, oc, start)
+            if w <= 0:
+                break
+        out.append((pc, oc))
+    return out[0], out[1]
 
 
 def _windows_per_tile(n: int, k: int) -> np.ndarray:
@@ -471,6 +565,134 @@ def _tile_map(colband: np.ndarray, rowband: np.ndarray, cfg: LocateConfig):
     return t_score, t_px, t_py
 
 
+def _fit_area(g, dx, dy, mask, t_px, t_py, cfg: LocateConfig) -> MosaicRegion | None:
+    """Fit one candidate area (boolean tile mask) to a mosaic region, or None (steps 4 and 5)."""
+    import cv2
+
+    H, W = g.shape
+    b = cfg.band
+    grown = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    ys, xs = np.nonzero(grown)
+    ty, tx, th, tw = ys.min(), xs.min(), ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()
+    x0, y0, x1, y1 = int(tx * b), int(ty * b), int(min((tx + tw) * b, W)), int(min((ty + th) * b, H))
+    sub = mask[ty:ty + th, tx:tx + tw]
+    mpx = np.repeat(np.repeat(sub, b, 0), b, 1)[: y1 - y0, : x1 - x0]
+    pmx = (dx[y0:y1, x0:x1] * mpx).sum(0, dtype=np.float64)
+    pmy = (dy[y0:y1, x0:x1] * mpx).sum(1, dtype=np.float64)
+    hint = (float(np.median(t_px[mask])), float(np.median(t_py[mask])))
+    xs_ = _axis_periods(pmx, x0, hint[0], cfg)
+    if not xs_:
+        return None
+    ys_ = _axis_periods(pmy, y0, hint[1], cfg)
+    fit = None
+    for ax, ay in sorted(((ax, ay) for ax in xs_ for ay in ys_), key=lambda a: -a[0][0] * a[1][0]):
+        px, py = ax[:2], ay[:2]
+        fit = _cells_fit(g, (x0, y0, x1, y1), px, py, cfg)
+        if fit is not None:
+            break
+    if fit is None:
+        return None
+    # the area's profiles may mix in a regular texture next to the mosaic: estimate the periods again on the
+    # fitted rect alone and keep the grid whose cells are flattest with most edges on its lines
+    rx0, ry0, rx1, ry1 = fit[0]
+    qx, qy = dx[ry0:ry1, rx0:rx1].sum(0, dtype=np.float64), dy[ry0:ry1, rx0:rx1].sum(1, dtype=np.float64)
+
+    def quality(f, cx, cy):
+        return f[3] * min(_on_grid_share(qx, *cx, rx0), _on_grid_share(qy, *cy, ry0))
+
+    best = quality(fit, px, py)
+    xs_, ys_ = ([], []) if best >= REESTIMATE_BELOW else (_axis_periods(qx, rx0, 0.5 * px[0], cfg)[:REESTIMATE],
+                                                          _axis_periods(qy, ry0, 0.5 * py[0], cfg)[:REESTIMATE])
+    for bx in xs_:
+        for by in ys_:
+            cx, cy = bx[:2], by[:2]
+            if all(abs(c[0] / p[0] - 1) < MERGE_PERIOD for c, p in ((cx, px), (cy, py))):
+                continue
+            f = _cells_fit(g, fit[0], cx, cy, cfg)
+            if f is not None and quality(f, cx, cy) > best + REESTIMATE_GAIN:
+                fit, px, py, ax, ay, best = f, cx, cy, bx, by, quality(f, cx, cy)
+    for _ in range(REFIT_ROUNDS):  # the region may run past the analysed area: look further
+        # a sub-harmonic lock (p / 2, p / 3 per axis) shows as grid lines without steps: try the true period
+        cx, cy = _refine_period(g, fit[0], px, py, cfg)
+        if (cx, cy) != (px, py):
+            better = _cells_fit(g, fit[0], cx, cy, cfg)
+            if better is not None:
+                fit, px, py = better, cx, cy
+                continue
+        if not fit[4]:
+            break
+        again = _cells_fit(g, fit[0], px, py, cfg)
+        if again is None or again[0] == fit[0]:
+            break
+        fit = again
+    rect, ox, oy, flat, _ = fit
+    return MosaicRegion(rect, float(px[0]), float(py[0]), float(ox), float(oy),
+                        float(flat * min(ax[2], ay[2], 1.0)))
+
+
+def _tile_flatness(dx: np.ndarray, dy: np.ndarray, b: int) -> np.ndarray:
+    """Per tile, share of pixels with no x or y difference left (after noise floor and line support)."""
+    import cv2
+
+    Hp, Wp = dx.shape
+    z = cv2.compare(cv2.bitwise_or(dx, dy), 0, cv2.CMP_EQ)  # 255 where both are 0
+    return z.reshape(Hp // b, b, Wp // b, b).mean((1, 3), dtype=np.float32) / 255.0
+
+
+def _split_by_flatness(mask: np.ndarray, flatness: np.ndarray) -> list[np.ndarray]:
+    """The flatter parts of a failed candidate area (e.g. a mosaic whose period is close to that of a
+    regular texture around it, so that their tiles were grouped): tiles clearly flatter than the area's
+    median, as 4-connected groups of >= 2 tiles, largest first."""
+    import cv2
+
+    level = float(np.median(flatness[mask])) + SPLIT_FLATTER
+    part = (mask & (flatness >= level)).astype(np.uint8)
+    n, lab = cv2.connectedComponents(part, connectivity=4)
+    groups = [lab == i for i in range(1, n)]
+    return sorted((m for m in groups if m.sum() >= 2), key=lambda m: -int(m.sum()))
+
+
+def _merge_regions(found: list[MosaicRegion]) -> list[MosaicRegion]:
+    """Merge regions that touch or overlap and share one grid (same period, lines in phase): pieces of one
+    mosaic (a large mosaic can be found in parts)."""
+    out = list(found)
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                a, c = out[i], out[j]
+                if _same_grid(a, c) and _touch(a, c):
+                    rect = (min(a.rect[0], c.rect[0]), min(a.rect[1], c.rect[1]),
+                            max(a.rect[2], c.rect[2]), max(a.rect[3], c.rect[3]))
+                    best = a if a.score >= c.score else c
+                    out[i] = MosaicRegion(rect, best.cell_w, best.cell_h, best.origin_x, best.origin_y, best.score)
+                    del out[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return out
+
+
+def _same_grid(a: MosaicRegion, c: MosaicRegion) -> bool:
+    """Same cell size (within MERGE_PERIOD) and grid lines in phase (within MERGE_PHASE of a cell)."""
+    for pa, pc, oa, oc in ((a.cell_w, c.cell_w, a.origin_x, c.origin_x), (a.cell_h, c.cell_h, a.origin_y, c.origin_y)):
+        if abs(pa / pc - 1) > MERGE_PERIOD:
+            return False
+        t = (oc - oa) / pa
+        if abs(t - round(t)) > MERGE_PHASE:
+            return False
+    return True
+
+
+def _touch(a: MosaicRegion, c: MosaicRegion) -> bool:
+    """The rects overlap or are at most one cell apart, and overlap along the other axis."""
+    gx = max(a.rect[0], c.rect[0]) - min(a.rect[2], c.rect[2])  # > 0: gap
+    gy = max(a.rect[1], c.rect[1]) - min(a.rect[3], c.rect[3])
+    return gx <= a.cell_w + 1 and gy <= a.cell_h + 1 and (gx < 0 or gy < 0)
+
+
 def locate_mosaics(frame: np.ndarray, config: LocateConfig = LocateConfig()) -> list[MosaicRegion]:
     """Mosaic regions of one frame, best first. frame: `(H, W, 3)` uint8 RGB or `(H, W)` grey."""
     import cv2
@@ -487,42 +709,28 @@ def locate_mosaics(frame: np.ndarray, config: LocateConfig = LocateConfig()) -> 
     dy = cv2.erode(cv2.subtract(dy, cfg.noise), LINE_Y)
     Hb, Wb = Hp // b, Wp // b
     colband = dx.reshape(Hb, b, Wp).sum(1, dtype=np.int32)
-    rowband = dy.reshape(Hp, Wb, b).sum(2, dtype=np.int32)
+    rowband = cv2.reduce(dy.reshape(Hp * Wb, b), 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).reshape(Hp, Wb)
     t_score, t_px, t_py = _tile_map(colband, rowband, cfg)
+    flatness = None
     found: list[MosaicRegion] = []
-    for mask in _tile_regions(t_score, t_px, t_py):
-        if mask.sum() < 2:
+    todo = [(m, True) for m in _tile_regions(t_score, t_px, t_py) if m.sum() >= 2]
+    while todo:
+        mask, may_split = todo.pop(0)
+        ys, xs = np.nonzero(mask)
+        box = (int(xs.min()) * b, int(ys.min()) * b, (int(xs.max()) + 1) * b, (int(ys.max()) + 1) * b)
+        if any(_overlap(r.rect, box) > 0.5 for r in found):
             continue
-        grown = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-        ys, xs = np.nonzero(grown)
-        ty, tx, th, tw = ys.min(), xs.min(), ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()
-        x0, y0, x1, y1 = tx * b, ty * b, min((tx + tw) * b, W), min((ty + th) * b, H)
-        if any(_overlap(r.rect, (x0, y0, x1, y1)) > 0.5 for r in found):
+        region = _fit_area(g, dx, dy, mask, t_px, t_py, cfg)
+        if region is None:
+            if may_split and mask.sum() >= SPLIT_MIN_TILES:
+                if flatness is None:
+                    flatness = _tile_flatness(dx, dy, b)
+                todo[:0] = [(m, False) for m in _split_by_flatness(mask, flatness)]
             continue
-        sub = mask[ty:ty + th, tx:tx + tw]
-        mpx = np.repeat(np.repeat(sub, b, 0), b, 1)[: y1 - y0, : x1 - x0]
-        pmx = (dx[y0:y1, x0:x1] * mpx).sum(0, dtype=np.float64)
-        pmy = (dy[y0:y1, x0:x1] * mpx).sum(1, dtype=np.float64)
-        hint = (float(np.median(t_px[mask])), float(np.median(t_py[mask])))
-        xs_, ys_ = _axis_periods(pmx, x0, hint[0], cfg), _axis_periods(pmy, y0, hint[1], cfg)
-        fit = None
-        for ax, ay in sorted(((ax, ay) for ax in xs_ for ay in ys_), key=lambda a: -a[0][0] * a[1][0]):
-            fit = _cells_fit(g, (x0, y0, x1, y1), ax[:2], ay[:2], cfg)
-            if fit is not None:
-                break
-        if fit is None:
+        if any(_overlap(r.rect, region.rect) > 0.5 for r in found):
             continue
-        for _ in range(REFIT_ROUNDS):  # the region may run past the analysed area: look further
-            again = _cells_fit(g, fit[0], ax[:2], ay[:2], cfg)
-            if again is None or again[0] == fit[0]:
-                break
-            fit = again
-        rect, ox, oy, flat = fit
-        if any(_overlap(r.rect, rect) > 0.5 for r in found):
-            continue
-        score = float(flat * min(ax[2], ay[2], 1.0))
-        found.append(MosaicRegion(rect, float(ax[0]), float(ay[0]), float(ox), float(oy), score))
-    return sorted(found, key=lambda r: -r.score)
+        found.append(region)
+    return sorted(_merge_regions(found), key=lambda r: -r.score)
 
 
 def _overlap(a, b) -> float:

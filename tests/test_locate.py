@@ -189,3 +189,96 @@ def test_track_over_frames():
     gap = tr.region_at(4)
     assert isinstance(gap, MosaicRegion) and _iou(gap.rect, (224, 162, 384, 362)) > 0.8
     assert tr.region_at(9) is None
+
+
+# ------------------------------------------------------------------------- regressions found in `depix run`
+def _face_clip_frames(size, box_wh, blocks, n, crf, seed=0, step=3):
+    """Synthetic face frames (depixcli.video) with a `blocks` x `blocks` mosaic over a moving box, each
+    through H.264; returns [(frame, grid)]."""
+    from depixcli.video import synthetic_face_frames
+
+    out = []
+    w, h = size
+    bw, bh = box_wh
+    for i, f in enumerate(synthetic_face_frames(n, size, seed=seed)):
+        cx, cy = w // 2 - 20 + step * i, h // 2 + 6
+        grid = grid_from_blocks((cx - bw // 2, cy - bh // 2, cx + bw - bw // 2, cy + bh - bh // 2), blocks)
+        out.append((_h264(apply_mosaic(f, grid), crf), grid))
+    return out
+
+
+def _found(regions, grid, shape, iou=0.8, tol=0.05):
+    gt = clipped_rect(grid, shape[:2])
+    return any(_iou(r.rect, gt) > iou and abs(r.cell_w / grid.cell_w - 1) < tol and abs(r.cell_h / grid.cell_h - 1) < tol
+               for r in regions)
+
+
+def test_block_size_on_small_frames_with_few_rows_of_cells():
+    """GRID-corpus-sized frames (360 x 288), 16 blocks over a tall face box: the block height is found
+    (not half of it, nor missed), frame after frame."""
+    cases = _face_clip_frames((360, 288), (120, 200), 16, 6, crf=18, seed=1)
+    hits = sum(_found(locate_mosaics(f), g, f.shape) for f, g in cases)
+    assert hits == len(cases)
+
+
+def test_half_period_lock_is_undone():
+    """Given a grid at half the block height (a sub-harmonic lock), the period check returns the true grid:
+    every other line of the half grid carries no steps."""
+    from depixcli.locate import LocateConfig, _refine_period
+
+    frame, grid = _make_case(0)  # 16 blocks over 190 x 240 px: 11.875 x 15 px cells
+    g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    rect = clipped_rect(grid, frame.shape[:2])
+    half = (grid.cell_h / 2, grid.origin_y + grid.cell_h / 2)
+    (pw, ox), (ph, oy) = _refine_period(g, rect, (grid.cell_w, grid.origin_x), half, LocateConfig())
+    assert pw == pytest.approx(grid.cell_w) and ox == pytest.approx(grid.origin_x)
+    assert ph == pytest.approx(grid.cell_h, rel=0.01)
+    k = (oy - grid.origin_y) / grid.cell_h
+    assert abs(k - round(k)) < 0.05  # on a true grid line, not in between
+
+
+def test_flat_backdrop_is_not_part_of_the_mosaic():
+    """An image-anchored grid (`--block-size 10`) under a plain backdrop with a strip of steps at the top
+    of the frame: the plain cells in between do not join the strip to the mosaic."""
+    h, w = 288, 360
+    lum = np.clip(225 - 0.4 * np.maximum(np.arange(w) - 40, 0), 100, 255)
+    img = (lum[None, :, None] * np.array([0.2, 0.8, 1.0])[None, None]).repeat(h, 0).astype(np.uint8)
+    img[0:10] = np.repeat(np.random.default_rng(0).integers(20, 90, w // 10 + 1), 10)[None, :w, None]
+    img[75:h, 80:230] = _face(150, h - 75)
+    grid = grid_from_block_size((82, 75, 228, 270), 10)
+    frame = _h264(apply_mosaic(img, grid), 18)
+    regions = locate_mosaics(frame)
+    assert len(regions) == 1
+    assert _iou(regions[0].rect, grid.rect) > 0.9 and regions[0].rect[1] >= 60
+
+
+def test_compressed_small_clip_found_on_nearly_every_frame(tmp_path):
+    """The `depix run` test clip (320 x 240, 8 blocks over the synthetic face, next to a noisy 8 px
+    background grid) after H.264 at crf 18 and 23: found on >= 9 of 10 frames."""
+    from depixcli.video import EncodeOptions, read_frames, synthetic_face_frames, write_test_clip
+
+    grid = grid_from_blocks((109, 63, 211, 201), 8)
+    for crf in (18, 23):
+        path = tmp_path / f"c{crf}.mp4"
+        frames = [apply_mosaic(f, grid) for f in synthetic_face_frames(10, (320, 240))]
+        write_test_clip(path, frames, options=EncodeOptions(crf=crf, preset="ultrafast"))
+        hits = sum(_found(locate_mosaics(fr.image), grid, fr.image.shape) for fr in read_frames(path))
+        assert hits >= 9, f"crf {crf}: {hits}/10"
+
+
+def test_one_mosaic_is_one_region():
+    """A large mosaic crossed by a plain band of cells (no steps there) stays one region, and pieces of one
+    grid found apart are merged."""
+    from depixcli.locate import _merge_regions
+
+    img = _scene(3)
+    img[150:530, 400:760] = _face(360, 380)
+    img[300:380, 400:760] = (128, 120, 110)
+    grid = grid_from_block_size((400, 150, 760, 530), 20)
+    regions = locate_mosaics(_h264(apply_mosaic(img, grid), 23))
+    assert len(regions) == 1 and _iou(regions[0].rect, grid.rect) > 0.9
+    top = MosaicRegion((400, 140, 760, 300), 20.0, 20.0, 400.0, 140.0, 0.9)
+    bottom = MosaicRegion((400, 300, 760, 540), 20.1, 19.9, 400.3, 300.2, 0.8)
+    other = MosaicRegion((760, 140, 900, 300), 12.0, 12.0, 760.0, 140.0, 0.9)  # touches, another grid
+    merged = _merge_regions([top, bottom, other])
+    assert sorted(r.rect for r in merged) == [(400, 140, 760, 540), (760, 140, 900, 300)]
