@@ -6,6 +6,9 @@ Three sets:
   area-down / nearest-up with non-divisible sizes), face 60..300 px, after H.264 (crf 23) or JPEG (q 85);
 - whole-frame mosaics (pixelated face crops, 128 / 256 px and full size, 16 and 8 blocks) of the
   first frame of every N-th clip of a clips CSV, after H.264;
+- small frames: `depixcli.video.synthetic_face_frames` (a face over a noisy 8 px background grid) at
+  360x288 (16 blocks over a tall face box, GRID-corpus size) and 320x240 (8 blocks, the `depix run` test
+  clip), encoded as 10-frame H.264 clips (crf 18 and 23, as `write_test_clip`): per-frame recall;
 - false alarms: the same scenes and clip frames with no mosaic.
 A hit needs block size within 5 % (both axes) and rect IoU > 0.8. Speed: wall and CPU time per
 720p frame (single thread; on a shared machine the CPU time is the steadier figure).
@@ -15,6 +18,8 @@ A hit needs block size within 5 % (both axes) and rect IoU > 0.8. Speed: wall an
 
 import argparse
 import io
+import os
+import tempfile
 import time
 
 import av
@@ -25,7 +30,7 @@ import skimage.data
 from depixcli import dataset
 from depixcli.locate import locate_mosaics
 from depixcli.mosaic import MosaicGrid, apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
-from depixcli.video import read_frames
+from depixcli.video import EncodeOptions, read_frames, synthetic_face_frames, write_test_clip
 
 KINDS = ("blocks16", "blocks8", "size", "size_nonsquare", "opencv")
 
@@ -145,6 +150,20 @@ def main():
     print(f"  clean synthetic scenes: {clean_fa} false alarms in {clean_n} frames")
     print(f"speed 720p: wall median {1000 * np.median(wall):.1f} ms (p90 {1000 * np.quantile(wall, 0.9):.1f}), "
           f"CPU median {1000 * np.median(cpu):.1f} ms (p90 {1000 * np.quantile(cpu, 0.9):.1f})")
+    small = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for (w, h), (bw, bh), n in (((360, 288), (120, 200), 16), ((320, 240), (102, 138), 8)):
+            grids, images = [], []
+            for i, f in enumerate(synthetic_face_frames(10, (w, h), seed=1)):
+                cx, cy = w // 2 - 15 + 3 * i, h // 2 + 6
+                grids.append(grid_from_blocks((cx - bw // 2, cy - bh // 2, cx + bw - bw // 2, cy + bh - bh // 2), n))
+                images.append(apply_mosaic(f, grids[-1]))
+            for crf in (18, 23):
+                path = os.path.join(tmp, f"{w}_{crf}.mp4")
+                write_test_clip(path, images, options=EncodeOptions(crf=crf, preset="ultrafast"))
+                small[f"{w}x{h} crf {crf}"] = sum(judge(locate_mosaics(fr.image), grid, fr.image.shape)[0]
+                                                   for fr, grid in zip(read_frames(path), grids))
+    print("small frames, per-frame recall: " + ", ".join(f"{k} {v}/10" for k, v in small.items()))
     if args.clips:
         whole = [0, 0]
         clean = [0, 0]

