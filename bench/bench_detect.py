@@ -16,7 +16,6 @@ import time
 import numpy as np
 
 from depixcli import dataset
-from depixcli.errors import InputError
 from depixcli.detect import load_detector
 from depixcli.track import _iou
 
@@ -33,7 +32,7 @@ def main() -> None:
     cv2.setNumThreads(1)
     runs = [(r.split(":")[0], int(r.split(":")[1])) for r in args.runs.split(",")]
     dets = [load_detector(name, max_side=ms) for name, ms in runs]
-    clips = readable(dataset.collect_inputs(args.inputs))[:: args.clip_every]
+    clips = dataset.readable_inputs(dataset.collect_inputs(args.inputs))[:: args.clip_every]
     n = 0
     hit = np.zeros(len(runs))
     count = np.zeros(len(runs))
@@ -69,17 +68,6 @@ def main() -> None:
         worst = sorted(missed_clips[k].items(), key=lambda kv: -kv[1])[:8]
         print(f"{name}:{ms} most missed: {worst}")
 
-
-def readable(clips):
-    """Clips whose probe succeeds (the shared data holds one truncated file)."""
-    out = []
-    for c in clips:
-        try:
-            dataset._video_fps_frames(c.path)
-            out.append(c)
-        except InputError as exc:
-            print(f"skipped: {exc}")
-    return out
 
 
 if __name__ == "__main__":

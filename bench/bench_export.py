@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from depixcli import dataset
-from depixcli.errors import InputError
 from depixcli.detect import load_detector
 from depixcli.geometry import crop, head_box
 from depixcli.track import TrackConfig, build_tracks
@@ -41,7 +40,7 @@ def main() -> None:
     if args.check:
         check(Path(args.check), args.every)
         return
-    clips = readable(dataset.collect_inputs([args.csv]))
+    clips = dataset.readable_inputs(dataset.collect_inputs([args.csv]))
     total_frames = sum(int(r["frames"]) for r in csv.DictReader(open(args.csv)))
     sample = clips[:: args.every]
     det = load_detector("yunet")
@@ -103,17 +102,6 @@ def check(directory: Path, every: int) -> None:
     print(f"{len(entries)} of {len(index['tracks'])} tracks, {frames} frames: {nbytes / frames:.0f} B/frame, "
           f"PSNR {10 * np.log10(255**2 / (se / n)):.2f} dB (RGB, stored vs recomputed crops)")
 
-
-def readable(clips):
-    """Clips whose probe succeeds (the shared data holds one truncated file)."""
-    out = []
-    for c in clips:
-        try:
-            dataset._video_fps_frames(c.path)
-            out.append(c)
-        except InputError as exc:
-            print(f"skipped: {exc}")
-    return out
 
 
 if __name__ == "__main__":

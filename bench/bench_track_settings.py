@@ -15,7 +15,6 @@ import time
 import numpy as np
 
 from depixcli import dataset
-from depixcli.errors import InputError
 from depixcli.detect import load_detector
 from depixcli.geometry import crop, head_box
 from depixcli.track import TrackConfig, build_tracks, _iou
@@ -41,7 +40,7 @@ def main() -> None:
 
     cv2.setNumThreads(1)
     settings = [tuple(int(v) for v in s.split(":")) for s in args.settings.split(",")]
-    clips = readable(dataset.collect_inputs(args.inputs))[:: args.clip_every]
+    clips = dataset.readable_inputs(dataset.collect_inputs(args.inputs))[:: args.clip_every]
     stats = {s: {"cover": [], "dc": [], "ds": [], "se": 0.0, "n": 0, "secs": 0.0, "ref": 0} for s in settings}
     for c in clips:
         frames = []
@@ -81,17 +80,6 @@ def main() -> None:
         print(f"{s[0]:>5} {s[1]:>5} {len(st['cover']) / max(st['ref'], 1):8.3f} {100 * np.mean(st['dc']):8.2f} "
               f"{100 * np.mean(st['ds']):7.2f} {psnr:9.2f} {st['secs'] / n_frames * 1000:9.1f}")
 
-
-def readable(clips):
-    """Clips whose probe succeeds (the shared data holds one truncated file)."""
-    out = []
-    for c in clips:
-        try:
-            dataset._video_fps_frames(c.path)
-            out.append(c)
-        except InputError as exc:
-            print(f"skipped: {exc}")
-    return out
 
 
 if __name__ == "__main__":

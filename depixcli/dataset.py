@@ -136,6 +136,18 @@ def _read_csv(path: Path) -> list[ClipInput]:
 # ---------------------------------------------------------------- decoding (video.py, export side only)
 
 
+def readable_inputs(clips: Sequence[ClipInput], on_skip=print) -> list[ClipInput]:
+    """The clips whose video can be probed; `on_skip(message)` is called for each one left out."""
+    out = []
+    for c in clips:
+        try:
+            _video_fps_frames(c.path)
+            out.append(c)
+        except InputError as exc:
+            on_skip(f"skipped: {exc}")
+    return out
+
+
 def _video_fps_frames(path: Path) -> tuple[Fraction, int]:
     """Frame rate and frame count (estimate if the container does not say) of a clip."""
     from depixcli import video

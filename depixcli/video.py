@@ -42,7 +42,7 @@ FF_QP2LAMBDA = 118  # libavcodec: lambda per qscale unit
 X265_MIN_SIDE = 64  # px; libx265 4.x corrupts the heap on smaller frames (seen at 34x22, 34x34)
 AUDIO_LEAD_S = 0.5  # s of audio muxed ahead of the current video time while writing
 AAC_BITRATE = 192_000  # bit/s when the audio has to be re-encoded
-TMP_TAG = ".depix-tmp-"  # temp output: .<name><TMP_TAG>XXXX<ext>, next to the target
+TMP_TAG = ".depix-tmp-"  # temp output: .<name><TMP_TAG><random><ext>, next to the target
 BT709 = 1  # AVCOL_SPC/PRI/TRC_BT709
 RANGE_MPEG = 1  # AVCOL_RANGE_MPEG (limited, 16-235)
 
@@ -253,7 +253,7 @@ class VideoWriter:
         for f in read_frames("in.mp4"):
             w.write(f.image, f.pts)
 
-    Writes `.<name>.depix-tmp-XXXX<ext>` in the target directory and renames it onto `out_path`
+    Writes `.<name>.depix-tmp-<random><ext>` in the target directory and renames it onto `out_path`
     on a clean exit; on any exception (KeyboardInterrupt too) the temp file is removed and
     `out_path` is left as it was. Audio of `audio_from` is stream-copied when the container
     accepts its codec, else re-encoded to AAC (or the container's default audio codec).

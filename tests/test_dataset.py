@@ -80,7 +80,7 @@ def test_export_round_trip(clip, exported):
 
 
 def test_csv_identity_split_and_filters(clip, tmp_path):
-    clip2 = write_face_clip(tmp_path / "other.mp4", n=12, dx=-3)
+    write_face_clip(tmp_path / "other.mp4", n=12, dx=-3)
     csv_path = tmp_path / "list.csv"
     csv_path.write_text(f"file,identity,split\n{clip},alice,train\nother.mp4,bob,val\n")
     clips = collect_inputs([csv_path])
