@@ -5,7 +5,8 @@ All images here are float in [0, 1], RGB, channels first: `(..., 3, S, S)`; stac
 - `paper_mosaic(x, blocks)`: the paper's benchmark protocol, block means over the whole crop, shown at S x S.
 - `block_means(x, blocks)`: the same n x n means as a LR image.
 - `bicubic_baseline(lr, size)`: bicubic upsampling of n x n block means to size x size.
-- `random_mosaic(stack, gen, cfg)`: the randomised protocol used for training (see `MosaicConfig`).
+- `random_mosaic(stack, gen, cfg)`: the randomised protocol used for training (see `MosaicConfig`); with
+  `return_bicubic=True` also the bicubic baseline of its true block values, per frame.
 - `augment(stack, gen, cfg)`: flip, colour jitter, small scale/shift, identical for all frames of a stack.
 """
 
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from depixcli.errors import ConfigError
 
 PAPER_BLOCKS = (16, 8)  # blocks across the crop in the paper's two benchmark settings
+CUBIC_A = -0.75  # cubic convolution coefficient of torch's (and OpenCV's) bicubic interpolation
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class MosaicConfig:
     blocks_max: int = 24  # blocks across the face box, largest
     p_image_anchored: float = 0.5  # grid fixed to the image: its phase drifts per frame as the face moves
     drift_step: float = 0.25  # std of the per-frame random walk of the grid phase, in cells
+    phase_max: float = 1.0  # initial grid phase drawn uniformly in [0, phase_max) cells (0: a grid line on the box)
     p_center_sample: float = 0.3  # block value = centre pixel instead of mean
     p_face_box: float = 0.5  # mosaic only over a face-sized box (rest stays sharp), else whole crop
     face_box_min: float = 0.45  # face box side / crop side, smallest
@@ -82,13 +85,43 @@ def _bernoulli(gen: torch.Generator, n: int, p: float, device) -> torch.Tensor:
     return torch.rand(n, generator=gen, device=device) < p
 
 
-def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig = MosaicConfig()) -> torch.Tensor:
+def _cubic_axis(pos: torch.Tensor, origin: torch.Tensor, cell: torch.Tensor, first: torch.Tensor,
+                last: torch.Tensor, n: int) -> torch.Tensor:
+    """Bicubic weights (M, P, n) of n cells on one axis at the P pixel centres `pos` (P,) px, per frame.
+
+    Cell k (0..n-1) has its value at origin + (k + 0.5) * cell px; origin, cell: (M,) px. Cells outside
+    [first, last] (M,) are replaced by the nearest of them, as torch's bicubic replicates the border.
+    """
+    u = (pos[None, :] - origin[:, None]) / cell[:, None] - 0.5  # (M, P) in cells
+    i0 = torch.floor(u)
+    t = u - i0
+    s = 1 - t
+    a = CUBIC_A
+    w = torch.stack([
+        ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a,
+        ((a + 2) * t - (a + 3)) * t * t + 1,
+        ((a + 2) * s - (a + 3)) * s * s + 1,
+        ((a * (s + 1) - 5 * a) * (s + 1) + 8 * a) * (s + 1) - 4 * a,
+    ], -1)  # (M, P, 4) taps at cells i0 - 1 .. i0 + 2
+    taps = i0[..., None] + torch.arange(-1, 3, device=pos.device, dtype=u.dtype)
+    taps = torch.minimum(torch.maximum(taps, first[:, None, None]), last[:, None, None]).long()
+    return torch.zeros(*u.shape, n, device=pos.device).scatter_add_(2, taps, w)
+
+
+def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig = MosaicConfig(),
+                  return_bicubic: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Randomised mosaic of clean stacks (B, F, 3, S, S) float [0,1] -> pixelated stacks, same shape.
 
     Per stack: a face box (whole crop or a face-sized box), n blocks across it, grid phase, block value
     (mean of the cell's pixels or its centre sample), optional JPEG-like compression and noise. With an
     image-anchored grid the phase drifts per frame (random walk), as when a face moves under a fixed grid.
     `gen` must live on stack's device.
+
+    With `return_bicubic`, returns (mosaic, bicubic): bicubic (B, F, 3, S, S) float [0,1] is the baseline that
+    knows the grid: bicubic interpolation (`CUBIC_A`, border cells replicated) of each frame's true block
+    values (before compression and noise) placed at the cell centres, over the mosaiced cells; the clean
+    input elsewhere. For a whole-crop grid of S/n px cells on the crop's corner it equals
+    `bicubic_baseline(block_means(x, n), S)`. The mosaic and the draws from `gen` do not depend on the flag.
     """
     B, Fr, C, S, _ = stack.shape
     dev = stack.device
@@ -101,7 +134,7 @@ def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig =
     centre = S / 2 + jit  # (B, 2) px, x then y
     blocks = torch.randint(cfg.blocks_min, cfg.blocks_max + 1, (B,), generator=gen, device=dev).float()
     cell = side / blocks  # (B,) px
-    phase = torch.rand(B, 2, generator=gen, device=dev)  # grid phase in cells
+    phase = torch.rand(B, 2, generator=gen, device=dev) * cfg.phase_max  # grid phase in cells
     anchored = _bernoulli(gen, B, cfg.p_image_anchored, dev)
     steps = torch.randn(B, Fr, 2, generator=gen, device=dev) * cfg.drift_step * anchored[:, None, None]
     drift = torch.cumsum(steps, dim=1) - steps[:, :1]  # (B, F, 2) cells, zero at the first frame
@@ -144,6 +177,8 @@ def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig =
     use_centre = _bernoulli(gen, B, cfg.p_center_sample, dev).repeat_interleave(Fr)[:, None, None, None]
     pix = torch.where(use_centre, centres, means)
     out = torch.where(mask, pix, x)
+    if return_bicubic:
+        bicubic = _grid_bicubic(x, mask, sums, counts, ix, iy, origin, cell_f, lo, hi, use_centre, nrows, ncols)
 
     if cfg.p_compress > 0:
         compress = _bernoulli(gen, B, cfg.p_compress, dev).repeat_interleave(Fr)
@@ -152,7 +187,37 @@ def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig =
         out = torch.where(compress[:, None, None, None], jpeg, out)
     sigma = _uniform(gen, B, 0.0, cfg.noise_max, dev).repeat_interleave(Fr)[:, None, None, None]
     out = out + sigma * torch.randn(out.shape, generator=gen, device=dev)
-    return out.clamp(0.0, 1.0).reshape(B, Fr, C, S, S)
+    out = out.clamp(0.0, 1.0).reshape(B, Fr, C, S, S)
+    return (out, bicubic.reshape(B, Fr, C, S, S)) if return_bicubic else out
+
+
+def _grid_bicubic(x, mask, sums, counts, ix, iy, origin, cell, lo, hi, use_centre, nrows: int, ncols: int):
+    """`random_mosaic`'s bicubic baseline from its grid, per frame: x (N, 3, S, S) clean, mask (N, 1, S, S);
+    sums (N, 3, nrows * ncols), counts (N, 1, nrows * ncols) over the compact cell numbering; ix, iy (N, S)
+    cell of each pixel column / row; origin (N, 2), cell (N,) px; lo, hi (N, 2) mosaiced cells; use_centre
+    (N, 1, 1, 1). -> (N, 3, S, S) float [0, 1]."""
+    N, C, S, _ = x.shape
+    dev = x.device
+    base = torch.stack([ix[:, 0], iy[:, 0]], 1)  # (N, 2) cell of compact index 0, x then y
+    # true block values on the compact grid: the cell's mean (its centre sample where no pixel centre
+    # falls in it, for cells under 1 px), or its centre sample
+    ccx = origin[:, 0:1] + (base[:, 0:1] + torch.arange(ncols, device=dev) + 0.5) * cell[:, None]  # (N, ncols) px
+    ccy = origin[:, 1:2] + (base[:, 1:2] + torch.arange(nrows, device=dev) + 0.5) * cell[:, None]
+    grid = torch.stack([(ccx / S * 2 - 1)[:, None, :].expand(N, nrows, ncols),
+                        (ccy / S * 2 - 1)[:, :, None].expand(N, nrows, ncols)], -1)
+    centres = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    means = (sums / counts.clamp_min(1.0)).reshape(N, C, nrows, ncols)
+    means = torch.where(counts.reshape(N, 1, nrows, ncols) > 0, means, centres)
+    values = torch.where(use_centre, centres, means)  # (N, 3, nrows, ncols)
+    # interpolate within the mosaiced cells that hold pixels, replicating the outermost ones
+    first = torch.maximum(lo, base) - base  # (N, 2) compact
+    last = torch.minimum(torch.minimum(hi, torch.stack([ix[:, -1], iy[:, -1]], 1)) - base,
+                         torch.tensor([ncols - 1, nrows - 1], device=dev, dtype=base.dtype))
+    pos = torch.arange(S, device=dev, dtype=torch.float32) + 0.5  # pixel centres
+    wx = _cubic_axis(pos, origin[:, 0] + base[:, 0] * cell, cell, first[:, 0], last[:, 0], ncols)  # (N, S, ncols)
+    wy = _cubic_axis(pos, origin[:, 1] + base[:, 1] * cell, cell, first[:, 1], last[:, 1], nrows)
+    up = torch.einsum("nyr,ncrq,nxq->ncyx", wy, values, wx).clamp(0.0, 1.0)
+    return torch.where(mask, up, x)
 
 
 _JPEG_LUMA = [

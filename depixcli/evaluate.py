@@ -4,7 +4,7 @@ Data flow of `evaluate`:
     crop dataset (dataset.load_crops, split "val" by default: people never trained on)
     -> samples: K centre frames per track, evenly spread over its first 3/4 (`centre_frames`)
     -> per protocol, per sample: mosaic of the frames around the centre (degrade.py)
-    -> methods: nearest (the mosaic itself), bicubic (of the block means), each model (its own window)
+    -> methods: nearest (the mosaic itself), bicubic (of the true block values), each model (its own window)
     -> metrics: PSNR and SSIM (metrics.py), SFace cosine to the ground truth and re-id rank-1
        (identity.py; alignment from the ground truth, shared by every method), dlib distance if present
     -> report dict -> text table (`format_table`), JSON (`write_json`), PNG grid (`write_grid`).
@@ -15,8 +15,9 @@ Protocols:
 - `random`: the randomised mosaic of training (`degrade.random_mosaic`, default `MosaicConfig`), drawn once
   per sample from a generator seeded by (`seed`, sample number), over the frames c + 5j, j = -4..4 (clamped
   at track ends) plus any other frame a model's window needs, so that every method sees the same mosaic
-  and adding a compared model of window <= 4 (stride 5) changes no other row. Its grid is not known to the
-  baseline, so bicubic = bicubic upsampling of the mosaic's 16x16 area means (`RANDOM_BICUBIC_BLOCKS`).
+  and adding a compared model of window <= 4 (stride 5) changes no other row. bicubic = bicubic
+  interpolation of the true block values of the centre frame's grid, over its mosaiced cells (the sharp
+  ground truth elsewhere), from `random_mosaic(..., return_bicubic=True)`.
 
 Models run through `reconstruct.Reconstructor`, as in `depix run`: uint8 stacks in, uint8 crops out,
 inference mode, bf16 autocast on CUDA. The mosaiced frames are rounded to uint8 as a video would hold them.
@@ -52,7 +53,6 @@ BASELINES = ("nearest", "bicubic")
 FRAMES_PER_TRACK = 4  # centre frames evaluated per track
 RANDOM_WINDOW = 4  # random protocol: stack members each side of the centre mosaiced together
 RANDOM_STRIDE = 5  # frames between them (models.STRIDE)
-RANDOM_BICUBIC_BLOCKS = 16  # random protocol: bicubic baseline from the mosaic's n x n area means
 SEED_STRIDE = 1_000_003  # sample seed = seed * SEED_STRIDE + sample number
 PSNR_CAP = 100.0  # dB, per-image PSNR ceiling before averaging
 BATCH_SIZE = 16  # stacks per model call
@@ -158,30 +158,28 @@ def mosaic_frame_indices(c: int, n_frames: int, windows: Sequence[tuple[int, int
     return sorted(wanted)
 
 
-def mosaic_stack(protocol: str, clean_u8: np.ndarray, seed: int) -> np.ndarray:
-    """`(U, S, S, 3)` uint8 clean frames (time order) -> their mosaic under `protocol`, uint8, same shape."""
+def mosaic_stack(protocol: str, clean_u8: np.ndarray, seed: int,
+                 with_bicubic: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """`(U, S, S, 3)` uint8 clean frames (time order) -> their mosaic under `protocol`, uint8, same shape.
+
+    With `with_bicubic`, returns (mosaic, bicubic): the bicubic baseline of every frame, `(U, S, S, 3)` uint8,
+    from the true block values of its grid (paper: `bicubic_baseline(block_means(...))`; random: the one
+    `random_mosaic` returns). The mosaic does not depend on the flag.
+    """
     import torch
 
-    from depixcli.degrade import paper_mosaic, random_mosaic
+    from depixcli.degrade import bicubic_baseline, block_means, paper_mosaic, random_mosaic
 
     x = _to_float(clean_u8)
     blocks = PROTOCOLS[protocol]
     if blocks is not None:
-        return _to_u8(paper_mosaic(x, blocks))
+        mosaic = _to_u8(paper_mosaic(x, blocks))
+        return (mosaic, _to_u8(bicubic_baseline(block_means(x, blocks), x.shape[-1]))) if with_bicubic else mosaic
     gen = torch.Generator().manual_seed(seed)
-    return _to_u8(random_mosaic(x[None], gen)[0])
-
-
-def bicubic_output(protocol: str, gt_u8: np.ndarray, mosaic_u8: np.ndarray) -> np.ndarray:
-    """Bicubic baseline `(S, S, 3)` uint8: of the ground truth's block means (paper protocols), else of the
-    mosaic's RANDOM_BICUBIC_BLOCKS x RANDOM_BICUBIC_BLOCKS area means."""
-    from depixcli.degrade import bicubic_baseline, block_means
-
-    blocks = PROTOCOLS[protocol]
-    src = gt_u8 if blocks is not None else mosaic_u8
-    n = blocks if blocks is not None else RANDOM_BICUBIC_BLOCKS
-    size = gt_u8.shape[0]
-    return _to_u8(bicubic_baseline(block_means(_to_float(src), n), size))
+    if not with_bicubic:
+        return _to_u8(random_mosaic(x[None], gen)[0])
+    mosaic, bicubic = random_mosaic(x[None], gen, return_bicubic=True)
+    return _to_u8(mosaic[0]), _to_u8(bicubic[0])
 
 
 class _Quiet:
@@ -299,10 +297,10 @@ def reconstruct_protocol(protocol: str, tracks, samples: Sequence[Sample], gts: 
             for i in batch:
                 c, clip = samples[i].centre, tracks[samples[i].track].frames
                 idx = mosaic_frame_indices(c, len(clip), windows)
-                mos = mosaic_stack(protocol, clip[idx], cfg.seed * SEED_STRIDE + i)
+                mos, bic = mosaic_stack(protocol, clip[idx], cfg.seed * SEED_STRIDE + i, with_bicubic=True)
                 pos = {f: k for k, f in enumerate(idx)}
                 outputs["nearest"][i] = mos[pos[c]]
-                outputs["bicubic"][i] = bicubic_output(protocol, gts[i], mos[pos[c]])
+                outputs["bicubic"][i] = bic[pos[c]]
                 for m, (w, d) in zip(loaded, windows):
                     stacks[m.name].append(mos[[pos[f] for f in window_indices(c, len(clip), w, d)]])
             t0 = time.perf_counter()

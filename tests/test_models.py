@@ -153,6 +153,31 @@ def test_random_mosaic_face_box_keeps_the_border_sharp():
     assert not torch.allclose(y[..., 12:20, 12:20], x[..., 12:20, 12:20])
 
 
+def test_random_mosaic_bicubic_keeps_the_mosaic_and_knows_the_grid():
+    x = smooth_image(6, S, seed=2).reshape(2, 3, 3, S, S)
+    # default protocol: asking for the baseline changes neither the mosaic nor the generator's stream
+    g0, g1 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    plain = random_mosaic(x, g0)
+    mos, bic = random_mosaic(x, g1, return_bicubic=True)
+    assert torch.equal(mos, plain)
+    assert torch.equal(torch.rand(4, generator=g0), torch.rand(4, generator=g1))
+    assert bic.shape == x.shape and float(bic.min()) >= 0.0 and float(bic.max()) <= 1.0
+    # whole crop, grid on the crop's corner, block means, 4 px cells: the paper's bicubic baseline
+    n = 8  # blocks across the crop
+    cfg = MosaicConfig(blocks_min=n, blocks_max=n, p_face_box=0.0, p_image_anchored=0.0, phase_max=0.0,
+                       p_center_sample=0.0, p_compress=0.0, noise_max=0.0)
+    mos, bic = random_mosaic(x, torch.Generator().manual_seed(0), cfg, return_bicubic=True)
+    assert torch.allclose(mos, paper_mosaic(x, n), atol=1e-6)
+    assert torch.allclose(bic, bicubic_baseline(block_means(x, n), S), atol=1e-6)
+    # face box: the baseline keeps the sharp input outside the mosaiced cells and is closer to the truth
+    cfg = MosaicConfig(p_face_box=1.0, face_box_min=0.4, face_box_max=0.4, face_box_jitter=0.0, p_compress=0.0,
+                       noise_max=0.0, blocks_min=6, blocks_max=6)
+    mos, bic = random_mosaic(x, torch.Generator().manual_seed(1), cfg, return_bicubic=True)
+    border = 6  # px from the edge, as in the face-box test above
+    assert torch.equal(bic[..., :border, :], x[..., :border, :])
+    assert float((bic - x).abs().mean()) < 0.7 * float((mos - x).abs().mean())
+
+
 def test_jpeg_like_high_quality_is_near_identity_and_low_quality_is_not():
     x = smooth_image(2, S)
     hi = jpeg_like(x, torch.tensor([100, 100]))
