@@ -50,6 +50,12 @@ METRIC_CROP = 128  # px, side of the head crops compared by the --pixelate metri
 CONFIRM_SIZE = (0.3, 1.5)  # detected face side / mosaic side for a detection to confirm a mosaic as a face
 DEFAULT_DETECTOR = "yunet"  # --pixelate's face detector when none is named
 LOCATE_WORKERS = min(os.cpu_count() or 1, 8)  # threads locating mosaics in pass 1 (numpy/cv2 release the GIL)
+MATCH_IOU = 0.3  # IoU: a frame's mosaic observation must overlap its track's box this much to be pasted there
+LINK_GAP_S = 2.0  # s, longest run of frames between two tracks of one mosaic that is bridged (missed frames)
+LINK_CELL = 0.05  # relative: the two tracks' median block sizes (each axis) differ at most this much
+LINK_IOU = 0.3  # IoU of the end rect of one track and the start rect of the next (also after linear motion)
+LINK_CENTRE = 0.5  # rect sizes: ... or their centres lie closer than this
+LINK_EDGE_FRAMES = 5  # observations whose median rect stands for a track's end / start (robust to partial rects)
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,7 @@ class FaceTrack:
     boxes: np.ndarray  # (N, 3) float px (cx, cy, size): head crop fed to the model, temporally smooth
     cells: np.ndarray  # (N, 2) float px (cell_w, cell_h) of the mosaic grid; nan when unknown
     grids: tuple | None = None  # the mosaic.MosaicGrid of each frame, when known (--pixelate applies them)
+    filled: np.ndarray | None = None  # (N,) bool: no mosaic observed on the frame, rect interpolated
 
     @property
     def count(self) -> int:
@@ -158,39 +165,135 @@ def region_track(region: tuple[int, int, int, int], frames: int, frame_hw: tuple
 
 
 def tracks_from_rects(
-    per_frame: list[list[tuple[tuple, tuple | None]]], frame_hw: tuple[int, int]
+    per_frame: list[list[tuple[tuple, tuple | None]]], frame_hw: tuple[int, int], fps: float
 ) -> list[FaceTrack]:
     """Link per-frame mosaic observations `(rect xyxy, (cell_w, cell_h) | None)` into FaceTracks.
 
-    Association, gap filling and smoothing are track.build_tracks'; the paste rect of a frame is the
-    observation itself where there is one (the mosaic is exactly there), the smoothed rect otherwise;
-    the crop box always comes from the smoothed rect, so the model sees a steady crop.
+    Association and short gap filling are track.build_tracks'; tracks of one mosaic that it split (the
+    locator missed more frames in a row than its gap limit, or a partial rect threw off its motion
+    prediction) are joined again by `link_tracks` over gaps up to LINK_GAP_S. Then the rects are smoothed
+    over time. The paste rect of a frame is the observation itself where there is one (the mosaic is
+    exactly there), the smoothed rect otherwise (`filled`); the crop box always comes from the smoothed
+    rect, so the model sees a steady crop.
     """
-    from depixcli.track import build_tracks
+    from depixcli.track import TrackConfig, build_tracks, smooth_boxes
 
     rect_lists = [[np.asarray(r, np.float64) for r, _ in obs] for obs in per_frame]
+    raw = build_tracks(rect_lists, TrackConfig(sigma=0.0))  # consecutive frames, short gaps interpolated
+    max_gap = max(round(LINK_GAP_S * float(fps)), 0)
     out = []
-    for tr in build_tracks(rect_lists):  # tracks cover consecutive frames, gaps filled
+    for tr in link_tracks(raw, [_track_cell(tr, per_frame) for tr in raw], max_gap):
         start = int(tr.frames[0])
-        smooth = np.asarray(tr.boxes, np.float64)
+        smooth = smooth_boxes(np.asarray(tr.boxes, np.float64), TrackConfig().sigma)
         rects = smooth.copy()
         cells = np.full((len(smooth), 2), np.nan)
+        filled = np.ones(len(smooth), bool)
         for i, t in enumerate(range(start, start + len(smooth))):
-            best, best_iou = None, 0.3  # an observation must overlap the track's box this much
-            for r, c in per_frame[t]:
-                iou = _iou(r, smooth[i])
-                if iou > best_iou:
-                    best, best_iou = (r, c), iou
+            best = _observation(per_frame[t], smooth[i])
             if best is not None:
                 rects[i] = best[0]
+                filled[i] = False
                 if best[1] is not None:
                     cells[i] = best[1]
         known = ~np.isnan(cells[:, 0])
         if known.any():
             cells[~known] = np.median(cells[known], axis=0)
         boxes = _boxes_array([crop_box_for_rect(r, frame_hw) for r in smooth])
-        out.append(FaceTrack(len(out), start, rects, boxes, cells))
+        out.append(FaceTrack(len(out), start, rects, boxes, cells, filled=filled))
     return out
+
+
+def _observation(obs: list[tuple[tuple, tuple | None]], box: np.ndarray) -> tuple | None:
+    """The observation `(rect, cell | None)` of one frame overlapping `box` most (IoU > MATCH_IOU), or None."""
+    best, best_iou = None, MATCH_IOU
+    for r, c in obs:
+        iou = _iou(r, box)
+        if iou > best_iou:
+            best, best_iou = (r, c), iou
+    return best
+
+
+def _track_cell(tr, per_frame) -> np.ndarray:
+    """`(2,)` px median (cell_w, cell_h) of a track.Track's observed frames; nan when none is known."""
+    found = []
+    for t, box, filled in zip(tr.frames, tr.boxes, tr.filled):
+        best = None if filled else _observation(per_frame[int(t)], box)
+        if best is not None and best[1] is not None:
+            found.append(best[1])
+    return np.median(np.asarray(found, np.float64), axis=0) if found else np.full(2, np.nan)
+
+
+def link_tracks(tracks: list, cells: list[np.ndarray], max_gap: int) -> list:
+    """Join track.Tracks (unsmoothed) that are one mosaic seen with a gap; linearly interpolate the gap.
+
+    Track b continues track a when b starts after a ends with at most `max_gap` frames between them,
+    their block sizes `cells` (`(2,)` px each, both known) agree within LINK_CELL, and the end rect of a
+    and the start rect of b (medians of LINK_EDGE_FRAMES observations) are close: IoU >= LINK_IOU or
+    centres within LINK_CENTRE rect sizes, as they are or after moving one by the other's velocity
+    over the gap. Closest gaps are linked first; each track has at most one successor. Frames
+    in a gap are `filled`. Returns new tracks ordered by first frame, ids 0, 1, ...
+    """
+    from depixcli.track import Track
+
+    pairs = []
+    for i, a in enumerate(tracks):
+        for j, b in enumerate(tracks):
+            gap = int(b.frames[0]) - int(a.frames[-1]) - 1
+            if 0 <= gap <= max_gap:
+                d = _link_distance(a, b, cells[i], cells[j], gap)
+                if d is not None:
+                    pairs.append((gap, d, i, j))
+    succ, pred = {}, {}
+    for _, _, i, j in sorted(pairs):
+        if i not in succ and j not in pred:
+            succ[i], pred[j] = j, i
+    joined = []
+    for i in range(len(tracks)):
+        if i in pred:
+            continue
+        chain = [tracks[i]]
+        while i in succ:
+            i = succ[i]
+            chain.append(tracks[i])
+        obs_f = np.concatenate([tr.frames[~tr.filled] for tr in chain])
+        obs_b = np.concatenate([tr.boxes[~tr.filled] for tr in chain])
+        obs_s = np.concatenate([tr.scores[~tr.filled] for tr in chain])
+        frames = np.arange(obs_f[0], obs_f[-1] + 1)
+        boxes = np.stack([np.interp(frames, obs_f, obs_b[:, c]) for c in range(4)], 1)
+        joined.append((frames, boxes, np.interp(frames, obs_f, obs_s), ~np.isin(frames, obs_f)))
+    joined.sort(key=lambda x: (x[0][0], x[1][0, 0]))
+    return [Track(k, *x) for k, x in enumerate(joined)]
+
+
+def _link_distance(a, b, cell_a: np.ndarray, cell_b: np.ndarray, gap: int) -> float | None:
+    """Centre distance (rect sizes) between the end of track a and the start of track b, or None when
+    they are not one mosaic (see `link_tracks`)."""
+    if np.isnan(cell_a).any() or np.isnan(cell_b).any() or np.any(np.abs(cell_a / cell_b - 1) > LINK_CELL):
+        return None
+    end, v_a = _edge(a, last=True)
+    start, v_b = _edge(b, last=False)
+    dt = gap + 1  # frames from a's last frame to b's first
+    best = None
+    for p, q in ((end, start), (end + v_a * dt, start), (end, start - v_b * dt)):
+        size = (max(p[2] - p[0], p[3] - p[1]) + max(q[2] - q[0], q[3] - q[1])) / 2
+        d = float(np.hypot((p[0] + p[2] - q[0] - q[2]) / 2, (p[1] + p[3] - q[1] - q[3]) / 2)) / max(size, 1.0)
+        if _iou(p, q) >= LINK_IOU or d < LINK_CENTRE:
+            best = d if best is None else min(best, d)
+    return best
+
+
+def _edge(tr, last: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Median rect `(4,)` px of a track's last (or first) LINK_EDGE_FRAMES observations and its velocity
+    `(4,)` px/frame against the LINK_EDGE_FRAMES observations before (after) them (0 when too few)."""
+    f, b = tr.frames[~tr.filled], tr.boxes[~tr.filled]
+    if last:
+        f, b = f[::-1], b[::-1]
+    k = LINK_EDGE_FRAMES
+    rect = np.median(b[:k], axis=0)
+    if len(f) < 2 * k:
+        return rect, np.zeros(4)
+    dt = float(np.median(f[:k]) - np.median(f[k:2 * k]))  # > 0 at the end, < 0 at the start
+    return rect, (rect - np.median(b[k:2 * k], axis=0)) / dt
 
 
 def merge_observations(obs: list[tuple[tuple, tuple | None]]) -> list[tuple[tuple, tuple | None]]:
@@ -334,7 +437,7 @@ def locate_pass(path, info, cfg: RunConfig, stats: RunStats, progress) -> list[F
             stats.add("locate", time.perf_counter() - t1)
         progress.update(1)
     stats.frames = len(per_frame)
-    tracks = tracks_from_rects(per_frame, (info.height, info.width))
+    tracks = tracks_from_rects(per_frame, (info.height, info.width), float(info.fps))
     if detector is not None:
         kept = [tr for tr in tracks if _confirmed(tr, faces)]
         stats.not_faces = len(tracks) - len(kept)

@@ -215,6 +215,52 @@ def test_sidecar_gaps_split_tracks_and_nothing_is_pasted_there(tmp_path):
         read_boxes_sidecar(path)
 
 
+def moving_mosaic(frames, x0=40.0, speed=1.0, side=60.0, cell=(6.0, 6.0)):
+    """Per-frame observations `(rect, cell)` of one square mosaic moving right by `speed` px per frame."""
+    return {t: ((x0 + speed * t, 30.0, x0 + speed * t + side, 30.0 + side), cell) for t in frames}
+
+
+def observations(n, *mosaics):
+    return [[m[t] for m in mosaics if t in m] for t in range(n)]
+
+
+def test_mosaic_missed_longer_than_the_tracker_gap_stays_one_track_with_filled_frames():
+    from depixcli.run import LINK_GAP_S, tracks_from_rects
+    from depixcli.track import MAX_GAP
+
+    fps = 25.0
+    gap = range(20, 20 + MAX_GAP + 10)  # longer than build_tracks bridges, shorter than LINK_GAP_S
+    assert MAX_GAP < len(gap) <= LINK_GAP_S * fps
+    seen = [t for t in range(60) if t not in gap]
+    tracks = tracks_from_rects(observations(60, moving_mosaic(seen)), (120, 200), fps)
+    assert len(tracks) == 1
+    tr = tracks[0]
+    assert (tr.start, tr.end) == (0, 59)
+    assert np.flatnonzero(tr.filled).tolist() == list(gap)
+    for t in (gap[0], gap[len(gap) // 2], gap[-1]):  # the rect moves on linearly over the gap
+        assert tr.rect(t) == pytest.approx((40.0 + t, 30.0, 100.0 + t, 90.0), abs=0.5)
+    assert tr.cells[~tr.filled] == pytest.approx(np.full((len(seen), 2), 6.0))
+    assert tr.cells[tr.filled] == pytest.approx(np.full((len(gap), 2), 6.0))
+    # a gap longer than LINK_GAP_S is not bridged
+    late = [t for t in range(120) if t < 10 or t > 10 + LINK_GAP_S * fps]
+    assert len(tracks_from_rects(observations(120, moving_mosaic(late, speed=0.0)), (120, 200), fps)) == 2
+
+
+@pytest.mark.parametrize("second", [
+    {"cell": (9.0, 9.0)},  # same place, another block size
+    {"x0": 140.0},  # same block size, far away
+])
+def test_different_mosaics_on_either_side_of_a_gap_are_not_linked(second):
+    from depixcli.run import tracks_from_rects
+
+    first = moving_mosaic(range(20), speed=0.0)
+    later = moving_mosaic(range(40, 60), **{"speed": 0.0, **second})
+    tracks = tracks_from_rects(observations(60, first, later), (120, 260), 25.0)
+    assert [(tr.start, tr.end) for tr in tracks] == [(0, 19), (40, 59)]
+    assert not any(tr.filled.any() for tr in tracks)
+    assert tracks[1].cells[0] == pytest.approx(second.get("cell", (6.0, 6.0)))
+
+
 def test_boxes_sidecar_without_faces_copies_the_video(tmp_path, clip, tiny_weights):
     src, _ = clip
     boxes = tmp_path / "tracks.json"
