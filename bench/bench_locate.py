@@ -17,12 +17,10 @@ A hit needs block size within 5 % (both axes) and rect IoU > 0.8. Speed: wall an
 """
 
 import argparse
-import io
 import os
 import tempfile
 import time
 
-import av
 import cv2
 import numpy as np
 import skimage.data
@@ -30,24 +28,11 @@ import skimage.data
 from depixcli import dataset
 from depixcli.locate import locate_mosaics
 from depixcli.mosaic import MosaicGrid, apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
-from depixcli.video import EncodeOptions, read_frames, synthetic_face_frames, write_test_clip
+from depixcli.video import EncodeOptions, h264_roundtrip, read_frames, synthetic_face_frames, write_test_clip
 
 KINDS = ("blocks16", "blocks8", "size", "size_nonsquare", "opencv")
 
 
-def h264(img, crf=23):
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as c:
-        s = c.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = img.shape[1], img.shape[0], "yuv420p"
-        s.options = {"crf": str(crf)}
-        for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-            c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    buf.seek(0)
-    with av.open(buf) as c:
-        return next(c.decode(video=0)).to_ndarray(format="rgb24")
 
 
 def jpeg(img, q=85):
@@ -123,7 +108,7 @@ def main():
     for i in range(args.n):
         kind = KINDS[i % len(KINDS)]
         img, grid = mosaicked(rng, kind)
-        img = h264(img) if i % 2 == 0 else jpeg(img)
+        img = h264_roundtrip(img) if i % 2 == 0 else jpeg(img)
         r, tw, tc = timed(img)
         wall.append(tw)
         cpu.append(tc)
@@ -142,7 +127,7 @@ def main():
           + f"; mosaics < 96 px: {small[0]}/{small[1]}")
     clean_fa = clean_n = 0
     for _ in range(10):
-        r, tw, tc = timed(h264(scene(rng)))
+        r, tw, tc = timed(h264_roundtrip(scene(rng)))
         wall.append(tw)
         cpu.append(tc)
         clean_fa += len(r)
@@ -176,7 +161,7 @@ def main():
             for size, n in [(128, 16), (128, 8), (256, 16), (None, 16)]:
                 im = cv2.resize(sq, (size, size), interpolation=cv2.INTER_AREA) if size else img
                 grid = grid_from_blocks((0, 0, im.shape[1], im.shape[0]), n)
-                r = locate_mosaics(h264(apply_mosaic(im, grid)))
+                r = locate_mosaics(h264_roundtrip(apply_mosaic(im, grid)))
                 whole[0] += judge(r, grid, im.shape)[0]
                 whole[1] += 1
         print(f"whole-frame mosaics (face crops): {whole[0]}/{whole[1]} found; "

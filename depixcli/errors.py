@@ -26,3 +26,12 @@ class BackendError(DepixError):
 
 class ConfigError(DepixError):
     """A configuration file or value is invalid."""
+
+
+def check_keys(cls, d: dict, what: str) -> None:
+    """Raise ConfigError when `d` holds keys that are not fields of the dataclass `cls`."""
+    import dataclasses
+
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ConfigError(f"unknown {what} keys: {sorted(unknown)}")

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depixcli.errors import ConfigError
+from depixcli.errors import ConfigError, check_keys
 
 CROP_SIZE = 128  # px, side of the square head crops
 WINDOW = 2  # frames each side of the centre (paper w)
@@ -61,10 +61,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown model config keys: {sorted(unknown)}")
+        check_keys(cls, d, "model config")
         d = dict(d)
         if "stn_widths" in d:
             d["stn_widths"] = tuple(int(v) for v in d["stn_widths"])

@@ -38,7 +38,7 @@ from depixcli.degrade import (
     paper_mosaic,
     random_mosaic,
 )
-from depixcli.errors import ConfigError, InputError, OutputError
+from depixcli.errors import ConfigError, InputError, OutputError, check_keys
 from depixcli.models import Depixelator, ModelConfig, PatchDiscriminator, to_lr, warp, window_indices
 
 STAGES = ("stn", "recon", "all")
@@ -91,19 +91,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown train config keys: {sorted(unknown)}")
+        check_keys(cls, d, "train config")
         d = dict(d)
         if "model" in d:
             d["model"] = ModelConfig.from_dict(d["model"])
         for name, sub in (("mosaic", MosaicConfig), ("augment", AugmentConfig)):
             if name in d:
-                names = {f.name for f in dataclasses.fields(sub)}
-                bad = set(d[name]) - names
-                if bad:
-                    raise ConfigError(f"unknown {name} config keys: {sorted(bad)}")
+                check_keys(sub, d[name], f"{name} config")
                 d[name] = sub(**d[name])
         cfg = cls(**d)
         cfg.validate()

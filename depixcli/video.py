@@ -20,6 +20,7 @@ that time (+ AUDIO_LEAD_S) are copied (or re-encoded), and the muxer interleaves
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 import tempfile
@@ -469,6 +470,23 @@ def _ellipse_cover(xx, yy, cx, cy, ax, ay):
     """Anti-aliased coverage in [0, 1] of an ellipse; xx, yy are pixel-centre coordinates."""
     r = np.sqrt(((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2)
     return np.clip((1.0 - r) * min(ax, ay) + 0.5, 0.0, 1.0)[..., None]
+
+
+def h264_roundtrip(image: np.ndarray, crf: int = 23) -> np.ndarray:
+    """One `(H, W, 3)` uint8 RGB frame through libx264 (yuv420p, even sizes) and back: codec artefacts
+    for tests and benchmarks of the mosaic locator."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = image.shape[1], image.shape[0], "yuv420p"
+        s.options = {"crf": str(crf)}
+        for p in s.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+            c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    buf.seek(0)
+    with av.open(buf) as c:
+        return next(c.decode(video=0)).to_ndarray(format="rgb24")
 
 
 def synthetic_face_frames(n_frames: int, size: tuple[int, int] = (160, 120), fps: float = 25.0,

@@ -1,8 +1,6 @@
 """Finding mosaics without help: block size, phase and rectangle after JPEG / H.264, and no false alarms."""
 
-import io
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -10,24 +8,11 @@ import skimage.data
 
 from depixcli.locate import MosaicRegion, locate_mosaics, track_mosaics
 from depixcli.mosaic import MosaicGrid, apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
+from depixcli.video import h264_roundtrip
 
 H, W = 540, 960  # px, test frames
 
 
-def _h264(img: np.ndarray, crf: int = 23) -> np.ndarray:
-    """One frame through libx264 (yuv420p) and back."""
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as c:
-        s = c.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = img.shape[1], img.shape[0], "yuv420p"
-        s.options = {"crf": str(crf)}
-        for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-            c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    buf.seek(0)
-    with av.open(buf) as c:
-        return next(c.decode(video=0)).to_ndarray(format="rgb24")
 
 
 def _jpeg(img: np.ndarray, q: int = 80) -> np.ndarray:
@@ -92,7 +77,7 @@ def _make_case(i):
         out = apply_mosaic(img, grid)
     else:
         out, grid = _opencv_mosaic(img, box, *param)
-    return (_h264(out) if codec == "h264" else _jpeg(out)), grid
+    return (h264_roundtrip(out) if codec == "h264" else _jpeg(out)), grid
 
 
 def _iou(a, b):
@@ -139,7 +124,7 @@ def test_phase_and_fractional_size():
 def test_whole_frame_is_the_mosaic(n):
     """A pixelated face crop video (the paper's 16 x 16 / 8 x 8 crops): the whole frame is found."""
     crop = _face(128, 128)
-    frame = _h264(apply_mosaic(crop, grid_from_blocks((0, 0, 128, 128), n)))
+    frame = h264_roundtrip(apply_mosaic(crop, grid_from_blocks((0, 0, 128, 128), n)))
     regions = locate_mosaics(frame)
     assert len(regions) == 1
     r = regions[0]
@@ -166,7 +151,7 @@ def test_no_false_positives():
         img[100:340, 400:600] = _face(200, 240)
         frames.append(img)
     for f in frames:
-        assert locate_mosaics(_h264(f)) == []
+        assert locate_mosaics(h264_roundtrip(f)) == []
 
 
 def test_track_over_frames():
@@ -203,7 +188,7 @@ def _face_clip_frames(size, box_wh, blocks, n, crf, seed=0, step=3):
     for i, f in enumerate(synthetic_face_frames(n, size, seed=seed)):
         cx, cy = w // 2 - 20 + step * i, h // 2 + 6
         grid = grid_from_blocks((cx - bw // 2, cy - bh // 2, cx + bw - bw // 2, cy + bh - bh // 2), blocks)
-        out.append((_h264(apply_mosaic(f, grid), crf), grid))
+        out.append((h264_roundtrip(apply_mosaic(f, grid), crf), grid))
     return out
 
 
@@ -246,7 +231,7 @@ def test_flat_backdrop_is_not_part_of_the_mosaic():
     img[0:10] = np.repeat(np.random.default_rng(0).integers(20, 90, w // 10 + 1), 10)[None, :w, None]
     img[75:h, 80:230] = _face(150, h - 75)
     grid = grid_from_block_size((82, 75, 228, 270), 10)
-    frame = _h264(apply_mosaic(img, grid), 18)
+    frame = h264_roundtrip(apply_mosaic(img, grid), 18)
     regions = locate_mosaics(frame)
     assert len(regions) == 1
     assert _iou(regions[0].rect, grid.rect) > 0.9 and regions[0].rect[1] >= 60
@@ -275,7 +260,7 @@ def test_one_mosaic_is_one_region():
     img[150:530, 400:760] = _face(360, 380)
     img[300:380, 400:760] = (128, 120, 110)
     grid = grid_from_block_size((400, 150, 760, 530), 20)
-    regions = locate_mosaics(_h264(apply_mosaic(img, grid), 23))
+    regions = locate_mosaics(h264_roundtrip(apply_mosaic(img, grid), 23))
     assert len(regions) == 1 and _iou(regions[0].rect, grid.rect) > 0.9
     top = MosaicRegion((400, 140, 760, 300), 20.0, 20.0, 400.0, 140.0, 0.9)
     bottom = MosaicRegion((400, 300, 760, 540), 20.1, 19.9, 400.3, 300.2, 0.8)
