@@ -555,6 +555,18 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
             frac = max(frac, (elapsed_before + elapsed()) / (cfg.schedule_minutes * 60))
         return cosine_lr(base, int(min(frac, 1.0) * LR_RESOLUTION), LR_RESOLUTION, cfg.lr_floor)
 
+    def set_lr(opt, base: float, k: int, total: int) -> None:
+        for grp in opt.param_groups:
+            grp["lr"] = lr_at(base, k, total)
+
+    def step_record(stage: str, k: int, losses: dict, lr: float, since: float, n: int) -> dict:
+        """One JSONL log line: losses, learning rate and speed over the `n` steps since `since`."""
+        dt = time.monotonic() - since
+        return {"stage": stage, "step": k, **{name: round(float(v), 5) for name, v in losses.items()},
+                "lr": lr, "s_per_step": round(dt / n, 4),
+                "samples_per_s": round(n * cfg.batch_size * d.world / dt, 1),
+                "time_s": round(elapsed_before + elapsed(), 1)}
+
     def time_up(step_s: float, k: int) -> bool:
         """Stop before the time limit? Under torchrun the ranks agree (all-reduce every STOP_CHECK steps)."""
         if cfg.time_limit_min <= 0:
@@ -630,8 +642,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                 t0 = time.monotonic()
                 pair = augment(to_float(next(it), dev), gen, cfg.augment)
                 mos = random_mosaic(pair, gen, cfg.mosaic)
-                for g in opt_stn.param_groups:
-                    g["lr"] = lr_at(cfg.stn_lr, stn_step, cfg.stn_steps)
+                set_lr(opt_stn, cfg.stn_lr, stn_step, cfg.stn_steps)
                 with autocast():
                     losses = stn_loss(model, mos[:, 0], mos[:, 1], pair[:, 0], pair[:, 1], cfg.stn_lambda, stn_run)
                 opt_stn.zero_grad(set_to_none=True)
@@ -642,12 +653,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                 bar.update(1)
                 step_s = 0.9 * step_s + 0.1 * (time.monotonic() - t0) if step_s else time.monotonic() - t0
                 if stn_step % cfg.log_every == 0 or stn_step == cfg.stn_steps:
-                    dt = time.monotonic() - t_log
-                    vals = {k: round(float(v.detach()), 5) for k, v in losses.items()}
-                    rec = {"stage": "stn", "step": stn_step, **vals,
-                           "lr": opt_stn.param_groups[0]["lr"], "s_per_step": round(dt / n_log, 4),
-                           "samples_per_s": round(n_log * cfg.batch_size * d.world / dt, 1),
-                           "time_s": round(elapsed_before + elapsed(), 1)}
+                    rec = step_record("stn", stn_step, {k: v.detach() for k, v in losses.items()},
+                                      opt_stn.param_groups[0]["lr"], t_log, n_log)
                     if stn_step % cfg.val_every == 0 or stn_step == cfg.stn_steps:
                         rec.update(validate_stn(model, val_bank, val_pairs, dev, cfg.batch_size))
                     log(rec)
@@ -684,22 +691,16 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                 stack = augment(to_float(next(it), dev), gen, cfg.augment)
                 hr = stack[:, mc.window]
                 mosaic = random_mosaic(stack, gen, cfg.mosaic)
-                for grp in opt_g.param_groups:
-                    grp["lr"] = lr_at(cfg.lr, step, cfg.steps)
+                set_lr(opt_g, cfg.lr, step, cfg.steps)
                 if opt_d is not None:
-                    for grp in opt_d.param_groups:
-                        grp["lr"] = lr_at(cfg.lr_d, step, cfg.steps)
+                    set_lr(opt_d, cfg.lr_d, step, cfg.steps)
                 losses = gan_step(g, dtrain, disc, perc, opt_g, opt_d, mosaic, hr, cfg, autocast)
                 step += 1
                 n_log += 1
                 bar.update(1)
                 step_s = 0.9 * step_s + 0.1 * (time.monotonic() - t0) if step_s else time.monotonic() - t0
                 if step % cfg.log_every == 0 or step == cfg.steps:
-                    dt = time.monotonic() - t_log
-                    rec = {"stage": "recon", "step": step, **{k: round(float(v), 5) for k, v in losses.items()},
-                           "lr": opt_g.param_groups[0]["lr"], "s_per_step": round(dt / n_log, 4),
-                           "samples_per_s": round(n_log * cfg.batch_size * d.world / dt, 1),
-                           "time_s": round(elapsed_before + elapsed(), 1)}
+                    rec = step_record("recon", step, losses, opt_g.param_groups[0]["lr"], t_log, n_log)
                     if step % cfg.val_every == 0 or step == cfg.steps:
                         rec.update(validate_recon(model, val_bank, val_stacks, dev, cfg.batch_size, autocast))
                     log(rec)
