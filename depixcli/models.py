@@ -8,6 +8,12 @@ Data flow of `Depixelator.forward`:
 
 Blocks follow the paper's supplementary tables: DoubleConv = [Conv3x3 + BN + ReLU] x 2,
 Down = MaxPool(2) + DoubleConv, Up = bilinear x2 + concat skip + DoubleConv.
+
+`arch="compact"` (the CPU-trainable default, `CompactNet`) replaces STN + U-Net by a network that works at
+the mosaic's own resolution: the stack is folded losslessly to S/2 x S/2 (PixelUnshuffle: every 128 px frame
+becomes 12 channels at 64 px, where a 16-block mosaic's block is about 2 px), residual conv blocks run at
+S/2 and S/4, and a sub-pixel convolution (PixelShuffle) brings a correction of the centre frame back to S.
+No explicit alignment: the neighbours' misalignment is learnt from the data.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ STN_MAX_OFFSET = 0.5  # largest grid offset, in normalised [-1, 1] coordinates (
 STN_WIDTHS = (32, 64, 128, 256, 256)  # channels per U-Net level, bottleneck last
 BASE_WIDTH = 64  # reconstruction U-Net widths = base * (1, 2, 4, 8, 8): paper 64-128-256-512-512
 DISC_WIDTH = 64  # PatchGAN first-layer channels
+ARCHS = ("unet", "compact")  # paper STN + U-Net at S x S | CompactNet at S/2 and S/4
+COMPACT_WIDTH = 48  # CompactNet channels at S/2 (twice that at S/4)
+COMPACT_BLOCKS = 2  # CompactNet residual blocks per stage (S/2 in, S/4, S/2 out)
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,9 @@ class ModelConfig:
     width: int = BASE_WIDTH  # reconstruction U-Net base width
     residual: bool = True  # U-Net predicts a correction to the centre frame (beyond the paper: training starts
     #                        from the input instead of from noise, which converges much faster)
+    arch: str = "unet"  # one of ARCHS
+    compact_width: int = COMPACT_WIDTH  # arch "compact": channels at S/2
+    compact_blocks: int = COMPACT_BLOCKS  # arch "compact": residual blocks per stage
 
     @property
     def frames(self) -> int:
@@ -76,6 +88,10 @@ class ModelConfig:
             raise ConfigError(f"crop_size and stn_size must be multiples of 16, got {self.crop_size}, {self.stn_size}")
         if len(self.stn_widths) != 5 or self.width < 1:
             raise ConfigError("stn_widths needs 5 entries and width must be >= 1")
+        if self.arch not in ARCHS:
+            raise ConfigError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.arch == "compact" and (self.use_stn or self.compact_width < 1 or self.compact_blocks < 0):
+            raise ConfigError("arch 'compact' has no STN (use_stn=False) and needs compact_width >= 1, blocks >= 0")
 
 
 def window_indices(c: int, T: int, window: int, stride: int) -> list[int]:
@@ -137,6 +153,55 @@ class UNet(nn.Module):
         return self.head(x)
 
 
+class ResBlock(nn.Module):
+    """x + Conv3x3(ReLU(Conv3x3(x))), the last conv scaled down at init (EDSR-style, no BatchNorm)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+        with torch.no_grad():
+            self.conv2.weight.mul_(0.1)
+            self.conv2.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(x), inplace=True))
+
+
+class CompactNet(nn.Module):
+    """Multi-frame reconstruction at the mosaic's resolution: (B, F, 3, S, S) float [0,1] -> (B, 3, S, S).
+
+    stack -> PixelUnshuffle(2) per frame, frames on channels: (B, 12F, S/2, S/2) -> conv -> `blocks` ResBlocks
+    -> strided conv to S/4 (2w channels) -> `blocks` ResBlocks -> PixelShuffle back to S/2, + skip -> `blocks`
+    ResBlocks -> conv to 12 channels -> PixelShuffle(2): a correction (B, 3, S, S) added to the centre frame.
+    The last conv starts at zero, so an untrained net returns the centre frame.
+    """
+
+    def __init__(self, frames: int, width: int = COMPACT_WIDTH, blocks: int = COMPACT_BLOCKS):
+        super().__init__()
+        w = width
+        self.head = nn.Conv2d(12 * frames, w, 3, padding=1)
+        self.stage1 = nn.Sequential(*[ResBlock(w) for _ in range(blocks)])
+        self.down = nn.Conv2d(w, 2 * w, 3, stride=2, padding=1)
+        self.stage2 = nn.Sequential(*[ResBlock(2 * w) for _ in range(blocks)])
+        self.up = nn.Conv2d(2 * w, 4 * w, 3, padding=1)  # -> PixelShuffle(2): w channels at S/2
+        self.stage3 = nn.Sequential(*[ResBlock(w) for _ in range(blocks)])
+        self.tail = nn.Conv2d(w, 12, 3, padding=1)  # -> PixelShuffle(2): 3 channels at S
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, stack: torch.Tensor) -> torch.Tensor:
+        B, Fr, C, S, _ = stack.shape
+        x = F.pixel_unshuffle(stack.reshape(B * Fr, C, S, S), 2).reshape(B, Fr * C * 4, S // 2, S // 2)
+        x = x * 2.0 - 1.0
+        x1 = F.relu(self.head(x), inplace=True)
+        x = self.stage1(x1)
+        x = self.stage2(F.relu(self.down(x), inplace=True))
+        x = F.pixel_shuffle(self.up(x), 2) + x1
+        x = self.stage3(x)
+        return F.pixel_shuffle(self.tail(F.relu(x)), 2)
+
+
 def identity_grid(n: int, h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """(n, h, w, 2) sampling grid (x, y) in [-1, 1] at pixel centres (align_corners=False)."""
     ys = (torch.arange(h, device=device, dtype=dtype) + 0.5) * (2.0 / h) - 1.0
@@ -194,8 +259,11 @@ class Depixelator(nn.Module):
         config.validate()
         self.config = config
         self.stn = AlignNet(config.stn_widths, config.stn_grid, config.stn_max_offset) if config.use_stn else None
-        self.recon = UNet(3 * config.frames, 3, config.widths)
-        if config.residual:  # start as the identity on the centre frame
+        if config.arch == "compact":
+            self.recon = CompactNet(config.frames, config.compact_width, config.compact_blocks)
+        else:
+            self.recon = UNet(3 * config.frames, 3, config.widths)
+        if config.residual and config.arch == "unet":  # start as the identity on the centre frame
             nn.init.zeros_(self.recon.head.weight)
             nn.init.zeros_(self.recon.head.bias)
 
@@ -217,6 +285,9 @@ class Depixelator(nn.Module):
     def reconstruct(self, aligned: torch.Tensor) -> torch.Tensor:
         """(B, F, 3, S, S) aligned stack -> (B, 3, S, S) in [0, 1]."""
         B, Fr, C, S, _ = aligned.shape
+        if self.config.arch == "compact":
+            out = self.recon(aligned).float()
+            return (aligned[:, Fr // 2] + out if self.config.residual else out + 0.5).clamp(0.0, 1.0)
         x = aligned.reshape(B, Fr * C, S, S)
         if x.is_cuda:
             x = x.contiguous(memory_format=torch.channels_last)

@@ -40,6 +40,7 @@ from depixcli.degrade import (
 )
 from depixcli.errors import ConfigError, InputError, OutputError, check_keys
 from depixcli.models import Depixelator, ModelConfig, PatchDiscriminator, to_lr, warp, window_indices
+from depixcli.stills import MotionConfig, StillBank, still_stacks
 
 STAGES = ("stn", "recon", "all")
 CHECKPOINT = "checkpoint.pt"
@@ -49,6 +50,8 @@ MODEL_FILE = "model.safetensors"
 VAL_SEED = 1234  # fixed choice of validation stacks
 SAVE_MARGIN_S = 20.0  # s kept free before --time-limit for the final checkpoint + export
 STOP_CHECK = 10  # steps between the ranks' agreement on stopping at the time limit (torchrun)
+VAL_BLOCKS = (16, 8)  # blocks across the face box in the face- and image-anchored validation protocols
+VAL_DRIFT_PX = 1.5  # px, std of the per-frame random walk of an image-anchored grid in validation
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,12 @@ class TrainConfig:
     ckpt_every: int = 1000  # steps
     val_samples: int = 256  # validation stacks (fixed)
     half_weights: bool = True  # export model.safetensors in float16
+    stills: str = ""  # faces.csv of still head crops mixed into every batch (stills.py); "" = clips only
+    stills_fraction: float = 0.5  # share of each batch made from stills
+    motion: MotionConfig = field(default_factory=MotionConfig)  # how a still becomes a moving stack
+    ckpt_minutes: float = 5.0  # also checkpoint (and export) every this many minutes of wall time; 0 = by steps only
+    val_minutes: float = 0.0  # also validate every this many minutes (a learning curve over hours); 0 = by steps
+    init: str = ""  # weights (.safetensors) to start from when the run directory holds no checkpoint
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -95,7 +104,7 @@ class TrainConfig:
         d = dict(d)
         if "model" in d:
             d["model"] = ModelConfig.from_dict(d["model"])
-        for name, sub in (("mosaic", MosaicConfig), ("augment", AugmentConfig)):
+        for name, sub in (("mosaic", MosaicConfig), ("augment", AugmentConfig), ("motion", MotionConfig)):
             if name in d:
                 check_keys(sub, d[name], f"{name} config")
                 d[name] = sub(**d[name])
@@ -110,6 +119,8 @@ class TrainConfig:
             raise ConfigError("batch_size must be >= 1 and steps, stn_steps >= 0")
         if self.stage == "stn" and not self.model.use_stn:
             raise ConfigError("--stage stn with --no-stn: nothing to train")
+        if not 0.0 <= self.stills_fraction < 1.0:
+            raise ConfigError(f"stills_fraction must be in [0, 1), got {self.stills_fraction}")
         self.model.validate()
 
 
@@ -321,23 +332,41 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def validate_recon(model: Depixelator, bank: FrameBank, idx: np.ndarray, dev, batch: int, autocast) -> dict:
-    """Paper protocol (block means over the whole crop) at 16x16 and 8x8: mean PSNR of model and bicubic."""
+    """Mean PSNR of model and bicubic (of the true block values) on fixed validation stacks, per protocol:
+    paper 16x16 and 8x8 (block means over the whole crop), and face-anchored (`face16`, `face8`) and
+    image-anchored (`image16`, `image8`, the grid drifting against the face) mosaics over the face box;
+    `single_<p>`: the model fed the centre frame only (repeated), which shows what the other frames bring."""
+    from depixcli.degrade import face_mosaic
+
     modes = [(m, m.training) for m in model.modules()]  # restored exactly: the frozen STN stays in eval mode
     model.eval()
     res: dict[str, list] = {}
     S = model.config.crop_size
+    gen = torch.Generator().manual_seed(VAL_SEED)
     for i in range(0, len(idx), batch):
         stack = to_float(bank.gather(idx[i : i + batch]), dev)
         hr = stack[:, stack.shape[1] // 2]
-        for n in PAPER_BLOCKS:
+        c = stack.shape[1] // 2
+        drift = (torch.randn(len(stack), stack.shape[1], 2, generator=gen) * VAL_DRIFT_PX).cumsum(1)
+        cases = {f"paper{n}": (paper_mosaic(stack, n), bicubic_baseline(block_means(hr, n), S)) for n in PAPER_BLOCKS}
+        for n in VAL_BLOCKS:
+            for name, off in ((f"face{n}", None), (f"image{n}", drift - drift[:, c : c + 1])):
+                mos, bic, _ = face_mosaic(stack, n, off)
+                cases[name] = ((mos * 255).round() / 255, bic[:, c])
+        for name, (mos, bic) in cases.items():
             with autocast():
-                pred = model(paper_mosaic(stack, n)).float()
-            bic = bicubic_baseline(block_means(hr, n), S)
-            res.setdefault(f"val_psnr{n}_model", []).append(psnr(pred, hr))
-            res.setdefault(f"val_psnr{n}_bicubic", []).append(psnr(bic, hr))
+                pred = model(mos).float()
+                single = model(mos[:, c : c + 1].expand_as(mos)).float() if name.startswith("image") else None
+            res.setdefault(f"val_psnr_{name}_model", []).append(psnr(pred, hr))
+            res.setdefault(f"val_psnr_{name}_bicubic", []).append(psnr(bic, hr))
+            if single is not None:
+                res.setdefault(f"val_psnr_{name}_single", []).append(psnr(single, hr))
     for m, training in modes:
         m.training = training
-    return {k: round(float(torch.cat(v).mean()), 3) for k, v in res.items()}
+    out = {k: round(float(torch.cat(v).mean()), 3) for k, v in res.items()}
+    gains = [out[k] - out[k.replace("_model", "_bicubic")] for k in out if k.endswith("_model")]
+    out["val_gain_mean"] = round(float(np.mean(gains)), 3)  # dB over bicubic, mean over the protocols
+    return out
 
 
 @torch.no_grad()
@@ -360,10 +389,61 @@ def validate_stn(model: Depixelator, bank: FrameBank, idx: np.ndarray, dev, batc
 # ---------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file; OutputError (no temporary left) when that fails."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    _write_atomic(path, buf.getvalue())
+
+
+class _StopSignal:
+    """SIGINT / SIGTERM set `requested` (the loop then checkpoints and returns) instead of killing the run;
+    a second signal interrupts at once. `restore()` puts the previous handlers back."""
+
+    def __init__(self):
+        import signal
+        import threading
+
+        self.requested = False
+        self._old = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        self._old = {}
+
+
+def _init_state(path: str | os.PathLike, mc: ModelConfig) -> dict:
+    """Tensors of a weights file for a model of config `mc` (a run restarted from shipped weights)."""
+    from depixcli import weights as weights_mod
+
+    other = weights_mod.load_model(path)
+    if other.config != mc:
+        raise ConfigError(f"{path}: its model config differs from this run's ({other.config} vs {mc})")
+    return {k: v.float() for k, v in other.state_dict().items()}
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -452,11 +532,16 @@ class TrainResult:
     log_path: Path
     last: dict  # last logged values
     rank: int = 0  # torchrun rank of this process (only rank 0 writes files)
+    interrupted: bool = False  # stopped by SIGINT / SIGTERM (checkpointed: rerun to continue)
 
 
 def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, val_tracks: Sequence,
-          quiet: bool = False, started: float | None = None) -> TrainResult:
-    """Train (or resume) into `out_dir`. Tracks: objects with `.frames` (T, S, S, 3) uint8 RGB and `.identity`."""
+          quiet: bool = False, started: float | None = None, stills: StillBank | None = None) -> TrainResult:
+    """Train (or resume) into `out_dir`. Tracks: objects with `.frames` (T, S, S, 3) uint8 RGB and `.identity`;
+    `stills` (stills.load_stills of cfg.stills) makes `cfg.stills_fraction` of every batch.
+
+    SIGINT / SIGTERM stop the run cleanly: checkpoint (+ model export) at the end of the current step; rerunning
+    continues from there (optimizer, schedule, RNG and step count restored)."""
     from depixcli import weights as weights_mod
     from depixcli.perceptual import PerceptualLoss, describe, load_feature_net
 
@@ -493,12 +578,15 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
     opt_stn = torch.optim.Adam(model.stn.parameters(), lr=cfg.stn_lr) if model.stn is not None else None
     opt_g = torch.optim.Adam(model.recon.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999)) if disc is not None else None
+    n_still = int(round(cfg.batch_size * cfg.stills_fraction)) if stills is not None else 0
 
     stn_step = step = 0
     elapsed_before = 0.0
     if cfg.init_stn and model.stn is not None and not ckpt_path.exists():
         model.stn.load_state_dict(load_stn_state(cfg.init_stn, mc))
         stn_step = cfg.stn_steps
+    if cfg.init and not ckpt_path.exists():
+        model.load_state_dict(_init_state(cfg.init, mc))
     if ckpt_path.exists():
         st = load_checkpoint(ckpt_path)
         saved = TrainConfig.from_dict(json.loads(st["config"]))
@@ -517,9 +605,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
             np_rng = np.random.default_rng([cfg.seed, d.rank, step, stn_step])
             gen.manual_seed(cfg.seed * 1000 + d.rank + 7919 * (step + stn_step))
     if d.main:
-        tmp = out / (CONFIG_FILE + ".tmp")
-        tmp.write_text(json.dumps(cfg.to_dict(), indent=1))
-        os.replace(tmp, out / CONFIG_FILE)
+        _write_atomic(out / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=1).encode())
 
     run_stn = cfg.stage in ("stn", "all") and mc.use_stn and mc.window > 0
     run_recon = cfg.stage in ("recon", "all")
@@ -583,7 +669,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
         return bool(flag.item())
 
     def checkpoint(export: bool, complete: bool) -> None:
-        nonlocal save_s
+        nonlocal save_s, last_save
+        last_save = time.monotonic()
         if not d.main:
             return
         t0 = time.monotonic()
@@ -609,21 +696,44 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                     "world_size": d.world, "device": torch.cuda.get_device_name(dev) if is_cuda else "cpu",
                     "minutes": round((elapsed_before + elapsed()) / 60, 2), "train_frames": len(bank),
                     "train_identities": len(bank.identities), "val_identities": len(val_bank.identities),
+                    "stills": len(stills) if stills is not None else 0,
+                    "still_identities": len(set(stills.identities)) if stills is not None else 0,
+                    "threads": torch.get_num_threads(),
                     "config": cfg.to_dict(),
                 },
                 "last_validation": dict(last_val),
             }
-            weights_mod.save_model(out / MODEL_FILE, model, meta, half=cfg.half_weights)
+            try:
+                weights_mod.save_model(out / MODEL_FILE, model, meta, half=cfg.half_weights)
+            except OSError as exc:
+                (out / (MODEL_FILE + ".tmp")).unlink(missing_ok=True)
+                raise OutputError(f"cannot write {out / MODEL_FILE}: {exc.strerror or exc}") from None
         save_s = max(save_s, time.monotonic() - t0)
 
-    def batches(sampler, n_ahead: int):
+    def batches(sampler, n_ahead: int, gather=bank.gather):
         """Yield uint8 batches gathered in background threads, indices drawn in order from np_rng."""
         futures = []
         while True:
             while len(futures) < n_ahead:
-                futures.append(pool.submit(bank.gather, sampler()))
+                futures.append(pool.submit(gather, sampler()))
             yield futures.pop(0).result()
 
+    def gather_mixed(idx: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return bank.gather(idx[0]), stills.gather(idx[1]) if n_still else None
+
+    def recon_batch(uint8: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
+        """Clip stacks (+ still stacks) -> (B, F, 3, S, S) float [0, 1], augmented."""
+        stack = to_float(uint8[0], dev)
+        if uint8[1] is not None:
+            moving = still_stacks(uint8[1].to(dev), mc.frames, S, gen, cfg.motion)
+            stack = torch.cat([stack, moving], 0)
+        return augment(stack, gen, cfg.augment)
+
+    def due(minutes: float, since: float) -> bool:
+        return minutes > 0 and time.monotonic() - since >= minutes * 60
+
+    last_save = last_val_t = time.monotonic()
+    stop = _StopSignal()
     finished = True
     try:
         # ---------------- stage 1: aligner
@@ -636,7 +746,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
             bar = progress(cfg.stn_steps, stn_step, "stn", quiet or not d.main)
             t_log, n_log, step_s = time.monotonic(), 0, 0.0
             while stn_step < cfg.stn_steps:
-                if time_up(step_s, stn_step):
+                if time_up(step_s, stn_step) or stop.requested:
                     finished = False
                     break
                 t0 = time.monotonic()
@@ -660,7 +770,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                     log(rec)
                     bar.set_postfix(loss=f"{rec['loss']:.4f}")
                     t_log, n_log = time.monotonic(), 0
-                if stn_step % cfg.ckpt_every == 0:
+                if stn_step % cfg.ckpt_every == 0 or due(cfg.ckpt_minutes, last_save):
                     checkpoint(export=False, complete=False)
             bar.close()
 
@@ -680,15 +790,16 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                 perc = PerceptualLoss(load_feature_net(cfg.perceptual)).to(dev)
                 if is_cuda:
                     perc = perc.to(memory_format=torch.channels_last)
-            it = batches(lambda: bank.stacks(np_rng, cfg.batch_size, mc.window, mc.stride), cfg.workers + 1)
+            it = batches(lambda: (bank.stacks(np_rng, cfg.batch_size - n_still, mc.window, mc.stride),
+                                  stills.sample(np_rng, n_still) if n_still else None), cfg.workers + 1, gather_mixed)
             bar = progress(cfg.steps, step, "recon", quiet or not d.main)
             t_log, n_log, step_s = time.monotonic(), 0, 0.0
             while step < cfg.steps:
-                if time_up(step_s, step):
+                if time_up(step_s, step) or stop.requested:
                     finished = False
                     break
                 t0 = time.monotonic()
-                stack = augment(to_float(next(it), dev), gen, cfg.augment)
+                stack = recon_batch(next(it))
                 hr = stack[:, mc.window]
                 mosaic = random_mosaic(stack, gen, cfg.mosaic)
                 set_lr(opt_g, cfg.lr, step, cfg.steps)
@@ -699,14 +810,16 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                 n_log += 1
                 bar.update(1)
                 step_s = 0.9 * step_s + 0.1 * (time.monotonic() - t0) if step_s else time.monotonic() - t0
-                if step % cfg.log_every == 0 or step == cfg.steps:
+                val_now = step % cfg.val_every == 0 or step == cfg.steps or due(cfg.val_minutes, last_val_t)
+                if step % cfg.log_every == 0 or step == cfg.steps or val_now:
                     rec = step_record("recon", step, losses, opt_g.param_groups[0]["lr"], t_log, n_log)
-                    if step % cfg.val_every == 0 or step == cfg.steps:
+                    if val_now:
                         rec.update(validate_recon(model, val_bank, val_stacks, dev, cfg.batch_size, autocast))
+                        last_val_t = time.monotonic()
                     log(rec)
                     bar.set_postfix(l1=f"{rec['l1']:.4f}")
                     t_log, n_log = time.monotonic(), 0
-                if step % cfg.ckpt_every == 0:
+                if step % cfg.ckpt_every == 0 or due(cfg.ckpt_minutes, last_save):
                     checkpoint(export=True, complete=False)
             bar.close()
         checkpoint(export=run_recon and step > 0, complete=finished and (not run_recon or step >= cfg.steps))
@@ -715,8 +828,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
 
             dist.barrier()  # the other ranks wait for rank 0's files
     finally:
+        stop.restore()
         pool.shutdown(wait=False, cancel_futures=True)
         if log_f is not None:
             log_f.close()
     model_path = out / MODEL_FILE if (out / MODEL_FILE).exists() else None
-    return TrainResult(stn_step, step, finished, model_path, log_path, last, d.rank)
+    return TrainResult(stn_step, step, finished, model_path, log_path, last, d.rank, stop.requested)

@@ -214,12 +214,13 @@ class BicubicOfCentre(torch.nn.Module):
 def test_evaluate_library_with_stand_in_model(crop_dir):
     from depixcli.evaluate import EvalConfig, evaluate, format_table
 
-    cfg = EvalConfig(protocols=("paper16",), frames_per_track=2, device="cpu", use_dlib=False, grid_examples=2)
+    cfg = EvalConfig(protocols=("paper16",), frames_per_track=2, device="cpu", use_dlib=False, grid_examples=2,
+                     single_frame=False, project=False)
     report = evaluate(crop_dir, {"standin": BicubicOfCentre()}, cfg, quiet=True)
     assert report["dataset"]["samples"] == 4 and report["dataset"]["identities"] == 2
     assert report["dataset"]["sample_list"] == [["clip0_t0", 4], ["clip0_t0", 13], ["clip1_t0", 4], ["clip1_t0", 13]]
     rows = report["protocols"]["paper16"]["methods"]
-    assert list(rows) == ["nearest", "bicubic", "standin"]
+    assert list(rows) == ["nearest", "bicubic", "gaussian", "standin"]
     # the 8 px blocks of a 16x16 mosaic of 128 px crops: bicubic of the true block means beats the mosaic,
     # and the stand-in (4 px area means of the mosaic, bicubic up) sits near the bicubic baseline
     assert rows["bicubic"]["psnr"] > rows["nearest"]["psnr"]
@@ -240,7 +241,8 @@ def test_random_protocol_is_seeded_and_independent_of_compared_models(crop_dir, 
     np.testing.assert_array_equal(a, b)
     assert np.abs(a.astype(int) - c).mean() > 1.0 and np.abs(a.astype(int) - clean).mean() > 1.0
 
-    cfg = EvalConfig(protocols=("random",), frames_per_track=1, device="cpu", use_dlib=False, grid_examples=0)
+    cfg = EvalConfig(protocols=("random",), frames_per_track=1, device="cpu", use_dlib=False, grid_examples=0,
+                     single_frame=False, project=False)
     one = evaluate(crop_dir, {"model": weights["main"]}, cfg, quiet=True)["protocols"]["random"]["methods"]
     two = evaluate(crop_dir, {"model": weights["main"], "F1": weights["f1"]}, cfg, quiet=True)
     two = two["protocols"]["random"]["methods"]
@@ -252,12 +254,13 @@ def test_cli_eval_end_to_end(crop_dir, weights, tmp_path):
     args = [
         "eval", str(crop_dir), "-w", str(weights["main"]), "--compare", f"F1={weights['f1']}",
         "--compare", f"noSTN={weights['nostn']}", "-k", "2", "--device", "cpu", "--json", str(out_json),
-        "--grid", str(out_png), "--grid-examples", "2", "--quiet",
+        "--grid", str(out_png), "--grid-examples", "2", "--quiet", "--protocol", "paper16", "--protocol", "paper8",
+        "--protocol", "random", "--no-single-frame", "--no-project",
     ]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     report = json.loads(out_json.read_text())
-    methods = ["nearest", "bicubic", "model", "F1", "noSTN"]
+    methods = ["nearest", "bicubic", "gaussian", "model", "F1", "noSTN"]
     assert report["methods"] == methods
     assert list(report["protocols"]) == ["paper16", "paper8", "random"]
     for proto in report["protocols"].values():
@@ -279,7 +282,7 @@ def test_cli_eval_end_to_end(crop_dir, weights, tmp_path):
     import cv2
 
     grid = cv2.imread(str(out_png))
-    assert grid.shape[1] == CROP * 6  # ground truth + 5 methods
+    assert grid.shape[1] == CROP * 7  # ground truth + 6 methods
     assert grid.shape[0] > 3 * 2 * CROP  # 3 protocols x 2 examples, plus label bands
 
 
@@ -306,3 +309,41 @@ def test_cli_eval_errors(crop_dir, weights, tmp_path):
     assert res.exit_code == 1 and "no index.json" in res.output
     res = CliRunner().invoke(main, ["eval", str(crop_dir), "-w", str(weights["main"]), "--split", "test", "-q"])
     assert res.exit_code == 1 and "no tracks in split 'test'" in res.output
+
+
+def test_cli_protocol_names_match_the_library():
+    from depixcli.commands.eval import BASELINE_NAMES, PROTOCOL_NAMES
+    from depixcli.evaluate import BASELINES, DEFAULT_PROTOCOLS, PROTOCOLS
+
+    assert PROTOCOL_NAMES == DEFAULT_PROTOCOLS and set(PROTOCOL_NAMES) == set(PROTOCOLS)
+    assert BASELINE_NAMES == BASELINES
+
+
+def test_real_tool_mosaics_single_frame_and_projection_rows(crop_dir, astronaut):
+    from depixcli.evaluate import EvalConfig, evaluate, mosaic_stack
+
+    clean = np.stack([head_crop(astronaut, dx=t) for t in range(5)])
+    boxes = np.array([[100.0 + 3 * t, 80.0, 200.0] for t in range(5)])
+    face = mosaic_stack("face8", clean, 0)
+    image = mosaic_stack("image8", clean, 0, boxes=boxes, centre_pos=2)
+    corner = mosaic_stack("corner10", clean, 0)
+    coded = mosaic_stack("corner10-h264", clean, 0)
+    assert face.shape == image.shape == corner.shape == coded.shape == clean.shape
+    assert not np.array_equal(face[2], image[2]) and not np.array_equal(corner, coded)
+    # the face-anchored grid moves with the face: every frame's mosaic lines sit in the same place
+    from depixcli.degrade import FACE_FRACTION
+
+    S = clean.shape[1]
+    x0, x1 = int(np.ceil((1 - FACE_FRACTION) / 2 * S)), int((1 + FACE_FRACTION) / 2 * S)
+    row = face[0, S // 2, x0:x1].astype(int)
+    assert np.count_nonzero(np.abs(np.diff(row, axis=0)).sum(1)) == 7  # 8 flat cells across the face box
+    cfg = EvalConfig(protocols=("face16", "corner10", "image8-h264"), frames_per_track=1, device="cpu",
+                     use_dlib=False, grid_examples=0)
+    report = evaluate(crop_dir, {"standin": BicubicOfCentre()}, cfg, quiet=True)
+    for name, proto in report["protocols"].items():
+        assert list(proto["methods"]) == ["nearest", "bicubic", "gaussian", "standin", "standin-F1", "standin+proj"]
+        rows = proto["methods"]
+        assert rows["gaussian"]["psnr"] != rows["nearest"]["psnr"]  # the smoothing baseline is its own row
+        assert rows["standin"]["psnr"] == rows["standin-F1"]["psnr"]  # the stand-in reads the centre frame only
+        assert rows["standin+proj"]["psnr"] != rows["standin"]["psnr"]
+    assert "H.264" in report["protocols"]["image8-h264"]["description"]

@@ -127,7 +127,9 @@ def test_validation_keeps_the_frozen_stn_in_eval_mode():
     bank = FrameBank(VAL)
     idx = bank.stacks(np.random.default_rng(0), 2, 2, 5)
     res = validate_recon(m, bank, idx, torch.device("cpu"), 2, lambda: torch.autocast("cpu", enabled=False))
-    assert set(res) == {"val_psnr16_model", "val_psnr16_bicubic", "val_psnr8_model", "val_psnr8_bicubic"}
+    protocols = ("paper16", "paper8", "face16", "face8", "image16", "image8")
+    assert set(res) == ({f"val_psnr_{p}_{m}" for p in protocols for m in ("model", "bicubic")}
+                        | {"val_psnr_image16_single", "val_psnr_image8_single", "val_gain_mean"})
     assert m.recon.training and not m.stn.training
 
 
@@ -138,7 +140,7 @@ def test_train_all_stages_then_resume(tmp_path):
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [(r["stage"], r["step"]) for r in log if "loss_g" in r or "photo" in r] == [
         ("stn", 1), ("stn", 2), ("recon", 1), ("recon", 2)]
-    assert "val_stn_l1_aligned" in log[1] and "val_psnr16_bicubic" in log[3]
+    assert "val_stn_l1_aligned" in log[1] and "val_psnr_paper16_bicubic" in log[3]
     assert all(r["samples_per_s"] > 0 and r["s_per_step"] > 0 for r in log if "s_per_step" in r)
     model = load_model(run / "model.safetensors")
     assert model.config == TINY

@@ -4,8 +4,10 @@ import click
 
 from depixcli.commands.common import user_errors
 
-PROTOCOL_NAMES = ("paper16", "paper8", "random")  # evaluate.PROTOCOLS (kept here so that -h imports nothing)
-BASELINE_NAMES = ("nearest", "bicubic")
+# evaluate.PROTOCOLS and DEFAULT_PROTOCOLS (kept here so that -h imports nothing; a test checks they agree)
+PROTOCOL_NAMES = ("paper16", "paper8", "face16", "face8", "image16", "image8", "corner10", "face16-h264",
+                  "image8-h264", "corner10-h264", "random")
+BASELINE_NAMES = ("nearest", "bicubic", "gaussian")
 
 
 def _parse_compare(ctx, param, values):
@@ -28,8 +30,14 @@ def _parse_compare(ctx, param, values):
 @click.option("--split", default="val", help="Dataset split to evaluate (val: people unseen in training).")
 @click.option("--protocol", "protocols", multiple=True, type=click.Choice(PROTOCOL_NAMES),
               default=PROTOCOL_NAMES,
-              help="Mosaic protocol(s): paper16/paper8 = block means over the whole crop; random = training's "
-                   "randomised mosaic. Repeatable.")
+              help="Mosaic protocol(s): paper16/paper8 = block means over the whole crop; faceN = N block means "
+                   "across the face box, grid on the box; imageN = the grid fixed in the image (moves against the "
+                   "face); corner10 = top-left pixel per block (deface); -h264 = then H.264 crf 23; random = "
+                   "training's randomised mosaic. Repeatable.")
+@click.option("--single-frame/--no-single-frame", default=True,
+              help="Also score each model fed the centre frame repeated (row NAME-F1): what the other frames add.")
+@click.option("--project/--no-project", default=True,
+              help="Also score each model pulled back to the observed block values (row NAME+proj).")
 @click.option("-k", "--frames-per-track", default=4, type=click.IntRange(1), help="Centre frames per track.")
 @click.option("--seed", default=0, type=int, help="Seed of the random protocol's mosaics.")
 @click.option("--channel", default="y", type=click.Choice(["y", "rgb"]),
@@ -45,8 +53,8 @@ def _parse_compare(ctx, param, values):
               help="Write a PNG of examples (ground truth | nearest | bicubic | models) per protocol.")
 @click.option("--grid-examples", default=4, type=click.IntRange(1), help="Example rows per protocol in --grid.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def eval_command(crop_dir, weights, name, compare, split, protocols, frames_per_track, seed, channel, batch_size,
-                 device, models_dir, no_dlib, json_path, grid_path, grid_examples, quiet):
+def eval_command(crop_dir, weights, name, compare, split, protocols, single_frame, project, frames_per_track, seed,
+                 channel, batch_size, device, models_dir, no_dlib, json_path, grid_path, grid_examples, quiet):
     """Score models on a crop dataset (`depix prepare`) against nearest and bicubic baselines.
 
     For K centre frames of every track of the split, the frames around each are mosaiced by each
@@ -65,7 +73,8 @@ def eval_command(crop_dir, weights, name, compare, split, protocols, frames_per_
         if n in models or n in BASELINE_NAMES:
             raise click.BadParameter(f"model name {n!r} is used twice or names a baseline", param_hint="--compare")
         models[n] = p
-    cfg = EvalConfig(split=split, protocols=tuple(dict.fromkeys(protocols)), frames_per_track=frames_per_track,
+    cfg = EvalConfig(split=split, protocols=tuple(dict.fromkeys(protocols)), single_frame=single_frame,
+                     project=project, frames_per_track=frames_per_track,
                      seed=seed, channel=channel, batch_size=batch_size, device=device, models_dir=models_dir,
                      use_dlib=not no_dlib, grid_examples=grid_examples if grid_path else 0)
     with user_errors():

@@ -12,7 +12,9 @@ OVERRIDES = {
     "width": "model_width", "window": "model_window", "residual": "model_residual", "stride": "model_stride", "perceptual": "perceptual",
     "time_limit": "time_limit_min", "schedule_minutes": "schedule_minutes", "device": "device", "workers": "workers", "seed": "seed",
     "compile_": "compile", "init_stn": "init_stn", "val_every": "val_every", "ckpt_every": "ckpt_every",
-    "log_every": "log_every",
+    "log_every": "log_every", "arch": "model_arch", "compact_width": "model_compact_width",
+    "compact_blocks": "model_compact_blocks", "stills": "stills", "stills_fraction": "stills_fraction",
+    "ckpt_minutes": "ckpt_minutes", "val_minutes": "val_minutes", "init": "init",
 }
 
 
@@ -37,6 +39,23 @@ OVERRIDES = {
 @click.option("--stride", type=click.IntRange(min=1), default=5, help="Frames between stack members (paper: 5).")
 @click.option("--residual/--direct", default=True,
               help="U-Net output: a correction added to the centre frame (default), or the image itself (paper).")
+@click.option("--arch", type=click.Choice(["unet", "compact"]), default="unet",
+              help="unet: the paper's STN + 128 px U-Net (GPU); compact: residual net at the mosaic's resolution, "
+                   "no STN (trains on CPU; the shipped default).")
+@click.option("--compact-width", type=click.IntRange(min=1), default=48, help="--arch compact: channels at S/2.")
+@click.option("--compact-blocks", type=click.IntRange(min=0), default=2,
+              help="--arch compact: residual blocks per stage.")
+@click.option("--stills", type=click.Path(dir_okay=False, exists=True), default=None, metavar="CSV",
+              help="faces.csv of still head crops (file, identity, black_border_frac): each becomes a moving "
+                   "stack and widens the pool of identities; people of the val split are left out.")
+@click.option("--stills-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.5,
+              help="Share of each batch made from --stills.")
+@click.option("--init", type=click.Path(dir_okay=False, exists=True), default=None, metavar="WEIGHTS",
+              help="Start from these weights (same model config) when the run directory holds no checkpoint.")
+@click.option("--ckpt-minutes", type=click.FloatRange(min=0), default=5.0,
+              help="Also checkpoint every this many minutes of wall time (0: by steps only).")
+@click.option("--val-minutes", type=click.FloatRange(min=0), default=0.0,
+              help="Also validate every this many minutes, for a learning curve over hours (0: by steps only).")
 @click.option("--no-stn", is_flag=True, help="Ablation: stack the frames without alignment.")
 @click.option("--no-gan", is_flag=True, help="Ablation: no discriminator / adversarial loss.")
 @click.option("--perceptual", default="vgg16-stlpips", metavar="NAME|PATH",
@@ -68,6 +87,7 @@ def train_command(crop_dir, out_dir, config_file, no_stn, no_gan, vgg19_path, qu
     \b
       depix train crops/ -o runs/a --time-limit 9       # rerun the same command to continue
       depix train crops/ -o runs/nostn --no-stn --stage recon
+      depix train crops/ -o runs/cpu --arch compact --stills faces.csv --no-gan --perceptual none
     """
     from click.core import ParameterSource
 
@@ -93,18 +113,26 @@ def train_command(crop_dir, out_dir, config_file, no_stn, no_gan, vgg19_path, qu
         else:
             cfg = TrainConfig()
         changes = {OVERRIDES[k]: flags[k] for k in given}
-        if no_stn:
+        if no_stn or changes.get("model_arch", cfg.model.arch) == "compact":
             changes["model_use_stn"] = False
         if no_gan:
             changes["gan"] = False
         cfg = override(cfg, **changes)
         train_tracks, val_tracks = load_tracks(crop_dir, "train"), load_tracks(crop_dir, "val")
-        result = train(cfg, out_dir, train_tracks, val_tracks, quiet=quiet, started=started)
+        stills = None
+        if cfg.stills:
+            from depixcli.stills import load_stills
+
+            stills = load_stills(cfg.stills, exclude=sorted({t.identity for t in val_tracks}))
+        result = train(cfg, out_dir, train_tracks, val_tracks, quiet=quiet, started=started, stills=stills)
     if not quiet and result.rank == 0:
-        state = "done" if result.finished else "stopped at the time limit (rerun to continue)"
+        state = ("interrupted: checkpoint saved (rerun the same command to continue)" if result.interrupted
+                 else "done" if result.finished else "stopped at the time limit (rerun to continue)")
         click.echo(f"{state}: stn step {result.stn_step}, recon step {result.step}; log {result.log_path}", err=True)
         vals = {k: v for k, v in result.last.items() if k.startswith("val_")}
         if vals:
             click.echo(json.dumps(vals), err=True)
         if result.model_path is not None:
             click.echo(f"model: {result.model_path}", err=True)
+    if result.interrupted:
+        raise SystemExit(130)  # 128 + SIGINT, as a shell reports an interrupted command
