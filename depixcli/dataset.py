@@ -3,9 +3,21 @@
 A crop dataset directory holds
 - `tracks/<clipstem>_t<k>.mp4`: one near-lossless H.264 video per face track, square `S x S` head crops
   (S = 128 px by default) at the source frame rate;
-- `index.json`: format name and version, crop size, head-crop geometry, encoder settings, and per track:
-  file, source clip, identity, split, fps, frame count, first source frame index and the per-frame crop
-  boxes `[cx, cy, size]` in source pixels (geometry.CropBox).
+- `index.json`: format name and version, crop size, head-crop geometry, encoder settings, whether the
+  export finished (`complete`), the clips done, and per track: file, source clip, identity, split, fps,
+  frame count, first source frame index and the per-frame crop boxes `[cx, cy, size]` in source pixels
+  (geometry.CropBox).
+
+Splits: a clip's split comes from the CSV's `split` column; clips without one are split by identity, so
+that every person is wholly in train or wholly in val: an identity goes to val when a hash of its name
+falls below `val_fraction` (deterministic, independent of the other inputs), and at least one identity is
+held out whenever there are two or more.
+
+Export is resumable and never half-built: a clip's tracks are written under temporary names and renamed
+only when the whole clip is done; `index.json` is rewritten (atomically) after every finished clip, with
+`complete: false` until the last one. An interrupted or failed export leaves the finished clips listed
+and no partial track or temporary file; `prepare(..., add=True)` (`depix prepare --add`) continues it, or
+adds clips to a finished dataset. Without `add`, an existing dataset is never touched.
 
 Export is two-pass per clip (stream, never hoard): pass 1 detects faces in every frame and keeps only
 boxes; tracks are built offline (track.py); pass 2 decodes again, crops every tracked face
@@ -39,6 +51,10 @@ DETECT_EVERY = 2  # frames: crop boxes within 0.03 % of every-frame ones, half t
 DETECT_MAX_SIDE = 320  # px: recall on ../shared/data equal to 640 (bench/bench_detect.py), 1.7x faster
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 DEFAULT_SPLIT = "train"
+VAL_SPLIT = "val"
+VAL_FRACTION = 0.1  # share of identities (without a split column) held out for validation
+# PrepareConfig fields that change the crops or their encoding: `--add` needs them equal to the dataset's
+SAME_FOR_ADD = ("size", "detector", "threshold", "min_track", "detect_every", "max_side", "crf", "pix_fmt", "preset")
 
 
 @dataclass(frozen=True)
@@ -53,13 +69,14 @@ class PrepareConfig:
     pix_fmt: str = PIX_FMT
     preset: str = PRESET
     workers: int = 0  # processes; 0: one per CPU core (at most one per clip)
+    val_fraction: float = VAL_FRACTION  # identities held out as "val" when the input gives no split
 
 
 @dataclass(frozen=True)
 class ClipInput:
     path: Path
     identity: str
-    split: str
+    split: str | None  # None: not given; `assign_splits` holds out whole identities
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +97,8 @@ class PrepareSummary:
     bytes: int  # size of the track videos
     index: Path
     skipped: tuple[str, ...] = ()  # "path: reason" of unreadable inputs left out (skip_unreadable=True)
+    kept: int = 0  # clips already in the dataset (add=True), not exported again
+    splits: tuple[tuple[str, int, int], ...] = ()  # (split, identities, tracks) of the whole dataset
 
 
 # ---------------------------------------------------------------- inputs
@@ -89,8 +108,9 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[ClipInput]:
     """Video files, directories (their videos, sorted) and CSV lists -> clips to export.
 
     A CSV has a header with at least `file`; `identity` and `split` are optional columns; relative paths
-    are resolved against the CSV's directory. Without an identity the clip's file stem is used; the
-    default split is "train". Raises InputError for a missing path, a bad CSV or duplicate clip stems.
+    are resolved against the CSV's directory. Without an identity the clip's file stem is used; without a
+    split it is None (see `assign_splits`). Raises InputError for a missing path, a bad CSV or duplicate
+    clip stems.
     """
     clips: list[ClipInput] = []
     for raw in inputs:
@@ -101,11 +121,11 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[ClipInput]:
             vids = sorted(q for q in p.iterdir() if q.suffix.lower() in VIDEO_EXTENSIONS and q.is_file())
             if not vids:
                 raise InputError(f"{p}: directory holds no video files ({', '.join(VIDEO_EXTENSIONS)})")
-            clips += [ClipInput(q, q.stem, DEFAULT_SPLIT) for q in vids]
+            clips += [ClipInput(q, q.stem, None) for q in vids]
         elif p.suffix.lower() == ".csv":
             clips += _read_csv(p)
         else:
-            clips.append(ClipInput(p, p.stem, DEFAULT_SPLIT))
+            clips.append(ClipInput(p, p.stem, None))
     seen: dict[str, Path] = {}
     for c in clips:
         if c.path.stem in seen:
@@ -129,8 +149,38 @@ def _read_csv(path: Path) -> list[ClipInput]:
         clip = (path.parent / row["file"]) if not os.path.isabs(row["file"]) else Path(row["file"])
         if not clip.is_file():
             raise InputError(f"{path}:{n}: {clip}: no such file")
-        out.append(ClipInput(clip, row.get("identity") or clip.stem, row.get("split") or DEFAULT_SPLIT))
+        out.append(ClipInput(clip, row.get("identity") or clip.stem, row.get("split") or None))
     return out
+
+
+def identity_hash(identity: str) -> float:
+    """A fixed pseudo-random number in [0, 1) for an identity name (same on every machine and run)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(identity.encode("utf-8")).digest()[:8], "big") / 2**64
+
+
+def assign_splits(clips: Sequence[ClipInput], val_fraction: float = VAL_FRACTION,
+                  known: dict[str, str] | None = None) -> list[ClipInput]:
+    """Give every clip without a split one, holding out whole identities.
+
+    An identity keeps the split it already has: in `known` (the dataset being added to) or on another of
+    its clips. Otherwise it goes to "val" when `identity_hash` < `val_fraction`, else "train". When that
+    leaves no identity in val (and `val_fraction` > 0), the new identity with the smallest hash is held
+    out, as long as one stays in train.
+    """
+    given = dict(known or {})
+    for c in clips:
+        if c.split is not None:
+            given.setdefault(c.identity, c.split)
+    free = sorted({c.identity for c in clips if c.split is None} - set(given), key=identity_hash)
+    chosen = {i: VAL_SPLIT if identity_hash(i) < val_fraction else DEFAULT_SPLIT for i in free}
+    splits = set(given.values()) | set(chosen.values())
+    if val_fraction > 0 and VAL_SPLIT not in splits and len(given) + len(free) >= 2 and free:
+        if len(free) >= 2 or DEFAULT_SPLIT in given.values():
+            chosen[free[0]] = VAL_SPLIT
+    chosen.update(given)
+    return [c if c.split is not None else ClipInput(c.path, c.identity, chosen[c.identity]) for c in clips]
 
 
 # ---------------------------------------------------------------- decoding (video.py, export side only)
@@ -179,7 +229,7 @@ def _detect_clip(path: Path, detector, every: int) -> list[list]:
 
 
 class _TrackWriter:
-    """Stream `(S, S, 3)` uint8 RGB crops into one H.264 file, written to a temp name and renamed.
+    """Stream `(S, S, 3)` uint8 RGB crops into one H.264 file under a temp name (`commit` renames it).
 
     Not video.VideoWriter: track files carry no audio or source timestamps, and their RGB -> YUV
     conversion is left untagged BT.601, which is what cv2.VideoCapture (load_crops) assumes when
@@ -204,18 +254,29 @@ class _TrackWriter:
             self._c.mux(pkt)
 
     def close(self) -> None:
+        """Flush the encoder and close the temp file (still under its temp name)."""
         for pkt in self._s.encode():
             self._c.mux(pkt)
         self._c.close()
+
+    def commit(self) -> None:
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
-        self._c.close()
+        """Remove the temp file, whatever state the encoder is in (full disk, interrupt)."""
+        try:
+            self._c.close()
+        except Exception:  # noqa: BLE001 - the file is deleted next; its close error is moot
+            pass
         self.tmp.unlink(missing_ok=True)
 
 
 def export_clip(clip: ClipInput, out_dir: Path, cfg: PrepareConfig, detector=None) -> list[dict]:
-    """Detect, track and write this clip's head-crop tracks to `out_dir/tracks/`; index entries back."""
+    """Detect, track and write this clip's head-crop tracks to `out_dir/tracks/`; index entries back.
+
+    The tracks appear under their final names only once all of them are written; on any error or
+    interrupt no file of this clip is left in `out_dir/tracks/`.
+    """
     from depixcli.geometry import HEAD_SCALE, crop, head_box
     from depixcli.track import TrackConfig, build_tracks
 
@@ -232,23 +293,30 @@ def export_clip(clip: ClipInput, out_dir: Path, cfg: PrepareConfig, detector=Non
     writers: dict[int, _TrackWriter] = {}
     names = {t.id: f"{clip.path.stem}_t{k}" for k, t in enumerate(tracks)}
     last = max(ends.values())
+    everything: list[_TrackWriter] = []
     try:
         for i, img in enumerate(_frames(clip.path)):
             for t in tracks:
                 if not (t.frames[0] <= i <= ends[t.id]):
                     continue
                 if t.id not in writers:
-                    writers[t.id] = _TrackWriter(out_dir / "tracks" / f"{names[t.id]}.mp4", cfg.size, fps, cfg)
+                    w = _TrackWriter(out_dir / "tracks" / f"{names[t.id]}.mp4", cfg.size, fps, cfg)
+                    writers[t.id] = w
+                    everything.append(w)
                 writers[t.id].write(crop(img, boxes[t.id][i - int(t.frames[0])], cfg.size))
                 if i == ends[t.id]:
-                    writers.pop(t.id).close()
+                    writers[t.id].close()
+                    del writers[t.id]
             if i >= last:
                 break
         if writers:  # the second decode ended early: the clip changed or is truncated
             raise InputError(f"{clip.path}: fewer frames on the second read than on the first")
+        for w in everything:
+            w.commit()
     except BaseException:
-        for w in writers.values():
+        for w in everything:
             w.abort()
+            w.path.unlink(missing_ok=True)
         raise
     return [
         {
@@ -272,9 +340,15 @@ def _load(cfg: PrepareConfig):
     return load_detector(cfg.detector, threshold=cfg.threshold, max_side=cfg.max_side)
 
 
-def _worker_init() -> None:
+def _worker_init(pool_worker: bool = False) -> None:
+    import signal
+
     import cv2
 
+    if pool_worker:
+        # Ctrl-C reaches the whole process group: the parent stops the pool and removes what the workers
+        # left behind; a worker that handled it too would print a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -301,69 +375,199 @@ def _worker_job(args: tuple[ClipInput, Path, PrepareConfig]) -> list[dict]:
 
 
 def prepare(clips: Sequence[ClipInput], out_dir: str | os.PathLike, cfg: PrepareConfig = PrepareConfig(),
-            quiet: bool = False, skip_unreadable: bool = False) -> PrepareSummary:
-    """Export head-crop tracks of every clip into `out_dir` (created) and write `out_dir/index.json`.
+            quiet: bool = False, skip_unreadable: bool = False, add: bool = False) -> PrepareSummary:
+    """Export head-crop tracks of every clip into `out_dir` and write `out_dir/index.json`.
 
-    An input that fails its probe (missing, not a video, truncated) raises InputError before anything is
-    written, unless `skip_unreadable`: then it is left out and listed in the summary and in the index.
+    `out_dir` must be new or empty, unless `add`: then its dataset (finished, or interrupted) is kept,
+    clips already in it are not exported again, and the rest are added (same crop and encoder settings
+    required). Clips without a split get one from `assign_splits`. An input that fails its probe
+    (missing, not a video, truncated) raises InputError before anything is written, unless
+    `skip_unreadable`: then it is left out and listed in the summary and in the index. On any error or
+    interrupt the index lists exactly the clips finished, and no partial track or temp file is left.
     """
-    import multiprocessing
-
     from tqdm import tqdm
 
     out = Path(out_dir)
+    old = _existing_dataset(out, cfg, add)
     _load(cfg)  # fail early on a missing backend
+    todo, kept = _not_done(clips, old)
+    known = {c["identity"]: c["split"] for c in old["clips"]} if old else {}
+    todo = assign_splits(todo, cfg.val_fraction, known)
     totals: dict[Path, int] = {}
     skipped: list[str] = []
-    for c in clips:
+    for c in todo:
         try:
             totals[c.path] = _video_fps_frames(c.path)[1]
         except InputError as exc:
             if not skip_unreadable:
                 raise
             skipped.append(str(exc))
-    clips = [c for c in clips if c.path in totals]
+    todo = [c for c in todo if c.path in totals]
+    created = not out.exists()
     try:
         (out / "tracks").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{out}: cannot create output directory ({exc.strerror})") from None
     if not os.access(out / "tracks", os.W_OK):
         raise OutputError(f"{out}: directory is not writable")
-    workers = cfg.workers or (os.cpu_count() or 1)
-    workers = max(1, min(workers, len(clips)))
-    jobs = [(c, out, cfg) for c in clips]
-    entries: list[dict] = []
+    index = _new_index(cfg, old, skipped, {str(c.path) for c in todo})
     bar = tqdm(total=sum(totals.values()), unit="frame", desc="prepare", disable=quiet, dynamic_ncols=True)
-    with bar:
-        if workers == 1:
-            _worker_init()
-            for c, j in zip(clips, jobs):
-                entries += _worker_job(j)
-                bar.update(totals[c.path])
+    new_entries: list[dict] = []
+    try:
+        _write_index(out, index)
+        with bar:
+            for clip, entries in _export_all(todo, out, cfg):
+                index["tracks"] += entries
+                index["clips"].append({"source": str(clip.path), "identity": clip.identity, "split": clip.split,
+                                       "tracks": len(entries)})
+                _write_index(out, index)
+                new_entries += entries
+                bar.update(totals[clip.path])
+        index["complete"] = True
+        _write_index(out, index)
+    except BaseException:
+        done = {Path(c["source"]).stem for c in index["clips"]}
+        _remove_unfinished(out, [c for c in todo if c.path.stem not in done])
+        if old is None and not index["clips"]:
+            _remove_empty_dataset(out, created)
+        raise
+    size = sum((out / e["file"]).stat().st_size for e in new_entries)
+    return PrepareSummary(len(todo), len(new_entries), sum(e["frames"] for e in new_entries), size,
+                          out / "index.json", tuple(skipped), kept, _split_counts(index["tracks"]))
+
+
+def _split_counts(tracks: Sequence[dict]) -> tuple[tuple[str, int, int], ...]:
+    """(split, identities, tracks) per split of index entries, by split name."""
+    return tuple((sp, len({e["identity"] for e in tracks if e["split"] == sp}), sum(e["split"] == sp for e in tracks))
+                 for sp in sorted({e["split"] for e in tracks}))
+
+
+def _existing_dataset(out: Path, cfg: PrepareConfig, add: bool) -> dict | None:
+    """The dataset already in `out` (None: there is none); refuse to touch one without `add`."""
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a directory")
+    if not (out / "index.json").is_file():
+        if any(out.iterdir()) and not add:
+            raise OutputError(f"{out}: directory is not empty; choose a new one, or add --add to write into it")
+        return None
+    index = read_index(out, unfinished_ok=True)
+    state = "finished" if index.get("complete", True) else "unfinished"
+    if not add:
+        raise OutputError(f"{out}: already holds a crop dataset ({state}, {len(index['tracks'])} tracks); "
+                          "add --add to add these clips to it (clips already in it are kept), "
+                          "or choose another directory")
+    old_cfg = index.get("config", {})
+    new_cfg = asdict(cfg)
+    for key in SAME_FOR_ADD:
+        if key in old_cfg and old_cfg[key] != new_cfg[key]:
+            raise ConfigError(f"{out}: the dataset was made with {key}={old_cfg[key]!r}, this run has "
+                              f"{key}={new_cfg[key]!r}; --add needs the same settings")
+    if "clips" not in index:  # made before clips were listed: one record per source with tracks
+        by_source: dict[str, dict] = {}
+        for e in index["tracks"]:
+            rec = by_source.setdefault(e["source"], {"source": e["source"], "identity": e["identity"],
+                                                     "split": e["split"], "tracks": 0})
+            rec["tracks"] += 1
+        index["clips"] = list(by_source.values())
+    return index
+
+
+def _not_done(clips: Sequence[ClipInput], old: dict | None) -> tuple[list[ClipInput], int]:
+    """Clips not yet in the dataset `old`, and how many are; InputError if a new clip's tracks would take
+    the file names of another clip's."""
+    if not old:
+        return list(clips), 0
+    done = {Path(c["source"]).stem: c["source"] for c in old["clips"]}
+    todo, kept = [], 0
+    for c in clips:
+        source = done.get(c.path.stem)
+        if source is None:
+            todo.append(c)
+        elif source == str(c.path) or (Path(source).exists() and os.path.samefile(source, c.path)):
+            kept += 1
         else:
-            ctx = multiprocessing.get_context("spawn")  # no fork: cv2/onnx thread pools do not survive it
-            with ctx.Pool(workers, initializer=_worker_init) as pool:
-                for e, c in zip(pool.imap(_worker_job, jobs), clips):
-                    entries += e
-                    bar.update(totals[c.path])
-    index = {
+            raise InputError(f"{c.path}: the dataset already has tracks named {c.path.stem}_t* from {source}")
+    return todo, kept
+
+
+def _new_index(cfg: PrepareConfig, old: dict | None, skipped: list[str], sources: set[str]) -> dict:
+    earlier_skips = [s for s in (old or {}).get("skipped", []) if s.split(": ", 1)[0] not in sources]
+    return {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
+        "complete": False,
         "crop_size": cfg.size,
         "head_scale": _geometry_constants()[0],
         "head_shift": _geometry_constants()[1],
         "detector": cfg.detector,
         "encoder": {"codec": CODEC, "crf": cfg.crf, "pix_fmt": cfg.pix_fmt, "preset": cfg.preset},
-        "config": asdict(cfg),
-        "skipped": skipped,
-        "tracks": entries,
+        "config": old["config"] if old and "config" in old else asdict(cfg),
+        "skipped": earlier_skips + skipped,
+        "clips": list(old["clips"]) if old else [],
+        "tracks": list(old["tracks"]) if old else [],
     }
+
+
+def _export_all(clips: Sequence[ClipInput], out: Path, cfg: PrepareConfig) -> Iterator[tuple[ClipInput, list]]:
+    """(clip, index entries) as each clip finishes, in input order; in parallel processes when asked."""
+    import multiprocessing
+
+    workers = max(1, min(cfg.workers or (os.cpu_count() or 1), len(clips)))
+    jobs = [(c, out, cfg) for c in clips]
+    if workers == 1:
+        _worker_init()
+        for c, j in zip(clips, jobs):
+            yield c, _worker_job(j)
+        return
+    ctx = multiprocessing.get_context("spawn")  # no fork: cv2/onnx thread pools do not survive it
+    pool = ctx.Pool(workers, initializer=_worker_init, initargs=(True,))
+    try:
+        for e, c in zip(pool.imap(_worker_job, jobs), clips):
+            yield c, e
+        pool.close()
+    finally:
+        pool.terminate()  # on error or interrupt: stop the workers before their files are removed
+        pool.join()
+
+
+def _write_index(out: Path, index: dict) -> None:
+    """Replace `out/index.json` atomically; OutputError (and no temp file) if it cannot be written."""
     tmp = out / ".index.json.tmp"
-    tmp.write_text(json.dumps(index, indent=1))
-    os.replace(tmp, out / "index.json")
-    size = sum((out / e["file"]).stat().st_size for e in entries)
-    return PrepareSummary(len(clips), len(entries), sum(e["frames"] for e in entries), size, out / "index.json",
-                          tuple(skipped))
+    try:
+        tmp.write_text(json.dumps(index, indent=1))
+        os.replace(tmp, out / "index.json")
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{out}: cannot write index.json ({exc.strerror or exc})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _remove_unfinished(out: Path, clips: Sequence[ClipInput]) -> None:
+    """Delete the temp files, and the tracks of `clips` (not in the index), that an interrupted export left."""
+    tracks = out / "tracks"
+    if not tracks.is_dir():
+        return
+    stems = {c.path.stem for c in clips}
+    for f in tracks.iterdir():
+        if f.name.startswith(".") and f.name.endswith(".tmp"):
+            f.unlink(missing_ok=True)
+        elif f.suffix == ".mp4" and f.stem.rpartition("_t")[0] in stems:
+            f.unlink(missing_ok=True)
+
+
+def _remove_empty_dataset(out: Path, created: bool) -> None:
+    """Undo a new dataset in which nothing was finished: `out` as it was (removed if this run created it)."""
+    for f in (out / "index.json", out / ".index.json.tmp"):
+        f.unlink(missing_ok=True)
+    for d in (out / "tracks", out) if created else (out / "tracks",):
+        try:
+            d.rmdir()
+        except OSError:
+            return
 
 
 def _geometry_constants() -> tuple[float, float]:
@@ -375,8 +579,9 @@ def _geometry_constants() -> tuple[float, float]:
 # ---------------------------------------------------------------- loading (cv2 only)
 
 
-def read_index(directory: str | os.PathLike) -> dict:
-    """Parse and check `directory/index.json`; InputError if missing, ConfigError if of another format."""
+def read_index(directory: str | os.PathLike, unfinished_ok: bool = False) -> dict:
+    """Parse and check `directory/index.json`; InputError if missing or (unless `unfinished_ok`) left by an
+    interrupted `depix prepare`, ConfigError if of another format."""
     path = Path(directory) / "index.json"
     if not path.is_file():
         raise InputError(f"{directory}: not a crop dataset (no index.json)")
@@ -389,6 +594,9 @@ def read_index(directory: str | os.PathLike) -> dict:
             f"{path}: format {index.get('format')!r} v{index.get('version')}, "
             f"expected {FORMAT_NAME!r} v{FORMAT_VERSION}"
         )
+    if not unfinished_ok and not index.get("complete", True):
+        raise InputError(f"{directory}: unfinished dataset ({len(index.get('clips', []))} clips done; "
+                         "`depix prepare` stopped early): rerun it with --add to finish it")
     return index
 
 

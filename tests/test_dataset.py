@@ -1,11 +1,18 @@
 import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from depixcli.cli import main
-from depixcli.dataset import FORMAT_NAME, PrepareConfig, collect_inputs, load_crops, prepare
+from depixcli.dataset import FORMAT_NAME, ClipInput, PrepareConfig, assign_splits, collect_inputs, load_crops, prepare
 from depixcli.errors import ConfigError, InputError
 from depixcli.geometry import CropBox, crop
 
@@ -170,4 +177,136 @@ def test_cli_defaults_match_the_library():
     assert (p["size"], p["detector"], p["threshold"], p["detect_every"], p["detect_size"], p["min_track"]) == (
         d.size, d.detector, d.threshold, d.detect_every, d.max_side, d.min_track)
     assert (p["crf"], p["pix_fmt"], p["preset"], p["workers"]) == (d.crf, d.pix_fmt, d.preset, d.workers)
+    assert p["val_fraction"] == d.val_fraction
     assert set(DETECTOR_NAMES) == set(DETECTORS)
+
+
+# ---------------------------------------------------------------- existing datasets, interrupts, full disk
+
+
+def depix(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "depixcli", *map(str, args)], capture_output=True, text=True,
+                          **kwargs)
+
+
+def leftovers(directory):
+    """Hidden (temp) files anywhere under `directory`."""
+    return sorted(str(p) for p in Path(directory).rglob(".*"))
+
+
+def test_prepare_never_replaces_a_dataset_and_adds_with_flag(clip, tmp_path):
+    other = write_face_clip(tmp_path / "other.mp4", n=12, dx=-3)
+    out = tmp_path / "crops"
+    runner = CliRunner()
+    base = ["-o", str(out), "-j", "1", "--size", "32", "-q"]
+    assert runner.invoke(main, ["prepare", str(clip), *base]).exit_code == 0
+    before = (out / "index.json").read_text()
+    track = out / "tracks" / "walker_t0.mp4"
+    stamp = track.stat().st_mtime_ns
+    r = runner.invoke(main, ["prepare", str(other), *base])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1
+    assert "already holds a crop dataset" in r.output and "--add" in r.output
+    assert (out / "index.json").read_text() == before and sorted(p.name for p in (out / "tracks").iterdir()) == [
+        "walker_t0.mp4"]
+    r = runner.invoke(main, ["prepare", str(other), "-o", str(out), "-j", "1", "--size", "48", "-q", "--add"])
+    assert r.exit_code == 1 and "size=32" in r.output and (out / "index.json").read_text() == before
+    r = runner.invoke(main, ["prepare", str(clip), str(other), *base, "--add"])
+    assert r.exit_code == 0, r.output
+    index = json.loads((out / "index.json").read_text())
+    assert index["complete"] and [c["source"] for c in index["clips"]] == [str(clip), str(other)]
+    assert [t["track_id"] for t in index["tracks"]] == ["walker_t0", "other_t0"]
+    assert track.stat().st_mtime_ns == stamp  # the clip already there was kept, not exported again
+    assert [t.frames.shape[0] for t in load_crops(out)] == [N_FRAMES, 12]
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("mine")
+    r = runner.invoke(main, ["prepare", str(clip), "-o", str(tmp_path / "junk"), "-j", "1", "-q"])
+    assert r.exit_code == 1 and "not empty" in r.output and (tmp_path / "junk" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_prepare_ctrl_c_keeps_finished_clips_and_add_finishes(tmp_path, workers):
+    clips = [write_face_clip(tmp_path / f"c{i}.mp4", n=24) for i in range(4)]
+    out = tmp_path / "crops"
+    cmd = [sys.executable, "-m", "depixcli", "prepare", *map(str, clips), "-o", str(out), "-j", str(workers),
+           "--size", "32", "-q"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while p.poll() is None and time.monotonic() < deadline:
+        try:
+            if json.loads((out / "index.json").read_text())["clips"]:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+    if p.poll() is None:
+        os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and err.strip() == "Interrupted.", err
+    assert leftovers(out) == []
+    index = json.loads((out / "index.json").read_text())
+    assert index["complete"] is False and 1 <= len(index["clips"]) < len(clips)
+    on_disk = sorted(p.name for p in (out / "tracks").iterdir())
+    assert on_disk == sorted(Path(e["file"]).name for e in index["tracks"])  # only whole, listed clips
+    with pytest.raises(InputError, match="unfinished"):
+        load_crops(out)
+    again = depix(*cmd[3:])
+    assert again.returncode == 1 and "--add" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    done = depix(*cmd[3:], "--add")
+    assert done.returncode == 0, done.stderr
+    final = json.loads((out / "index.json").read_text())
+    assert final["complete"] and [c["source"] for c in final["clips"]] == sorted(map(str, clips))
+    assert final["tracks"][: len(index["tracks"])] == index["tracks"] and len(load_crops(out)) == len(clips)
+    assert leftovers(out) == []
+
+
+def _small_files():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FULL_DISK_BYTES, FULL_DISK_BYTES))
+
+
+FULL_DISK_BYTES = 30_000  # a 128 px lossless track is larger; index.json fits
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_prepare_full_disk_one_line_and_no_litter(clip, tmp_path, workers):
+    out = tmp_path / "crops"
+    r = depix("prepare", clip, "-o", out, "-j", workers, "--size", 128, "--crf", 0, "-q", preexec_fn=_small_files)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("Error: ") and "File too large" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists() or leftovers(out) == []
+    assert not out.exists() or json.loads((out / "index.json").read_text())["clips"] == []
+
+
+# ---------------------------------------------------------------- splits
+
+
+def test_default_split_holds_out_whole_identities(clip, tmp_path):
+    """`depix prepare a.mp4 b.mp4 -o crops` used to put everything in train; `depix train` needs val."""
+    other = write_face_clip(tmp_path / "other.mp4", n=12, dx=-3)
+    out = tmp_path / "crops"
+    r = CliRunner().invoke(main, ["prepare", str(clip), str(other), "-o", str(out), "-j", "1", "--size", "32"])
+    assert r.exit_code == 0, r.output
+    assert "val 1 identity, 1 tracks" in r.output and "train 1 identity, 1 tracks" in r.output
+    index = json.loads((out / "index.json").read_text())
+    assert sorted(t["split"] for t in index["tracks"]) == ["train", "val"]
+    assert len(load_crops(out, split="train")) == 1 and len(load_crops(out, split="val")) == 1
+    help_text = CliRunner().invoke(main, ["prepare", "-h"]).output
+    assert "split" in help_text and "--val-fraction" in help_text and "--add" in help_text
+
+
+def test_assign_splits_by_identity_hash(tmp_path):
+    people = [f"person{i:03d}" for i in range(300)]
+    clips = [ClipInput(tmp_path / f"{p}_{k}.mp4", p, None) for p in people for k in range(2)]
+    split = {c.identity: c.split for c in assign_splits(clips, 0.1)}
+    by_clip = assign_splits(clips, 0.1)
+    assert all(split[c.identity] == c.split for c in by_clip)  # an identity is never in both splits
+    assert 0.05 < sum(s == "val" for s in split.values()) / len(people) < 0.15
+    assert {c.identity: c.split for c in assign_splits(clips[::-1], 0.1)} == split  # order does not matter
+    two = assign_splits([ClipInput(tmp_path / "a.mp4", "a", None), ClipInput(tmp_path / "b.mp4", "b", None)])
+    assert sorted(c.split for c in two) == ["train", "val"]
+    assert [c.split for c in assign_splits([ClipInput(tmp_path / "a.mp4", "a", None)])] == ["train"]
+    assert [c.split for c in assign_splits(clips[:2], 0.0)] == ["train", "train"]
+    mixed = [ClipInput(tmp_path / "x1.mp4", "x", "val"), ClipInput(tmp_path / "x2.mp4", "x", None),
+             ClipInput(tmp_path / "y.mp4", "y", None)]
+    assert [c.split for c in assign_splits(mixed)] == ["val", "val", "train"]  # given splits win, per identity
+    known = assign_splits([ClipInput(tmp_path / "z.mp4", "z", None)], known={"z": "val"})
+    assert known[0].split == "val"
