@@ -34,8 +34,8 @@ class MosaicConfig:
     p_image_anchored: float = 0.5  # grid fixed to the image: its phase drifts per frame as the face moves
     drift_step: float = 0.25  # std of the per-frame random walk of the grid phase, in cells
     phase_max: float = 1.0  # initial grid phase drawn uniformly in [0, phase_max) cells (0: a grid line on the box)
-    p_center_sample: float = 0.3  # block value = centre pixel instead of mean
-    p_corner_sample: float = 0.0  # block value = the cell's top-left pixel (deface) instead of mean
+    p_center_sample: float = 0.2  # block value = centre pixel instead of mean
+    p_corner_sample: float = 0.15  # block value = the cell's top-left pixel (deface) instead of mean
     p_face_box: float = 0.5  # mosaic only over a face-sized box (rest stays sharp), else whole crop
     face_box_min: float = 0.45  # face box side / crop side, smallest
     face_box_max: float = 0.8  # face box side / crop side, largest

@@ -32,6 +32,7 @@ MIN_FEATHER = 2.0  # px, narrowest feather
 COLOUR_SIGMA_CELLS = 2.0
 DEFAULT_CELLS = 16  # cells across a mosaic whose block size is unknown (the paper's 16 x 16)
 MIN_COLOUR_SIGMA = 1.0  # px
+PROJECT = True  # pull each reconstruction back to the observed block means before pasting (project_crop)
 DEFAULT_WEIGHTS_NAME = "depix-default.safetensors"
 WEIGHTS_ENV = "DEPIX_WEIGHTS"  # environment variable naming a weights file; overrides the shipped one
 
@@ -126,6 +127,30 @@ def colour_match(recon: np.ndarray, reference: np.ndarray, sigma: float) -> np.n
     return recon + (low(reference) - low(recon))
 
 
+def project_crop(recon: np.ndarray, source_crop: np.ndarray, box: CropBox, rect, cell_px: float) -> np.ndarray:
+    """`degrade.project_to_mosaic` in crop space: `(S, S, 3)` uint8 reconstruction and mosaiced source crop of
+    `box`, the mosaic `rect` (whole cells, a grid line on its corner) and cell side `cell_px` in frame px ->
+    `(S, S, 3)` uint8 whose block means over the mosaic's grid are the observed ones (smoothly)."""
+    import torch
+
+    from depixcli.degrade import project_to_mosaic
+
+    S = recon.shape[0]
+    scale = S / box.size
+    bx0, by0, _, _ = box.xyxy
+    x0, y0, x1, y1 = (float(v) for v in rect)
+    crect = np.clip([(x0 - bx0) * scale, (y0 - by0) * scale, (x1 - bx0) * scale, (y1 - by0) * scale], 0, S)
+    if crect[2] - crect[0] < 2 * cell_px * scale or crect[3] - crect[1] < 2 * cell_px * scale:
+        return recon
+
+    def t(x):
+        return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 255.0
+
+    out = project_to_mosaic(t(recon), t(source_crop), torch.tensor([[(x0 - bx0) * scale, (y0 - by0) * scale]]),
+                            torch.full((1, 2), cell_px * scale), torch.tensor(crect[None], dtype=torch.float32))
+    return (out[0].permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+
+
 def paste(
     frame: np.ndarray,
     recon: np.ndarray,
@@ -139,7 +164,9 @@ def paste(
 
     `source_crop` is the same crop of `frame` (the model's centre input; recomputed when None): its
     low frequencies replace the reconstruction's (colour match, done in crop space where it is cheap).
-    The result is warped back into the frame with `geometry.uncrop` (the half-pixel correct inverse of
+    With the mosaic's cell size known and `PROJECT`, the reconstruction is first pulled back to the block
+    means observed in `source_crop` (`project_crop`). The result is warped back into the frame with
+    `geometry.uncrop` (the half-pixel correct inverse of
     `geometry.crop`) and blended with the feathered mask. Returns an `(H, W, 3)` uint8 frame
     (`frame` itself, changed, when `inplace`); pixels outside the mask keep their exact values.
     """
@@ -150,6 +177,8 @@ def paste(
     out = frame if inplace else frame.copy()
     if source_crop is None:
         source_crop = crop(frame, box, S)
+    if PROJECT and cell_px:
+        recon = project_crop(recon, source_crop, box, rect, cell_px)
     sigma = max(colour_sigma(rect, cell_px) * S / box.size, 0.5)  # crop px
     matched = colour_match(recon.astype(np.float32), source_crop.astype(np.float32), sigma)
     matched = np.clip(np.rint(matched), 0, 255).astype(np.uint8)
@@ -283,6 +312,8 @@ class Reconstructor:
         with torch.inference_mode():
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                 y = self.model(x)
+            if not bool(torch.isfinite(y).all()):  # clamp would turn NaN into a flat patch, silently
+                raise WeightsError("the model produced NaN or Inf values on this input; its weights are unusable")
             y = (y.float().clamp_(0.0, 1.0) * 255.0).round_().to(torch.uint8)
             return y.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 

@@ -8,7 +8,7 @@
 # CROPDIR: a `depix prepare` export of ../shared/data/clips.csv; FACES_CSV: ../shared/data/faces.csv;
 # RUNS: output folder; MINUTES: wall-clock length of the learning-rate schedule (the runs keep going at the
 # final rate afterwards until stopped: `pkill -TERM -f "depixcli train"` checkpoints and exports first).
-#   default   compact net, F=5 (w=2, d=3), clips + stills (half of every batch), L1
+#   default   compact net, F=5 (w=2, d=3), clips + stills (half of every batch), L1, mosaics of degrade.MosaicConfig
 #   nostills  ablation: the same on the clips only (niced: compare with `default` at equal steps)
 # Logs: RUNS/<name>/log.jsonl (losses, samples/s, validation every 10 min), RUNS/<name>.out.
 set -euo pipefail

@@ -1,0 +1,58 @@
+"""Learning curve of `depix train` runs: validation gain over bicubic (dB, people never trained on) against hours.
+
+    python bench/learning_curve.py runs/default/log.jsonl [runs/nostills/log.jsonl ...] [--markdown]
+
+Reads the validation records of each run's log.jsonl (written every --val-minutes / --val-every) and prints,
+per record: training hours, step, samples seen, and per protocol model PSNR - bicubic PSNR; for the
+image-anchored protocols also model - the same model fed one frame (what the other frames add).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+PROTOCOLS = ("paper16", "paper8", "face16", "face8", "image16", "image8")
+
+
+def curve(log: Path) -> list[dict]:
+    rows = []
+    for line in log.read_text().splitlines():
+        rec = json.loads(line)
+        if "val_gain_mean" not in rec:
+            continue
+        row = {"hours": rec["time_s"] / 3600, "step": rec["step"]}
+        for p in PROTOCOLS:
+            row[p] = rec[f"val_psnr_{p}_model"] - rec[f"val_psnr_{p}_bicubic"]
+            if f"val_psnr_{p}_single" in rec:
+                row[p + " vs F1"] = rec[f"val_psnr_{p}_model"] - rec[f"val_psnr_{p}_single"]
+        row["mean"] = rec["val_gain_mean"]
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("logs", nargs="+", type=Path)
+    ap.add_argument("--batch-size", type=int, default=16, help="stacks per step, for the samples column")
+    ap.add_argument("--markdown", action="store_true", help="Markdown tables")
+    args = ap.parse_args()
+    for log in args.logs:
+        rows = curve(log)
+        cols = ["hours", "step", "samples"] + [c for c in rows[0] if c not in ("hours", "step")] if rows else []
+        sep = " | " if args.markdown else "  "
+        print(f"\n{log} ({len(rows)} validations; dB over bicubic of the true block values)")
+        if not rows:
+            continue
+        print(("| " if args.markdown else "") + sep.join(f"{c:>9}" for c in cols) + (" |" if args.markdown else ""))
+        if args.markdown:
+            print("|" + "|".join("---:" for _ in cols) + "|")
+        for r in rows:
+            vals = [f"{r['hours']:.2f}", str(r["step"]), str(r["step"] * args.batch_size)]
+            vals += [f"{r[c]:+.2f}" for c in cols[3:]]
+            print(("| " if args.markdown else "") + sep.join(f"{v:>9}" for v in vals) + (" |" if args.markdown else ""))
+
+
+if __name__ == "__main__":
+    main()
