@@ -228,6 +228,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", help="depix run device: auto | cpu | cuda")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--no-project", action="store_true",
+                    help="paste without pulling reconstructions back to the observed block means "
+                         "(reconstruct.PROJECT off), to measure what that step does")
     args = ap.parse_args(argv)
     if args.max_frames < 1:
         ap.error("--max-frames must be >= 1")
@@ -239,6 +242,10 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.no_project:
+        import depixcli.reconstruct
+
+        depixcli.reconstruct.PROJECT = False
     args.out.mkdir(parents=True, exist_ok=True)
     identity = SFaceIdentity()
     t_start = time.perf_counter()
@@ -254,6 +261,7 @@ def main(argv=None) -> int:
             print(table([row]).splitlines()[1], f"({sum(row['seconds'].values()):.0f} s)", file=sys.stderr)
     print(table(rows))
     report = {"weights": os.path.abspath(args.weights), "max_frames": args.max_frames, "device": args.device,
+              "project": not args.no_project,
               "located_rule": {"min_levels": LOCATED_MIN_LEVELS, "ratio": LOCATED_RATIO},
               "wall_s": time.perf_counter() - t_start, "rows": rows}
     write_json(report, args.out / "restore.json")

@@ -184,9 +184,10 @@ def face_mosaic(stack: torch.Tensor, blocks: int, offsets: torch.Tensor | None =
     lo = torch.tensor([(1 - FACE_FRACTION) / 2 * S, ((1 - FACE_FRACTION) / 2 + FACE_DROP) * S], device=dev)
     box_lo = lo.expand(N, 2)
     origin = box_lo if offsets is None else box_lo + offsets.reshape(N, 2).to(dev).float()
-    out, bicubic, mask = grid_mosaic(stack.reshape(N, C, S, S).float(), origin, side / blocks, box_lo, side,
-                                  torch.full((N,), kind, device=dev, dtype=torch.long),
-                                  int(math.ceil(blocks / FACE_FRACTION)) + 3, with_bicubic)
+    kinds = torch.full((N,), kind, device=dev, dtype=torch.long)
+    max_cells = int(math.ceil(blocks / FACE_FRACTION)) + 3
+    out, bicubic, mask = grid_mosaic(stack.reshape(N, C, S, S).float(), origin, side / blocks, box_lo, side, kinds,
+                                     max_cells, with_bicubic)
     out = out.reshape(B, Fr, C, S, S)
     return out, (bicubic.reshape(B, Fr, C, S, S) if bicubic is not None else None), mask.reshape(B, Fr, 1, S, S)
 
@@ -388,8 +389,8 @@ def project_to_mosaic(recon: torch.Tensor, observed: torch.Tensor, origin: torch
     counts = torch.zeros(N, 1, nrows * ncols, device=dev).scatter_add_(2, idx, w).clamp_min(1.0)
 
     def means(x: torch.Tensor) -> torch.Tensor:  # per-pixel mean of its cell (inside rect)
-        sums = torch.zeros(N, C, nrows * ncols, device=dev).scatter_add_(2, idx.expand(N, C, -1),
-                                                                          x.reshape(N, C, S * S) * w)
+        flat = x.reshape(N, C, S * S) * w
+        sums = torch.zeros(N, C, nrows * ncols, device=dev).scatter_add_(2, idx.expand(N, C, -1), flat)
         return (sums / counts).gather(2, idx.expand(N, C, -1)).reshape(N, C, S, S)
 
     target = means(observed.float())

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from depixcli.atomic import write_atomic
 from depixcli.errors import ConfigError, InputError, OutputError
 
 PROTOCOLS = {  # name -> (kind, blocks: across the crop for "paper", across the face box otherwise; H.264 after)
@@ -538,8 +539,8 @@ def evaluate(
         kind, blocks, h264 = PROTOCOLS[protocol]
         protocols[protocol] = {
             "description": PROTOCOL_NOTES[kind].format(n=blocks) + (f", then H.264 crf {H264_CRF}" if h264 else ""),
-            "mosaic_config": asdict(MosaicConfig()) if kind == "random" else {"blocks": blocks, "kind": kind,
-                                                                               "h264_crf": H264_CRF if h264 else None},
+            "mosaic_config": (asdict(MosaicConfig()) if kind == "random"
+                              else {"blocks": blocks, "kind": kind, "h264_crf": H264_CRF if h264 else None}),
             "methods": {n: {k: float(v.mean()) for k, v in per_sample[n].items()} for n in method_names},
             "per_sample": {n: {k: v.tolist() for k, v in per_sample[n].items()} for n in method_names},
         }
@@ -660,21 +661,10 @@ def check_output(path: str | os.PathLike) -> None:
         raise OutputError(f"{path}: directory {parent} is not writable")
 
 
-def _write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
-
-
 def write_json(report: dict, path: str | os.PathLike) -> None:
     """The report without its example images, as JSON (non-finite numbers become null)."""
     data = {k: v for k, v in report.items() if k != "examples"}
-    _write_atomic(path, (json.dumps(_json_ready(data), indent=1, allow_nan=False) + "\n").encode())
+    write_atomic(path, (json.dumps(_json_ready(data), indent=1, allow_nan=False) + "\n").encode())
 
 
 def grid_image(report: dict) -> np.ndarray:
@@ -709,4 +699,4 @@ def write_grid(report: dict, path: str | os.PathLike) -> None:
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(grid_image(report)[..., ::-1]))
     if not ok:
         raise OutputError(f"{path}: PNG encoding failed")
-    _write_atomic(path, buf.tobytes())
+    write_atomic(path, buf.tobytes())

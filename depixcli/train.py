@@ -38,6 +38,7 @@ from depixcli.degrade import (
     paper_mosaic,
     random_mosaic,
 )
+from depixcli.atomic import write_atomic
 from depixcli.errors import ConfigError, InputError, OutputError, check_keys
 from depixcli.models import Depixelator, ModelConfig, PatchDiscriminator, to_lr, warp, window_indices
 from depixcli.stills import MotionConfig, StillBank, still_stacks
@@ -389,23 +390,12 @@ def validate_stn(model: Depixelator, bank: FrameBank, idx: np.ndarray, dev, batc
 # ---------------------------------------------------------------- checkpoints
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file; OutputError (no temporary left) when that fails."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
 def save_checkpoint(path: Path, state: dict) -> None:
     import io
 
     buf = io.BytesIO()
     torch.save(state, buf)
-    _write_atomic(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
 
 
 class _StopSignal:
@@ -522,7 +512,6 @@ def progress(total: int, initial: int, desc: str, disable: bool):
     return tqdm(total=total, initial=initial, unit="step", desc=desc, disable=disable, dynamic_ncols=True)
 
 
-
 @dataclass
 class TrainResult:
     stn_step: int
@@ -605,7 +594,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
             np_rng = np.random.default_rng([cfg.seed, d.rank, step, stn_step])
             gen.manual_seed(cfg.seed * 1000 + d.rank + 7919 * (step + stn_step))
     if d.main:
-        _write_atomic(out / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=1).encode())
+        write_atomic(out / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=1).encode())
 
     run_stn = cfg.stage in ("stn", "all") and mc.use_stn and mc.window > 0
     run_recon = cfg.stage in ("recon", "all")

@@ -54,8 +54,8 @@ def smooth_images(n: int, size: int, seed: int) -> np.ndarray:
 
 def tracks(n: int, T: int, seed: int, prefix: str) -> list:
     imgs = smooth_images(n, S + 8, seed)
-    return [SimpleNamespace(frames=np.stack([im[t % 8 : t % 8 + S, 4 : 4 + S] for t in range(T)]), identity=f"{prefix}{k}")
-            for k, im in enumerate(imgs)]
+    return [SimpleNamespace(frames=np.stack([im[t % 8 : t % 8 + S, 4 : 4 + S] for t in range(T)]),
+                            identity=f"{prefix}{k}") for k, im in enumerate(imgs)]
 
 
 TRAIN = tracks(2, 20, 0, "tr")
@@ -149,7 +149,8 @@ def test_grid_mosaic_values_mean_centre_and_top_left_pixel():
     # a linear ramp is reproduced by bicubic of its block values placed where they were taken
     inner = (slice(None), 0, slice(12, 20), slice(12, 20))  # away from the replicated border cells
     for k in range(3):
-        assert (bic[k][inner[1:]] - x[k][inner[1:]]).abs().max() < 0.01  # cubic convolution with a = -0.75 bends a ramp slightly; a misplaced corner: ~0.05
+        # cubic convolution with a = -0.75 bends a ramp slightly; a misplaced corner would be ~0.05 off
+        assert (bic[k][inner[1:]] - x[k][inner[1:]]).abs().max() < 0.01
 
 
 def test_face_mosaic_covers_the_face_box_and_image_offsets_move_the_grid():

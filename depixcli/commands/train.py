@@ -9,8 +9,9 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 # CLI parameter -> TrainConfig field ("model_<name>" = ModelConfig field); applied only when given explicitly
 OVERRIDES = {
     "stage": "stage", "steps": "steps", "stn_steps": "stn_steps", "batch_size": "batch_size", "lr": "lr",
-    "width": "model_width", "window": "model_window", "residual": "model_residual", "stride": "model_stride", "perceptual": "perceptual",
-    "time_limit": "time_limit_min", "schedule_minutes": "schedule_minutes", "device": "device", "workers": "workers", "seed": "seed",
+    "width": "model_width", "window": "model_window", "residual": "model_residual", "stride": "model_stride",
+    "perceptual": "perceptual", "time_limit": "time_limit_min", "schedule_minutes": "schedule_minutes",
+    "device": "device", "workers": "workers", "seed": "seed",
     "compile_": "compile", "init_stn": "init_stn", "val_every": "val_every", "ckpt_every": "ckpt_every",
     "log_every": "log_every", "arch": "model_arch", "compact_width": "model_compact_width",
     "compact_blocks": "model_compact_blocks", "stills": "stills", "stills_fraction": "stills_fraction",
