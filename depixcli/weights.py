@@ -103,6 +103,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> D
     for k, v in sd.items():
         if v.shape != own[k].shape:
             raise WeightsError(f"{path}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise WeightsError(f"{path}: {len(bad)} tensor(s) hold NaN or Inf values (e.g. {bad[0]}); "
+                           "the model is unusable (training diverged?)")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
     model.meta = header["meta"]  # type: ignore[attr-defined]
     return model.to(device).eval()
