@@ -364,8 +364,10 @@ def tracks_from_faces(spans, blocks: int | None = None) -> list[FaceTrack]:
     return out
 
 
-def read_boxes_sidecar(path: str | Path) -> list[tuple]:
+def read_boxes_sidecar(path: str | Path, size: tuple[int, int] | None = None, frames: int | None = None) -> list[tuple]:
     """Face tracks of a `depix pixelate` sidecar (version 1) -> spans `(start, (N, 4) face boxes, grids)`.
+
+    `size` (w, h) px and `frames`: the video's; InputError when the sidecar was made for another one.
 
     The sidecar lists, per frame, each face's track, tight face box and the exact mosaic grid applied
     (see `depixcli.pixelate`). A track whose frames have gaps becomes one span per run of consecutive
@@ -386,6 +388,12 @@ def read_boxes_sidecar(path: str | Path) -> list[tuple]:
     if not isinstance(doc.get("version"), int) or doc["version"] > SIDECAR_VERSION:
         raise InputError(f"--boxes {path}: sidecar version {doc.get('version')!r}; "
                          f"this depix reads <= {SIDECAR_VERSION}")
+    made_for = (doc.get("width"), doc.get("height"))
+    if size is not None and None not in made_for and made_for != tuple(size):
+        raise InputError(f"--boxes {path}: made for a {made_for[0]}x{made_for[1]} video, "
+                         f"this one is {size[0]}x{size[1]}")
+    if frames is not None and doc.get("frame_count") not in (None, frames):
+        raise InputError(f"--boxes {path}: made for a video of {doc['frame_count']} frames, this one has {frames}")
     per_track: dict = {}  # track id -> [(frame, box, grid)]
     try:
         for entry in doc["frames"]:
@@ -396,6 +404,9 @@ def read_boxes_sidecar(path: str | Path) -> list[tuple]:
                 per_track.setdefault(face["track"], []).append((t, box, grid))
     except (KeyError, TypeError, ValueError, AttributeError, ConfigError) as exc:
         raise InputError(f"--boxes {path}: bad frame entry ({exc})") from None
+    last = max((t for items in per_track.values() for t, _, _ in items), default=-1)
+    if frames is not None and last >= frames:
+        raise InputError(f"--boxes {path}: lists frame {last}, this video has {frames} frames")
     spans = []
     for items in per_track.values():
         items.sort(key=lambda x: x[0])
@@ -805,8 +816,9 @@ def run_video(
             tracks = [region_track(cfg.region, count_pass(in_path, stats, bar), hw)]
         elif cfg.boxes is not None:
             stats.source = "boxes"
-            sidecar = read_boxes_sidecar(cfg.boxes)
+            read_boxes_sidecar(cfg.boxes, (info.width, info.height))  # fail before decoding on a bad sidecar
             n = count_pass(in_path, stats, bar)
+            sidecar = read_boxes_sidecar(cfg.boxes, (info.width, info.height), n)
             tracks = [tr for tr in tracks_from_faces(sidecar) if tr.start < n]
         elif cfg.pixelate is not None:
             stats.source = "pixelate"

@@ -1,0 +1,65 @@
+"""`depix run --boxes` refuses a sidecar made for another video (size or frame count), with one line."""
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from depixcli.cli import main
+from depixcli.models import Depixelator, ModelConfig
+from depixcli.video import write_test_clip
+from depixcli.weights import save_model
+
+skimage_data = pytest.importorskip("skimage.data")
+
+TINY = ModelConfig(crop_size=32, window=1, stride=2, stn_size=16, stn_widths=(4, 4, 4, 4, 4), width=4)
+
+
+def face_clip(path, n, size):
+    """skimage's astronaut head on grey, `size` = (w, h) px, n frames."""
+    import cv2
+
+    w, h = size
+    head = cv2.resize(skimage_data.astronaut()[10:270, 110:340], (92, 104), interpolation=cv2.INTER_AREA)
+    frames = []
+    for t in range(n):
+        f = np.full((h, w, 3), 100, np.uint8)
+        f[(h - 104) // 2:(h - 104) // 2 + 104, 20 + 2 * t:112 + 2 * t] = head
+        frames.append(f)
+    write_test_clip(path, frames)
+    return path
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """A pixelated 224x160, 10-frame clip, its sidecar, and tiny weights."""
+    d = tmp_path_factory.mktemp("boxes")
+    runner = CliRunner()
+    r = runner.invoke(main, ["pixelate", str(face_clip(d / "a.mp4", 10, (224, 160))), "-o", str(d / "pix.mp4"),
+                             "--boxes-out", str(d / "a.json"), "--blocks", "8", "-q"])
+    assert r.exit_code == 0, r.output
+    torch.manual_seed(0)
+    save_model(d / "tiny.safetensors", Depixelator(TINY), {})
+    return d
+
+
+def run(made, video, out):
+    return CliRunner().invoke(main, ["run", str(video), "-o", str(out), "--boxes", str(made / "a.json"),
+                                     "-w", str(made / "tiny.safetensors"), "--device", "cpu", "-q"])
+
+
+@pytest.mark.parametrize("n, size, says", [(10, (320, 240), "made for a 224x160 video, this one is 320x240"),
+                                           (14, (224, 160), "made for a video of 10 frames, this one has 14"),
+                                           (6, (224, 160), "made for a video of 10 frames, this one has 6")])
+def test_sidecar_of_another_video_is_refused(made, tmp_path, n, size, says):
+    other = face_clip(tmp_path / "other.mp4", n, size)
+    r = run(made, other, tmp_path / "out.mp4")
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith("Error: --boxes") and len(r.output.strip().splitlines()) == 1
+    assert says in r.output and not (tmp_path / "out.mp4").exists()
+
+
+def test_sidecar_of_this_video_is_used(made, tmp_path):
+    r = run(made, made / "pix.mp4", tmp_path / "out.mp4")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out.mp4").stat().st_size > 0
