@@ -270,16 +270,24 @@ def plan_outputs(inputs, output, boxes_out=None) -> list[tuple[str, str, str | N
 
 
 def pixelate_many(inputs, output, config: PixelateConfig = PixelateConfig(), boxes_out=None,
-                  quiet: bool = True, on_done=None) -> list[PixelateSummary]:
+                  quiet: bool = True, on_done=None, on_skip=None) -> list[PixelateSummary]:
     """`pixelate_video` over `plan_outputs(...)`; the detector is loaded once. Stops at the first error
-    (outputs already finished stay). `on_done(summary)` is called after each video."""
+    (outputs already finished stay). `on_done(summary)` is called after each video. With `on_skip`, an
+    input that cannot be read (InputError: truncated, not a video, ...) is left out instead, with no output
+    written for it, and `on_skip("path: reason")` is called."""
     from depixcli.detect import load_detector
 
     plan = plan_outputs(inputs, output, boxes_out)
     detector = load_detector(config.detector, threshold=config.threshold, max_side=config.max_side)
     out = []
     for src, dst, side in plan:
-        s = pixelate_video(src, dst, config, side, quiet=quiet, detector=detector)
+        try:
+            s = pixelate_video(src, dst, config, side, quiet=quiet, detector=detector)
+        except InputError as exc:
+            if on_skip is None:
+                raise
+            on_skip(str(exc))
+            continue
         out.append(s)
         if on_done is not None:
             on_done(s)

@@ -32,9 +32,12 @@ PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "sl
 @click.option("--boxes-out", type=click.Path(path_type=str), default=None,
               help="JSON sidecar with, per frame and face track, the box and the mosaic grid used "
                    "(a directory of <name>.json with several inputs).")
+@click.option("--skip-unreadable", is_flag=True,
+              help="Leave out inputs that cannot be read (truncated, not a video) instead of stopping; "
+                   "they are listed on stderr at the end.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary.")
 def pixelate_command(inputs, output, blocks, block_size, mode, scale, detector, threshold, detect_size, crf, preset,
-                     codec, boxes_out, quiet):
+                     codec, boxes_out, skip_unreadable, quiet):
     """Pixelate every face in INPUTS (video files or directories of videos).
 
     Two passes: detect and track faces over the whole video, then decode again, mosaic each tracked
@@ -57,4 +60,8 @@ def pixelate_command(inputs, output, blocks, block_size, mode, scale, detector, 
                 click.echo(f"{s.output}: {s.frames} frames, {s.tracks} faces (tracks) in {s.face_frames} frames, "
                            f"{s.fps:.1f} fps" + (f"; boxes: {s.sidecar}" if s.sidecar else ""), err=True)
 
-        pixelate_many(inputs, output, cfg, boxes_out, quiet=quiet, on_done=report)
+        skipped: list[str] = []
+        pixelate_many(inputs, output, cfg, boxes_out, quiet=quiet, on_done=report,
+                      on_skip=skipped.append if skip_unreadable else None)
+        for reason in skipped:
+            click.echo(f"Skipped: {reason}", err=True)
