@@ -28,6 +28,11 @@ class ConfigError(DepixError):
     """A configuration file or value is invalid."""
 
 
+class DepixWarning(UserWarning):
+    """Something the user should know that is not an error (e.g. the output's pixel format differs from
+    the input's). The CLI prints each as one `Warning: ...` line."""
+
+
 def check_keys(cls, d: dict, what: str) -> None:
     """Raise ConfigError when `d` holds keys that are not fields of the dataclass `cls`."""
     import dataclasses

@@ -9,6 +9,11 @@ Conventions:
 Colour: the reader converts with the input's tagged matrix and range (BT.601 when untagged, as
 ffmpeg does); the writer converts RGB with BT.709, limited range, and tags the stream so.
 
+Pixel format: the writer keeps the source's chroma sampling (4:2:0, 4:2:2, 4:4:4) and bit depth (8, 10,
+12) when the encoder has that format (`output_pix_fmt`), else takes the closest one it has and says so
+(a `DepixWarning`). Frames pass through depix as 8-bit RGB, so a 10-bit source keeps its format but is
+written with 8-bit precision; that is said too.
+
 Odd frame sizes: x264/x265 4:2:0 needs even width and height (H.264 crops in 2-px units there), so
 odd-sized frames are encoded as yuv444p when the encoder has it, which keeps the exact size with
 no padding; such files play in ffmpeg/VLC/mpv, not in every browser. mpeg4 handles odd 4:2:0 itself.
@@ -24,6 +29,7 @@ import io
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -31,7 +37,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from depixcli.errors import ConfigError, InputError, OutputError
+from depixcli.errors import ConfigError, DepixWarning, InputError, OutputError
 
 CRF_RANGE = (0, 51)  # x264/x265 constant rate factor: 0 lossless .. 51 worst
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
@@ -61,6 +67,7 @@ class VideoInfo:
     has_audio: bool
     video_codec: str
     audio_codec: str | None
+    pix_fmt: str = "yuv420p"  # decoded pixel format of the source (yuv420p10le, yuv444p, ...)
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,7 @@ class EncodeOptions:
     codec: str = "libx264"  # libx264, libx265, libvpx-vp9 (crf); mpeg4, mpeg2video (qscale)
     crf: int = 18  # constant rate factor; mapped to a qscale for MPEG-4-style encoders
     preset: str = "medium"  # x264/x265 speed preset
-    pix_fmt: str | None = None  # None: yuv420p, or yuv444p when a side is odd
+    pix_fmt: str | None = None  # None: the source's (`output_pix_fmt`)
 
     def __post_init__(self) -> None:
         if not CRF_RANGE[0] <= self.crf <= CRF_RANGE[1]:
@@ -165,7 +172,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         return VideoInfo(
             path=path, width=image.shape[1], height=image.shape[0], fps=fps, time_base=time_base,
             frames=frames, duration_s=duration_s, rotation=rotation, has_audio=audio is not None,
-            video_codec=stream.codec_context.name,
+            video_codec=stream.codec_context.name, pix_fmt=first.format.name,
             audio_codec=audio.codec_context.name if audio is not None else None,
         )
 
@@ -219,12 +226,63 @@ def check_paths(in_path: str | os.PathLike, out_path: str | os.PathLike) -> None
         raise OutputError(f"{out_path}: output directory {directory} is not writable")
 
 
-def _pix_fmt(options: EncodeOptions, codec: av.codec.Codec, width: int, height: int) -> str:
-    """yuv420p, or yuv444p for odd sides when the encoder has it (x264/x265: 4:2:0 needs even sides)."""
-    if options.pix_fmt is not None:
-        return options.pix_fmt
+CHROMA_RANK = {"420": 0, "422": 1, "440": 1, "444": 2}  # chroma resolution, for "lower than the source"
+
+
+def _sampling_depth(pix_fmt: str) -> tuple[str, int]:
+    """("420" | "422" | "440" | "444", bits per component) of a pixel format; RGB and grey count as
+    4:4:4 and 4:2:0 (grey has no chroma to keep)."""
+    try:
+        f = av.VideoFormat(pix_fmt)
+    except (ValueError, av.error.FFmpegError):
+        return "420", 8
+    depth = max((c.bits for c in f.components), default=8)
+    if f.is_rgb or f.has_palette:
+        return "444", min(depth, 12)
+    if len(f.components) < 3:
+        return "420", depth
+    sampling = {(2, 2): "444", (1, 2): "422", (2, 1): "440", (1, 1): "420"}
+    return sampling.get((f.chroma_width(2), f.chroma_height(2)), "420"), depth
+
+
+def _yuv(sampling: str, depth: int) -> str:
+    return f"yuv{sampling}p" + (f"{depth}le" if depth > 8 else "")
+
+
+def output_pix_fmt(source: str, codec: av.codec.Codec, width: int, height: int) -> tuple[str, str | None]:
+    """The pixel format to encode a `source`-format video with `codec`, and a note when it is not the
+    source's sampling and depth (None when it is).
+
+    Prefers the source's chroma sampling, then its bit depth, then 8-bit; more chroma (4:4:4) is taken
+    when odd sides rule out subsampling. A format the encoder lacks is never chosen.
+    """
     formats = {f.name for f in codec.video_formats or ()}
-    return "yuv444p" if (width % 2 or height % 2) and "yuv444p" in formats else "yuv420p"
+    sampling, depth = _sampling_depth(source)
+    depths = [d for d in (12, 10, 8) if d <= max(depth, 8)]
+    samplings = [sampling] + [x for x in ("444", "422", "420") if x != sampling]
+    candidates = [_yuv(sp, d) for sp in samplings for d in depths]
+    supported = [c for c in candidates if c in formats] or ["yuv420p"]
+
+    def fits(name: str) -> bool:  # subsampled chroma needs even sides (x264/x265 crop otherwise)
+        sp = _sampling_depth(name)[0]
+        return not ((width % 2 and sp in ("420", "422")) or (height % 2 and sp in ("420", "440")))
+
+    chosen = next((c for c in supported if fits(c)), supported[0])
+    got_sampling, got_depth = _sampling_depth(chosen)
+    if CHROMA_RANK[got_sampling] >= CHROMA_RANK[sampling] and got_depth >= depth:
+        return chosen, None
+    return chosen, f"{codec.name} cannot write {source} here: encoded as {chosen}"
+
+
+def _pix_fmt(options: EncodeOptions, codec: av.codec.Codec, like: VideoInfo) -> tuple[str, list[str]]:
+    """Pixel format of the output stream and what to tell the user about it."""
+    if options.pix_fmt is not None:
+        return options.pix_fmt, []
+    chosen, note = output_pix_fmt(like.pix_fmt, codec, like.width, like.height)
+    notes = [note] if note else []
+    if _sampling_depth(chosen)[1] > 8:
+        notes.append(f"{like.pix_fmt} source: written as {chosen}, with 8-bit precision (depix works on 8-bit RGB)")
+    return chosen, [f"{like.path}: {n}" for n in notes]
 
 
 def _set_quality(context: av.VideoCodecContext, options: EncodeOptions) -> None:
@@ -268,6 +326,7 @@ class VideoWriter:
         self.options = options
         self.audio_from = os.fspath(audio_from) if audio_from is not None else None
         self.frames_written = 0
+        self.notes: list[str] = []  # what the output changed from the source (pixel format); also warned
         self._tmp: str | None = None
         self._out = None
         self._video = None
@@ -311,7 +370,9 @@ class VideoWriter:
             raise ConfigError(f"libx265 needs frames of at least {X265_MIN_SIDE} px a side, got "
                               f"{like.width}x{like.height}; use libx264")
         stream.width, stream.height = like.width, like.height
-        stream.pix_fmt = _pix_fmt(options, stream.codec_context.codec, like.width, like.height)
+        stream.pix_fmt, self.notes = _pix_fmt(options, stream.codec_context.codec, like)
+        for note in self.notes:
+            warnings.warn(note, DepixWarning, stacklevel=2)
         stream.time_base = like.time_base
         stream.codec_context.time_base = like.time_base  # pts pass straight through
         ctx = stream.codec_context
@@ -548,7 +609,8 @@ def write_test_clip(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: 
             if video is None:
                 video = out.add_stream(options.codec, rate=rate)
                 video.height, video.width = stored.shape[:2]
-                video.pix_fmt = _pix_fmt(options, video.codec_context.codec, video.width, video.height)
+                video.pix_fmt = options.pix_fmt or output_pix_fmt("yuv420p", video.codec_context.codec,
+                                                                  video.width, video.height)[0]
                 _set_quality(video.codec_context, options)
                 if quarter_turns:
                     video.set_display_rotation(-90 * quarter_turns)  # counter-clockwise degrees

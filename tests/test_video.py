@@ -1,6 +1,7 @@
 """Video I/O: real files written, decoded back and checked (frame count, fps, pts, audio, errors)."""
 
 import os
+import warnings
 from dataclasses import replace
 from fractions import Fraction
 
@@ -8,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from depixcli.errors import ConfigError, InputError, OutputError
+from depixcli.errors import ConfigError, DepixWarning, InputError, OutputError
 from depixcli.video import (
     EncodeOptions,
     VideoWriter,
@@ -122,6 +123,7 @@ def test_crf_controls_size_and_quality(tmp_path):
     assert results[12][1] > results[36][1] + 6
 
 
+@pytest.mark.filterwarnings("ignore::depixcli.errors.DepixWarning")  # yuv444p source -> mpeg4's yuv420p
 def test_other_codec_with_quality_mapping(tmp_path):
     src = tmp_path / "src.mp4"
     make_synthetic_clip(src, 10, (97, 63))  # odd sides: mpeg4 has no yuv444p, its 4:2:0 keeps them
@@ -289,3 +291,51 @@ def test_synthetic_clip_is_deterministic_and_moving():
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert np.abs(a[0].astype(int) - a[1].astype(int)).mean() > 0.05  # sub-pixel motion changes pixels
     assert np.abs(a[0].astype(int) - a[9].astype(int)).mean() > 1
+
+
+# ---------------------------------------------------------------- pixel formats (10-bit, 4:2:2, 4:4:4)
+
+
+def _stream_format(path):
+    with av.open(os.fspath(path)) as c:
+        return c.streams.video[0].codec_context.pix_fmt
+
+
+@pytest.mark.parametrize("source", ["yuv444p", "yuv422p10le", "yuv444p10le", "yuv420p10le", "yuv420p"])
+def test_writer_keeps_the_source_pixel_format(tmp_path, source):
+    src = tmp_path / "src.mp4"
+    write_test_clip(src, synthetic_face_frames(3, SIZE), options=EncodeOptions(preset="ultrafast", pix_fmt=source))
+    assert probe(src).pix_fmt == source
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        _copy(src, tmp_path / "out.mp4", audio=False)
+    assert _stream_format(tmp_path / "out.mp4") == source  # was yuv420p for every source
+    notes = [str(w.message) for w in record if issubclass(w.category, DepixWarning)]
+    assert notes == ([f"{src}: {source} source: written as {source}, with 8-bit precision (depix works on 8-bit RGB)"]
+                     if "10le" in source else [])
+
+
+def test_writer_says_when_the_encoder_lacks_the_source_format(tmp_path):
+    src = tmp_path / "src.mp4"
+    write_test_clip(src, synthetic_face_frames(3, SIZE), options=EncodeOptions(preset="ultrafast", pix_fmt="yuv444p"))
+    with pytest.warns(DepixWarning, match="mpeg4 cannot write yuv444p here: encoded as yuv420p"):
+        _copy(src, tmp_path / "out.mp4", replace(FAST, codec="mpeg4"), audio=False)
+    assert _stream_format(tmp_path / "out.mp4") == "yuv420p"
+
+
+def test_cli_keeps_10_bit_444_and_warns_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from depixcli.cli import main
+
+    src = tmp_path / "src.mp4"
+    ten_bit_444 = EncodeOptions(preset="ultrafast", pix_fmt="yuv444p10le")
+    write_test_clip(src, synthetic_face_frames(3, SIZE), options=ten_bit_444)
+    r = CliRunner().invoke(main, ["pixelate", str(src), "-o", str(tmp_path / "a.mp4"), "-q", "--preset", "ultrafast"])
+    assert r.exit_code == 0, r.output
+    assert _stream_format(tmp_path / "a.mp4") == "yuv444p10le"
+    assert "Warning: " in r.output and "8-bit precision" in r.output
+    r = CliRunner().invoke(main, ["pixelate", str(src), "-o", str(tmp_path / "b.mp4"), "-q", "--codec", "mpeg4"])
+    assert r.exit_code == 0, r.output
+    assert _stream_format(tmp_path / "b.mp4") == "yuv420p"
+    assert "Warning: " in r.output and "mpeg4 cannot write yuv444p10le here: encoded as yuv420p" in r.output

@@ -8,20 +8,34 @@ import click
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn library errors into a one-line `Error: ...` and exit code 1 (no traceback).
+    """Turn library errors into a one-line `Error: ...` and exit code 1 (no traceback), and library
+    warnings (`DepixWarning`) into one `Warning: ...` line each on stderr, as they happen.
 
     KeyboardInterrupt exits 130 with a short message; outputs are written atomically by the
     library, so an interrupted run leaves nothing half-written behind.
     """
-    from depixcli.errors import DepixError
+    import warnings
 
-    try:
-        yield
-    except DepixError as exc:
-        raise click.ClickException(str(exc)) from None
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        raise SystemExit(130) from None
+    from depixcli.errors import DepixError, DepixWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DepixWarning):
+            click.echo(f"Warning: {message}", err=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DepixWarning)
+        warnings.showwarning = show
+        try:
+            yield
+        except DepixError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            raise SystemExit(130) from None
 
 
 def parse_region(value: str | None) -> tuple[int, int, int, int] | None:
