@@ -69,6 +69,5 @@ def main() -> None:
         print(f"{name}:{ms} most missed: {worst}")
 
 
-
 if __name__ == "__main__":
     main()

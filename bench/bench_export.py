@@ -103,6 +103,5 @@ def check(directory: Path, every: int) -> None:
           f"PSNR {10 * np.log10(255**2 / (se / n)):.2f} dB (RGB, stored vs recomputed crops)")
 
 
-
 if __name__ == "__main__":
     main()

@@ -33,8 +33,6 @@ from depixcli.video import EncodeOptions, h264_roundtrip, read_frames, synthetic
 KINDS = ("blocks16", "blocks8", "size", "size_nonsquare", "opencv")
 
 
-
-
 def jpeg(img, q=85):
     return cv2.imdecode(cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])[1], 1)[:, :, ::-1]
 
@@ -147,7 +145,7 @@ def main():
                 path = os.path.join(tmp, f"{w}_{crf}.mp4")
                 write_test_clip(path, images, options=EncodeOptions(crf=crf, preset="ultrafast"))
                 small[f"{w}x{h} crf {crf}"] = sum(judge(locate_mosaics(fr.image), grid, fr.image.shape)[0]
-                                                   for fr, grid in zip(read_frames(path), grids))
+                                                  for fr, grid in zip(read_frames(path), grids))
     print("small frames, per-frame recall: " + ", ".join(f"{k} {v}/10" for k, v in small.items()))
     if args.clips:
         whole = [0, 0]

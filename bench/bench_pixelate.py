@@ -2,8 +2,9 @@
 
 For every sampled clip: run `pixelate_video` (writing OUTDIR/<name>.mp4 and <name>.json), check that the
 decoded frames carry the same timestamps (count, time base, pts: the frame rate exactly kept; the
-container's average-rate metadata may differ for variable-rate sources) and audio as the input, then count misses two ways, each with one or more referee
-detectors (the pixelating detector itself and an independent one):
+container's average-rate metadata may differ for variable-rate sources) and audio as the input, then
+count misses two ways, each with one or more referee detectors (the pixelating detector itself and an
+independent one):
 
 - input coverage: a face the referee detects on an input frame is *covered* when at least
   `--cover` of its box area lies inside the mosaic rects applied to that frame (from the sidecar);

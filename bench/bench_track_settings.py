@@ -81,6 +81,5 @@ def main() -> None:
               f"{100 * np.mean(st['ds']):7.2f} {psnr:9.2f} {st['secs'] / n_frames * 1000:9.1f}")
 
 
-
 if __name__ == "__main__":
     main()

@@ -13,8 +13,6 @@ from depixcli.video import h264_roundtrip
 H, W = 540, 960  # px, test frames
 
 
-
-
 def _jpeg(img: np.ndarray, q: int = 80) -> np.ndarray:
     ok, enc = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
     return cv2.imdecode(enc, cv2.IMREAD_COLOR)[:, :, ::-1]
@@ -194,8 +192,8 @@ def _face_clip_frames(size, box_wh, blocks, n, crf, seed=0, step=3):
 
 def _found(regions, grid, shape, iou=0.8, tol=0.05):
     gt = clipped_rect(grid, shape[:2])
-    return any(_iou(r.rect, gt) > iou and abs(r.cell_w / grid.cell_w - 1) < tol and abs(r.cell_h / grid.cell_h - 1) < tol
-               for r in regions)
+    return any(_iou(r.rect, gt) > iou and abs(r.cell_w / grid.cell_w - 1) < tol
+               and abs(r.cell_h / grid.cell_h - 1) < tol for r in regions)
 
 
 def test_block_size_on_small_frames_with_few_rows_of_cells():
