@@ -27,6 +27,7 @@ parallel worker processes. Loading decodes with cv2.VideoCapture (no PyAV needed
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -415,8 +416,8 @@ def prepare(clips: Sequence[ClipInput], out_dir: str | os.PathLike, cfg: Prepare
     new_entries: list[dict] = []
     try:
         _write_index(out, index)
-        with bar:
-            for clip, entries in _export_all(todo, out, cfg):
+        with bar, contextlib.closing(_export_all(todo, out, cfg)) as finished:  # closing: workers stopped first
+            for clip, entries in finished:
                 index["tracks"] += entries
                 index["clips"].append({"source": str(clip.path), "identity": clip.identity, "split": clip.split,
                                        "tracks": len(entries)})
