@@ -6,6 +6,7 @@ Heavy modules (torch, cv2, av) are imported inside the command bodies so that `-
 import click
 
 from depixcli import __version__
+from depixcli.commands.audit import audit_command
 from depixcli.commands.eval import eval_command
 from depixcli.commands.pixelate import pixelate_command
 from depixcli.commands.prepare import prepare_command
@@ -26,6 +27,7 @@ def main() -> None:
       depix prepare clips/ -o crops/       export head-crop training data
       depix train crops/ -o runs/a         train aligner + reconstructor
       depix eval crops/ -w model.safetensors   score on unseen people
+      depix audit anon.mp4 --original in.mp4   does the anonymisation hold?
     """
 
 
@@ -34,3 +36,4 @@ main.add_command(pixelate_command, "pixelate")
 main.add_command(prepare_command, "prepare")
 main.add_command(train_command, "train")
 main.add_command(eval_command, "eval")
+main.add_command(audit_command, "audit")

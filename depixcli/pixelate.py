@@ -8,7 +8,9 @@ Memory stays flat in video length: one frame at a time plus the boxes.
 
 Grids: `blocks=N` puts N x N cells over each (scaled) face box, anchored to the face (the paper's
 16 x 16 / 8 x 8, the OpenCV area-down / nearest-up recipe); `block_size=PX` uses PX x PX cells anchored
-to the image origin covering the box in whole cells (ffmpeg `pixelize`, OBS).
+to the image origin covering the box in whole cells (ffmpeg `pixelize`, OBS). `secure` (`--secure`,
+`depixcli.secure`) is a mosaic measured to resist `depix audit`: few face-anchored blocks, noised and
+quantised values held for a while.
 
 Sidecar (`boxes_out`, JSON), version 1:
 
@@ -19,7 +21,7 @@ Sidecar (`boxes_out`, JSON), version 1:
       "fps": "30000/1001",                     # exact frame rate, as a fraction string
       "frame_count": 250,                      # frames written
       "config": {"blocks": 16, "block_size": null, "mode": "mean", "scale": 1.3,
-                 "detector": "yunet", "threshold": null},
+                 "detector": "yunet", "threshold": null},  # + "secure": {...} (SecureMosaic) with --secure
       "tracks": [{"id": 0, "first_frame": 0, "last_frame": 249}],
       "frames": [                              # one entry per frame written, in order
         {"index": 0, "pts": 0,                 # pts in the input stream's time base (null if unknown)
@@ -49,6 +51,7 @@ import numpy as np
 
 from depixcli.errors import ConfigError, InputError, OutputError
 from depixcli.mosaic import MODES, MosaicGrid, apply_mosaics, grid_from_block_size, grid_from_blocks, scale_box
+from depixcli.secure import SecureMosaic
 
 SIDECAR_VERSION = 1
 DEFAULT_BLOCKS = 16  # blocks per side of the face box
@@ -69,9 +72,10 @@ class PixelateConfig:
     codec: str = "libx264"  # video encoder (depixcli.video.EncodeOptions)
     crf: int = 18  # encoder constant rate factor, 0..51 (lower: better)
     preset: str = "medium"  # x264/x265 speed preset
+    secure: SecureMosaic | None = None  # `--secure` (depixcli.secure): replaces blocks / block_size / mode / scale
 
     def __post_init__(self) -> None:
-        if (self.blocks is None) == (self.block_size is None):
+        if self.secure is None and (self.blocks is None) == (self.block_size is None):
             raise ConfigError("give exactly one of blocks and block_size")
         if self.blocks is not None and self.blocks < 1:
             raise ConfigError(f"blocks must be >= 1, got {self.blocks}")
@@ -84,6 +88,8 @@ class PixelateConfig:
 
     def grid(self, face_box) -> MosaicGrid:
         """The mosaic grid for one (unscaled) detector face box."""
+        if self.secure is not None:
+            return self.secure.grid(face_box)
         box = scale_box(face_box, self.scale)
         if self.blocks is not None:
             return grid_from_blocks(box, self.blocks, self.mode)
@@ -150,6 +156,7 @@ def _mosaic_pass(in_path, writer, tracks, config, summary, record: bool, quiet: 
     """Pass 2: decode, mosaic every track's box, encode. Returns the sidecar's per-frame entries if `record`."""
     from tqdm import tqdm
 
+    from depixcli.secure import apply_secure
     from depixcli.video import read_frames
 
     by_frame: dict[int, list] = {}
@@ -157,11 +164,18 @@ def _mosaic_pass(in_path, writer, tracks, config, summary, record: bool, quiet: 
         for k, f in enumerate(tr.frames):
             by_frame.setdefault(int(f), []).append((tr, k))
     frames_json = []
+    held: dict = {}  # --secure: track id -> (refresh number, block values)
+    hold = config.secure.hold_frames(writer.like.fps) if config.secure is not None else 1
     with tqdm(total=writer.like.frames, unit="frame", desc="pixelate", disable=quiet, dynamic_ncols=True) as bar:
         for frame in read_frames(in_path):
-            faces = [(tr.id, tr.boxes[k], bool(tr.filled[k]), config.grid(tr.boxes[k]))
-                     for tr, k in by_frame.get(frame.index, ())]
-            writer.write(apply_mosaics(frame.image, [f[3] for f in faces]) if faces else frame.image, frame.pts)
+            here = by_frame.get(frame.index, ())
+            faces = [(tr.id, tr.boxes[k], bool(tr.filled[k]), config.grid(tr.boxes[k])) for tr, k in here]
+            if faces and config.secure is not None:
+                image = apply_secure(frame.image, [(f[0], k, f[3]) for f, (_, k) in zip(faces, here)],
+                                     config.secure, hold, held)
+            else:
+                image = apply_mosaics(frame.image, [f[3] for f in faces]) if faces else frame.image
+            writer.write(image, frame.pts)
             summary.face_frames += bool(faces)
             if record:
                 frames_json.append({"index": frame.index, "pts": frame.pts, "faces": [
@@ -177,7 +191,8 @@ def _sidecar(info, in_path, out_path, config, tracks, frames_json) -> dict:
     return {
         "version": SIDECAR_VERSION, "input": in_path, "output": out_path,
         "width": info.width, "height": info.height, "fps": str(info.fps), "frame_count": len(frames_json),
-        "config": {k: cfg[k] for k in ("blocks", "block_size", "mode", "scale", "detector", "threshold")},
+        "config": {k: cfg[k] for k in ("blocks", "block_size", "mode", "scale", "detector", "threshold")}
+        | ({"secure": cfg["secure"]} if config.secure is not None else {}),
         "tracks": [{"id": tr.id, "first_frame": int(tr.frames[0]), "last_frame": int(tr.frames[-1])}
                    for tr in tracks],
         "frames": frames_json,

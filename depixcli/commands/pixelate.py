@@ -19,6 +19,10 @@ PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "sl
               help="Blocks of PX x PX pixels anchored to the image origin, as ffmpeg's pixelize and OBS do.")
 @click.option("--value", "mode", type=click.Choice(["mean", "center"]), default="mean",
               help="Block colour: mean of its pixels, or the pixel at its centre.")
+@click.option("--secure", is_flag=True,
+              help="A mosaic that depix's own audit cannot recover: 6 x 6 blocks over 1.6 x the face box, "
+                   "noised and quantised block values held for 0.5 s (replaces --blocks, --block-size, "
+                   "--value and --scale; see `depix audit`).")
 @click.option("--scale", type=click.FloatRange(0.5, 4.0), default=1.3,
               help="Mosaic box size relative to the detector's face box (about its centre).")
 @click.option("--detector", type=click.Choice(DETECTOR_NAMES), default="yunet", help="Face detector.")
@@ -36,8 +40,8 @@ PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "sl
               help="Leave out inputs that cannot be read (truncated, not a video) instead of stopping; "
                    "they are listed on stderr at the end.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary.")
-def pixelate_command(inputs, output, blocks, block_size, mode, scale, detector, threshold, detect_size, crf, preset,
-                     codec, boxes_out, skip_unreadable, quiet):
+def pixelate_command(inputs, output, blocks, block_size, secure, mode, scale, detector, threshold, detect_size, crf,
+                     preset, codec, boxes_out, skip_unreadable, quiet):
     """Pixelate every face in INPUTS (video files or directories of videos).
 
     Two passes: detect and track faces over the whole video, then decode again, mosaic each tracked
@@ -46,12 +50,16 @@ def pixelate_command(inputs, output, blocks, block_size, mode, scale, detector, 
     """
     if blocks is not None and block_size is not None:
         raise click.BadParameter("give --blocks or --block-size, not both", param_hint="'--block-size'")
+    if secure and (blocks is not None or block_size is not None):
+        raise click.BadParameter("--secure sets its own grid; drop --blocks / --block-size", param_hint="'--secure'")
     with user_errors():
         from depixcli.pixelate import DEFAULT_BLOCKS, PixelateConfig, pixelate_many
+        from depixcli.secure import SecureMosaic
 
-        cfg = PixelateConfig(blocks=None if block_size is not None else (blocks or DEFAULT_BLOCKS),
+        cfg = PixelateConfig(blocks=None if block_size is not None or secure else (blocks or DEFAULT_BLOCKS),
                              block_size=block_size, mode=mode, scale=scale, detector=detector, threshold=threshold,
-                             max_side=detect_size, codec=codec, crf=crf, preset=preset)
+                             max_side=detect_size, codec=codec, crf=crf, preset=preset,
+                             secure=SecureMosaic() if secure else None)
 
         def report(s):
             for note in s.notes:

@@ -1,0 +1,251 @@
+"""Measure issue 10's "Done when": which mosaics does `depix audit` judge to hold, on people never trained on?
+
+    python bench/bench_audit.py ../shared/data/clips.csv -o OUTDIR [--split val] [--weights W] \\
+        [--ways blocks16 blocks8 size10 secure] [--max-frames 100] [--frames 30] [--limit N]
+
+Run from the repository root with depix importable (`pip install -e . --no-deps`, or `PYTHONPATH=.`).
+
+1. Clips: the CSV rows of `--split` (default val; people the default model never saw), or video files.
+2. Gallery of all those people: per identity, the middle frame of its first clip (`OUTDIR/gallery/`).
+   Auditing a clip, the gallery holds the clip's own face track(s) and the photos of every OTHER identity,
+   so each person is in it once: with the 34 val people, chance rank 1 is 1 / 34.
+3. Per clip: its first `--max-frames` frames (`OUTDIR/clips/<clip>/clean.mp4`), pixelated four ways with
+   `depix pixelate`'s library: `blocks16` / `blocks8` (N x N blocks anchored to the face box), `size10`
+   (10 px blocks anchored to the image, `--block-size 10`), `secure` (`--secure`).
+4. `audit.audit_video` of each against the clean cut, `--frames` frames scored per track, with the model
+   `depix run` uses (or `--weights`). Per clip and way: `OUTDIR/clips/<clip>/<way>.json` and `.png`.
+
+Prints the table (per way: clips, verdicts, median over tracks of the per-track median cosine of
+(a) anonymised, (b) smoothed, (c) reconstructed, mean share of frames above 0.363, re-identification
+rank 1 rate and median rank of (c), mosaic analysis) and writes it to `OUTDIR/audit.md`; all rows go to
+`OUTDIR/audit.json`. Clips already audited (their JSON exists) are not redone: the bench resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+WAYS = ("blocks16", "blocks8", "size10", "secure")
+DEFAULT_MAX_FRAMES = 100  # frames kept of each clip
+DEFAULT_FRAMES = 30  # frames scored per face track
+BLOCK_SIZE_PX = 10  # px, the image-anchored way's block size (as bench_restore.py's size10)
+
+
+def pixelate_config(way: str):
+    from depixcli.pixelate import PixelateConfig
+    from depixcli.secure import SecureMosaic
+
+    return {
+        "blocks16": PixelateConfig(blocks=16),
+        "blocks8": PixelateConfig(blocks=8),
+        "size10": PixelateConfig(blocks=None, block_size=BLOCK_SIZE_PX),
+        "secure": PixelateConfig(blocks=None, secure=SecureMosaic()),
+    }[way]
+
+
+def cut_clip(src: Path, dst: Path, max_frames: int) -> None:
+    """The first `max_frames` frames of `src` -> `dst` (near-lossless H.264)."""
+    from depixcli.video import EncodeOptions, VideoWriter, probe, read_frames
+
+    info = probe(src)
+    with VideoWriter(dst, info, EncodeOptions(crf=14)) as w:
+        for frame in read_frames(src):
+            if frame.index >= max_frames:
+                break
+            w.write(frame.image, frame.pts)
+
+
+class CachedDetector:
+    """A face detector that remembers its answer per frame (by content): the clean cut of a clip is
+    detected once although `depix pixelate` and `depix audit` both run the detector on it, once per way."""
+
+    def __init__(self, detector):
+        self.detector = detector
+        self.cache: dict[bytes, list] = {}
+
+    def detect(self, frame: np.ndarray) -> list:
+        import hashlib
+
+        key = hashlib.blake2b(np.ascontiguousarray(frame).data, digest_size=16).digest()
+        if key not in self.cache:
+            self.cache[key] = self.detector.detect(frame)
+        return self.cache[key]
+
+
+def gallery_images(clips, out: Path) -> dict[str, Path]:
+    """One photo per identity: the middle frame of its first clip, as PNG in `out`."""
+    import cv2
+
+    from depixcli.video import probe, read_frames
+
+    out.mkdir(parents=True, exist_ok=True)
+    photos = {}
+    for c in clips:
+        if c.identity in photos:
+            continue
+        path = out / f"{c.identity}.png"
+        if not path.exists():
+            middle = probe(c.path).frames // 2
+            image = None
+            for frame in read_frames(c.path):
+                image = frame.image
+                if frame.index >= middle:
+                    break
+            cv2.imwrite(str(path), np.ascontiguousarray(image[..., ::-1]))
+        photos[c.identity] = path
+    return photos
+
+
+def summarise(rows: list[dict], way: str) -> dict:
+    """One table row: the tracks of every clip audited `way`."""
+    mine = [r for r in rows if r["way"] == way]
+    tracks = [t for r in mine for t in r["tracks"]]
+    if not tracks:
+        return {"way": way, "clips": 0}
+    attacks = ("anonymised", "smoothed", "reconstructed")
+    med = {a: float(np.median([t["scores"][a]["median"] for t in tracks])) for a in attacks}
+    above = {a: float(np.mean([t["scores"][a]["above"] for t in tracks])) for a in med}
+    ranks = np.array([t["scores"]["reconstructed"]["rank"] for t in tracks])
+    best = np.array([min(t["scores"][a]["rank"] for a in med) for t in tracks])
+    gallery = [t["scores"]["reconstructed"]["gallery"] for t in tracks]
+    m = [t["mosaic"] for t in tracks]
+    blocks = [x["face_blocks"] for x in m if x["face_blocks"] is not None]
+    return {
+        "way": way, "clips": len(mine), "tracks": len(tracks),
+        "holds": sum(r["verdict"] == "holds" for r in mine), "leaks": sum(r["verdict"] == "leaks" for r in mine),
+        "median_cosine": med, "share_above": above,
+        "rank1_reconstructed": float(np.mean(ranks == 1)), "median_rank_reconstructed": float(np.median(ranks)),
+        "rank1_any": float(np.mean(best == 1)), "gallery": int(np.median(gallery)),
+        "chance_rank1": float(np.mean([1 / g for g in gallery])),
+        "max_reconstructed_median": float(max(t["scores"]["reconstructed"]["median"] for t in tracks)),
+        "face_blocks": float(np.median(blocks)) if blocks else None,
+        "phases": float(np.median([x["phases"] for x in m])),
+        "anchor": max({x["anchor"] for x in m}, key=[x["anchor"] for x in m].count),
+        "values": max({x["values"] for x in m}, key=[x["values"] for x in m].count),
+    }
+
+
+def format_table(summary: list[dict], model: str) -> str:
+    lines = [
+        f"model: {model}",
+        "",
+        "| pixelation | clips | holds / leaks | median cosine (a) / (b) / (c) | frames > 0.363 (a) / (b) / (c) "
+        "| re-id rank 1 (c) / any, chance | median rank (c) of gallery | blocks across face | grid | phases "
+        "| values |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in summary:
+        if not s["clips"]:
+            continue
+        c, a = s["median_cosine"], s["share_above"]
+        lines.append(
+            f"| {s['way']} | {s['clips']} | {s['holds']} / {s['leaks']} "
+            f"| {c['anonymised']:.2f} / {c['smoothed']:.2f} / {c['reconstructed']:.2f} "
+            f"| {a['anonymised']:.0%} / {a['smoothed']:.0%} / {a['reconstructed']:.0%} "
+            f"| {s['rank1_reconstructed']:.0%} / {s['rank1_any']:.0%}, {s['chance_rank1']:.0%} "
+            f"| {s['median_rank_reconstructed']:.0f} of {s['gallery']} "
+            f"| {s['face_blocks'] if s['face_blocks'] is not None else '-'} | {s['anchor']} | {s['phases']:.0f} "
+            f"| {s['values']} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("inputs", nargs="+", help="clips.csv (rows of --split are used) or video files")
+    ap.add_argument("-o", "--out", type=Path, required=True, help="output directory (resumable)")
+    ap.add_argument("--split", default="val", help="CSV split to audit")
+    ap.add_argument("-w", "--weights", default=None, help="model (default: the one `depix run` uses)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--ways", nargs="+", default=list(WAYS), choices=WAYS)
+    ap.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, help="frames kept of each clip")
+    ap.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames scored per face track")
+    ap.add_argument("--limit", type=int, default=0, help="audit only the first N clips (0: all)")
+    ap.add_argument("--every", type=int, default=1, help="audit every k-th clip (a spread-out subset)")
+    ap.add_argument("--shard", default="0/1", help="K/N: audit clips K, K+N, ... of the selection (parallel runs)")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+
+    from depixcli import dataset
+    from depixcli.audit import AuditConfig, audit_video, gallery_photos, write_sheet
+    from depixcli.detect import load_detector
+    from depixcli.identity import SFaceIdentity
+    from depixcli.pixelate import pixelate_video
+    from depixcli.reconstruct import default_weights_path, load_reconstructor
+
+    clips = dataset.collect_inputs(args.inputs)
+    if any(c.split is not None for c in clips):
+        clips = [c for c in clips if c.split == args.split]
+    clips = dataset.readable_inputs(clips)
+    photos = gallery_images(clips, args.out / "gallery")
+    clips = clips[:: args.every]
+    if args.limit:
+        clips = clips[: args.limit]
+    shard, shards = (int(v) for v in args.shard.split("/"))
+    clips = clips[shard::shards]
+    weights = args.weights or str(default_weights_path())
+    model = load_reconstructor(weights, args.device)
+    identity = SFaceIdentity()
+    config = AuditConfig(weights=weights, frames=args.frames, quiet=args.quiet)
+    detector = load_detector(config.detector, max_side=config.max_side)
+    names, feats, notes = gallery_photos(str(args.out / "gallery"), identity, detector)
+    for n in notes:
+        print(n, file=sys.stderr)
+    by_name = {Path(p).name: ident for ident, p in photos.items()}
+    owners = [by_name.get(n) for n in names]
+    rows = []
+    t_start = time.perf_counter()
+    for i, c in enumerate(clips):
+        work = args.out / "clips" / c.path.stem
+        work.mkdir(parents=True, exist_ok=True)
+        clean = work / "clean.mp4"
+        if not clean.exists():
+            cut_clip(c.path, clean, args.max_frames)
+        cached = CachedDetector(detector)
+        keep = [k for k, o in enumerate(owners) if o != c.identity]  # every other person, once
+        gallery = ([names[k] for k in keep], feats[keep], [])
+        for way in args.ways:
+            out_json = work / f"{way}.json"
+            if out_json.exists():
+                rows.append(json.loads(out_json.read_text()))
+                continue
+            t0 = time.perf_counter()
+            pix = work / f"{way}.mp4"
+            pixelate_video(clean, pix, pixelate_config(way), detector=cached)
+            t1 = time.perf_counter()
+            try:
+                report = audit_video(pix, clean, config, model=model, identity=identity, detector=cached,
+                                     gallery=gallery)
+            except Exception as exc:  # noqa: BLE001 - one clip's failure is reported, the bench goes on
+                print(f"{c.path.name} {way}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                continue
+            write_sheet(report, work / f"{way}.png")
+            row = {"clip": c.path.name, "identity": c.identity, "way": way, **report.to_dict(),
+                   "seconds": {"pixelate": t1 - t0, "audit": time.perf_counter() - t1}}
+            out_json.write_text(json.dumps(row, indent=1))
+            rows.append(row)
+            tr = row["tracks"]
+            print(f"[{i + 1}/{len(clips)}] {c.path.name} {way}: {row['verdict']} "
+                  + " ".join(f"c={t['scores']['reconstructed']['median']:.2f} "
+                             f"rank={t['scores']['reconstructed']['rank']}" for t in tr)
+                  + f" ({time.perf_counter() - t0:.0f} s, {time.perf_counter() - t_start:.0f} s total)",
+                  file=sys.stderr, flush=True)
+    summary = [summarise(rows, w) for w in args.ways]
+    table = format_table(summary, weights)
+    print(table)
+    (args.out / "audit.md").write_text(table + "\n")
+    (args.out / "audit.json").write_text(json.dumps({"summary": summary, "rows": rows, "weights": weights,
+                                                     "max_frames": args.max_frames, "frames": args.frames,
+                                                     "clips": [c.path.name for c in clips]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())

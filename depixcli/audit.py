@@ -1,0 +1,833 @@
+"""`depix audit ANONYMISED --original ORIGINAL`: does an anonymised video still show who is in it?
+
+Data flow (two streaming passes over both videos in lockstep, one frame of each at a time):
+
+  pass 1  decode both -> refuse different sizes / frame counts -> detect faces on the ORIGINAL (boxes and
+          landmarks only are kept) -> face tracks (`track.build_tracks`, as `depix pixelate` makes them)
+  plan    per track: the frames scored (those with a detection, evenly spread, at most `frames`), the
+          frames of its re-identification gallery entry, the frames of the model's window stacks
+  pass 2  decode both -> per track and frame needed: head crops of the original and the anonymised frame
+          (the same `geometry.head_box` of the original's face box in both), the mosaic located on the
+          anonymised frame (`locate.locate_mosaics` around the face) -> when a track's last needed frame
+          has passed: the three attacks, SFace cosines, mosaic analysis, verdict; its crops are dropped
+
+The three leaks of a track, scored on every scored frame against the original's head crop of that frame:
+  (a) `anonymised`: the anonymised face as it is;
+  (b) `smoothed`: a Gaussian blur of it, sigma `SMOOTH_SIGMA_CELLS` mosaic blocks (anyone can do this);
+  (c) `reconstructed`: depix's own reconstruction (`reconstruct.Reconstructor`, the model `depix run`
+      uses) from window stacks of anonymised head crops, colour-matched and blended over the mosaic as
+      `depix run` pastes it. The crop is the original's head box: the attack is told where the face is.
+Every candidate is aligned for SFace with the landmarks YuNet found on the ORIGINAL frame
+(`identity.SFaceIdentity.embed`), so all are cropped the same way. Per attack: the median cosine, the
+share of scored frames above SFace's same-person threshold (`SFACE_THRESHOLD`), and the re-identification
+rank: the mean embedding of the attack over the track's query frames against a gallery of one entry per
+face track of the video (mean original embedding over that track's gallery frames, `identity.query_span`
+/ `identity.gallery_frames`) plus one per `--gallery` photo; rank 1 = the person is the best match.
+
+Mosaic analysis (model-free; explains why a mosaic leaks), on the scored frames where a mosaic grid is
+found over the face: block size (px) and blocks across the mosaic; whether the grid is anchored to the
+image (its phase in frame coordinates stays put while the face moves) or to the face (the face's phase
+in the grid stays put); how many distinct grid phases the face shows (`PHASE_BINS` per axis: each new
+phase samples the face differently, the evidence a multi-frame model combines); whether the block values
+are means of the original's pixels, centre samples, or neither (quantised, noised, stale or filled).
+
+Verdict per track: `leaks` when any attack has a median cosine >= `HOLD_MEDIAN` (and `NULL_MARGIN` above
+what a featureless face of the original's mean colour scores, which SFace puts at up to ~0.25), or puts at least
+`LEAK_SHARE` of the frames above `SFACE_THRESHOLD`, or re-identifies the person at rank 1 in a gallery
+of at least `REID_MIN_GALLERY` entries (chance <= 1 / that); else `holds`. The video leaks when a track
+does. Frames are `(H, W, 3)` uint8 RGB; crops `(S, S, 3)` uint8 RGB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from depixcli.errors import ConfigError, InputError, OutputError
+
+SFACE_THRESHOLD = 0.363  # cosine, SFace's published same-person threshold (OpenCV Zoo, LFW)
+HOLD_MEDIAN = 0.2  # cosine: a track holds only when every attack's median cosine stays below this ...
+NULL_MARGIN = 0.1  # cosine: ... or within this of what a featureless face scores (see `judge`)
+LEAK_SHARE = 0.10  # share of scored frames above SFACE_THRESHOLD from which a track leaks
+REID_MIN_GALLERY = 10  # entries: rank 1 in a gallery this large counts as re-identified (chance <= 10 %)
+METRIC_CROP = 128  # px, side of the head crops compared (as `depix eval` and `depix run --pixelate`)
+DEFAULT_FRAMES = 60  # frames scored per track, evenly spread (0: all)
+DETECT_MATCH_IOU = 0.3  # IoU: a frame's detection belongs to the track box it overlaps this much
+SMOOTH_SIGMA_CELLS = 0.5  # naive smoothing: Gaussian sigma in mosaic blocks
+FALLBACK_CELLS = 16  # blocks across the mosaic assumed when no grid is found (smoothing sigma, colour match)
+LOCATE_MARGIN = 0.6  # the locator looks at the face box grown by this many face sizes on each side
+LOCATE_FACE_PX = 160  # px: around larger faces the locator also tries a half-size copy (big blocks)
+PHASE_BINS = 4  # bins per axis of the face centre's position within a block (16 phases at most)
+PHASE_MIN_SHARE = 0.05  # share of the located frames a phase bin needs to count
+ANCHOR_SPREAD = 0.12  # blocks: circular spread of a phase below which it counts as constant
+MIN_MOTION_CELLS = 1.0  # blocks: a face moving less than this cannot tell image from face anchoring
+VALUE_RATIO = 0.7  # block values are means (samples) when their error is below this share of the other's
+VALUE_MAX_ERR = 6.0  # grey levels: block values further than this from both are neither means nor samples
+SMALL_FACE = 32  # px, faces narrower than this in the original give unreliable identity scores
+ATTACKS = ("anonymised", "smoothed", "reconstructed")
+SHORT = {"anonymised": "a", "smoothed": "b", "reconstructed": "c"}
+SHEET_CROP = 192  # px, side of each crop in the contact sheet
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    weights: str | None = None  # model file; None: the one `depix run` uses (reconstruct.default_weights_path)
+    device: str = "auto"  # auto | cpu | cuda, for the reconstruction
+    frames: int = DEFAULT_FRAMES  # frames scored per track (0: every frame with a detection)
+    gallery: str | None = None  # directory of face photos added to the re-identification gallery
+    detector: str = "yunet"  # face detector on the original (must give landmarks: yunet or centerface)
+    threshold: float | None = None  # detector score threshold (None: the detector's default)
+    max_side: int = 640  # px, long side of the copy the detector sees
+    batch_size: int = 8  # window stacks per model call
+    quiet: bool = True
+
+    def __post_init__(self) -> None:
+        if self.frames < 0:
+            raise ConfigError(f"frames per track must be >= 0, got {self.frames}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.detector not in ("yunet", "centerface"):
+            raise ConfigError(f"the audit needs landmarks: detector yunet or centerface, got {self.detector!r}")
+
+
+# ------------------------------------------------------------------------------------------ report
+@dataclass
+class AttackScore:
+    median: float  # cosine to the original, median over the scored frames
+    above: float  # share of scored frames with cosine >= SFACE_THRESHOLD
+    max: float  # highest cosine of a frame
+    rank: int  # re-identification rank of the person (1 = best match) among `gallery` entries
+    gallery: int  # gallery entries (this video's tracks + --gallery photos)
+
+
+@dataclass
+class MosaicAnalysis:
+    located: float  # share of scored frames on which a mosaic grid was found over the face
+    block_px: list[float] | None  # (w, h) px, median block size
+    blocks: float | None  # blocks across the mosaic (median rect width / block width)
+    face_blocks: float | None  # blocks across the original's (tight) face box
+    anchor: str  # "image" | "face" | "static" (the face hardly moves) | "neither" | "none" (no grid)
+    phases: int  # distinct grid phases the face shows (0 without a grid)
+    values: str  # "means" | "samples" | "neither" | "unclear" | "none"
+    value_err: list[float] | None  # grey levels: mean |anonymised block - original block mean|, ... - centre sample
+
+
+@dataclass
+class TrackAudit:
+    id: int
+    first_frame: int
+    last_frame: int
+    scored: int  # frames scored
+    face_px: float  # median width of the original's face box
+    featureless: float  # median cosine of a flat image of the original's mean colour (the no-information level)
+    scores: dict[str, AttackScore]
+    mosaic: MosaicAnalysis
+    verdict: str  # "holds" | "leaks"
+    reasons: list[str]
+    worst_frame: int  # frame index the contact sheet shows (highest reconstruction cosine)
+    sheet: dict | None = field(default=None, repr=False)  # crops of the worst frame (not serialised)
+
+
+@dataclass
+class AuditReport:
+    anonymised: str
+    original: str
+    width: int
+    height: int
+    frames: int
+    weights: str
+    gallery_photos: int
+    tracks: list[TrackAudit]
+    verdict: str
+    reasons: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for t in d["tracks"]:
+            t.pop("sheet", None)
+        return {"version": 1, "sface_threshold": SFACE_THRESHOLD, "hold_median": HOLD_MEDIAN,
+                "leak_share": LEAK_SHARE, **d}
+
+
+# ------------------------------------------------------------------------------------------ verdict
+def judge(scores: dict[str, AttackScore], mosaic: MosaicAnalysis, featureless: float = 0.0) -> tuple[str, list[str]]:
+    """`("holds" | "leaks", reasons)` for one track from its attack scores (see the module docstring).
+
+    SFace gives a featureless image (a flat patch of the face's mean colour) a cosine of up to ~0.25 with
+    some faces (the embeddings share a mean-face component), so a median at or above HOLD_MEDIAN leaks
+    only when it also beats that `featureless` level by NULL_MARGIN: a solid fill must not "leak".
+    """
+    reasons = []
+    for name in ATTACKS:
+        s = scores.get(name)
+        if s is None:
+            continue
+        if s.median >= HOLD_MEDIAN and s.median >= featureless + NULL_MARGIN:
+            reasons.append(f"{name}: median cosine {s.median:.2f} >= {HOLD_MEDIAN} "
+                           f"(a featureless face scores {featureless:.2f})")
+        if s.above >= LEAK_SHARE:
+            reasons.append(f"{name}: {s.above:.0%} of frames above SFace's same-person threshold {SFACE_THRESHOLD}")
+        if s.rank == 1 and s.gallery >= REID_MIN_GALLERY:
+            reasons.append(f"{name}: re-identified, rank 1 of {s.gallery} (chance {1 / s.gallery:.0%})")
+    if reasons:
+        return "leaks", reasons + explain(mosaic)
+    best = max(scores, key=lambda k: scores[k].median)
+    s = scores[best]
+    held = [f"highest median cosine {s.median:.2f} ({best}), "
+            + (f"< {HOLD_MEDIAN}" if s.median < HOLD_MEDIAN else f"within {NULL_MARGIN} of a featureless face's {featureless:.2f}")
+            + f"; {max(v.above for v in scores.values()):.0%} of frames above {SFACE_THRESHOLD}"]
+    if s.gallery >= 2:
+        held.append(f"re-identification ranks {', '.join(str(scores[k].rank) for k in scores)} of {s.gallery} "
+                    f"({', '.join(scores)})")
+    return "holds", held
+
+
+def explain(m: MosaicAnalysis) -> list[str]:
+    """Why a mosaic leaks, from the model-free analysis (empty when nothing stands out)."""
+    out = []
+    if m.anchor == "none":
+        return ["no mosaic grid found over the face (a fill, a blur, or no anonymisation)"]
+    if m.face_blocks is not None and m.face_blocks >= 8:
+        out.append(f"fine mosaic: {m.face_blocks:.1f} blocks across the face")
+    if m.phases > 1:
+        where = {"image": "grid fixed to the image", "face": "grid moves with the face",
+                 "static": "face hardly moves", "neither": "grid moves unlike the face"}[m.anchor]
+        out.append(f"{where}: the face shows {m.phases} grid phases "
+                   "(each samples it differently; a multi-frame model combines them)")
+    if m.values == "means":
+        out.append("block values are exact means of the face's pixels")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def to_crop(points: np.ndarray, box, size: int) -> np.ndarray:
+    """Frame pixel-index coordinates `(..., 2)` -> pixel-index coordinates of an `size` crop of `box`."""
+    x0, y0, _, _ = box.xyxy
+    s = size / box.size
+    return (np.asarray(points, np.float64) + 0.5 - (x0, y0)) * s - 0.5
+
+
+def crop_alignment(det: np.ndarray, box, size: int):
+    """`identity.Alignment` in crop coordinates from a detection row `(15,)`: box xyxy, score, 5 landmarks."""
+    from depixcli.identity import Alignment
+
+    lm = to_crop(det[5:15].reshape(5, 2), box, size)
+    b = to_crop(det[:4].reshape(2, 2) - 0.5, box, size) + 0.5  # continuous corners
+    face = np.concatenate([[b[0, 0], b[0, 1], b[1, 0] - b[0, 0], b[1, 1] - b[0, 1]], lm.ravel(), [det[4]]])
+    return Alignment(face.astype(np.float32), detected=True)
+
+
+def circular_spread(phase: np.ndarray) -> float:
+    """Circular standard deviation of phases in [0, 1) (cycles); 0 for a constant phase."""
+    if len(phase) == 0:
+        return 0.0
+    r = abs(np.mean(np.exp(2j * np.pi * np.asarray(phase))))
+    return float(math.sqrt(-2.0 * math.log(max(r, 1e-12))) / (2 * math.pi))
+
+
+def locate_face_grid(image: np.ndarray, face_box) -> tuple | None:
+    """The mosaic grid over a face: `(MosaicGrid, rect)` in frame coordinates, or None when none is found.
+
+    The locator sees the face box grown by LOCATE_MARGIN face sizes each side; around large faces it
+    also tries a half-size copy (blocks too large for it at full size). The region kept is the largest
+    one containing the face box centre.
+    """
+    import cv2
+
+    from depixcli.locate import locate_mosaics
+    from depixcli.mosaic import MosaicGrid
+
+    H, W = image.shape[:2]
+    x0, y0, x1, y1 = (float(v) for v in face_box)
+    side = max(x1 - x0, y1 - y0)
+    m = LOCATE_MARGIN * side
+    rx0, ry0 = max(int(x0 - m), 0), max(int(y0 - m), 0)
+    rx1, ry1 = min(int(math.ceil(x1 + m)), W), min(int(math.ceil(y1 + m)), H)
+    if rx1 - rx0 < 16 or ry1 - ry0 < 16:
+        return None
+    roi = image[ry0:ry1, rx0:rx1]
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    scales = [1.0] + ([0.5] if side > LOCATE_FACE_PX else [])
+    for f in scales:
+        img = roi if f == 1.0 else cv2.resize(roi, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        fx, fy = roi.shape[1] / img.shape[1], roi.shape[0] / img.shape[0]
+        best = None
+        for r in locate_mosaics(img):
+            gx0, gy0, gx1, gy1 = r.rect[0] * fx + rx0, r.rect[1] * fy + ry0, r.rect[2] * fx + rx0, r.rect[3] * fy + ry0
+            if gx0 <= cx <= gx1 and gy0 <= cy <= gy1:
+                area = (gx1 - gx0) * (gy1 - gy0)
+                if best is None or area > best[0]:
+                    grid = MosaicGrid(int(round(gx0)), int(round(gy0)), int(round(gx1)), int(round(gy1)),
+                                      r.cell_w * fx, r.cell_h * fy, r.origin_x * fx + rx0, r.origin_y * fy + ry0)
+                    best = (area, grid)
+        if best is not None:
+            return best[1]
+    return None
+
+
+def value_errors(original: np.ndarray, anonymised: np.ndarray, grid) -> tuple[float, float] | None:
+    """Mean |anonymised block value - original block mean| and |... - original centre sample|, grey levels.
+
+    Only blocks wholly inside the grid rect and the frame count; the anonymised value is the median of the
+    block's interior (codec ringing at block edges left out). None when no whole block is visible.
+    """
+    from dataclasses import replace
+
+    from depixcli.mosaic import cell_values, clipped_rect
+
+    H, W = original.shape[:2]
+    x0, y0, x1, y1 = clipped_rect(grid, (H, W))
+    if x1 - x0 < 2 * grid.cell_w or y1 - y0 < 2 * grid.cell_h:
+        return None
+    means, cs, rs = cell_values(original, replace(grid, mode="mean"))
+    samples, _, _ = cell_values(original, replace(grid, mode="center"))
+    cw = np.diff(np.r_[cs, x1 - x0])
+    ch = np.diff(np.r_[rs, y1 - y0])
+    full_c = np.abs(cw - grid.cell_w) <= 1.0
+    full_r = np.abs(ch - grid.cell_h) <= 1.0
+    full_c[[0, -1]] = False  # border blocks may be cut by the rect
+    full_r[[0, -1]] = False
+    if not full_c.any() or not full_r.any():
+        return None
+    e_mean, e_sample = [], []
+    roi = anonymised[y0:y1, x0:x1].astype(np.float64)
+    inset_x, inset_y = int(grid.cell_w >= 5), int(grid.cell_h >= 5)
+    for i in np.flatnonzero(full_r):
+        for j in np.flatnonzero(full_c):
+            block = roi[rs[i] + inset_y:rs[i] + ch[i] - inset_y, cs[j] + inset_x:cs[j] + cw[j] - inset_x]
+            v = np.median(block.reshape(-1, block.shape[-1]), axis=0)
+            e_mean.append(np.abs(v - means[i, j]).mean())
+            e_sample.append(np.abs(v - samples[i, j]).mean())
+    return float(np.mean(e_mean)), float(np.mean(e_sample))
+
+
+def count_phases(rho_x: np.ndarray, rho_y: np.ndarray) -> int:
+    """Distinct grid phases of the face: `PHASE_BINS` x `PHASE_BINS` bins of its position within a block
+    (per axis, in blocks, [0, 1)), the bins centred on the mean phase so that a constant phase with
+    measurement noise stays in one bin; a bin counts when it holds `PHASE_MIN_SHARE` of the frames."""
+    keys = []
+    for rho in (rho_x, rho_y):
+        mean = np.angle(np.mean(np.exp(2j * np.pi * rho))) / (2 * np.pi)
+        keys.append(np.floor(((rho - mean + 0.5 / PHASE_BINS) % 1.0) * PHASE_BINS).astype(int) % PHASE_BINS)
+    _, counts = np.unique(np.stack(keys, 1), axis=0, return_counts=True)
+    return int(np.sum(counts >= max(1, PHASE_MIN_SHARE * len(rho_x))))
+
+
+def analyse_mosaic(obs: list[dict], n_scored: int) -> MosaicAnalysis:
+    """Summarise per-frame grid observations `{"grid", "face": box, "errors"}` of one track."""
+    if not obs:
+        return MosaicAnalysis(0.0, None, None, None, "none", 0, "none", None)
+    cw = np.array([o["grid"].cell_w for o in obs])
+    ch = np.array([o["grid"].cell_h for o in obs])
+    ox = np.array([o["grid"].origin_x for o in obs])
+    oy = np.array([o["grid"].origin_y for o in obs])
+    widths = np.array([o["grid"].x1 - o["grid"].x0 for o in obs], np.float64)
+    faces = np.array([o["face"] for o in obs], np.float64)
+    fcx, fcy = (faces[:, 0] + faces[:, 2]) / 2, (faces[:, 1] + faces[:, 3]) / 2
+    # the face's phase within the grid, and the grid's phase in frame coordinates
+    rho_x, rho_y = ((fcx - ox) / cw) % 1.0, ((fcy - oy) / ch) % 1.0
+    phi_x, phi_y = (ox / cw) % 1.0, (oy / ch) % 1.0
+    phases = count_phases(rho_x, rho_y)
+    motion = max(np.ptp(fcx / cw), np.ptp(fcy / ch))
+    face_still = max(circular_spread(rho_x), circular_spread(rho_y)) < ANCHOR_SPREAD
+    image_still = (max(circular_spread(phi_x), circular_spread(phi_y)) < ANCHOR_SPREAD
+                   and np.ptp(cw) <= 0.05 * np.median(cw))
+    if motion < MIN_MOTION_CELLS:
+        anchor = "static"
+    elif image_still and not face_still:
+        anchor = "image"
+    elif face_still:
+        anchor = "face"
+    else:
+        anchor = "neither"
+    errs = np.array([o["errors"] for o in obs if o["errors"] is not None])
+    if len(errs) == 0:
+        values, value_err = "unclear", None
+    else:
+        em, es = (float(v) for v in np.median(errs, axis=0))
+        value_err = [round(em, 2), round(es, 2)]
+        if min(em, es) > VALUE_MAX_ERR:
+            values = "neither"
+        elif em < VALUE_RATIO * es:
+            values = "means"
+        elif es < VALUE_RATIO * em:
+            values = "samples"
+        else:
+            values = "unclear"
+    bw, bh = float(np.median(cw)), float(np.median(ch))
+    return MosaicAnalysis(
+        located=len(obs) / max(n_scored, 1), block_px=[round(bw, 2), round(bh, 2)],
+        blocks=round(float(np.median(widths / cw)), 1),
+        face_blocks=round(float(np.median((faces[:, 2] - faces[:, 0]) / cw)), 1),
+        anchor=anchor, phases=phases, values=values, value_err=value_err,
+    )
+
+
+def attack_smooth(crop: np.ndarray, cell_crop_px: float) -> np.ndarray:
+    """The naive attack: a Gaussian blur of sigma SMOOTH_SIGMA_CELLS blocks (crop px per block given)."""
+    import cv2
+
+    sigma = max(SMOOTH_SIGMA_CELLS * cell_crop_px, 1.0)
+    return cv2.GaussianBlur(crop, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+
+
+def blend_in_crop(anon: np.ndarray, recon: np.ndarray, box, rect, cell_px: float) -> np.ndarray:
+    """`depix run`'s paste done in crop space: colour match `recon` to `anon`, blend it over the mosaic `rect`.
+
+    anon, recon `(S, S, 3)` uint8 crops of `box`; rect xyxy and cell_px in frame px.
+    """
+    from depixcli.reconstruct import blend_mask, colour_match, colour_sigma, feather_width
+
+    S = anon.shape[0]
+    k = S / box.size
+    sigma = max(colour_sigma(rect, cell_px) * k, 0.5)
+    matched = colour_match(recon.astype(np.float32), anon.astype(np.float32), sigma)
+    bx0, by0, _, _ = box.xyxy
+    r = ((rect[0] - bx0) * k, (rect[1] - by0) * k, (rect[2] - bx0) * k, (rect[3] - by0) * k)
+    mask = blend_mask(r, feather_width(rect) * k, (0, 0, S, S))[..., None]
+    out = anon.astype(np.float32) * (1 - mask) + matched * mask
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    if img.shape[0] == size:
+        return img
+    interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(img, (size, size), interpolation=interp)
+
+
+def gallery_photos(directory: str, identity, detector) -> tuple[list[str], np.ndarray, list[str]]:
+    """Embeddings of the largest face in each image of `directory`: `(names, (G, 128) embeddings, notes)`."""
+    import cv2
+
+    from depixcli.geometry import crop, head_box
+
+    d = Path(directory)
+    if not d.is_dir():
+        raise InputError(f"--gallery {directory}: not a directory")
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise InputError(f"--gallery {directory}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+    names, feats, skipped = [], [], []
+    for p in files:
+        bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if bgr is None:
+            skipped.append(p.name)
+            continue
+        rgb = np.ascontiguousarray(bgr[..., ::-1])
+        dets = detector.detect(rgb)
+        if not dets or dets[0].landmarks is None:
+            skipped.append(p.name)
+            continue
+        det = max(dets, key=lambda d_: (d_.box[2] - d_.box[0]) * (d_.box[3] - d_.box[1]))
+        row = np.r_[det.box, det.score, np.asarray(det.landmarks).ravel()]
+        box = head_box(det.box)
+        feats.append(identity.embed([crop(rgb, box, METRIC_CROP)], [crop_alignment(row, box, METRIC_CROP)])[0])
+        names.append(p.name)
+    notes = [f"gallery: {len(skipped)} image(s) without a readable face skipped: {', '.join(skipped[:5])}"
+             + (" ..." if len(skipped) > 5 else "")] if skipped else []
+    return names, np.array(feats, np.float32).reshape(-1, 128), notes
+
+
+# ------------------------------------------------------------------------------------------ passes
+def find_faces(anonymised, original, config: AuditConfig = AuditConfig(), detector=None, progress=None):
+    """Pass 1: check the two videos match; detect and track faces on the original.
+
+    Returns `(VideoInfo of the original, frame count, per-frame detections [(k, 15) arrays: box xyxy,
+    score, 5 landmarks x, y], tracks)`. Raises InputError when sizes or frame counts differ.
+    """
+    from depixcli.detect import load_detector
+    from depixcli.track import build_tracks
+    from depixcli.video import probe, read_frames
+
+    a_info, o_info = probe(anonymised), probe(original)
+    if (a_info.width, a_info.height) != (o_info.width, o_info.height):
+        raise InputError(f"{anonymised} is {a_info.width}x{a_info.height} but {original} is "
+                         f"{o_info.width}x{o_info.height}: not an anonymised copy of it")
+    det = detector or load_detector(config.detector, threshold=config.threshold, max_side=config.max_side)
+    per_frame = []
+    o_iter, a_iter = read_frames(original), read_frames(anonymised)
+    while True:
+        o, a = next(o_iter, None), next(a_iter, None)
+        if o is None or a is None:
+            if o is not None or a is not None:
+                n = len(per_frame)
+                n_o = n + (o is not None) + sum(1 for _ in o_iter)
+                n_a = n + (a is not None) + sum(1 for _ in a_iter)
+                raise InputError(f"{anonymised} has {n_a} frames but {original} has {n_o}: "
+                                 "not an anonymised copy of it")
+            break
+        rows = [np.r_[d.box, d.score, np.asarray(d.landmarks, np.float64).ravel()]
+                for d in det.detect(o.image) if d.landmarks is not None]
+        per_frame.append(np.array(rows, np.float64).reshape(-1, 15))
+        if progress is not None:
+            progress.update(1)
+    return o_info, len(per_frame), per_frame, build_tracks([r[:, :5] for r in per_frame])
+
+
+@dataclass
+class _Plan:
+    """What pass 2 collects for one track (positions are offsets into the track's frames)."""
+
+    track: object  # track.Track
+    dets: dict[int, np.ndarray]  # position -> (15,) detection row on the original
+    score: list[int]  # positions scored
+    query: list[int]  # scored positions probing re-identification
+    gallery: list[int]  # positions whose original embeddings make the track's gallery entry
+    stacks: dict[int, list[int]]  # scored position -> positions of its model window stack
+    last: int  # last frame index pass 2 needs for this track
+    orig: dict = field(default_factory=dict)  # position -> METRIC_CROP crop of the original
+    anon: dict = field(default_factory=dict)  # position -> METRIC_CROP crop of the anonymised frame
+    model_in: dict = field(default_factory=dict)  # position -> model-size crop of the anonymised frame
+    grids: dict = field(default_factory=dict)  # position -> located MosaicGrid (or None)
+    errors: dict = field(default_factory=dict)  # position -> value_errors(...)
+    entry: list = field(default_factory=list)  # original embeddings of the gallery positions
+
+
+def plan_tracks(tracks, per_frame, frames: int, geometry) -> tuple[list[_Plan], list[str]]:
+    """Pick, per track, the frames to score, its gallery frames and the model's stack frames."""
+    from depixcli.identity import gallery_frames, query_span, spread_frames
+    from depixcli.models import window_indices
+
+    plans, notes = [], []
+    for tr in tracks:
+        dets = {}
+        for k, (t, box, filled) in enumerate(zip(tr.frames, tr.boxes, tr.filled)):
+            if filled:
+                continue
+            rows = per_frame[int(t)]
+            ious = [_iou(r[:4], box) for r in rows]
+            if ious and max(ious) >= DETECT_MATCH_IOU:
+                dets[k] = rows[int(np.argmax(ious))]
+        if not dets:
+            notes.append(f"track {tr.id}: no frame with landmarks; not scored")
+            continue
+        n = len(tr.frames)
+        score = spread_frames(sorted(dets), frames) if frames else sorted(dets)
+        query = [p for p in score if p < query_span(n)] or score
+        wanted, _ = gallery_frames(n, query)
+        have = np.array(sorted(dets))
+        gallery = sorted({int(have[np.argmin(np.abs(have - p))]) for p in wanted})
+        stacks = {p: window_indices(p, n, geometry.window, geometry.stride) for p in score}
+        needed = set(score) | set(gallery) | {q for s in stacks.values() for q in s}
+        plans.append(_Plan(tr, dets, score, query, gallery, stacks, int(tr.frames[0]) + max(needed)))
+    return plans, notes
+
+
+def _collect(plan: _Plan, k: int, orig: np.ndarray, anon: np.ndarray, identity, model_size: int) -> None:
+    """Pass 2, one frame of one track: crops, mosaic grid, gallery embedding."""
+    from depixcli.geometry import crop, head_box
+
+    face = plan.track.boxes[k]
+    box = head_box(face)
+    if k in plan.gallery:
+        a = crop_alignment(plan.dets[k], box, METRIC_CROP)
+        plan.entry.append(identity.embed([crop(orig, box, METRIC_CROP)], [a])[0])
+    if k in plan.stacks:
+        plan.orig[k] = crop(orig, box, METRIC_CROP)
+        plan.anon[k] = crop(anon, box, METRIC_CROP)
+        grid = locate_face_grid(anon, face)
+        plan.grids[k] = grid
+        plan.errors[k] = value_errors(orig, anon, grid) if grid is not None else None
+    if any(k in s for s in plan.stacks.values()):
+        plan.model_in[k] = crop(anon, box, model_size)
+
+
+def _finish(plan: _Plan, model, identity, batch_size: int) -> dict:
+    """Attacks and cosines of one track once all its frames are collected; frees its crops."""
+    from depixcli.geometry import head_box
+    from depixcli.identity import cosine
+    from depixcli.reconstruct import rect_for_face
+
+    tr = plan.track
+    recon = {}
+    for i in range(0, len(plan.score), batch_size):
+        batch = plan.score[i:i + batch_size]
+        out = model(np.stack([np.stack([plan.model_in[q] for q in plan.stacks[p]]) for p in batch]))
+        for p, r in zip(batch, out):
+            face = tr.boxes[p]
+            box = head_box(face)
+            grid = plan.grids[p]
+            rect = grid.rect if grid is not None else rect_for_face(face)
+            cell = max(grid.cell_w, grid.cell_h) if grid is not None else (rect[2] - rect[0]) / FALLBACK_CELLS
+            recon[p] = _resize(blend_in_crop(plan.model_in[p], r, box, rect, cell), METRIC_CROP)
+    cos = {a: [] for a in ATTACKS}
+    probes = {a: [] for a in ATTACKS}
+    null = []  # cosine of a featureless face: the original's mean colour, flat
+    worst = (-2.0, None)
+    for p in plan.score:
+        face = tr.boxes[p]
+        box = head_box(face)
+        grid = plan.grids[p]
+        cell = (max(grid.cell_w, grid.cell_h) if grid is not None
+                else (face[2] - face[0]) * 1.3 / FALLBACK_CELLS) * METRIC_CROP / box.size
+        smooth = attack_smooth(plan.anon[p], cell)
+        a = crop_alignment(plan.dets[p], box, METRIC_CROP)
+        blank = np.empty_like(plan.orig[p])
+        blank[:] = np.rint(plan.orig[p].reshape(-1, 3).mean(0)).astype(np.uint8)
+        e = identity.embed([plan.orig[p], blank, plan.anon[p], smooth, recon[p]], [a] * 5)
+        c = cosine(e[:1], e[2:])
+        null.append(float(cosine(e[0], e[1])))
+        for name, v, emb in zip(ATTACKS, c, e[2:]):
+            cos[name].append(float(v))
+            if p in plan.query:
+                probes[name].append(emb)
+        if c[2] > worst[0]:
+            worst = (float(c[2]), p, {"original": plan.orig[p], "anonymised": plan.anon[p],
+                                      "reconstructed": recon[p], "cosines": [float(v) for v in c]})
+    obs = [{"grid": plan.grids[p], "face": tr.boxes[p], "errors": plan.errors[p]}
+           for p in plan.score if plan.grids[p] is not None]
+    mosaic = analyse_mosaic(obs, len(plan.score))
+    widths = [plan.dets[p][2] - plan.dets[p][0] for p in plan.score]
+    for d in (plan.orig, plan.anon, plan.model_in, plan.grids, plan.errors):
+        d.clear()
+    return {
+        "plan": plan, "cos": cos, "null": float(np.median(null)), "mosaic": mosaic,
+        "face_px": float(np.median(widths)),
+        "probe": {k: np.mean(v, axis=0) for k, v in probes.items()},
+        "entry": np.mean(plan.entry, axis=0), "worst": worst,
+    }
+
+
+def rank_of(probe: np.ndarray, entries: np.ndarray, own: int) -> int:
+    """1 + the number of gallery entries closer (cosine) to `probe` than entry `own`."""
+    from depixcli.identity import normalize
+
+    sims = normalize(entries) @ normalize(probe[None])[0]
+    return 1 + int(np.sum(sims > sims[own]))
+
+
+def score_pass(pairs, plans: list[_Plan], model, identity, batch_size: int = 8, progress=None) -> list[dict]:
+    """Pass 2 over `(original, anonymised)` frame pairs (an iterable, streamed): each track's attacks are
+    scored as soon as its last needed frame has passed, and its crops dropped. Returns `_finish` results."""
+    done = []
+    pending = sorted(plans, key=lambda p: p.last)
+    for t, (orig, anon) in enumerate(pairs):
+        for plan in pending:
+            k = t - int(plan.track.frames[0])
+            if 0 <= k < len(plan.track.frames):
+                _collect(plan, k, orig, anon, identity, model.geometry.crop_size)
+        while pending and pending[0].last <= t:
+            done.append(_finish(pending.pop(0), model, identity, batch_size))
+        if progress is not None:
+            progress.update(1)
+    for plan in pending:  # the second decode ended early
+        done.append(_finish(plan, model, identity, batch_size))
+    return sorted(done, key=lambda d: d["plan"].track.id)
+
+
+def track_audits(done: list[dict], photos: np.ndarray | None = None) -> list[TrackAudit]:
+    """Ranks (gallery: every track's entry, then `photos` `(G, 128)`), verdicts and reasons per track."""
+    entries = np.array([d["entry"] for d in done], np.float32).reshape(-1, 128)
+    if photos is not None and len(photos):
+        entries = np.concatenate([entries, np.asarray(photos, np.float32)])
+    out = []
+    for i, d in enumerate(done):
+        scores = {}
+        for name in ATTACKS:
+            c = np.array(d["cos"][name])
+            scores[name] = AttackScore(
+                median=round(float(np.median(c)), 4), above=round(float(np.mean(c >= SFACE_THRESHOLD)), 4),
+                max=round(float(c.max()), 4), rank=rank_of(d["probe"][name], entries, i), gallery=len(entries))
+        verdict, reasons = judge(scores, d["mosaic"], d["null"])
+        if d["face_px"] < SMALL_FACE:
+            reasons.append(f"face only {d['face_px']:.0f} px wide in the original: identity scores are unreliable")
+        tr = d["plan"].track
+        out.append(TrackAudit(
+            id=tr.id, first_frame=int(tr.frames[0]), last_frame=int(tr.frames[-1]), scored=len(d["plan"].score),
+            face_px=round(d["face_px"], 1), featureless=round(d["null"], 4), scores=scores, mosaic=d["mosaic"],
+            verdict=verdict, reasons=reasons,
+            worst_frame=int(tr.frames[0]) + int(d["worst"][1]), sheet=d["worst"][2]))
+    return out
+
+
+def audit_video(anonymised, original, config: AuditConfig = AuditConfig(), model=None, identity=None,
+                detector=None, gallery: tuple | None = None, progress_factory=None) -> AuditReport:
+    """Audit `anonymised` against `original` (see the module docstring).
+
+    `model` (a `reconstruct.Reconstructor`), `identity` (`identity.SFaceIdentity`), `detector` and
+    `gallery` (`gallery_photos(...)`'s result) may be passed in to reuse them over many videos.
+    Raises InputError (videos differ, no face in the original), WeightsError, BackendError.
+    """
+    from depixcli.identity import SFaceIdentity
+    from depixcli.reconstruct import default_weights_path, load_reconstructor
+    from depixcli.video import probe, read_frames
+
+    anonymised, original = os.fspath(anonymised), os.fspath(original)
+    if config.weights is None and model is None:
+        weights = str(default_weights_path())
+    else:
+        weights = config.weights or "(given)"
+    model = model or load_reconstructor(config.weights, config.device)  # fail on bad weights before long work
+    identity = identity or SFaceIdentity()
+    if detector is None:
+        from depixcli.detect import load_detector
+
+        detector = load_detector(config.detector, threshold=config.threshold, max_side=config.max_side)
+    notes = []
+    if gallery is None and config.gallery is not None:
+        gallery = gallery_photos(config.gallery, identity, detector)
+    if gallery is not None:
+        notes += gallery[2]
+    make = progress_factory or _tqdm_factory(config.quiet)
+    bar = make("audit 1/2 detect", probe(original).frames)
+    try:
+        info, n, per_frame, tracks = find_faces(anonymised, original, config, detector, bar)
+    finally:
+        bar.close()
+    if not tracks:
+        raise InputError(f"{original}: no face found in the original; nothing to audit")
+    plans, more = plan_tracks(tracks, per_frame, config.frames, model.geometry)
+    notes += more
+    if not plans:
+        raise InputError(f"{original}: no face with landmarks found in the original; nothing to audit")
+    bar = make("audit 2/2 score", n)
+    try:
+        pairs = ((o.image, a.image) for o, a in zip(read_frames(original), read_frames(anonymised)))
+        done = score_pass(pairs, plans, model, identity, config.batch_size, bar)
+    finally:
+        bar.close()
+    out = track_audits(done, gallery[1] if gallery is not None else None)
+    leaking = [t for t in out if t.verdict == "leaks"]
+    if leaking:
+        verdict = "leaks"
+        reasons = [f"{len(leaking)} of {len(out)} face track(s) leak: " + ", ".join(str(t.id) for t in leaking)]
+    else:
+        verdict, reasons = "holds", [f"all {len(out)} face track(s) hold"]
+    return AuditReport(anonymised, original, info.width, info.height, n, weights,
+                       0 if gallery is None else len(gallery[0]), out, verdict, reasons, notes)
+
+
+def _tqdm_factory(quiet: bool):
+    def make(desc: str, total: int | None):
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit="frame", disable=quiet, leave=False, dynamic_ncols=True)
+
+    return make
+
+
+# ------------------------------------------------------------------------------------------ output
+def format_table(report: AuditReport) -> str:
+    """The readable table printed on stdout."""
+    head = (f"{'track':>5} {'frames':>11} {'face px':>7} {'blocks':>6} {'block px':>8} {'grid':>7} {'phases':>6} "
+            f"{'values':>8} | {'median cosine a/b/c':>19} {'blank':>5} | {'>' + str(SFACE_THRESHOLD) + ' a/b/c':>16} | "
+            f"{'rank a/b/c':>13} | verdict")
+    lines = [f"{report.anonymised} vs {report.original}: {report.frames} frames, {len(report.tracks)} face "
+             f"track(s); (a) anonymised as is, (b) smoothed, (c) depix reconstruction ({report.weights})",
+             head, "-" * len(head)]
+    for t in report.tracks:
+        m, s = t.mosaic, t.scores
+        blocks = f"{m.blocks:.1f}" if m.blocks is not None else "-"
+        bpx = f"{max(m.block_px):.1f}" if m.block_px else "-"
+        cos = "/".join(f"{s[a].median:.2f}" for a in ATTACKS)
+        above = "/".join(f"{s[a].above:.0%}" for a in ATTACKS)
+        g = s[ATTACKS[0]].gallery
+        rank = "/".join(str(s[a].rank) for a in ATTACKS) + f" of {g}"
+        lines.append(f"{t.id:>5} {t.scored:>4} of {t.last_frame - t.first_frame + 1:<4} {t.face_px:>7.0f} {blocks:>6} "
+                     f"{bpx:>8} {m.anchor:>7} {m.phases:>6} {m.values:>8} | {cos:>19} {t.featureless:>5.2f} | "
+                     f"{above:>16} | {rank:>13} | "
+                     f"{t.verdict}")
+    lines.append("(blank: median cosine of a featureless face, the original's mean colour: the no-information level)")
+    lines.append(f"video: {report.verdict.upper()} ({'; '.join(report.reasons)})")
+    for t in report.tracks:
+        for r in t.reasons:
+            lines.append(f"  track {t.id}: {r}")
+    lines += [f"note: {n}" for n in report.notes]
+    return "\n".join(lines)
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    """Write `data` to `path` through a temp file in the same directory, renamed on success."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.depix-tmp-", dir=directory)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise
+
+
+def write_json(report: AuditReport, path) -> None:
+    _atomic_write(path, (json.dumps(report.to_dict(), indent=1) + "\n").encode())
+
+
+def contact_sheet(report: AuditReport) -> np.ndarray:
+    """`(H, W, 3)` uint8 RGB: per track, the frame whose reconstruction leaks most:
+    original | anonymised | reconstruction, with the cosines and the verdict printed."""
+    import cv2
+
+    S, band = SHEET_CROP, 58
+    rows = []
+    for t in report.tracks:
+        sh = t.sheet
+        tiles = [_resize(sh[k], S) if sh is not None else np.zeros((S, S, 3), np.uint8)
+                 for k in ("original", "anonymised", "reconstructed")]
+        row = np.full((S + band, 3 * S, 3), 255, np.uint8)
+        row[band:] = np.concatenate(tiles, axis=1)
+        c = sh["cosines"] if sh is not None else [float("nan")] * 3
+        colour = (200, 0, 0) if t.verdict == "leaks" else (0, 130, 0)
+        cv2.putText(row, f"track {t.id}, frame {t.worst_frame}: {t.verdict.upper()}", (4, 16),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+        labels = (("original", ""), (f"(a) anonymised {c[0]:.2f}", f"(b) smoothed {c[1]:.2f}"),
+                  (f"(c) depix {c[2]:.2f}", f"(same person >= {SFACE_THRESHOLD})"))
+        for j, lines in enumerate(labels):
+            for i, label in enumerate(lines):
+                cv2.putText(row, label, (j * S + 4, 34 + 16 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1,
+                            cv2.LINE_AA)
+        rows.append(row)
+    return np.concatenate(rows, axis=0)
+
+
+def write_sheet(report: AuditReport, path) -> None:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", contact_sheet(report)[..., ::-1])
+    if not ok:
+        raise OutputError(f"{path}: cannot encode the contact sheet")
+    _atomic_write(path, buf.tobytes())
+
+
+def check_outputs(outputs, inputs) -> None:
+    """Before any long work: each output's directory exists, and no output is one of the inputs."""
+    for out in outputs:
+        out = os.fspath(out)
+        for src in inputs:
+            if os.path.exists(out) and os.path.exists(src) and os.path.samefile(out, src):
+                raise OutputError(f"{out}: would overwrite the input {src}")
+        if os.path.isdir(out):
+            raise OutputError(f"{out}: is a directory; give a file name")
+        directory = os.path.dirname(os.path.abspath(out))
+        if not os.path.isdir(directory):
+            raise OutputError(f"{out}: directory {directory} does not exist")
