@@ -53,6 +53,8 @@ SAVE_MARGIN_S = 20.0  # s kept free before --time-limit for the final checkpoint
 STOP_CHECK = 10  # steps between the ranks' agreement on stopping at the time limit (torchrun)
 VAL_BLOCKS = (16, 8)  # blocks across the face box in the face- and image-anchored validation protocols
 VAL_DRIFT_PX = 1.5  # px, std of the per-frame random walk of an image-anchored grid in validation
+DEAD_CHANGE = 1e-3  # mean |output - input| below which a validated network is reported dead ...
+DEAD_AFTER = 500  # ... once it has trained this many steps
 
 
 @dataclass(frozen=True)
@@ -359,6 +361,7 @@ def validate_recon(model: Depixelator, bank: FrameBank, idx: np.ndarray, dev, ba
                 pred = model(mos).float()
                 single = model(mos[:, c : c + 1].expand_as(mos)).float() if name.startswith("image") else None
             res.setdefault(f"val_psnr_{name}_model", []).append(psnr(pred, hr))
+            res.setdefault("val_change", []).append((pred - mos[:, c]).abs().flatten(1).mean(1))
             res.setdefault(f"val_psnr_{name}_bicubic", []).append(psnr(bic, hr))
             if single is not None:
                 res.setdefault(f"val_psnr_{name}_single", []).append(psnr(single, hr))
@@ -367,6 +370,7 @@ def validate_recon(model: Depixelator, bank: FrameBank, idx: np.ndarray, dev, ba
     out = {k: round(float(torch.cat(v).mean()), 3) for k, v in res.items()}
     gains = [out[k] - out[k.replace("_model", "_bicubic")] for k in out if k.endswith("_model")]
     out["val_gain_mean"] = round(float(np.mean(gains)), 3)  # dB over bicubic, mean over the protocols
+    out["val_change"] = round(out["val_change"], 5)  # mean |output - centre input|: ~0 = a dead network
     return out
 
 
@@ -805,6 +809,12 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                     if val_now:
                         rec.update(validate_recon(model, val_bank, val_stacks, dev, cfg.batch_size, autocast))
                         last_val_t = time.monotonic()
+                        if step >= DEAD_AFTER and rec["val_change"] < DEAD_CHANGE:
+                            import warnings
+
+                            warnings.warn(f"step {step}: the network returns its input unchanged (mean change "
+                                          f"{rec['val_change']}); its ReLUs may have died early: restart in a new "
+                                          "directory with another --seed", stacklevel=1)
                     log(rec)
                     bar.set_postfix(l1=f"{rec['l1']:.4f}")
                     t_log, n_log = time.monotonic(), 0

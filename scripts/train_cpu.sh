@@ -9,7 +9,9 @@
 # RUNS: output folder; MINUTES: wall-clock length of the learning-rate schedule (the runs keep going at the
 # final rate afterwards until stopped: `pkill -TERM -f "depixcli train"` checkpoints and exports first).
 #   default   compact net, F=5 (w=2, d=3), clips + stills (half of every batch), L1, mosaics of degrade.MosaicConfig
-#   nostills  ablation: the same on the clips only (niced: compare with `default` at equal steps)
+#   nostills  ablation: the same on the clips only (niced: compare with `default` at equal steps); seed 1:
+#             its seed-0 run died at the start (all ReLUs before the output negative: output = input,
+#             val_change ~ 0), which train.py now reports as a warning
 # Logs: RUNS/<name>/log.jsonl (losses, samples/s, validation every 10 min), RUNS/<name>.out.
 set -euo pipefail
 CROPS=$1
@@ -29,5 +31,5 @@ run() {  # name, nice level, extra flags...
 INIT_FLAGS=()
 if [ -n "${INIT:-}" ]; then INIT_FLAGS=(--init "$INIT"); fi
 run default 0 --stills "$FACES" "${INIT_FLAGS[@]}"
-run nostills 5
+run nostills 5 --seed 1
 echo "started: $RUNS/default and $RUNS/nostills (tail -f $RUNS/default/log.jsonl)"

@@ -129,7 +129,7 @@ def test_validation_keeps_the_frozen_stn_in_eval_mode():
     res = validate_recon(m, bank, idx, torch.device("cpu"), 2, lambda: torch.autocast("cpu", enabled=False))
     protocols = ("paper16", "paper8", "face16", "face8", "image16", "image8")
     assert set(res) == ({f"val_psnr_{p}_{m}" for p in protocols for m in ("model", "bicubic")}
-                        | {"val_psnr_image16_single", "val_psnr_image8_single", "val_gain_mean"})
+                        | {"val_psnr_image16_single", "val_psnr_image8_single", "val_gain_mean", "val_change"})
     assert m.recon.training and not m.stn.training
 
 
