@@ -433,6 +433,7 @@ def locate_pass(path, info, cfg: RunConfig, stats: RunStats, progress) -> list[F
         from depixcli.detect import load_detector
 
         detector = load_detector(cfg.detector)
+
     def locate(image):
         t1 = time.perf_counter()
         regions = locate_mosaics(image)
