@@ -183,7 +183,8 @@ def judge(scores: dict[str, AttackScore], mosaic: MosaicAnalysis, featureless: f
     best = max(scores, key=lambda k: scores[k].median)
     s = scores[best]
     held = [f"highest median cosine {s.median:.2f} ({best}), "
-            + (f"< {HOLD_MEDIAN}" if s.median < HOLD_MEDIAN else f"within {NULL_MARGIN} of a featureless face's {featureless:.2f}")
+            + (f"< {HOLD_MEDIAN}" if s.median < HOLD_MEDIAN
+               else f"within {NULL_MARGIN} of a featureless face's {featureless:.2f}")
             + f"; {max(v.above for v in scores.values()):.0%} of frames above {SFACE_THRESHOLD}"]
     if s.gallery >= 2:
         held.append(f"re-identification ranks {', '.join(str(scores[k].rank) for k in scores)} of {s.gallery} "
