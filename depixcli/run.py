@@ -56,6 +56,8 @@ LINK_CELL = 0.05  # relative: the two tracks' median block sizes (each axis) dif
 LINK_IOU = 0.3  # IoU of the end rect of one track and the start rect of the next (also after linear motion)
 LINK_CENTRE = 0.5  # rect sizes: ... or their centres lie closer than this
 LINK_EDGE_FRAMES = 5  # observations whose median rect stands for a track's end / start (robust to partial rects)
+MERGE_OVERLAP = 0.5  # intersection / smaller rect: two tracks' rects on one frame that belong to one mosaic
+MERGE_SHARE = 0.5  # ... on at least this share of the frames both tracks observe: the tracks are merged
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,8 @@ def tracks_from_rects(
 
     Association and short gap filling are track.build_tracks'; tracks of one mosaic that it split (the
     locator missed more frames in a row than its gap limit, or a partial rect threw off its motion
-    prediction) are joined again by `link_tracks` over gaps up to LINK_GAP_S. Then the rects are smoothed
+    prediction) are joined again: `merge_concurrent` where they run at the same time (else each would be
+    a crop of that face on the same frames), `link_tracks` over gaps up to LINK_GAP_S. Then the rects are smoothed
     over time. The paste rect of a frame is the observation itself where there is one (the mosaic is
     exactly there), the smoothed rect otherwise (`filled`); the crop box always comes from the smoothed
     rect, so the model sees a steady crop.
@@ -181,8 +184,9 @@ def tracks_from_rects(
     rect_lists = [[np.asarray(r, np.float64) for r, _ in obs] for obs in per_frame]
     raw = build_tracks(rect_lists, TrackConfig(sigma=0.0))  # consecutive frames, short gaps interpolated
     max_gap = max(round(LINK_GAP_S * float(fps)), 0)
+    raw = merge_concurrent(raw, [_track_cells(tr, per_frame) for tr in raw])
     out = []
-    for tr in link_tracks(raw, [_track_cell(tr, per_frame) for tr in raw], max_gap):
+    for tr in link_tracks(raw, [_track_cells(tr, per_frame) for tr in raw], max_gap):
         start = int(tr.frames[0])
         smooth = smooth_boxes(np.asarray(tr.boxes, np.float64), TrackConfig().sigma)
         rects = smooth.copy()
@@ -213,21 +217,90 @@ def _observation(obs: list[tuple[tuple, tuple | None]], box: np.ndarray) -> tupl
     return best
 
 
-def _track_cell(tr, per_frame) -> np.ndarray:
-    """`(2,)` px median (cell_w, cell_h) of a track.Track's observed frames; nan when none is known."""
-    found = []
-    for t, box, filled in zip(tr.frames, tr.boxes, tr.filled):
+def _track_cells(tr, per_frame) -> np.ndarray:
+    """`(N, 2)` px (cell_w, cell_h) of a track.Track's frames where it was observed; nan elsewhere."""
+    out = np.full((len(tr.frames), 2), np.nan)
+    for i, (t, box, filled) in enumerate(zip(tr.frames, tr.boxes, tr.filled)):
         best = None if filled else _observation(per_frame[int(t)], box)
         if best is not None and best[1] is not None:
-            found.append(best[1])
-    return np.median(np.asarray(found, np.float64), axis=0) if found else np.full(2, np.nan)
+            out[i] = best[1]
+    return out
+
+
+def _edge_cell(cells: np.ndarray, last: bool) -> np.ndarray:
+    """`(2,)` px median block size of the last (or first) LINK_EDGE_FRAMES known cells of a track; nan when none.
+    The ends, not the whole track: the block size of a face-anchored mosaic follows the face's size."""
+    known = cells[~np.isnan(cells[:, 0])]
+    if not len(known):
+        return np.full(2, np.nan)
+    return np.median(known[-LINK_EDGE_FRAMES:] if last else known[:LINK_EDGE_FRAMES], axis=0)
+
+
+def merge_concurrent(tracks: list, cells: list[np.ndarray]) -> list:
+    """Join track.Tracks (unsmoothed) that follow one mosaic at the same time, so that a face never gets two
+    crops on a frame. Two tracks are one mosaic when, on most (MERGE_SHARE) of the frames both observe,
+    their rects overlap (intersection >= MERGE_OVERLAP of the smaller) and their block sizes agree
+    (LINK_CELL x 2, where both are known): the locator found a part of the mosaic next to the whole, or
+    the tracker started a second track on a jumped rect while the first one was still bridging a miss.
+    On frames both observe the larger rect is kept (a partial rect is the smaller); other frames are
+    interpolated. Returns tracks ordered by first frame, ids 0, 1, ..."""
+    from depixcli.track import Track
+
+    items = [(tr.frames[~tr.filled], tr.boxes[~tr.filled], tr.scores[~tr.filled], c[~tr.filled])
+             for tr, c in zip(tracks, cells)]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                if _concurrent(items[i], items[j]):
+                    items[i] = _union(items[i], items[j])
+                    del items[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    out = []
+    for obs_f, obs_b, obs_s, _ in sorted(items, key=lambda x: (x[0][0], x[1][0, 0])):
+        frames = np.arange(obs_f[0], obs_f[-1] + 1)
+        boxes = np.stack([np.interp(frames, obs_f, obs_b[:, c]) for c in range(4)], 1)
+        out.append(Track(len(out), frames, boxes, np.interp(frames, obs_f, obs_s), ~np.isin(frames, obs_f)))
+    return out
+
+
+def _concurrent(a, b) -> bool:
+    """Observations `(frames, boxes, scores, cells)` a and b: one mosaic seen twice (see `merge_concurrent`)."""
+    common, ia, ib = np.intersect1d(a[0], b[0], return_indices=True)
+    if not len(common):
+        return False
+    same = 0
+    for k, m in zip(ia, ib):
+        p, q = a[1][k], b[1][m]
+        iw = min(p[2], q[2]) - max(p[0], q[0])
+        ih = min(p[3], q[3]) - max(p[1], q[1])
+        small = min((p[2] - p[0]) * (p[3] - p[1]), (q[2] - q[0]) * (q[3] - q[1]))
+        ca, cb = a[3][k], b[3][m]
+        cells_ok = np.isnan(ca).any() or np.isnan(cb).any() or np.all(np.abs(ca / cb - 1) <= 2 * LINK_CELL)
+        same += iw > 0 and ih > 0 and iw * ih >= MERGE_OVERLAP * max(small, 1.0) and cells_ok
+    return same >= MERGE_SHARE * len(common)
+
+
+def _union(a, b):
+    """The observations of a and b on all their frames; the larger rect where both have one."""
+    frames = np.union1d(a[0], b[0])
+    rows = []
+    for t in frames:
+        cand = [(x[1][k], x[2][k], x[3][k]) for x in (a, b) for k in np.flatnonzero(x[0] == t)]
+        rows.append(max(cand, key=lambda c: (c[0][2] - c[0][0]) * (c[0][3] - c[0][1])))
+    return (frames, np.stack([r[0] for r in rows]), np.array([r[1] for r in rows]), np.stack([r[2] for r in rows]))
 
 
 def link_tracks(tracks: list, cells: list[np.ndarray], max_gap: int) -> list:
     """Join track.Tracks (unsmoothed) that are one mosaic seen with a gap; linearly interpolate the gap.
 
     Track b continues track a when b starts after a ends with at most `max_gap` frames between them,
-    their block sizes `cells` (`(2,)` px each, both known) agree within LINK_CELL, and the end rect of a
+    their block sizes (`cells`: `(N, 2)` px per frame of each track, nan where unknown; medians of
+    LINK_EDGE_FRAMES at a's end and b's start, both known) agree within LINK_CELL, and the end rect of a
     and the start rect of b (medians of LINK_EDGE_FRAMES observations) are close: IoU >= LINK_IOU or
     centres within LINK_CENTRE rect sizes, as they are or after moving one by the other's velocity
     over the gap. Closest gaps are linked first; each track has at most one successor. Frames
@@ -240,7 +313,7 @@ def link_tracks(tracks: list, cells: list[np.ndarray], max_gap: int) -> list:
         for j, b in enumerate(tracks):
             gap = int(b.frames[0]) - int(a.frames[-1]) - 1
             if 0 <= gap <= max_gap:
-                d = _link_distance(a, b, cells[i], cells[j], gap)
+                d = _link_distance(a, b, _edge_cell(cells[i], last=True), _edge_cell(cells[j], last=False), gap)
                 if d is not None:
                     pairs.append((gap, d, i, j))
     succ, pred = {}, {}
@@ -425,30 +498,12 @@ def locate_pass(path, info, cfg: RunConfig, stats: RunStats, progress) -> list[F
     With `cfg.detector`, a face detector gives a second opinion: a mosaic track on which it never
     finds a face (centre inside the mosaic, size comparable) is not a face and is left alone.
     """
-    from depixcli.locate import locate_mosaics
-    from depixcli.video import read_frames
-
     detector = None
     if cfg.detector is not None:
         from depixcli.detect import load_detector
 
         detector = load_detector(cfg.detector)
-
-    def locate(image):
-        t1 = time.perf_counter()
-        regions = locate_mosaics(image)
-        stats.add("locate", time.perf_counter() - t1)
-        return merge_observations([(tuple(r.rect), (float(r.cell_w), float(r.cell_h))) for r in regions])
-
-    per_frame, faces = [], []
-    for frame, obs in _ordered_map(locate, _timed_iter(read_frames(path), stats, "decode")):
-        per_frame.append(obs)
-        if detector is not None:  # detectors are not thread-safe: this thread only
-            t1 = time.perf_counter()
-            faces.append([d.box for d in detector.detect(frame.image)] if obs else [])
-            stats.add("locate", time.perf_counter() - t1)
-        progress.update(1)
-    stats.frames = len(per_frame)
+    per_frame, faces = locate_observations(path, stats, progress, detector)
     tracks = tracks_from_rects(per_frame, (info.height, info.width), float(info.fps))
     if detector is not None:
         kept = [tr for tr in tracks if _confirmed(tr, faces)]
@@ -457,20 +512,25 @@ def locate_pass(path, info, cfg: RunConfig, stats: RunStats, progress) -> list[F
     return tracks
 
 
-def _ordered_map(fn, frames, workers: int = LOCATE_WORKERS):
-    """Yield `(frame, fn(frame.image))` in order, computing up to `2 * workers` frames ahead in threads."""
-    from concurrent.futures import ThreadPoolExecutor
+def locate_observations(path, stats: RunStats, progress, detector=None) -> tuple[list, list]:
+    """Decode every frame and locate its mosaics: per frame `[(rect xyxy, (cell_w, cell_h))]`, and per
+    frame the `detector`'s face boxes (only on frames with a mosaic; empty lists without a detector)."""
+    from depixcli.locate import locate_stream
+    from depixcli.video import read_frames
 
-    with ThreadPoolExecutor(max(workers, 1)) as pool:
-        ahead: deque = deque()
-        for frame in frames:
-            ahead.append((frame, pool.submit(fn, frame.image)))
-            if len(ahead) >= 2 * workers:
-                f, fut = ahead.popleft()
-                yield f, fut.result()
-        while ahead:
-            f, fut = ahead.popleft()
-            yield f, fut.result()
+    frames = _timed_iter(read_frames(path), stats, "decode")
+    per_frame, faces = [], []
+    for frame, regions in locate_stream(frames, lambda f: f.image, workers=LOCATE_WORKERS,
+                                        on_time=lambda s: stats.add("locate", s)):
+        obs = merge_observations([(tuple(r.rect), (float(r.cell_w), float(r.cell_h))) for r in regions])
+        per_frame.append(obs)
+        if detector is not None:  # detectors are not thread-safe: this thread only
+            t1 = time.perf_counter()
+            faces.append([d.box for d in detector.detect(frame.image)] if obs else [])
+            stats.add("locate", time.perf_counter() - t1)
+        progress.update(1)
+    stats.frames = len(per_frame)
+    return per_frame, faces
 
 
 def _confirmed(track: FaceTrack, faces: list[list[np.ndarray]]) -> bool:

@@ -265,3 +265,33 @@ def test_one_mosaic_is_one_region():
     other = MosaicRegion((760, 140, 900, 300), 12.0, 12.0, 760.0, 140.0, 0.9)  # touches, another grid
     merged = _merge_regions([top, bottom, other])
     assert sorted(r.rect for r in merged) == [(400, 140, 760, 540), (760, 140, 900, 300)]
+
+
+def test_stream_follows_known_mosaics_and_finds_one_that_appears_between_key_frames(monkeypatch):
+    """locate_stream: the whole frame is searched on key frames only while the mosaic is followed; a second
+    mosaic that appears between key frames is found from its first frame (followed back from the next key)."""
+    import depixcli.locate as locate
+    from depixcli.locate import KEY_EVERY, locate_stream
+
+    whole = []
+    monkeypatch.setattr(locate, "locate_mosaics", lambda f, c: whole.append(1) or locate_mosaics(f, c))
+
+    base = _scene(2)
+    n, late = 2 * KEY_EVERY + 2, KEY_EVERY // 2 + 1  # the second mosaic shows from frame `late` on
+    frames, grids = [], []
+    for t in range(n):
+        img = base.copy()
+        g = [grid_from_blocks((200 + 4 * t, 150, 360 + 4 * t, 350), 16)]
+        img[150:350, 200 + 4 * t:360 + 4 * t] = _face(160, 200)
+        if t >= late:
+            g.append(grid_from_block_size((600, 240 - 2 * t, 760, 420 - 2 * t), 12))
+            img[240 - 2 * t:420 - 2 * t, 600:760] = _face(160, 180)
+        for grid in g:
+            img = apply_mosaic(img, grid)
+        frames.append(_jpeg(img))
+        grids.append(g)
+    out = list(locate_stream(range(n), lambda t: frames[t]))
+    assert [t for t, _ in out] == list(range(n))
+    for t, regions in out:
+        assert len(regions) == len(grids[t]) and all(_found(regions, g, frames[t].shape) for g in grids[t]), t
+    assert len(whole) <= len(range(0, n, KEY_EVERY)) + 1  # whole-frame searches: about the key frames only

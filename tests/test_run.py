@@ -466,3 +466,68 @@ def test_paste_is_half_pixel_exact():
     same = crop(frame, box, 64)  # a "reconstruction" equal to the model's input
     out = paste(frame, same, box, (40, 20, 104, 84), 8.0)
     assert np.abs(out.astype(int) - frame).max() <= 1  # any half-pixel shift would smear the block edges
+
+
+def test_a_part_of_the_mosaic_found_next_to_the_whole_is_not_a_second_crop():
+    from depixcli.run import tracks_from_rects
+
+    whole = moving_mosaic(range(60))
+    part = {t: ((r[0] + 6, r[1] + 30, r[0] + 36, r[3]), c) for t, (r, c) in whole.items() if 20 <= t < 32}
+    tracks = tracks_from_rects(observations(60, whole, part), (120, 200), 25.0)
+    assert [(tr.start, tr.end) for tr in tracks] == [(0, 59)]
+    assert tracks[0].rect(25) == pytest.approx(whole[25][0])  # the whole mosaic is pasted, not the part
+
+
+def test_face_anchored_block_size_that_grows_with_the_face_links_across_a_miss():
+    from depixcli.run import tracks_from_rects
+    from depixcli.track import MAX_GAP
+
+    sizes = {t: 60.0 * (1 + 0.0015 * t) for t in range(100)}  # the face comes closer: +15 % over 100 frames
+    seen = [t for t in range(100) if not 40 <= t < 40 + MAX_GAP + 8]
+    obs = {t: ((40.0, 30.0, 40.0 + sizes[t], 30.0 + sizes[t]), (sizes[t] / 10, sizes[t] / 10)) for t in seen}
+    tracks = tracks_from_rects(observations(100, obs), (200, 200), 25.0)
+    assert [(tr.start, tr.end) for tr in tracks] == [(0, 99)]
+
+
+def small_face_frames(n, size=(480, 360), face_w=90.0, seed=0):
+    """A steady anchor: a face about `face_w` px wide drifting a few px, its detector box jittering by
+    ~1 px per frame, pixelated as `depix pixelate` does (16 x 16 blocks over the box scaled 1.3)."""
+    import cv2
+
+    from depixcli.pixelate import PixelateConfig
+
+    W, H = size
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    low = cv2.resize(rng.random((H // 40, W // 40, 3)).astype(np.float32), (W, H), interpolation=cv2.INTER_CUBIC)
+    base = np.clip(np.stack([60 + 80 * xx / W, 70 + 40 * yy / H, 110 - 30 * xx / W], -1) + 40 * low, 0, 255)
+    base = (base + rng.normal(0, 3, base.shape)).clip(0, 255).astype(np.uint8)
+    pix = PixelateConfig()
+    a, b = face_w / 2, face_w * 0.65  # half width / height, px
+    sub = 4  # cv2 drawing: 2 fractional bits
+    for i in range(n):
+        cx, cy = W * 0.55 + 2.0 * np.sin(i / 23.0), H * 0.45 + 1.5 * np.sin(i / 17.0 + 1)
+        img = base.copy()
+        c = (round(cx * sub), round(cy * sub))
+        eye = (round(0.18 * a * sub), round(0.08 * b * sub))
+        for centre, axes, colour in (
+            ((c[0], c[1] - round(b * sub)), (round(1.1 * a * sub), round(0.9 * b * sub)), (50, 35, 30)),  # hair
+            (c, (round(a * sub), round(b * sub)), (215, 165, 135)),  # skin
+            ((c[0] - round(0.4 * a * sub), c[1] - round(0.2 * b * sub)), eye, (35, 30, 40)),
+            ((c[0] + round(0.4 * a * sub), c[1] - round(0.2 * b * sub)), eye, (35, 30, 40)),
+            ((c[0], c[1] + round(0.5 * b * sub)), (round(0.4 * a * sub), round(0.07 * b * sub)), (160, 60, 60)),
+        ):
+            cv2.ellipse(img, centre, axes, 0, 0, 360, colour, -1, cv2.LINE_AA, 2)
+        j = rng.normal(0, 0.7, 4)
+        yield apply_mosaic(img, pix.grid((cx - a + j[0], cy - b + j[1], cx + a + j[2], cy + b + j[3])))
+
+
+def test_small_steady_face_under_a_mosaic_is_one_track_with_one_crop_per_frame(tmp_path, tiny_weights):
+    n = 300
+    src, out = tmp_path / "anchor.mp4", tmp_path / "out.mp4"
+    write_test_clip(src, small_face_frames(n))
+    stats = run_video(src, out, RunConfig(weights=str(tiny_weights), quiet=True, preset="ultrafast"))
+    assert stats.source == "located"
+    assert (stats.frames, stats.tracks, stats.frames_with_faces) == (n, 1, n)
+    assert stats.stacks == n  # one crop per frame: none pasted twice
+    assert probe(out).frames == n
