@@ -4,6 +4,7 @@
     python bench/bench_run.py --device cuda --frames 150 600 --batch-size 64
     python bench/bench_run.py --mode boxes ...     # faces given by a sidecar: no locating
     python bench/bench_run.py --weights weights/depix-default.safetensors
+    python bench/bench_run.py --sizes 1280x720 --arch compact   # random compact model (no STN)
 
 Run from the repository root with depix importable (`pip install -e . --no-deps`, or `PYTHONPATH=.`).
 Clips are generated (a synthetic moving face, pixelated 16 x 16 over the face box as `depix pixelate`
@@ -94,15 +95,17 @@ def child(spec: dict) -> dict:
     }
 
 
-def random_weights(path: Path) -> Path:
-    """A randomly initialised full-size model (speed does not depend on the weights' values)."""
+def random_weights(path: Path, arch: str = "unet") -> Path:
+    """A randomly initialised model, full-size U-Net + STN or compact without STN (speed does not depend on
+    the weights' values)."""
     import torch
 
     from depixcli.models import Depixelator, ModelConfig
     from depixcli.weights import save_model
 
     torch.manual_seed(0)
-    save_model(path, Depixelator(ModelConfig()), {"note": "random init, benchmark only"})
+    config = ModelConfig() if arch == "unet" else ModelConfig(arch=arch, use_stn=False)
+    save_model(path, Depixelator(config), {"note": "random init, benchmark only"})
     return path
 
 
@@ -114,7 +117,9 @@ def main() -> None:
                     help="short and long clip length; both above 2*w*d + batch frames, so the window is full")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--weights", default=None, help="weights file (default: random full-size model)")
+    ap.add_argument("--weights", default=None, help="weights file (default: random model of --arch)")
+    ap.add_argument("--arch", choices=["unet", "compact"], default="unet",
+                    help="architecture of the random model when no --weights (compact: no STN)")
     ap.add_argument("--mode", choices=["locate", "boxes"], default="locate",
                     help="locate: find the mosaics (full pipeline); boxes: give the faces (--boxes sidecar)")
     ap.add_argument("--preset", default="veryfast", help="x264 preset of the output")
@@ -128,7 +133,7 @@ def main() -> None:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="depix-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    weights = args.weights or str(random_weights(work / "random.safetensors"))
+    weights = args.weights or str(random_weights(work / f"random_{args.arch}.safetensors", args.arch))
     rows = []
     for size_s in args.sizes:
         size = tuple(int(v) for v in size_s.lower().split("x"))
