@@ -16,8 +16,9 @@ Run from the repository root with depix importable (`pip install -e . --no-deps`
    `depix run` uses (or `--weights`). Per clip and way: `OUTDIR/clips/<clip>/<way>.json` and `.png`.
 
 Prints the table (per way: clips, verdicts, median over tracks of the per-track median cosine of
-(a) anonymised, (b) smoothed, (c) reconstructed, mean share of frames above 0.363, re-identification
-rank 1 rate and median rank of (c), mosaic analysis) and writes it to `OUTDIR/audit.md`; all rows go to
+(a) anonymised, (b) smoothed, (c) reconstructed and [a featureless face of the same colour], mean share of
+frames above 0.363, re-identification rank 1 rate of (c), of the best of (a)-(c), [of the featureless face],
+median rank of (c), mosaic analysis) and writes it to `OUTDIR/audit.md`; all rows go to
 `OUTDIR/audit.json`. Clips already audited (their JSON exists) are not redone: the bench resumes.
 """
 
@@ -125,6 +126,8 @@ def summarise(rows: list[dict], way: str) -> dict:
         "rank1_any": float(np.mean(best == 1)), "gallery": int(np.median(gallery)),
         "chance_rank1": float(np.mean([1 / g for g in gallery])),
         "max_reconstructed_median": float(max(t["scores"]["reconstructed"]["median"] for t in tracks)),
+        "featureless": float(np.median([t["featureless"] for t in tracks])),
+        "rank1_featureless": float(np.mean([t["featureless_rank"] == 1 for t in tracks])),
         "face_blocks": float(np.median(blocks)) if blocks else None,
         "phases": float(np.median([x["phases"] for x in m])),
         "anchor": max({x["anchor"] for x in m}, key=[x["anchor"] for x in m].count),
@@ -136,8 +139,8 @@ def format_table(summary: list[dict], model: str) -> str:
     lines = [
         f"model: {model}",
         "",
-        "| pixelation | clips | holds / leaks | median cosine (a) / (b) / (c) | frames > 0.363 (a) / (b) / (c) "
-        "| re-id rank 1 (c) / any, chance | median rank (c) of gallery | blocks across face | grid | phases "
+        "| pixelation | clips | holds / leaks | median cosine (a) / (b) / (c) [blank] | frames > 0.363 (a) / (b) / (c) "
+        "| re-id rank 1 (c) / any [blank], chance | median rank (c) of gallery | blocks across face | grid | phases "
         "| values |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -147,9 +150,10 @@ def format_table(summary: list[dict], model: str) -> str:
         c, a = s["median_cosine"], s["share_above"]
         lines.append(
             f"| {s['way']} | {s['clips']} | {s['holds']} / {s['leaks']} "
-            f"| {c['anonymised']:.2f} / {c['smoothed']:.2f} / {c['reconstructed']:.2f} "
+            f"| {c['anonymised']:.2f} / {c['smoothed']:.2f} / {c['reconstructed']:.2f} [{s['featureless']:.2f}] "
             f"| {a['anonymised']:.0%} / {a['smoothed']:.0%} / {a['reconstructed']:.0%} "
-            f"| {s['rank1_reconstructed']:.0%} / {s['rank1_any']:.0%}, {s['chance_rank1']:.0%} "
+            f"| {s['rank1_reconstructed']:.0%} / {s['rank1_any']:.0%} [{s['rank1_featureless']:.0%}], "
+            f"{s['chance_rank1']:.0%} "
             f"| {s['median_rank_reconstructed']:.0f} of {s['gallery']} "
             f"| {s['face_blocks'] if s['face_blocks'] is not None else '-'} | {s['anchor']} | {s['phases']:.0f} "
             f"| {s['values']} |")

@@ -32,10 +32,12 @@ phase samples the face differently, the evidence a multi-frame model combines); 
 are means of the original's pixels, centre samples, or neither (quantised, noised, stale or filled).
 
 Verdict per track: `leaks` when any attack has a median cosine >= `HOLD_MEDIAN` (and `NULL_MARGIN` above
-what a featureless face of the original's mean colour scores, which SFace puts at up to ~0.25), or puts at least
-`LEAK_SHARE` of the frames above `SFACE_THRESHOLD`, or re-identifies the person at rank 1 in a gallery
-of at least `REID_MIN_GALLERY` entries (chance <= 1 / that); else `holds`. The video leaks when a track
-does. Frames are `(H, W, 3)` uint8 RGB; crops `(S, S, 3)` uint8 RGB.
+what a featureless face of the original's mean colour scores, which SFace puts at up to ~0.3), or puts at
+least `LEAK_SHARE` of the frames above `SFACE_THRESHOLD` (and `NULL_MARGIN` above the featureless face on
+that frame), or re-identifies the person at rank 1 in a
+gallery of at least `REID_MIN_GALLERY` entries (chance <= 1 / that) where a featureless face of the same
+colour does not (see `judge`); else `holds`. The video leaks when a track does.
+Frames are `(H, W, 3)` uint8 RGB; crops `(S, S, 3)` uint8 RGB.
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ class AuditConfig:
 class AttackScore:
     median: float  # cosine to the original, median over the scored frames
     above: float  # share of scored frames with cosine >= SFACE_THRESHOLD
+    matched: float  # share of scored frames with cosine >= SFACE_THRESHOLD and >= featureless + NULL_MARGIN
     max: float  # highest cosine of a frame
     rank: int  # re-identification rank of the person (1 = best match) among `gallery` entries
     gallery: int  # gallery entries (this video's tracks + --gallery photos)
@@ -128,6 +131,7 @@ class TrackAudit:
     scored: int  # frames scored
     face_px: float  # median width of the original's face box
     featureless: float  # median cosine of a flat image of the original's mean colour (the no-information level)
+    featureless_rank: int  # re-identification rank of that flat image (what colour alone gives)
     scores: dict[str, AttackScore]
     mosaic: MosaicAnalysis
     verdict: str  # "holds" | "leaks"
@@ -159,12 +163,17 @@ class AuditReport:
 
 
 # ------------------------------------------------------------------------------------------ verdict
-def judge(scores: dict[str, AttackScore], mosaic: MosaicAnalysis, featureless: float = 0.0) -> tuple[str, list[str]]:
+def judge(scores: dict[str, AttackScore], mosaic: MosaicAnalysis, featureless: float = 0.0,
+          featureless_rank: int = 0) -> tuple[str, list[str]]:
     """`("holds" | "leaks", reasons)` for one track from its attack scores (see the module docstring).
 
-    SFace gives a featureless image (a flat patch of the face's mean colour) a cosine of up to ~0.25 with
+    SFace gives a featureless image (a flat patch of the face's mean colour) a cosine of up to ~0.3 with
     some faces (the embeddings share a mean-face component), so a median at or above HOLD_MEDIAN leaks
-    only when it also beats that `featureless` level by NULL_MARGIN: a solid fill must not "leak".
+    only when it also beats that `featureless` level by NULL_MARGIN: a solid fill must not "leak"; frames
+    count towards LEAK_SHARE only when they beat it too (`AttackScore.matched`). Likewise
+    rank 1 re-identifies only when the featureless image of the same colour does not reach rank 1 too
+    (`featureless_rank`): the track's own gallery entry comes from the same video, whose lighting and
+    colours alone can single it out among photos of other people.
     """
     reasons = []
     for name in ATTACKS:
@@ -174,10 +183,12 @@ def judge(scores: dict[str, AttackScore], mosaic: MosaicAnalysis, featureless: f
         if s.median >= HOLD_MEDIAN and s.median >= featureless + NULL_MARGIN:
             reasons.append(f"{name}: median cosine {s.median:.2f} >= {HOLD_MEDIAN} "
                            f"(a featureless face scores {featureless:.2f})")
-        if s.above >= LEAK_SHARE:
-            reasons.append(f"{name}: {s.above:.0%} of frames above SFace's same-person threshold {SFACE_THRESHOLD}")
-        if s.rank == 1 and s.gallery >= REID_MIN_GALLERY:
-            reasons.append(f"{name}: re-identified, rank 1 of {s.gallery} (chance {1 / s.gallery:.0%})")
+        if s.matched >= LEAK_SHARE:
+            reasons.append(f"{name}: {s.matched:.0%} of frames above SFace's same-person threshold {SFACE_THRESHOLD} "
+                           f"(and {NULL_MARGIN} above a featureless face)")
+        if s.rank == 1 and s.gallery >= REID_MIN_GALLERY and featureless_rank != 1:
+            reasons.append(f"{name}: re-identified, rank 1 of {s.gallery} (chance {1 / s.gallery:.0%}; "
+                           f"the face's colour alone ranks {featureless_rank})")
     if reasons:
         return "leaks", reasons + explain(mosaic)
     best = max(scores, key=lambda k: scores[k].median)
@@ -188,7 +199,7 @@ def judge(scores: dict[str, AttackScore], mosaic: MosaicAnalysis, featureless: f
             + f"; {max(v.above for v in scores.values()):.0%} of frames above {SFACE_THRESHOLD}"]
     if s.gallery >= 2:
         held.append(f"re-identification ranks {', '.join(str(scores[k].rank) for k in scores)} of {s.gallery} "
-                    f"({', '.join(scores)})")
+                    f"({', '.join(scores)}); the face's colour alone ranks {featureless_rank}")
     return "holds", held
 
 
@@ -573,7 +584,8 @@ def _finish(plan: _Plan, model, identity, batch_size: int) -> dict:
             recon[p] = _resize(blend_in_crop(plan.model_in[p], r, box, rect, cell), METRIC_CROP)
     cos = {a: [] for a in ATTACKS}
     probes = {a: [] for a in ATTACKS}
-    null = []  # cosine of a featureless face: the original's mean colour, flat
+    null, blanks = [], []  # cosine and embeddings of a featureless face: the original's mean colour, flat
+    excess = {a: [] for a in ATTACKS}  # per frame: cosine - the featureless face's cosine
     worst = (-2.0, None)
     for p in plan.score:
         face = tr.boxes[p]
@@ -588,6 +600,10 @@ def _finish(plan: _Plan, model, identity, batch_size: int) -> dict:
         e = identity.embed([plan.orig[p], blank, plan.anon[p], smooth, recon[p]], [a] * 5)
         c = cosine(e[:1], e[2:])
         null.append(float(cosine(e[0], e[1])))
+        for name, v in zip(ATTACKS, c):
+            excess[name].append(float(v) - null[-1])
+        if p in plan.query:
+            blanks.append(e[1])
         for name, v, emb in zip(ATTACKS, c, e[2:]):
             cos[name].append(float(v))
             if p in plan.query:
@@ -602,9 +618,9 @@ def _finish(plan: _Plan, model, identity, batch_size: int) -> dict:
     for d in (plan.orig, plan.anon, plan.model_in, plan.grids, plan.errors):
         d.clear()
     return {
-        "plan": plan, "cos": cos, "null": float(np.median(null)), "mosaic": mosaic,
+        "plan": plan, "cos": cos, "excess": excess, "null": float(np.median(null)), "mosaic": mosaic,
         "face_px": float(np.median(widths)),
-        "probe": {k: np.mean(v, axis=0) for k, v in probes.items()},
+        "probe": {k: np.mean(v, axis=0) for k, v in probes.items()}, "probe_blank": np.mean(blanks, axis=0),
         "entry": np.mean(plan.entry, axis=0), "worst": worst,
     }
 
@@ -646,16 +662,20 @@ def track_audits(done: list[dict], photos: np.ndarray | None = None) -> list[Tra
         scores = {}
         for name in ATTACKS:
             c = np.array(d["cos"][name])
+            matched = (c >= SFACE_THRESHOLD) & (np.array(d["excess"][name]) >= NULL_MARGIN)
             scores[name] = AttackScore(
                 median=round(float(np.median(c)), 4), above=round(float(np.mean(c >= SFACE_THRESHOLD)), 4),
+                matched=round(float(np.mean(matched)), 4),
                 max=round(float(c.max()), 4), rank=rank_of(d["probe"][name], entries, i), gallery=len(entries))
-        verdict, reasons = judge(scores, d["mosaic"], d["null"])
+        blank_rank = rank_of(d["probe_blank"], entries, i)
+        verdict, reasons = judge(scores, d["mosaic"], d["null"], blank_rank)
         if d["face_px"] < SMALL_FACE:
             reasons.append(f"face only {d['face_px']:.0f} px wide in the original: identity scores are unreliable")
         tr = d["plan"].track
         out.append(TrackAudit(
             id=tr.id, first_frame=int(tr.frames[0]), last_frame=int(tr.frames[-1]), scored=len(d["plan"].score),
-            face_px=round(d["face_px"], 1), featureless=round(d["null"], 4), scores=scores, mosaic=d["mosaic"],
+            face_px=round(d["face_px"], 1), featureless=round(d["null"], 4), featureless_rank=blank_rank,
+            scores=scores, mosaic=d["mosaic"],
             verdict=verdict, reasons=reasons,
             worst_frame=int(tr.frames[0]) + int(d["worst"][1]), sheet=d["worst"][2]))
     return out

@@ -31,8 +31,8 @@ from depixcli.mosaic import MosaicGrid, cell_index, clipped_rect, grid_from_bloc
 
 SECURE_BLOCKS = 6  # blocks across the mosaic box
 SECURE_SCALE = 1.6  # mosaic box side / detector face box side (face, hair and ears)
-SECURE_STEP = 24  # grey levels, quantisation step of the block values
-SECURE_NOISE = 1.0  # quantisation steps, width of the uniform noise added before quantising
+SECURE_STEP = 32  # grey levels, quantisation step of the block values
+SECURE_NOISE = 2.0  # quantisation steps, width of the uniform noise added before quantising
 SECURE_HOLD_S = 0.5  # s, how long block values are held before they are refreshed
 SECURE_SEED = 20260  # noise seed (combined with track id and refresh number)
 

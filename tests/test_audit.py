@@ -169,10 +169,13 @@ def test_phase_count_and_verdict_rules():
     from depixcli.audit import AttackScore
 
     m = analyse_mosaic([], 10)
-    low = {a: AttackScore(0.1, 0.0, 0.3, 5, 34) for a in ("anonymised", "smoothed", "reconstructed")}
+    low = {a: AttackScore(0.1, 0.0, 0.0, 0.3, 5, 34) for a in ("anonymised", "smoothed", "reconstructed")}
     assert judge(low, m)[0] == "holds"
-    assert judge({**low, "anonymised": AttackScore(0.25, 0.0, 0.3, 5, 34)}, m, featureless=0.2)[0] == "holds"
-    assert judge({**low, "anonymised": AttackScore(0.35, 0.0, 0.3, 5, 34)}, m, featureless=0.2)[0] == "leaks"
-    assert judge({**low, "reconstructed": AttackScore(0.1, 0.0, 0.3, 1, 34)}, m)[0] == "leaks"  # re-identified
-    assert judge({**low, "reconstructed": AttackScore(0.1, 0.0, 0.3, 1, 3)}, m)[0] == "holds"  # gallery too small
-    assert judge({**low, "smoothed": AttackScore(0.15, 0.2, 0.5, 5, 34)}, m)[0] == "leaks"  # 20 % above
+    assert judge({**low, "anonymised": AttackScore(0.25, 0.0, 0.0, 0.3, 5, 34)}, m, featureless=0.2)[0] == "holds"
+    assert judge({**low, "anonymised": AttackScore(0.35, 0.0, 0.0, 0.3, 5, 34)}, m, featureless=0.2)[0] == "leaks"
+    assert judge({**low, "reconstructed": AttackScore(0.1, 0.0, 0.0, 0.3, 1, 34)}, m)[0] == "leaks"  # re-identified
+    assert judge({**low, "reconstructed": AttackScore(0.1, 0.0, 0.0, 0.3, 1, 3)}, m)[0] == "holds"  # gallery too small
+    rank1 = {**low, "reconstructed": AttackScore(0.1, 0.0, 0.0, 0.3, 1, 34)}
+    assert judge(rank1, m, featureless_rank=1)[0] == "holds"  # the face's colour alone finds it: not the mosaic
+    assert judge({**low, "smoothed": AttackScore(0.15, 0.2, 0.2, 0.5, 5, 34)}, m)[0] == "leaks"  # 20 % above
+    assert judge({**low, "smoothed": AttackScore(0.15, 0.2, 0.0, 0.5, 5, 34)}, m)[0] == "holds"  # ... as blank is

@@ -21,8 +21,8 @@ PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "sl
               help="Block colour: mean of its pixels, or the pixel at its centre.")
 @click.option("--secure", is_flag=True,
               help="A mosaic that depix's own audit cannot recover: 6 x 6 blocks over 1.6 x the face box, "
-                   "noised and quantised block values held for 0.5 s (replaces --blocks, --block-size, "
-                   "--value and --scale; see `depix audit`).")
+                   "block values noised (+-32 levels), quantised (steps of 32) and held for 0.5 s (replaces "
+                   "--blocks, --block-size, --value and --scale; see `depix audit`).")
 @click.option("--scale", type=click.FloatRange(0.5, 4.0), default=1.3,
               help="Mosaic box size relative to the detector's face box (about its centre).")
 @click.option("--detector", type=click.Choice(DETECTOR_NAMES), default="yunet", help="Face detector.")
