@@ -33,6 +33,7 @@ COLOUR_SIGMA_CELLS = 2.0
 DEFAULT_CELLS = 16  # cells across a mosaic whose block size is unknown (the paper's 16 x 16)
 MIN_COLOUR_SIGMA = 1.0  # px
 PROJECT = True  # pull each reconstruction back to the observed block means before pasting (project_crop)
+FLIP_ENSEMBLE = True  # average each reconstruction with that of the mirrored stack (Reconstructor)
 DEFAULT_WEIGHTS_NAME = "depix-default.safetensors"
 WEIGHTS_ENV = "DEPIX_WEIGHTS"  # environment variable naming a weights file; overrides the shipped one
 
@@ -289,11 +290,17 @@ class ModelGeometry:
 
 
 class Reconstructor:
-    """The network plus its device policy: bf16 autocast + channels_last on CUDA, fp32 on CPU."""
+    """The network plus its device policy: bf16 autocast + channels_last on CUDA, fp32 on CPU.
 
-    def __init__(self, model, device: str = "cpu"):
+    With `flip` (default `FLIP_ENSEMBLE`) every stack is also reconstructed mirrored and the two results are
+    averaged (a face is nearly symmetric, the model's errors are not): +0.1 to +0.17 dB on val for twice
+    the model time, which is small next to locating and encoding on CPU.
+    """
+
+    def __init__(self, model, device: str = "cpu", flip: bool | None = None):
         import torch
 
+        self.flip = FLIP_ENSEMBLE if flip is None else flip
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         if self.device.type == "cuda":
@@ -311,7 +318,12 @@ class Reconstructor:
         x = x.permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, F, 3, S, S) float [0, 1]
         with torch.inference_mode():
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                y = self.model(x)
+                if self.flip:
+                    B = x.shape[0]
+                    y = self.model(torch.cat([x, x.flip(-1)])).float()
+                    y = (y[:B] + y[B:].flip(-1)) * 0.5
+                else:
+                    y = self.model(x)
             if not bool(torch.isfinite(y).all()):  # clamp would turn NaN into a flat patch, silently
                 raise WeightsError("the model produced NaN or Inf values on this input; its weights are unusable")
             y = (y.float().clamp_(0.0, 1.0) * 255.0).round_().to(torch.uint8)

@@ -289,3 +289,22 @@ def test_interrupted_training_checkpoints_and_the_same_command_continues(tmp_pat
     assert steps[: first + 2] == list(range(1, first + 3))  # no restart from step 1
     ck = load_checkpoint(tmp_path / "run" / CHECKPOINT)
     assert int(ck["step"]) > first and int(ck["opt_g"]["state"][0]["step"]) == int(ck["step"])
+
+
+def test_flip_ensemble_averages_the_mirrored_reconstruction():
+    from depixcli.reconstruct import Reconstructor
+
+    class Lopsided(torch.nn.Module):  # centre frame plus a left-to-right ramp: an error that mirroring cancels
+        def __init__(self):
+            super().__init__()
+            self.config = dataclasses.replace(COMPACT, window=0)
+
+        def forward(self, stack):
+            ramp = torch.linspace(0.1, -0.1, stack.shape[-1])
+            return stack[:, 0] + ramp
+
+    stacks = np.full((2, 1, S, S, 3), 120, np.uint8)
+    plain = Reconstructor(Lopsided(), flip=False)(stacks)
+    both = Reconstructor(Lopsided(), flip=True)(stacks)
+    assert plain[0, 0, 0, 0] > 140 and plain[0, 0, -1, 0] < 100
+    assert np.abs(both.astype(int) - 120).max() <= 1
