@@ -82,6 +82,7 @@ def child(spec: dict) -> dict:
                     quiet=True, preset=spec["preset"], boxes=spec["boxes"])
     if spec["device"] == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    spec["cpu0"] = _cpu_s()
     t0 = time.perf_counter()
     stats = run_video(spec["clip"], spec["out"], cfg)
     wall = time.perf_counter() - t0
@@ -90,9 +91,17 @@ def child(spec: dict) -> dict:
         "frames": stats.frames, "tracks": stats.tracks, "stacks": stats.stacks, "copied": stats.copied,
         "wall_s": wall, "fps": stats.frames / wall, "stages": stats.stage_s,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cuda_mb": cuda_mb,
+        "cpu_s": _cpu_s() - spec["cpu0"],
         "buffered_frames": stats.max_buffered_frames, "buffered_crops": stats.max_buffered_crops,
         "blocks": stats.block_sizes,
     }
+
+
+def _cpu_s() -> float:
+    """CPU seconds used by this process so far, all threads (user + system): unlike the wall time, about
+    the same on a machine busy with other jobs."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def random_weights(path: Path, arch: str = "unet") -> Path:
@@ -163,14 +172,16 @@ def main() -> None:
 
 def print_table(rows: list[dict], args) -> None:
     print(f"\ndepix run benchmark: device={args.device} batch={args.batch_size} mode={args.mode} "
-          f"preset={args.preset} (stage times in ms/frame; stages overlap across threads)")
+          f"preset={args.preset} (stage times in ms/frame; stages overlap across threads; CPU ms: CPU time "
+          f"of the run per frame, all threads)")
     head = f"{'clip':>16} {'fps':>7} {'wall s':>7} " + " ".join(f"{s:>7}" for s in STAGES)
-    head += f" {'RSS MB':>7} {'CUDA MB':>8} {'buf fr':>6} {'buf cr':>6} {'tracks':>6}"
+    head += f" {'CPU ms':>7} {'RSS MB':>7} {'CUDA MB':>8} {'buf fr':>6} {'buf cr':>6} {'tracks':>6}"
     print(head)
     for r in rows:
         per = {s: 1000 * r["stages"].get(s, 0.0) / max(r["frames"], 1) for s in STAGES}
         print(f"{r['size'] + ' x' + str(r['n']):>16} {r['fps']:7.2f} {r['wall_s']:7.1f} "
               + " ".join(f"{per[s]:7.1f}" for s in STAGES)
+              + f" {1000 * r['cpu_s'] / max(r['frames'], 1):7.1f}"
               + f" {r['rss_mb']:7.0f} {r['cuda_mb']:8.0f} {r['buffered_frames']:6d} {r['buffered_crops']:6d}"
               + f" {r['tracks']:6d}" + ("  (no mosaic found: copied)" if r["copied"] else ""))
     print("\nratios")
