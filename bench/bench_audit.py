@@ -1,14 +1,21 @@
 """Measure issue 10's "Done when": which mosaics does `depix audit` judge to hold, on people never trained on?
 
     python bench/bench_audit.py ../shared/data/clips.csv -o OUTDIR [--split val] [--weights W] \\
-        [--ways blocks16 blocks8 size10 secure] [--max-frames 100] [--frames 30] [--limit N]
+        [--ways blocks16 blocks8 size10 secure] [--max-frames 100] [--frames 30] [--limit N] \\
+        [--distractors ../shared/data/faces.csv [--distractor-count 1000]] [--prepare | --report-only]
 
 Run from the repository root with depix importable (`pip install -e . --no-deps`, or `PYTHONPATH=.`).
 
 1. Clips: the CSV rows of `--split` (default val; people the default model never saw), or video files.
-2. Gallery of all those people: per identity, the middle frame of its first clip (`OUTDIR/gallery/`).
-   Auditing a clip, the gallery holds the clip's own face track(s) and the photos of every OTHER identity,
-   so each person is in it once: with the 34 val people, chance rank 1 is 1 / 34.
+2. Re-identification gallery: per identity of the clips, the middle frame of its first clip
+   (`OUTDIR/gallery/`), plus with `--distractors` one still photo each of `--distractor-count` other people
+   (a face-photo CSV with columns file, identity, black_border_frac, files relative to the CSV's folder:
+   distinct identities with black_border_frac <= `--max-border`, drawn with `--seed`, names matching a
+   clip identity left out; the photos are read in place, never copied). Auditing a clip, the gallery holds
+   the clip's own face track(s), the photos of every OTHER clip identity and the distractors, so each
+   person is in it once and chance rank 1 is 1 / gallery size: 1 / 34 with the 34 val people alone (a
+   clip that holds then "leaks" by a chance rank 1 in 1 of 34 tries per attack), ~1 / 1034 with 1000
+   distractors. The embeddings are kept in `OUTDIR/gallery.npz` (reused while the photo list is the same).
 3. Per clip: its first `--max-frames` frames (`OUTDIR/clips/<clip>/clean.mp4`), pixelated four ways with
    `depix pixelate`'s library: `blocks16` / `blocks8` (N x N blocks anchored to the face box), `size10`
    (10 px blocks anchored to the image, `--block-size 10`), `secure` (`--secure`).
@@ -18,8 +25,10 @@ Run from the repository root with depix importable (`pip install -e . --no-deps`
 Prints the table (per way: clips, verdicts, median over tracks of the per-track median cosine of
 (a) anonymised, (b) smoothed, (c) reconstructed and [a featureless face of the same colour], mean share of
 frames above 0.363, re-identification rank 1 rate of (c), of the best of (a)-(c), [of the featureless face],
-median rank of (c), mosaic analysis) and writes it to `OUTDIR/audit.md`; all rows go to
-`OUTDIR/audit.json`. Clips already audited (their JSON exists) are not redone: the bench resumes.
+median rank of (c) and gallery size, mosaic analysis) and writes it to `OUTDIR/audit.md`; all rows go to
+`OUTDIR/audit.json`. Clips already audited (their JSON exists) are not redone, and pixelated cuts already
+there are reused: the bench resumes. `--prepare` only cuts, pixelates and embeds the gallery (no model
+needed); `--report-only` only tabulates the JSONs already written (e.g. of shards stopped at a deadline).
 """
 
 from __future__ import annotations
@@ -37,6 +46,8 @@ WAYS = ("blocks16", "blocks8", "size10", "secure")
 DEFAULT_MAX_FRAMES = 100  # frames kept of each clip
 DEFAULT_FRAMES = 30  # frames scored per face track
 BLOCK_SIZE_PX = 10  # px, the image-anchored way's block size (as bench_restore.py's size10)
+DEFAULT_DISTRACTORS = 1000  # identities added to the re-identification gallery with --distractors
+DEFAULT_MAX_BORDER = 0.1  # share of near-black pixels (LFW alignment-warp borders) a distractor photo may have
 
 
 def pixelate_config(way: str):
@@ -104,6 +115,56 @@ def gallery_images(clips, out: Path) -> dict[str, Path]:
     return photos
 
 
+def _name_key(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def distractor_photos(csv_path: Path, count: int, max_border: float, seed: int,
+                      exclude=()) -> list[tuple[str, Path]]:
+    """`(identity, photo)` of `count` distinct identities of a face-photo CSV, drawn with `seed` among those
+    with a photo of black_border_frac <= `max_border` (each: its first such file by name). Identities whose
+    name, without a dataset prefix like `lfw_`, matches one of `exclude` (letters and digits, any case) are
+    left out: a clip's own person must not come back as a distractor."""
+    import csv
+
+    with open(csv_path, newline="") as f:
+        rows = sorted(csv.DictReader(f), key=lambda r: r["file"])
+    skip = {_name_key(e) for e in exclude}
+    first: dict[str, Path] = {}
+    for r in rows:
+        ident = r["identity"]
+        if float(r["black_border_frac"]) > max_border or {_name_key(ident), _name_key(ident.split("_", 1)[-1])} & skip:
+            continue
+        first.setdefault(ident, Path(csv_path).parent / r["file"])
+    names = sorted(first)
+    if count > len(names):
+        raise SystemExit(f"{csv_path}: only {len(names)} identities with black_border_frac <= {max_border}, "
+                         f"{count} asked")
+    pick = np.sort(np.random.default_rng(seed).choice(len(names), size=count, replace=False))
+    return [(names[i], first[names[i]]) for i in pick]
+
+
+def gallery_embeddings(cache: Path, entries: list[tuple[str, Path]], identity, detector):
+    """`(file names, owners, (G, 128) embeddings, notes)` of `(identity, photo)` entries; photos without a
+    face are left out. Kept in `cache` (.npz) and reused while the list of photos is the same."""
+    from depixcli.audit import photo_embeddings
+
+    files = [str(p) for _, p in entries]
+    if cache.exists():
+        z = np.load(cache)
+        if list(z["files"]) == files:
+            return list(z["names"]), list(z["owners"]), z["feats"], [str(n) for n in z["notes"]]
+    names, feats, notes = photo_embeddings([p for _, p in entries], identity, detector)
+    owner = {Path(p).name: ident for ident, p in entries}
+    owners = [owner[n] for n in names]
+    tmp = cache.with_name(f".{cache.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, files=np.array(files), names=np.array(names), owners=np.array(owners), feats=feats,
+                 notes=np.array(notes, dtype=str))
+    os.replace(tmp, cache)
+    return names, owners, feats, notes
+
+
 def summarise(rows: list[dict], way: str) -> dict:
     """One table row: the tracks of every clip audited `way`."""
     mine = [r for r in rows if r["way"] == way]
@@ -135,9 +196,10 @@ def summarise(rows: list[dict], way: str) -> dict:
     }
 
 
-def format_table(summary: list[dict], model: str) -> str:
+def format_table(summary: list[dict], model: str, gallery: str = "") -> str:
     lines = [
         f"model: {model}",
+        *([f"re-identification gallery: {gallery}"] if gallery else []),
         "",
         "| pixelation | clips | holds / leaks | median cosine (a) / (b) / (c) [blank] | frames > 0.363 (a) / (b) / (c) "
         "| re-id rank 1 (c) / any [blank], chance | median rank (c) of gallery | blocks across face | grid | phases "
@@ -153,7 +215,7 @@ def format_table(summary: list[dict], model: str) -> str:
             f"| {c['anonymised']:.2f} / {c['smoothed']:.2f} / {c['reconstructed']:.2f} [{s['featureless']:.2f}] "
             f"| {a['anonymised']:.0%} / {a['smoothed']:.0%} / {a['reconstructed']:.0%} "
             f"| {s['rank1_reconstructed']:.0%} / {s['rank1_any']:.0%} [{s['rank1_featureless']:.0%}], "
-            f"{s['chance_rank1']:.0%} "
+            f"{s['chance_rank1']:.1%} "
             f"| {s['median_rank_reconstructed']:.0f} of {s['gallery']} "
             f"| {s['face_blocks'] if s['face_blocks'] is not None else '-'} | {s['anchor']} | {s['phases']:.0f} "
             f"| {s['values']} |")
@@ -172,37 +234,68 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames scored per face track")
     ap.add_argument("--limit", type=int, default=0, help="audit only the first N clips (0: all)")
     ap.add_argument("--every", type=int, default=1, help="audit every k-th clip (a spread-out subset)")
+    ap.add_argument("--only", nargs="+", default=None, metavar="STEM", help="audit only these clips (file stems)")
     ap.add_argument("--shard", default="0/1", help="K/N: audit clips K, K+N, ... of the selection (parallel runs)")
+    ap.add_argument("--distractors", type=Path, default=None,
+                    help="face-photo CSV (file, identity, black_border_frac) of other people for the gallery")
+    ap.add_argument("--distractor-count", type=int, default=DEFAULT_DISTRACTORS, help="distinct identities drawn")
+    ap.add_argument("--max-border", type=float, default=DEFAULT_MAX_BORDER,
+                    help="largest black_border_frac of a distractor photo")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the distractor draw")
+    ap.add_argument("--prepare", action="store_true", help="only cut, pixelate and embed the gallery (no model)")
+    ap.add_argument("--report-only", action="store_true", help="only tabulate the clip JSONs already written")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
     from depixcli import dataset
-    from depixcli.audit import AuditConfig, audit_video, gallery_photos, write_sheet
-    from depixcli.detect import load_detector
-    from depixcli.identity import SFaceIdentity
-    from depixcli.pixelate import pixelate_video
-    from depixcli.reconstruct import default_weights_path, load_reconstructor
 
     clips = dataset.collect_inputs(args.inputs)
     if any(c.split is not None for c in clips):
         clips = [c for c in clips if c.split == args.split]
     clips = dataset.readable_inputs(clips)
-    photos = gallery_images(clips, args.out / "gallery")
+    every_clip = clips
+    people = sorted({c.identity for c in clips})
+    entries = [(ident, args.out / "gallery" / f"{ident}.png") for ident in people]
+    if args.distractors is not None:
+        entries += distractor_photos(args.distractors, args.distractor_count, args.max_border, args.seed, people)
     clips = clips[:: args.every]
     if args.limit:
         clips = clips[: args.limit]
+    if args.only:
+        clips = [c for c in clips if c.path.stem in args.only]
     shard, shards = (int(v) for v in args.shard.split("/"))
     clips = clips[shard::shards]
-    weights = args.weights or str(default_weights_path())
-    model = load_reconstructor(weights, args.device)
+    weights = args.weights or "the default model (weights/depix-default.safetensors)"
+    if args.report_only:
+        rows = [json.loads(p.read_text()) for c in clips for w in args.ways
+                if (p := args.out / "clips" / c.path.stem / f"{w}.json").exists()]
+        weights = args.weights or (rows[0]["weights"] if rows else weights)
+        return report(args, rows, clips, weights, read_gallery_note(args.out))
+
+    from depixcli.audit import AuditConfig, audit_video, write_sheet
+    from depixcli.detect import load_detector
+    from depixcli.identity import SFaceIdentity
+    from depixcli.pixelate import pixelate_video
+
+    gallery_images(every_clip, args.out / "gallery")
     identity = SFaceIdentity()
-    config = AuditConfig(weights=weights, frames=args.frames, quiet=args.quiet)
+    config = AuditConfig(weights=args.weights, frames=args.frames, quiet=args.quiet)
     detector = load_detector(config.detector, max_side=config.max_side)
-    names, feats, notes = gallery_photos(str(args.out / "gallery"), identity, detector)
+    names, owners, feats, notes = gallery_embeddings(args.out / "gallery.npz", entries, identity, detector)
     for n in notes:
         print(n, file=sys.stderr)
-    by_name = {Path(p).name: ident for ident, p in photos.items()}
-    owners = [by_name.get(n) for n in names]
+    n_distract = sum(o not in people for o in owners)
+    note = (f"each clip's own face track(s) + one photo of each other one of the {len(people)} {args.split} "
+            f"people" + (f" + {n_distract} distractor identities (one still photo each: {args.distractors.name}, "
+                         f"black_border_frac <= {args.max_border}, seed {args.seed})" if args.distractors else "")
+            + "; chance rank 1 = 1 / gallery size")
+    (args.out / "gallery.txt").write_text(note + "\n")
+    model = None
+    if not args.prepare:
+        from depixcli.reconstruct import default_weights_path, load_reconstructor
+
+        weights = args.weights or str(default_weights_path())
+        model = load_reconstructor(weights, args.device)
     rows = []
     t_start = time.perf_counter()
     for i, c in enumerate(clips):
@@ -210,7 +303,9 @@ def main(argv=None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         clean = work / "clean.mp4"
         if not clean.exists():
-            cut_clip(c.path, clean, args.max_frames)
+            tmp = work / ".clean.tmp.mp4"
+            cut_clip(c.path, tmp, args.max_frames)
+            os.replace(tmp, clean)
         cached = CachedDetector(detector)
         keep = [k for k, o in enumerate(owners) if o != c.identity]  # every other person, once
         gallery = ([names[k] for k in keep], feats[keep], [])
@@ -221,32 +316,57 @@ def main(argv=None) -> int:
                 continue
             t0 = time.perf_counter()
             pix = work / f"{way}.mp4"
-            pixelate_video(clean, pix, pixelate_config(way), detector=cached)
+            if not pix.exists():  # pixelation needs no model: reused from --prepare or an earlier run
+                tmp = work / f".{way}.tmp.mp4"
+                pixelate_video(clean, tmp, pixelate_config(way), detector=cached)
+                os.replace(tmp, pix)
             t1 = time.perf_counter()
+            if model is None:
+                continue
             try:
-                report = audit_video(pix, clean, config, model=model, identity=identity, detector=cached,
-                                     gallery=gallery)
+                rep = audit_video(pix, clean, config, model=model, identity=identity, detector=cached,
+                                  gallery=gallery)
             except Exception as exc:  # noqa: BLE001 - one clip's failure is reported, the bench goes on
                 print(f"{c.path.name} {way}: {type(exc).__name__}: {exc}", file=sys.stderr)
                 continue
-            write_sheet(report, work / f"{way}.png")
-            row = {"clip": c.path.name, "identity": c.identity, "way": way, **report.to_dict(),
+            write_sheet(rep, work / f"{way}.png")
+            row = {"clip": c.path.name, "identity": c.identity, "way": way, **rep.to_dict(),
                    "seconds": {"pixelate": t1 - t0, "audit": time.perf_counter() - t1}}
-            out_json.write_text(json.dumps(row, indent=1))
+            row["weights"] = weights
+            tmp = work / f".{way}.tmp.json"
+            tmp.write_text(json.dumps(row, indent=1))
+            os.replace(tmp, out_json)  # whole or absent: a shard stopped at a deadline leaves no half file
             rows.append(row)
             tr = row["tracks"]
             print(f"[{i + 1}/{len(clips)}] {c.path.name} {way}: {row['verdict']} "
                   + " ".join(f"c={t['scores']['reconstructed']['median']:.2f} "
-                             f"rank={t['scores']['reconstructed']['rank']}" for t in tr)
+                             f"rank={t['scores']['reconstructed']['rank']} of {t['scores']['reconstructed']['gallery']}"
+                             for t in tr)
                   + f" ({time.perf_counter() - t0:.0f} s, {time.perf_counter() - t_start:.0f} s total)",
                   file=sys.stderr, flush=True)
+    if model is None:
+        print(f"prepared {len(clips)} clip(s) in {args.out}; gallery: {len(names)} photos ({note})", file=sys.stderr)
+        return 0
+    return report(args, rows, clips, weights, note)
+
+
+def read_gallery_note(out: Path) -> str:
+    p = out / "gallery.txt"
+    return p.read_text().strip() if p.exists() else ""
+
+
+def report(args, rows: list[dict], clips, weights: str, gallery_note: str) -> int:
+    """Print the table, write `audit.md` and `audit.json`."""
     summary = [summarise(rows, w) for w in args.ways]
-    table = format_table(summary, weights)
+    table = format_table(summary, weights, gallery_note)
     print(table)
     (args.out / "audit.md").write_text(table + "\n")
-    (args.out / "audit.json").write_text(json.dumps({"summary": summary, "rows": rows, "weights": weights,
-                                                     "max_frames": args.max_frames, "frames": args.frames,
-                                                     "clips": [c.path.name for c in clips]}, indent=1))
+    (args.out / "audit.json").write_text(json.dumps({
+        "summary": summary, "rows": rows, "weights": weights, "max_frames": args.max_frames, "frames": args.frames,
+        "gallery": {"note": gallery_note, "distractors": str(args.distractors) if args.distractors else None,
+                    "distractor_count": args.distractor_count if args.distractors else 0,
+                    "max_border": args.max_border, "seed": args.seed},
+        "clips": [c.path.name for c in clips]}, indent=1))
     return 0
 
 

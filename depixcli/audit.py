@@ -429,18 +429,24 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
 
 def gallery_photos(directory: str, identity, detector) -> tuple[list[str], np.ndarray, list[str]]:
     """Embeddings of the largest face in each image of `directory`: `(names, (G, 128) embeddings, notes)`."""
-    import cv2
-
-    from depixcli.geometry import crop, head_box
-
     d = Path(directory)
     if not d.is_dir():
         raise InputError(f"--gallery {directory}: not a directory")
     files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise InputError(f"--gallery {directory}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return photo_embeddings(files, identity, detector)
+
+
+def photo_embeddings(files, identity, detector) -> tuple[list[str], np.ndarray, list[str]]:
+    """Embeddings of the largest face in each image file: `(names, (G, 128) embeddings, notes)`; files that
+    cannot be read or show no face with landmarks are left out (and named in the notes)."""
+    import cv2
+
+    from depixcli.geometry import crop, head_box
+
     names, feats, skipped = [], [], []
-    for p in files:
+    for p in map(Path, files):
         bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if bgr is None:
             skipped.append(p.name)

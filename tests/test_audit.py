@@ -47,11 +47,11 @@ def work(tmp_path_factory):
     return d
 
 
-def _audit(work, anonymised, *extra):
+def _audit(work, anonymised, *extra, exit_code=0):
     out = work / f"{anonymised.stem}.json"
     res = CliRunner().invoke(main, ["audit", str(anonymised), "--original", str(work / "clip.mp4"), "-q",
                                     "-w", str(work / "tiny.safetensors"), "--json", str(out), *extra])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == exit_code, res.output
     return json.loads(out.read_text()), res.output
 
 
@@ -80,13 +80,21 @@ def test_unpixelated_copy_leaks(work):
 def test_solid_fill_holds(work):
     filled = work / "filled.mp4"
     write_test_clip(filled, _frames(fill=128), fps=25)
-    report, text = _audit(work, filled)
+    report, text = _audit(work, filled, "--fail-on-leak", exit_code=0)
     t = report["tracks"][0]
     assert report["verdict"] == "holds" and t["verdict"] == "holds", text
     for attack in ("anonymised", "smoothed", "reconstructed"):  # no more than any featureless image
         assert t["scores"][attack]["median"] < t["featureless"] + NULL_MARGIN and t["scores"][attack]["above"] == 0.0
     assert 0.0 < t["featureless"] < 0.35  # SFace's cosine of a flat patch of the face's colour: not 0
     assert "video: HOLDS" in text
+
+
+def test_fail_on_leak_exit_status(work):
+    """--fail-on-leak: a leaking video exits 3 after printing its table (without it: 0, as above)."""
+    copy = work / "copy_fail.mp4"
+    write_test_clip(copy, (f.image for f in read_frames(work / "clip.mp4")), fps=25)
+    report, text = _audit(work, copy, "--fail-on-leak", "--frames", "4", exit_code=3)
+    assert report["verdict"] == "leaks" and "video: LEAKS" in text
 
 
 @pytest.mark.parametrize("kind", ["size", "frames"])

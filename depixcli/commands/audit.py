@@ -6,6 +6,7 @@ from depixcli.commands.common import user_errors
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 DEFAULT_FRAMES = 60  # = audit.DEFAULT_FRAMES (not imported here: --help stays instant)
+LEAK_EXIT = 3  # exit status with --fail-on-leak when the verdict is leaks (1: errors, 2: usage errors)
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -28,14 +29,20 @@ DEFAULT_FRAMES = 60  # = audit.DEFAULT_FRAMES (not imported here: --help stays i
               help="Frames scored per face track, evenly spread (0: every frame).")
 @click.option("--detector", type=click.Choice(["yunet", "centerface"]), default="yunet",
               help="Face detector run on the original (its landmarks align every face).")
+@click.option("--fail-on-leak", is_flag=True,
+              help=f"Exit with status {LEAK_EXIT} when the verdict is leaks (for scripts); without it the exit "
+                   "status is 0 whatever the verdict.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def audit_command(anonymised, original, json_path, sheet_path, gallery, weights, device, frames, detector, quiet):
+@click.pass_context
+def audit_command(ctx, anonymised, original, json_path, sheet_path, gallery, weights, device, frames, detector,
+                  fail_on_leak, quiet):
     """Measure whether the faces of ANONYMISED can still be recognised, against ORIGINAL.
 
     Per face track of the original: SFace identity cosine of (a) the anonymised face, (b) a smoothed
     copy, (c) depix's own reconstruction, the share of frames above SFace's same-person threshold and
     the re-identification rank; a model-free analysis of the mosaic; and a verdict, holds or leaks.
-    Exit status 0 whatever the verdict; errors (videos that differ, no face) exit 1.
+    Exit status 0 whatever the verdict (3 with --fail-on-leak when it leaks); errors (videos that
+    differ, no face) exit 1, bad options 2.
 
     \b
       depix audit pixelated.mp4 --original clip.mp4 --sheet audit.png
@@ -52,3 +59,5 @@ def audit_command(anonymised, original, json_path, sheet_path, gallery, weights,
         if sheet_path:
             write_sheet(report, sheet_path)
     click.echo(format_table(report))
+    if fail_on_leak and report.verdict == "leaks":
+        ctx.exit(LEAK_EXIT)
