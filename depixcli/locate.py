@@ -19,7 +19,9 @@ lines, where they form straight segments, and likewise vertically. Steps (`locat
 4. Period and phase, per axis, on the area's projections: spectrum peaks are candidate periods (fractional
    sizes included), each refined by weighted least squares on the tooth positions and kept if its grid
    lines collect most of the edges (`on_grid`, chance-corrected). Sub-multiples of the true period pass
-   this test; multiples do not. The largest candidates go on to step 5 first.
+   this test; multiples do not. An axis with no candidate while the other has some (a texture of about the
+   block size next to the mosaic, e.g. a woven hat behind a face, spoils its profile) is tried again at a
+   lower bar (MASKED_ON_GRID), keeping periods close to the other axis's. The largest go on to step 5 first.
 5. Cells. On that grid (extended `GROW_CELLS` past the area) every cell interior must be flat
    (std <= `cell_std`, which tolerates H.264 noise); mosaic cells differ from their flat neighbours by a
    step (>= `edge`, lowered towards EDGE_MIN when the flat cells are quiet: dark, low-contrast mosaics)
@@ -47,7 +49,7 @@ a video into `MosaicTrack`s with a per-track median block size.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -94,7 +96,9 @@ NEAR_MARGIN = 0.15  # rect sizes of search area around a known mosaic (motion be
 NEAR_MARGIN_CELLS = 2  # cells of search area around a known mosaic, besides NEAR_MARGIN
 NEAR_IOU = 0.3  # IoU: a region found near a known mosaic's predicted rect is that mosaic again
 NEAR_CELL = 0.1  # relative: ... and keeps its block size this closely
+NEAR_PARTIAL_IOU = 0.6  # IoU: a known-size fit overlapping the predicted rect less may be a part of the mosaic
 NEAR_ON_GRID = 0.25  # least on-grid share of the edges (cf. LocateConfig.on_grid) for a known block size
+MASKED_ON_GRID = 0.3  # ... for an axis masked by texture, with periods close to those of the other axis
 
 
 @dataclass(frozen=True)
@@ -305,6 +309,21 @@ def _axis_periods(pm: np.ndarray, start: int, hint: float, cfg: LocateConfig) ->
             if len(out) == AXIS_CANDIDATES:
                 break
     return out
+
+
+def _masked_axis(pm: np.ndarray, start: int, hint: float, other: list, cfg: LocateConfig) -> list:
+    """`_axis_periods` of an axis that found none, with the on-grid bar lowered to MASKED_ON_GRID, keeping
+    only periods within PERIOD_TOLERANCE of the windows' `hint` for this axis or of one of the `other`
+    axis's periods (cells about as wide as tall); [] when the other axis has none either."""
+    if not other:
+        return []
+    low = replace(cfg, on_grid=MASKED_ON_GRID)
+    out = []
+    for cand in _axis_periods(pm, start, hint, low) + _axis_periods(_robust(pm), start, hint, low):
+        near = any(abs(math.log(cand[0] / q)) < PERIOD_TOLERANCE for q in (hint, *(o[0] for o in other)))
+        if near and not any(abs(cand[0] / q[0] - 1) < 0.05 for q in out):
+            out.append(cand)
+    return out[:AXIS_CANDIDATES]
 
 
 def _edge_line_ok(flat: np.ndarray, along: np.ndarray) -> bool:
@@ -595,8 +614,10 @@ def _tile_map(colband: np.ndarray, rowband: np.ndarray, cfg: LocateConfig):
     return t_score, t_px, t_py
 
 
-def _fit_area(g, dx, dy, mask, t_px, t_py, cfg: LocateConfig, whole: bool = True) -> MosaicRegion | None:
-    """Fit one candidate area (boolean tile mask) to a mosaic region, or None (steps 4 to 6)."""
+def _fit_area(g, dx, dy, mask, t_px, t_py, cfg: LocateConfig, whole: bool = True,
+              masked: bool = False) -> MosaicRegion | None:
+    """Fit one candidate area (boolean tile mask) to a mosaic region, or None (steps 4 to 6). `masked`: an
+    axis without periods takes them from the other axis at a lower bar (`_masked_axis`; a last resort)."""
     import cv2
 
     H, W = g.shape
@@ -612,9 +633,16 @@ def _fit_area(g, dx, dy, mask, t_px, t_py, cfg: LocateConfig, whole: bool = True
     hint = (float(np.median(t_px[mask])), float(np.median(t_py[mask])))
     # no period on an axis: maybe one strong edge off the grid outweighs the grid lines; clip and retry
     xs_ = _axis_periods(pmx, x0, hint[0], cfg) or _axis_periods(_robust(pmx), x0, hint[0], cfg)
-    if not xs_:
-        return None
     ys_ = _axis_periods(pmy, y0, hint[1], cfg) or _axis_periods(_robust(pmy), y0, hint[1], cfg)
+    # `masked`: an axis whose comb a texture next to the mosaic masks (a woven hat of about the block size
+    # behind a face) gets its periods close to the other axis's, at a lower on-grid bar; the cell fit decides
+    if masked:
+        if xs_ and ys_:
+            return None  # nothing masked: the plain fit already failed
+        xs_ = xs_ or _masked_axis(pmx, x0, hint[0], ys_, cfg)
+        ys_ = ys_ or _masked_axis(pmy, y0, hint[1], xs_, cfg)
+    if not xs_ or not ys_:
+        return None
     fit = None
     for ax, ay in sorted(((ax, ay) for ax in xs_ for ay in ys_), key=lambda a: -a[0][0] * a[1][0]):
         px, py = ax[:2], ay[:2]
@@ -749,19 +777,25 @@ def _search(frame: np.ndarray, cfg: LocateConfig, focus=None, whole: bool = True
     t_score, t_px, t_py = _tile_map(colband, rowband, cfg)
     flatness = None
     found: list[MosaicRegion] = []
-    todo = [(m, True) for m in _tile_regions(t_score, t_px, t_py) if m.sum() >= 2]
+    # (tile mask, may be split, masked axis allowed); a failed area is tried again with a masked axis after
+    # its flatter parts (a masked-axis fit of the whole may lock on the texture)
+    todo = [(m, True, False) for m in _tile_regions(t_score, t_px, t_py) if m.sum() >= 2]
     while todo:
-        mask, may_split = todo.pop(0)
+        mask, may_split, masked = todo.pop(0)
         ys, xs = np.nonzero(mask)
         box = (int(xs.min()) * b, int(ys.min()) * b, (int(xs.max()) + 1) * b, (int(ys.max()) + 1) * b)
         if any(_overlap(r.rect, box) > 0.5 for r in found) or (focus is not None and _overlap(focus, box) <= 0):
             continue
-        region = _fit_area(g, dx, dy, mask, t_px, t_py, cfg, whole)
+        region = _fit_area(g, dx, dy, mask, t_px, t_py, cfg, whole, masked)
         if region is None:
+            if masked:
+                continue
+            parts = []
             if may_split and mask.sum() >= SPLIT_MIN_TILES:
                 if flatness is None:
                     flatness = _tile_flatness(dx, dy, b)
-                todo[:0] = [(m, False) for m in _split_by_flatness(mask, flatness)]
+                parts = [(m, False, False) for m in _split_by_flatness(mask, flatness)]
+            todo[:0] = parts + [(mask, False, True)]
             continue
         if any(_overlap(r.rect, region.rect) > 0.5 for r in found):
             continue
@@ -777,8 +811,10 @@ def locate_near(frame: np.ndarray, known: list[MosaicRegion], config: LocateConf
     area's border (it moved more than predicted).
 
     The search area is the predicted rect grown by NEAR_MARGIN of its size plus NEAR_MARGIN_CELLS cells.
-    There the known block size is fitted first (`_fit_known`: phase and rect found again), else the area
-    is searched as a frame, fitting only candidates that overlap the predicted rect.
+    There the known block size is fitted first (`_fit_known`: phase and rect found again); when that fails
+    or its rect overlaps the predicted one little (NEAR_PARTIAL_IOU: a part of the mosaic), the area is
+    also searched as a frame, fitting only candidates that overlap the predicted rect; the region
+    overlapping the predicted rect most is kept.
     """
     H, W = frame.shape[:2]
     out: list[MosaicRegion | None] = []
@@ -797,7 +833,11 @@ def locate_near(frame: np.ndarray, known: list[MosaicRegion], config: LocateConf
         whole = (ax0, ay0, ax1, ay1) == (0, 0, W, H)
         fit = _fit_known(_gray(np.ascontiguousarray(crop)), focus, region.cell_w, region.cell_h, config, whole)
         best = None
-        for r in [fit] if fit is not None else _search(crop, config, focus, whole):
+        cands = [fit] if fit is not None else []
+        if fit is None or _iou((fit.rect[0] + ax0, fit.rect[1] + ay0, fit.rect[2] + ax0, fit.rect[3] + ay0),
+                               pred) < NEAR_PARTIAL_IOU:  # none, or maybe a part: search the area too
+            cands += _search(crop, config, focus, whole)
+        for r in cands:
             r = MosaicRegion((r.rect[0] + ax0, r.rect[1] + ay0, r.rect[2] + ax0, r.rect[3] + ay0), r.cell_w,
                              r.cell_h, r.origin_x + ax0, r.origin_y + ay0, r.score)
             if (_iou(r.rect, pred) >= NEAR_IOU and abs(r.cell_w / region.cell_w - 1) <= NEAR_CELL
@@ -881,10 +921,11 @@ def locate_stream(items, image_of=lambda x: x, config: LocateConfig = LocateConf
     mosaic is not found again, and while no mosaic is known. On the frames in between only the mosaics
     known from the last key frame (and from the frame before it, so that a key frame missing a mosaic loses
     nothing) are fitted again (`locate_near`), moved along at the speed they had between the last two key
-    frames. Before a segment of frames is yielded, a mosaic missed on some of its frames is followed from
-    the frames where it was found, forward and then backward from the next key frame: a face that appears
-    between key frames is found from its first frame, and a frame the whole-frame search missed gets the
-    mosaic its neighbours have. Holds at most 2 x `key_every` frames; `workers` threads search.
+    frames. Before a segment of frames is yielded, a mosaic missed (or found only in part) on some of its
+    frames is followed from the frames where it was found, at the block size it had there (a zooming
+    face's blocks grow), forward and then backward from the next key frame: a face that appears between
+    key frames is found from its first frame, and a frame the whole-frame search missed gets the mosaic
+    its neighbours have. Holds at most 2 x `key_every` frames; `workers` threads search.
     `on_time(seconds)` is called with the time of every search.
     """
     import functools
@@ -910,10 +951,12 @@ def locate_stream(items, image_of=lambda x: x, config: LocateConfig = LocateConf
         return sorted(regions, key=lambda r: -r.score)
 
     def fill(images, regions, source, j, skip=()):
-        """Look on frame j for the mosaics of `source` (a neighbour's regions) that it lacks (and that are
-        not near one of `skip`: mosaics that frame was already searched for)."""
+        """Look on frame j for the mosaics of `source` (a neighbour's regions) that it lacks or has only a
+        part of (IoU < NEAR_PARTIAL_IOU), unless one of `skip` (mosaics that frame was already searched
+        for) is that mosaic at its block size (a zooming face's blocks grow: searched for at another size)."""
         for r in source:
-            if any(_iou(r.rect, q.rect) >= NEAR_IOU for q in (*regions[j], *skip)):
+            if any(_iou(r.rect, q.rect) >= NEAR_PARTIAL_IOU for q in regions[j]) or any(
+                    _iou(r.rect, q.rect) >= NEAR_IOU and _same_cell(r, q) for q in skip):
                 continue
             hit = timed(locate_near, images[j], [r], config)[0]
             if hit is not None:
@@ -955,6 +998,11 @@ def locate_stream(items, image_of=lambda x: x, config: LocateConfig = LocateConf
                                                              for (vx, vy), d in zip(velocity, lag)])
                 for j in range(1, len(seg))]
             prev, prev_key = [seg, images, futures, known], key_regions
+
+
+def _same_cell(a: MosaicRegion, b: MosaicRegion) -> bool:
+    """Block sizes within NEAR_CELL of each other, both axes."""
+    return abs(a.cell_w / b.cell_w - 1) <= NEAR_CELL and abs(a.cell_h / b.cell_h - 1) <= NEAR_CELL
 
 
 def _velocity(region: MosaicRegion, before: list[MosaicRegion], frames: int) -> tuple[float, float]:

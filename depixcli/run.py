@@ -56,6 +56,7 @@ LINK_CELL = 0.05  # relative: the two tracks' median block sizes (each axis) dif
 LINK_IOU = 0.3  # IoU of the end rect of one track and the start rect of the next (also after linear motion)
 LINK_CENTRE = 0.5  # rect sizes: ... or their centres lie closer than this
 LINK_EDGE_FRAMES = 5  # observations whose median rect stands for a track's end / start (robust to partial rects)
+PARTIAL_AREA = 0.6  # an observed rect this much smaller than its neighbours' (both sides) is a part of the mosaic
 MERGE_OVERLAP = 0.5  # intersection / smaller rect: two tracks' rects on one frame that belong to one mosaic
 MERGE_SHARE = 0.5  # ... on at least this share of the frames both tracks observe: the tracks are merged
 
@@ -176,8 +177,9 @@ def tracks_from_rects(
     prediction) are joined again: `merge_concurrent` where they run at the same time (else each would be
     a crop of that face on the same frames), `link_tracks` over gaps up to LINK_GAP_S. Then the rects are smoothed
     over time. The paste rect of a frame is the observation itself where there is one (the mosaic is
-    exactly there), the smoothed rect otherwise (`filled`); the crop box always comes from the smoothed
-    rect, so the model sees a steady crop.
+    exactly there), the smoothed rect otherwise (`filled`), also where the observation is only a part of
+    the mosaic (`_partial`: its neighbours on both sides are much larger); the crop box always comes from
+    the smoothed rect, so the model sees a steady crop.
     """
     from depixcli.track import TrackConfig, build_tracks, smooth_boxes
 
@@ -188,12 +190,18 @@ def tracks_from_rects(
     out = []
     for tr in link_tracks(raw, [_track_cells(tr, per_frame) for tr in raw], max_gap):
         start = int(tr.frames[0])
-        smooth = smooth_boxes(np.asarray(tr.boxes, np.float64), TrackConfig().sigma)
+        part = _partial(np.asarray(tr.boxes, np.float64), tr.filled)
+        boxes = np.asarray(tr.boxes, np.float64).copy()
+        good = ~part & ~tr.filled
+        if part.any() and good.any():  # a part of the mosaic: the rect from its neighbours instead
+            idx = np.arange(len(boxes))
+            boxes[part] = np.stack([np.interp(idx[part], idx[good], boxes[good, c]) for c in range(4)], 1)
+        smooth = smooth_boxes(boxes, TrackConfig().sigma)
         rects = smooth.copy()
         cells = np.full((len(smooth), 2), np.nan)
         filled = np.ones(len(smooth), bool)
         for i, t in enumerate(range(start, start + len(smooth))):
-            best = _observation(per_frame[t], smooth[i])
+            best = None if part[i] else _observation(per_frame[t], smooth[i])
             if best is not None:
                 rects[i] = best[0]
                 filled[i] = False
@@ -204,6 +212,21 @@ def tracks_from_rects(
             cells[~known] = np.median(cells[known], axis=0)
         boxes = _boxes_array([crop_box_for_rect(r, frame_hw) for r in smooth])
         out.append(FaceTrack(len(out), start, rects, boxes, cells, filled=filled))
+    return out
+
+
+def _partial(boxes: np.ndarray, filled: np.ndarray) -> np.ndarray:
+    """`(N,)` bool: observed rects (`boxes` `(N, 4)` xyxy px, `filled` where none) that are only a part of
+    the mosaic: smaller than PARTIAL_AREA x the median area of the LINK_EDGE_FRAMES observations before
+    them and of those after them (a dip, not a face leaving the frame or shrinking)."""
+    obs = np.flatnonzero(~filled)
+    area = (boxes[obs, 2] - boxes[obs, 0]) * (boxes[obs, 3] - boxes[obs, 1])
+    out = np.zeros(len(boxes), bool)
+    k = LINK_EDGE_FRAMES
+    for n, i in enumerate(obs):
+        before, after = area[max(n - k, 0):n], area[n + 1:n + 1 + k]
+        if len(before) and len(after):
+            out[i] = area[n] < PARTIAL_AREA * min(float(np.median(before)), float(np.median(after)))
     return out
 
 

@@ -295,3 +295,58 @@ def test_stream_follows_known_mosaics_and_finds_one_that_appears_between_key_fra
     for t, regions in out:
         assert len(regions) == len(grids[t]) and all(_found(regions, g, frames[t].shape) for g in grids[t]), t
     assert len(whole) <= len(range(0, n, KEY_EVERY)) + 1  # whole-frame searches: about the key frames only
+
+
+def test_stream_follows_a_zooming_mosaic_over_frames_the_whole_frame_search_misses(monkeypatch):
+    """locate_stream, issue 11: a face coming closer (block size +2.5 % a frame, face-anchored 8 x 8 grid);
+    the whole-frame search misses the last two frames before a key frame and that key frame. Following the
+    mosaic from the frame before (at its grown block size, not the key frame's) finds it on all of them."""
+    import depixcli.locate as locate
+    from depixcli.locate import KEY_EVERY, locate_stream
+
+    blind = {KEY_EVERY - 2, KEY_EVERY - 1, KEY_EVERY}
+    base = _scene(1)
+    n = 2 * KEY_EVERY + 2
+    frames, grids = [], []
+    for t in range(n):
+        s = 160 * 1.025 ** t
+        box = tuple(int(round(v)) for v in (640 - s / 2, 360 - 0.6 * s, 640 + s / 2, 360 + 0.6 * s))
+        img = base.copy()
+        img[box[1]:box[3], box[0]:box[2]] = _face(box[2] - box[0], box[3] - box[1])
+        grids.append(grid_from_blocks(box, 8))
+        frames.append(_jpeg(apply_mosaic(img, grids[-1])))
+    calls = []
+
+    def whole(f, c):
+        t = next(i for i, fr in enumerate(frames) if fr is f)
+        calls.append(t)
+        return [] if t in blind else locate_mosaics(f, c)
+
+    monkeypatch.setattr(locate, "locate_mosaics", whole)
+    out = list(locate_stream(range(n), lambda t: frames[t]))
+    assert blind & set(calls)  # the whole-frame search did run (and miss) there
+    for t, regions in out:
+        assert len(regions) == 1 and _found(regions, grids[t], frames[t].shape), t
+
+
+def test_an_axis_masked_by_a_texture_of_about_the_block_size_gets_its_period_from_the_other():
+    """Issue 11 (a woven hat behind a small face, `--block-size 10`): the x difference profile of the area
+    holds the mosaic's grid lines (every 10 px from 30 to 140) and, as strongly, strands spaced 9.5-13.5 px
+    apart. The plain period search finds nothing on x; with the y axis's period (or the windows' hint) a
+    lower bar keeps 10 px and its phase, and nothing when y has no period either."""
+    from depixcli.locate import LocateConfig, _axis_periods, _masked_axis, _robust
+
+    cfg = LocateConfig()
+    rng = np.random.default_rng(0)
+    pm = np.zeros(184)
+    pm[np.arange(30, 141, 10) - 1] = 100.0  # pm[i]: the step between pixels i and i + 1
+    strands = np.cumsum(rng.uniform(9.5, 13.5, 40)).astype(int)
+    strands = strands[strands < pm.size]
+    pm[strands] += rng.uniform(100, 150, strands.size)
+    assert _axis_periods(pm, 0, 10.7, cfg) == [] and _axis_periods(_robust(pm), 0, 10.7, cfg) == []
+    found = _masked_axis(pm, 0, 10.7, [(10.0, 90.0, 0.6)], cfg)
+    assert any(p == pytest.approx(10.0, abs=0.05) and abs((o - 30.0) / p - round((o - 30.0) / p)) < 0.05
+               for p, o, _ in found)
+    assert _masked_axis(pm, 0, 10.7, [], cfg) == []
+    # neither the windows nor the other axis near 10 px: the strands' and the grid's periods are not taken
+    assert not any(8 < p < 14 for p, _, _ in _masked_axis(pm, 0, 20.0, [(20.0, 0.0, 0.6)], cfg))

@@ -478,6 +478,35 @@ def test_a_part_of_the_mosaic_found_next_to_the_whole_is_not_a_second_crop():
     assert tracks[0].rect(25) == pytest.approx(whole[25][0])  # the whole mosaic is pasted, not the part
 
 
+def test_a_frame_where_only_a_part_of_the_mosaic_is_found_is_pasted_on_the_whole_rect():
+    """A low-contrast frame where the locator finds only a quarter of the mosaic (issue 11, deface's 20 px
+    corner-sampled cells blending into the backdrop): its neighbours' rect is pasted there, not the part."""
+    from depixcli.run import tracks_from_rects
+
+    whole = moving_mosaic(range(40))
+    obs = dict(whole)
+    for t in (20, 21):
+        (x0, y0, x1, y1), cell = whole[t]
+        obs[t] = ((x0 + 30.0, y0, x1, y0 + 30.0), cell)  # the top-right quarter
+    tracks = tracks_from_rects(observations(40, obs), (120, 200), 25.0)
+    assert [(tr.start, tr.end) for tr in tracks] == [(0, 39)]
+    for t in (20, 21):
+        assert tracks[0].rect(t) == pytest.approx(whole[t][0], abs=1.0) and tracks[0].filled[t]
+    assert not tracks[0].filled[19] and tracks[0].rect(19) == pytest.approx(whole[19][0])
+
+
+def test_a_mosaic_shrinking_to_the_frame_border_is_not_a_part():
+    """A face leaving the frame: its clipped rect shrinks for good (no larger rect after it), so each frame
+    keeps its own observation."""
+    from depixcli.run import tracks_from_rects
+
+    obs = {t: ((0.0, 30.0, 60.0 - 5.0 * max(t - 20, 0), 90.0), (6.0, 6.0)) for t in range(30)}
+    tracks = tracks_from_rects(observations(30, obs), (120, 200), 25.0)
+    assert len(tracks) == 1
+    assert not tracks[0].filled.any()
+    assert tracks[0].rect(29) == pytest.approx(obs[29][0])
+
+
 def test_face_anchored_block_size_that_grows_with_the_face_links_across_a_miss():
     from depixcli.run import tracks_from_rects
     from depixcli.track import MAX_GAP
