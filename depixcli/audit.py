@@ -28,7 +28,8 @@ Mosaic analysis (model-free; explains why a mosaic leaks), on the scored frames 
 found over the face: block size (px) and blocks across the mosaic; whether the grid is anchored to the
 image (its phase in frame coordinates stays put while the face moves) or to the face (the face's phase
 in the grid stays put); how many distinct grid phases the face shows (`PHASE_BINS` per axis: each new
-phase samples the face differently, the evidence a multi-frame model combines); whether the block values
+phase samples the face differently, the evidence a multi-frame model combines; one when the face's phase
+stays within `ANCHOR_SPREAD`); whether the block values
 are means of the original's pixels, centre samples, or neither (quantised, noised, stale or filled).
 
 Verdict per track: `leaks` when any attack has a median cosine >= `HOLD_MEDIAN` (and `NULL_MARGIN` above
@@ -356,9 +357,11 @@ def analyse_mosaic(obs: list[dict], n_scored: int) -> MosaicAnalysis:
     # the face's phase within the grid, and the grid's phase in frame coordinates
     rho_x, rho_y = ((fcx - ox) / cw) % 1.0, ((fcy - oy) / ch) % 1.0
     phi_x, phi_y = (ox / cw) % 1.0, (oy / ch) % 1.0
-    phases = count_phases(rho_x, rho_y)
     motion = max(np.ptp(fcx / cw), np.ptp(fcy / ch))
     face_still = max(circular_spread(rho_x), circular_spread(rho_y)) < ANCHOR_SPREAD
+    # a phase constant within ANCHOR_SPREAD is one phase: with small blocks the detector's jitter of the
+    # face centre (~0.5 px) alone can put a single frame across a bin edge
+    phases = 1 if face_still else count_phases(rho_x, rho_y)
     image_still = (max(circular_spread(phi_x), circular_spread(phi_y)) < ANCHOR_SPREAD
                    and np.ptp(cw) <= 0.05 * np.median(cw))
     if motion < MIN_MOTION_CELLS:
