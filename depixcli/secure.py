@@ -19,8 +19,7 @@ median reconstruction cosine 0.09 against 0.17 for a featureless patch of the fa
 SFace's same-person threshold, median re-identification rank 492 of 1,034 (chance), best rank of any attack 18.
 With an early checkpoint and a gallery of the 34 val people alone, the median rank was 18 of 34.
 Fewer blocks (4) only moved the cosines towards the featureless level; the first values (noise +-12, steps
-of 24) were re-identified at
-rank 1 on one of 13 clips, which doubling both removed there (bench/bench_secure.py).
+of 24) were re-identified at rank 1 on one of 13 clips, which doubling both removed there (bench/bench_secure.py).
 
 It still looks like an ordinary pixelation: a coarse mosaic that follows the face and whose colours
 change a few times a second. The noise is seeded by the track and refresh number: the output is
