@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from depixcli.errors import ConfigError, InputError, OutputError
+from depixcli.locate import _iou as locate_iou  # one box-overlap measure for the whole package
 
 SFACE_THRESHOLD = 0.363  # cosine, SFace's published same-person threshold (OpenCV Zoo, LFW)
 HOLD_MEDIAN = 0.2  # cosine: a track holds only when every attack's median cosine stays below this ...
@@ -222,14 +223,6 @@ def explain(m: MosaicAnalysis) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 def to_crop(points: np.ndarray, box, size: int) -> np.ndarray:
     """Frame pixel-index coordinates `(..., 2)` -> pixel-index coordinates of an `size` crop of `box`."""
     x0, y0, _, _ = box.xyxy
@@ -536,7 +529,7 @@ def plan_tracks(tracks, per_frame, frames: int, geometry) -> tuple[list[_Plan], 
             if filled:
                 continue
             rows = per_frame[int(t)]
-            ious = [_iou(r[:4], box) for r in rows]
+            ious = [locate_iou(r[:4], box) for r in rows]
             if ious and max(ious) >= DETECT_MATCH_IOU:
                 dets[k] = rows[int(np.argmax(ious))]
         if not dets:
