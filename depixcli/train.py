@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from depixcli.degrade import (
     PAPER_BLOCKS,
+    paper_maps,
     AugmentConfig,
     MosaicConfig,
     augment,
@@ -40,7 +41,7 @@ from depixcli.degrade import (
 )
 from depixcli.atomic import write_atomic
 from depixcli.errors import ConfigError, InputError, OutputError, check_keys
-from depixcli.models import Depixelator, ModelConfig, PatchDiscriminator, to_lr, warp, window_indices
+from depixcli.models import Depixelator, ModelConfig, PatchDiscriminator, to_lr, warp, warp_dense, window_indices
 from depixcli.stills import MotionConfig, StillBank, still_stacks
 
 STAGES = ("stn", "recon", "all")
@@ -97,6 +98,9 @@ class TrainConfig:
     ckpt_minutes: float = 5.0  # also checkpoint (and export) every this many minutes of wall time; 0 = by steps only
     val_minutes: float = 0.0  # also validate every this many minutes (a learning curve over hours); 0 = by steps
     init: str = ""  # weights (.safetensors) to start from when the run directory holds no checkpoint
+    w_align: float = 0.1  # compact aligner: weight of L1(warped clean neighbour, clean centre) at align_size
+    p_unknown_grid: float = 0.1  # grid_input: share of stacks whose grid maps are zeroed (grid not located)
+    cpu_bf16: bool = False  # bf16 autocast on CPU too (AVX-512 BF16)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -278,11 +282,26 @@ def stn_loss(model: Depixelator, a_mosaic, b_mosaic, a_clean, b_clean, lam: floa
     return {"loss": photo + lam * reg, "photo": photo, "grid": reg}
 
 
-def gan_step(g, d_train, d_frozen, perc, opt_g, opt_d, mosaic, hr, cfg: TrainConfig, autocast) -> dict:
+def align_loss(flow: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """L1 between the clean neighbours warped by the compact aligner's offsets and the clean centre, at the
+    offsets' resolution: flow (B, F - 1, 2, L, L) normalised, clean (B, F, 3, S, S) float [0, 1]."""
+    B, Fr, C, S, _ = clean.shape
+    L = flow.shape[-1]
+    c = Fr // 2
+    lr = to_lr(clean.reshape(B * Fr, C, S, S).float(), L).reshape(B, Fr, C, L, L)
+    others = lr[:, [i for i in range(Fr) if i != c]].reshape(-1, C, L, L)
+    warped = warp_dense(others, flow.reshape(-1, 2, L, L)).reshape(B, Fr - 1, C, L, L)
+    return F.l1_loss(warped, lr[:, c : c + 1].expand_as(warped))
+
+
+def gan_step(g, d_train, d_frozen, perc, opt_g, opt_d, mosaic, hr, cfg: TrainConfig, autocast, maps=None,
+             clean=None) -> dict:
     """One generator + discriminator update.
 
-    mosaic: (B, F, 3, S, S), hr: (B, 3, S, S) float [0,1]. `g`, `d_train` may be DDP-wrapped; `d_frozen` is
-    the bare discriminator used for the generator's adversarial term (no gradient sync for D there).
+    mosaic: (B, F, 3, S, S), hr: (B, 3, S, S) float [0,1]; maps: the mosaic's grid maps (B, F, 4, S, S) or None;
+    clean: the clean stack (B, F, 3, S, S) for the compact aligner's loss (`align_loss`, weight cfg.w_align).
+    `g`, `d_train` may be DDP-wrapped; `d_frozen` is the bare discriminator used for the generator's
+    adversarial term (no gradient sync for D there).
     """
     centre = mosaic[:, mosaic.shape[1] // 2]
     zero = torch.zeros((), device=hr.device)
@@ -290,7 +309,7 @@ def gan_step(g, d_train, d_frozen, perc, opt_g, opt_d, mosaic, hr, cfg: TrainCon
     if d_frozen is not None:
         d_frozen.requires_grad_(False)
     with autocast():
-        fake = g(mosaic)
+        fake, flow = g(mosaic, maps, with_flow=True)
         l1 = F.l1_loss(fake.float(), hr)
         lp = perc(fake, hr).float() if perc is not None else zero
         if d_frozen is not None:
@@ -298,11 +317,13 @@ def gan_step(g, d_train, d_frozen, perc, opt_g, opt_d, mosaic, hr, cfg: TrainCon
             adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
         else:
             adv = zero
-        loss_g = cfg.w_l1 * l1 + cfg.w_perceptual * lp + cfg.w_adv * adv
+        la = align_loss(flow, clean) if flow is not None and clean is not None and cfg.w_align > 0 else zero
+        loss_g = cfg.w_l1 * l1 + cfg.w_perceptual * lp + cfg.w_adv * adv + cfg.w_align * la
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()
-    out = {"loss_g": loss_g.detach(), "l1": l1.detach(), "perceptual": lp.detach(), "adv": adv.detach()}
+    out = {"loss_g": loss_g.detach(), "l1": l1.detach(), "perceptual": lp.detach(), "adv": adv.detach(),
+           "align": la.detach()}
     if d_frozen is None:
         return out
     # discriminator: fake detached
@@ -351,15 +372,17 @@ def validate_recon(model: Depixelator, bank: FrameBank, idx: np.ndarray, dev, ba
         hr = stack[:, stack.shape[1] // 2]
         c = stack.shape[1] // 2
         drift = (torch.randn(len(stack), stack.shape[1], 2, generator=gen) * VAL_DRIFT_PX).cumsum(1)
-        cases = {f"paper{n}": (paper_mosaic(stack, n), bicubic_baseline(block_means(hr, n), S)) for n in PAPER_BLOCKS}
+        cases = {f"paper{n}": (paper_mosaic(stack, n), bicubic_baseline(block_means(hr, n), S),
+                               paper_maps(stack.shape[:2], n, S, dev)) for n in PAPER_BLOCKS}
         for n in VAL_BLOCKS:
             for name, off in ((f"face{n}", None), (f"image{n}", drift - drift[:, c : c + 1])):
-                mos, bic, _ = face_mosaic(stack, n, off)
-                cases[name] = ((mos * 255).round() / 255, bic[:, c])
-        for name, (mos, bic) in cases.items():
+                mos, bic, _, maps = face_mosaic(stack, n, off, with_maps=True)
+                cases[name] = ((mos * 255).round() / 255, bic[:, c], maps)
+        for name, (mos, bic, maps) in cases.items():
             with autocast():
-                pred = model(mos).float()
-                single = model(mos[:, c : c + 1].expand_as(mos)).float() if name.startswith("image") else None
+                pred = model(mos, maps).float()
+                single = (model(mos[:, c : c + 1].expand_as(mos), maps[:, c : c + 1].expand_as(maps)).float()
+                          if name.startswith("image") else None)
             res.setdefault(f"val_psnr_{name}_model", []).append(psnr(pred, hr))
             res.setdefault("val_change", []).append((pred - mos[:, c]).abs().flatten(1).mean(1))
             res.setdefault(f"val_psnr_{name}_bicubic", []).append(psnr(bic, hr))
@@ -435,9 +458,34 @@ def _init_state(path: str | os.PathLike, mc: ModelConfig) -> dict:
     from depixcli import weights as weights_mod
 
     other = weights_mod.load_model(path)
-    if other.config != mc:
+    if other.config == mc:
+        return {k: v.float() for k, v in other.state_dict().items()}
+    grown = dataclasses.replace(other.config, grid_input=mc.grid_input, align=mc.align, align_size=mc.align_size,
+                                align_width=mc.align_width, max_flow=mc.max_flow)
+    if grown != mc:
         raise ConfigError(f"{path}: its model config differs from this run's ({other.config} vs {mc})")
-    return {k: v.float() for k, v in other.state_dict().items()}
+    return grow_state(other.state_dict(), Depixelator(mc).state_dict())
+
+
+def grow_state(old: dict, new: dict) -> dict:
+    """Warm start of a compact net that gained grid maps and/or an aligner: every tensor of `old` is kept;
+    the head conv keeps its frame channels (the first ones) and starts at zero on the new map channels;
+    the aligner's tensors keep their fresh initialisation (zero output: the identity warp)."""
+    out = {}
+    for k, v in new.items():
+        if k not in old:
+            out[k] = v
+            continue
+        o = old[k].float()
+        if o.shape == v.shape:
+            out[k] = o
+        elif k == "recon.head.weight" and o.shape[1] < v.shape[1] and o.shape[0] == v.shape[0]:
+            w = torch.zeros_like(v)
+            w[:, : o.shape[1]] = o
+            out[k] = w
+        else:
+            raise ConfigError(f"cannot grow tensor {k} from {tuple(o.shape)} to {tuple(v.shape)}")
+    return out
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -561,11 +609,13 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
     is_cuda = dev.type == "cuda"
 
     def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=is_cuda and cfg.amp)
+        if not is_cuda:
+            return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.cpu_bf16)
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp)
 
     model = Depixelator(mc).to(dev)
     disc = PatchDiscriminator(cfg.disc_width).to(dev) if cfg.gan else None
-    if is_cuda:
+    if is_cuda or cfg.cpu_bf16:  # channels_last: faster convolutions on CUDA and for CPU bf16 (bench_train_step.py)
         model = model.to(memory_format=torch.channels_last)
         disc = disc.to(memory_format=torch.channels_last) if disc is not None else None
     opt_stn = torch.optim.Adam(model.stn.parameters(), lr=cfg.stn_lr) if model.stn is not None else None
@@ -794,11 +844,17 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                 t0 = time.monotonic()
                 stack = recon_batch(next(it))
                 hr = stack[:, mc.window]
-                mosaic = random_mosaic(stack, gen, cfg.mosaic)
+                maps = None
+                if mc.grid_input:
+                    mosaic, maps = random_mosaic(stack, gen, cfg.mosaic, return_maps=True)
+                    known = torch.rand(len(maps), generator=gen, device=dev) >= cfg.p_unknown_grid
+                    maps = maps * known[:, None, None, None, None]
+                else:
+                    mosaic = random_mosaic(stack, gen, cfg.mosaic)
                 set_lr(opt_g, cfg.lr, step, cfg.steps)
                 if opt_d is not None:
                     set_lr(opt_d, cfg.lr_d, step, cfg.steps)
-                losses = gan_step(g, dtrain, disc, perc, opt_g, opt_d, mosaic, hr, cfg, autocast)
+                losses = gan_step(g, dtrain, disc, perc, opt_g, opt_d, mosaic, hr, cfg, autocast, maps, stack)
                 step += 1
                 n_log += 1
                 bar.update(1)

@@ -1,35 +1,40 @@
 #!/usr/bin/env bash
-# Train the shipped default model (arch compact) and its no-stills ablation on a 2-core CPU, side by side,
-# one core each, in the background; rerun the same command to continue after an interruption (each run
-# resumes from its checkpoint.pt, or from the shipped weights when INIT is set and no checkpoint is left).
+# Train the default model (arch compact with grid maps) and a design rival side by side on a 2-core CPU, one
+# core each, in the background; rerun the same command to continue after an interruption (each run resumes
+# from its checkpoint.pt, or starts from INIT's weights, grown to the new inputs, when no checkpoint is left).
 #
-#   bash scripts/train_cpu.sh CROPDIR FACES_CSV RUNS MINUTES
+#   INIT=weights/depix-default.safetensors bash scripts/train_cpu.sh CROPDIR FACES_CSV RUNS MINUTES
 #
 # CROPDIR: a `depix prepare` export of ../shared/data/clips.csv; FACES_CSV: ../shared/data/faces.csv;
 # RUNS: output folder; MINUTES: wall-clock length of the learning-rate schedule (the runs keep going at the
 # final rate afterwards until stopped: `pkill -TERM -f "depixcli train"` checkpoints and exports first).
-#   default   compact net, F=5 (w=2, d=3), clips + stills (half of every batch), L1, mosaics of degrade.MosaicConfig
-#   nostills  ablation: the same on the clips only (niced: compare with `default` at equal steps); seed 1:
-#             its seed-0 run died at the start (all ReLUs before the output negative: output = input,
-#             val_change ~ 0), which train.py now reports as a warning
-# Logs: RUNS/<name>/log.jsonl (losses, samples/s, validation every 10 min), RUNS/<name>.out.
+#   grid    compact net, F=5 (w=2, d=3), grid maps of every frame as input, clips + stills, L1, bf16 on CPU
+#   align   the same + a flow aligner at 32 px warping the neighbours onto the centre (its loss on clean frames)
+# THREADS (default 1) torch threads per run. Logs: RUNS/<name>/log.jsonl (losses, samples/s, validation
+# every 10 min), RUNS/<name>.out.
 set -euo pipefail
 CROPS=$1
 FACES=$2
 RUNS=$3
 MINUTES=$4
+THREADS=${THREADS:-1}
 mkdir -p "$RUNS"
-run() {  # name, nice level, extra flags...
-    local name=$1 level=$2
-    shift 2
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 setsid nohup nice -n "$level" python -m depixcli train "$CROPS" \
+run() {  # name, extra flags...
+    local name=$1
+    shift 1
+    OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS setsid nohup python -m depixcli train "$CROPS" \
         -o "$RUNS/$name" --arch compact --window 2 --stride 3 --stage recon --no-gan --perceptual none \
-        --batch-size 16 --lr 5e-4 --steps 10000000 --schedule-minutes "$MINUTES" --workers 1 --seed 0 \
+        --grid-input --cpu-bf16 --stills "$FACES" \
+        --batch-size 16 --lr 3e-4 --steps 10000000 --schedule-minutes "$MINUTES" --workers 1 --seed 0 \
         --val-minutes 10 --val-every 1000000 --ckpt-minutes 5 --ckpt-every 1000000 --log-every 100 -q "$@" \
         >>"$RUNS/$name.out" 2>&1 &
 }
 INIT_FLAGS=()
 if [ -n "${INIT:-}" ]; then INIT_FLAGS=(--init "$INIT"); fi
-run default 0 --stills "$FACES" "${INIT_FLAGS[@]}"
-run nostills 5 --seed 1
-echo "started: $RUNS/default and $RUNS/nostills (tail -f $RUNS/default/log.jsonl)"
+for name in ${ONLY:-grid align}; do
+    case $name in
+        grid) run grid "${INIT_FLAGS[@]}" ;;
+        align) run align --align "${INIT_FLAGS[@]}" ;;
+    esac
+done
+echo "started: ${ONLY:-grid align} in $RUNS (tail -f $RUNS/grid/log.jsonl)"

@@ -130,7 +130,7 @@ def test_random_mosaic_whole_crop_is_piecewise_constant():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(3, 2, 3, S, S)
     cfg = MosaicConfig(blocks_min=4, blocks_max=4, p_face_box=0.0, p_compress=0.0, noise_max=0.0,
-                       p_center_sample=0.0, p_image_anchored=0.0)
+                       p_center_sample=0.0, p_corner_sample=0.0, p_image_anchored=0.0, p_box_anchored=0.0)
     y = random_mosaic(x, g, cfg)
     assert y.shape == x.shape
     for frame in y.reshape(-1, 3, S, S):

@@ -16,6 +16,7 @@ OVERRIDES = {
     "log_every": "log_every", "arch": "model_arch", "compact_width": "model_compact_width",
     "compact_blocks": "model_compact_blocks", "stills": "stills", "stills_fraction": "stills_fraction",
     "ckpt_minutes": "ckpt_minutes", "val_minutes": "val_minutes", "init": "init",
+    "grid_input": "model_grid_input", "align": "model_align", "w_align": "w_align", "cpu_bf16": "cpu_bf16",
 }
 
 
@@ -46,6 +47,13 @@ OVERRIDES = {
 @click.option("--compact-width", type=click.IntRange(min=1), default=48, help="--arch compact: channels at S/2.")
 @click.option("--compact-blocks", type=click.IntRange(min=0), default=2,
               help="--arch compact: residual blocks per stage.")
+@click.option("--grid-input/--no-grid-input", default=False,
+              help="--arch compact: give the network each frame's mosaic grid (block edges, value kind) as maps.")
+@click.option("--align/--no-align", default=False,
+              help="--arch compact: warp every neighbour onto the centre frame with a flow net at 32 px first.")
+@click.option("--w-align", type=click.FloatRange(min=0), default=0.1,
+              help="--align: weight of the aligner's loss on the clean frames.")
+@click.option("--cpu-bf16/--no-cpu-bf16", default=False, help="bf16 autocast on CPU (AVX-512 BF16 CPUs).")
 @click.option("--stills", type=click.Path(dir_okay=False, exists=True), default=None, metavar="CSV",
               help="faces.csv of still head crops (file, identity, black_border_frac): each becomes a moving "
                    "stack and widens the pool of identities; people of the val split are left out.")
