@@ -70,6 +70,7 @@ GAUSSIAN_SIGMA = 0.5  # cells: the Gaussian smoothing baseline's sigma (blur of 
 SINGLE_SUFFIX = "-F1"  # model rows fed the centre frame repeated (--single-frame)
 PROJECT_SUFFIX = "+proj"  # model rows pulled back to the observed block values (degrade.project_to_mosaic)
 FRAMES_PER_TRACK = 4  # centre frames evaluated per track
+FLICKER_FRAMES = 8  # consecutive frames per track reconstructed for the flicker / tOF columns (temporal.py)
 RANDOM_WINDOW = 4  # random protocol: stack members each side of the centre mosaiced together
 RANDOM_STRIDE = 5  # frames between them (models.STRIDE)
 SEED_STRIDE = 1_000_003  # sample seed = seed * SEED_STRIDE + sample number
@@ -78,7 +79,7 @@ BATCH_SIZE = 16  # stacks per model call
 GRID_EXAMPLES = 4  # example rows per protocol in the PNG grid
 GRID_LABEL_PX = 18  # px, height of the label bands in the PNG grid
 
-METRICS = ("psnr", "ssim", "sface_cos", "rank1", "dlib_cos", "dlib_rank1", "dlib_dist")
+METRICS = ("psnr", "ssim", "sface_cos", "rank1", "dlib_cos", "dlib_rank1", "dlib_dist", "flicker", "tof")
 METRIC_LABELS = {
     "psnr": "PSNR dB",
     "ssim": "SSIM",
@@ -87,9 +88,11 @@ METRIC_LABELS = {
     "dlib_cos": "dlib cos",
     "dlib_rank1": "dlib r-1",
     "dlib_dist": "dlib dist",
+    "flicker": "flicker",
+    "tof": "tOF px",
 }
 METRIC_FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "sface_cos": "{:.4f}", "rank1": "{:.3f}", "dlib_cos": "{:.4f}",
-                  "dlib_rank1": "{:.3f}", "dlib_dist": "{:.4f}"}
+                  "dlib_rank1": "{:.3f}", "dlib_dist": "{:.4f}", "flicker": "{:.3f}", "tof": "{:.3f}"}
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class EvalConfig:
     single_frame: bool = True  # also score every model fed the centre frame only (row "<name>-F1")
     project: bool = True  # also score every model after `project_to_mosaic` (row "<name>+proj"; known grids)
     frames_per_track: int = FRAMES_PER_TRACK  # centre frames per track
+    flicker_frames: int = FLICKER_FRAMES  # consecutive frames per track for flicker and tOF (0: not measured)
     seed: int = 0  # random protocol mosaics
     channel: str = "y"  # PSNR / SSIM on "y" (BT.601 luma) or "rgb"
     batch_size: int = BATCH_SIZE  # stacks per model call
@@ -115,6 +119,8 @@ class EvalConfig:
             raise ConfigError(f"protocols must be among {list(PROTOCOLS)}, got {list(self.protocols)}")
         if self.frames_per_track < 1 or self.batch_size < 1 or self.grid_examples < 0:
             raise ConfigError("frames_per_track and batch_size must be >= 1, grid_examples >= 0")
+        if self.flicker_frames == 1 or self.flicker_frames < 0:
+            raise ConfigError(f"flicker_frames must be 0 (off) or >= 2, got {self.flicker_frames}")
         if self.channel not in CHANNELS:
             raise ConfigError(f"channel must be one of {CHANNELS}, got {self.channel!r}")
 
@@ -514,6 +520,7 @@ def evaluate(
     from depixcli.degrade import MosaicConfig
     from depixcli.identity import SFaceIdentity, load_dlib, rank1, spread_frames
     from depixcli.metrics import CHANNEL_NAMES
+    from depixcli.temporal import FLICKER_METRICS, reconstruct_runs, run_starts, score_runs
 
     cfg.validate()
     t_start = time.perf_counter()
@@ -546,9 +553,10 @@ def evaluate(
     by_id = {e["track_id"]: np.asarray(e["boxes"], np.float64) for e in index["tracks"]}
     boxes = [by_id[t.track_id] if len(by_id[t.track_id]) == len(t.frames) else None for t in tracks]
     example_ids = spread_frames(range(len(samples)), cfg.grid_examples) if cfg.grid_examples else []
+    runs = run_starts([len(t.frames) for t in tracks], cfg.flicker_frames) if cfg.flicker_frames else []
     protocols: dict[str, dict] = {}
     examples: dict[str, dict[str, np.ndarray]] = {}
-    infer_s = 0.0
+    infer_s = flicker_s = 0.0
     for protocol in cfg.protocols:
         outputs, seconds = reconstruct_protocol(protocol, tracks, samples, gts, loaded, cfg, quiet, boxes)
         infer_s += seconds
@@ -565,6 +573,14 @@ def evaluate(
             "per_sample": {n: {k: v.tolist() for k, v in per_sample[n].items()} for n in method_names},
         }
         examples[protocol] = {"gt": gts[example_ids], **{n: outputs[n][example_ids] for n in method_names}}
+        if runs:
+            run_outputs, run_truths, seconds = reconstruct_runs(protocol, tracks, runs, loaded, cfg, boxes,
+                                                                cfg.single_frame)
+            flicker_s += seconds
+            temporal = score_runs(run_outputs, run_truths)
+            for name, vals in temporal.items():
+                protocols[protocol]["methods"][name].update({m: vals[m] for m in FLICKER_METRICS})
+            protocols[protocol]["per_run"] = {name: vals["per_run"] for name, vals in temporal.items()}
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     t_end = time.perf_counter()
@@ -581,6 +597,7 @@ def evaluate(
             "identities": n_people,
             "samples": len(samples),
             "sample_list": [[tracks[s.track].track_id, s.centre] for s in samples],
+            "flicker_runs": [[tracks[t].track_id, start, k] for t, start, k in runs],  # track, first frame, frames
         },
         "weights": {m.name: m.info for m in loaded},
         "methods": method_names,
@@ -591,6 +608,10 @@ def evaluate(
             "rank1": "re-identification rank-1 against one ground-truth gallery entry per identity",
             "dlib_cos": "mean cosine of dlib ResNet descriptors to the ground truth's (dlib landmarks fitted on it)",
             "dlib_rank1": "re-identification rank-1 by dlib descriptors (cosine), same gallery frames as rank1",
+            "flicker": "mean |Δoutput - Δtruth| of consecutive frames in the face box, luma, 8-bit grey levels "
+                       "(temporal.py; one run of flicker_frames frames per track; lower is steadier)",
+            "tof": "mean length (px) of the difference of Farneback optical flows of output and truth pairs in "
+                   "the face box (temporal.py; lower is steadier)",
             "dlib_dist": "mean Euclidean distance of dlib ResNet descriptors to the ground truth's (lower is closer; "
                          "dlib's same-person threshold 0.6)",
         },
@@ -615,6 +636,7 @@ def evaluate(
             "load_s": round(t_loaded - t_start, 3),
             "identity_setup_s": round(t_identity - t_loaded, 3),
             "inference_s": round(infer_s, 3),
+            "flicker_inference_s": round(flicker_s, 3),  # the models on the flicker runs
             "total_s": round(t_end - t_start, 3),
             "samples_per_s_per_model": round(len(samples) * len(cfg.protocols) * len(loaded) / infer_s, 2)
             if loaded and infer_s > 0
@@ -641,6 +663,10 @@ def format_table(report: dict) -> str:
         + (f" (dlib {gal['gt_dlib_rank1']:.3f})" if gal.get("gt_dlib_rank1") is not None else ""),
         f"second identity judge: {report['dlib']}",
     ]
+    runs = report["dataset"].get("flicker_runs") or []
+    if runs:
+        lines.append(f"flicker, tOF: {len(runs)} runs of up to {max(r[2] for r in runs)} consecutive frames (one per "
+                     "track), face box; lower is steadier, 0 = changes exactly as the truth does")
     head = ["method"]
     for m in metrics:
         head += [METRIC_LABELS[m], "Δ"]

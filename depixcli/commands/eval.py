@@ -39,6 +39,8 @@ def _parse_compare(ctx, param, values):
 @click.option("--project/--no-project", default=True,
               help="Also score each model pulled back to the observed block values (row NAME+proj).")
 @click.option("-k", "--frames-per-track", default=4, type=click.IntRange(1), help="Centre frames per track.")
+@click.option("--flicker-frames", default=8, type=click.IntRange(0),
+              help="Consecutive frames per track reconstructed for the flicker and tOF columns (0: skip them).")
 @click.option("--seed", default=0, type=int, help="Seed of the random protocol's mosaics.")
 @click.option("--channel", default="y", type=click.Choice(["y", "rgb"]),
               help="PSNR/SSIM on luma Y' (BT.601) or on RGB.")
@@ -54,14 +56,16 @@ def _parse_compare(ctx, param, values):
               help="Write a PNG of examples (ground truth | nearest | bicubic | models) per protocol.")
 @click.option("--grid-examples", default=4, type=click.IntRange(1), help="Example rows per protocol in --grid.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def eval_command(crop_dir, weights, name, compare, split, protocols, single_frame, project, frames_per_track, seed,
+def eval_command(crop_dir, weights, name, compare, split, protocols, single_frame, project, frames_per_track,
+                 flicker_frames, seed,
                  channel, batch_size, device, models_dir, no_dlib, json_path, grid_path, grid_examples, quiet):
     """Score models on a crop dataset (`depix prepare`) against nearest and bicubic baselines.
 
     For K centre frames of every track of the split, the frames around each are mosaiced by each
     protocol; every method is scored by PSNR, SSIM, SFace cosine to the ground truth and re-id rank-1,
-    and by dlib's cosine, rank-1 and distance when dlib is installed (`pip install depix[dlib]`). Prints a
-    table; --json and --grid save more.
+    and by dlib's cosine, rank-1 and distance when dlib is installed (`pip install depix[dlib]`). One run of
+    consecutive frames per track is reconstructed too, for flicker and tOF (how much more, or less, the output
+    changes from frame to frame than the truth). Prints a table; --json and --grid save more.
 
     \b
       depix eval crops/ -w model.safetensors --compare F1=f1.safetensors --json eval.json --grid eval.png
@@ -70,6 +74,8 @@ def eval_command(crop_dir, weights, name, compare, split, protocols, single_fram
 
     from depixcli.evaluate import EvalConfig, check_output, evaluate, format_table, write_grid, write_json
 
+    if flicker_frames == 1:
+        raise click.BadParameter("a flicker run needs at least 2 frames (0 skips it)", param_hint="--flicker-frames")
     models = {name: weights}
     for n, p in compare:
         if n in models or n in BASELINE_NAMES:
@@ -77,6 +83,7 @@ def eval_command(crop_dir, weights, name, compare, split, protocols, single_fram
         models[n] = p
     cfg = EvalConfig(split=split, protocols=tuple(dict.fromkeys(protocols)), single_frame=single_frame,
                      project=project, frames_per_track=frames_per_track,
+                     flicker_frames=flicker_frames,
                      seed=seed, channel=channel, batch_size=batch_size, device=device, models_dir=models_dir,
                      use_dlib=not no_dlib, grid_examples=grid_examples if grid_path else 0)
     with user_errors():
