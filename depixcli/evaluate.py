@@ -178,6 +178,13 @@ def _to_u8(x) -> np.ndarray:
     return (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).movedim(-3, -1).numpy()
 
 
+def track_boxes(index: dict, tracks) -> list[np.ndarray | None]:
+    """Per loaded track its crop boxes `(T, 3)` [cx, cy, side] in source px from the dataset index (None where the
+    index has no box per frame): what image-anchored protocols move the grid by."""
+    by_id = {e["track_id"]: np.asarray(e["boxes"], np.float64) for e in index["tracks"]}
+    return [by_id[t.track_id] if len(by_id[t.track_id]) == len(t.frames) else None for t in tracks]
+
+
 def mosaic_frame_indices(c: int, n_frames: int, windows: Sequence[tuple[int, int]]) -> list[int]:
     """Sorted frames to mosaic for centre c: the random protocol's fixed set plus every model's window."""
     from depixcli.models import window_indices
@@ -550,8 +557,7 @@ def evaluate(
 
     method_names = [*BASELINES, *(m.name for m in loaded)]
     method_names += _extra_rows(loaded, cfg)
-    by_id = {e["track_id"]: np.asarray(e["boxes"], np.float64) for e in index["tracks"]}
-    boxes = [by_id[t.track_id] if len(by_id[t.track_id]) == len(t.frames) else None for t in tracks]
+    boxes = track_boxes(index, tracks)
     example_ids = spread_frames(range(len(samples)), cfg.grid_examples) if cfg.grid_examples else []
     runs = run_starts([len(t.frames) for t in tracks], cfg.flicker_frames) if cfg.flicker_frames else []
     protocols: dict[str, dict] = {}
@@ -574,8 +580,8 @@ def evaluate(
         }
         examples[protocol] = {"gt": gts[example_ids], **{n: outputs[n][example_ids] for n in method_names}}
         if runs:
-            run_outputs, run_truths, seconds = reconstruct_runs(protocol, tracks, runs, loaded, cfg, boxes,
-                                                                cfg.single_frame)
+            run_outputs, run_truths, seconds = reconstruct_runs(
+                protocol, tracks, runs, {m.name: m.reconstructor for m in loaded}, cfg, boxes, cfg.single_frame)
             flicker_s += seconds
             temporal = score_runs(run_outputs, run_truths)
             for name, vals in temporal.items():

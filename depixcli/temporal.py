@@ -21,7 +21,7 @@ Images at this module's boundary are `(T, S, S, 3)` uint8 RGB runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -93,19 +93,24 @@ def run_starts(track_lengths: Sequence[int], length: int = FLICKER_FRAMES) -> li
     return runs
 
 
-def reconstruct_runs(protocol: str, tracks, runs: Sequence[tuple[int, int, int]], loaded: Sequence,
-                     cfg: EvalConfig, boxes: Sequence[np.ndarray | None] | None = None,
+def reconstruct_runs(protocol: str, tracks, runs: Sequence[tuple[int, int, int]], models: Mapping[str, object],
+                     cfg: EvalConfig = EvalConfig(), boxes: Sequence[np.ndarray | None] | None = None,
                      single_frame: bool = True) -> tuple[list[dict[str, np.ndarray]], list[np.ndarray], float]:
     """Outputs of every method on every run under `protocol`: per run {method: (T, S, S, 3) uint8}, the ground
-    truth runs, and the seconds spent in the models. `loaded`: evaluate's loaded models (`.name`, `.reconstructor`);
-    boxes: per track its crop boxes `(T, 3)` (image-anchored grids follow them; None: no motion)."""
+    truth runs, and the seconds spent in the models.
+
+    tracks: objects with `.frames` `(T, S, S, 3)` uint8 (dataset.CropTrack); runs: from `run_starts`;
+    models: name -> `reconstruct.Reconstructor`; cfg: its `seed` (mosaics of the random protocol) and
+    `batch_size` are used; boxes: per track its crop boxes `(T, 3)` in the source (`evaluate.track_boxes`;
+    image-anchored grids follow them; None: no motion); single_frame: also rows NAME-F1.
+    """
     from depixcli.models import window_indices
 
     outs, truths, infer_s = [], [], 0.0
+    reach = max([rec.geometry.reach for rec in models.values()], default=0)
     for r, (t, start, k) in enumerate(runs):
         clip = tracks[t].frames
         n = len(clip)
-        reach = max([m.reconstructor.geometry.reach for m in loaded], default=0)
         span = list(range(max(start - reach, 0), min(start + k + reach, n)))
         pos = {f: i for i, f in enumerate(span)}
         tb = boxes[t] if boxes is not None and boxes[t] is not None else None
@@ -114,16 +119,15 @@ def reconstruct_runs(protocol: str, tracks, runs: Sequence[tuple[int, int, int]]
         run = [pos[f] for f in range(start, start + k)]
         result = dict(zip(BASELINES, (mos[run], bic[run], gauss[run])))
         t0 = time.perf_counter()
-        for m in loaded:
-            g = m.reconstructor.geometry
+        for name, rec in models.items():
+            g = rec.geometry
             stacks = np.stack([mos[[pos[f] for f in window_indices(c, n, g.window, g.stride)]]
                                for c in range(start, start + k)])  # (k, F, S, S, 3)
-            result[m.name] = np.concatenate([m.reconstructor(stacks[i:i + cfg.batch_size])
-                                             for i in range(0, k, cfg.batch_size)])
+            result[name] = np.concatenate([rec(stacks[i:i + cfg.batch_size]) for i in range(0, k, cfg.batch_size)])
             if single_frame and g.window > 0:
                 single = np.repeat(stacks[:, g.window:g.window + 1], g.frames, axis=1)
-                result[m.name + SINGLE_SUFFIX] = np.concatenate([m.reconstructor(single[i:i + cfg.batch_size])
-                                                                 for i in range(0, k, cfg.batch_size)])
+                result[name + SINGLE_SUFFIX] = np.concatenate([rec(single[i:i + cfg.batch_size])
+                                                               for i in range(0, k, cfg.batch_size)])
         infer_s += time.perf_counter() - t0
         outs.append(result)
         truths.append(clip[start:start + k])

@@ -94,17 +94,17 @@ class CentreOnly(torch.nn.Module):
 
 
 def test_reconstruct_runs_follow_the_window(astronaut):
-    from depixcli.evaluate import EvalConfig, _Model, mosaic_stack
+    from depixcli.evaluate import EvalConfig, mosaic_stack
     from depixcli.reconstruct import Reconstructor
 
     class Track:
         frames = np.stack([head_crop(astronaut, dx=0.5 * t) for t in range(FRAMES)])
 
-    loaded = [_Model("centre", Reconstructor(CentreOnly(), "cpu", flip=False)),
-              _Model("next", Reconstructor(CentreOnly(True), "cpu", flip=False))]
+    models = {"centre": Reconstructor(CentreOnly(), "cpu", flip=False),
+              "next": Reconstructor(CentreOnly(True), "cpu", flip=False)}
     cfg = EvalConfig(batch_size=3)
     runs = [(0, 5, 6)]
-    outs, truths, _ = reconstruct_runs("face16", [Track], runs, loaded, cfg)
+    outs, truths, _ = reconstruct_runs("face16", [Track], runs, models, cfg)
     assert len(outs) == 1 and set(outs[0]) == {"nearest", "bicubic", "gaussian", "centre", "centre-F1", "next",
                                                "next-F1"}
     np.testing.assert_array_equal(truths[0], Track.frames[5:11])
