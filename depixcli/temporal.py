@@ -114,24 +114,29 @@ def reconstruct_runs(protocol: str, tracks, runs: Sequence[tuple[int, int, int]]
         span = list(range(max(start - reach, 0), min(start + k + reach, n)))
         pos = {f: i for i, f in enumerate(span)}
         tb = boxes[t] if boxes is not None and boxes[t] is not None else None
-        mos, bic, gauss, _ = mosaic_stack(protocol, clip[span], cfg.seed * SEED_STRIDE + r, with_bicubic=True,
-                                          boxes=tb[span] if tb is not None else None, centre_pos=pos[start])
+        mos, bic, gauss, _, maps = mosaic_stack(protocol, clip[span], cfg.seed * SEED_STRIDE + r, with_bicubic=True,
+                                                boxes=tb[span] if tb is not None else None, centre_pos=pos[start])
         run = [pos[f] for f in range(start, start + k)]
         result = dict(zip(BASELINES, (mos[run], bic[run], gauss[run])))
         t0 = time.perf_counter()
         for name, rec in models.items():
             g = rec.geometry
-            stacks = np.stack([mos[[pos[f] for f in window_indices(c, n, g.window, g.stride)]]
-                               for c in range(start, start + k)])  # (k, F, S, S, 3)
-            result[name] = np.concatenate([rec(stacks[i:i + cfg.batch_size]) for i in range(0, k, cfg.batch_size)])
-            if single_frame and g.window > 0:
-                single = np.repeat(stacks[:, g.window:g.window + 1], g.frames, axis=1)
-                result[name + SINGLE_SUFFIX] = np.concatenate([rec(single[i:i + cfg.batch_size])
-                                                               for i in range(0, k, cfg.batch_size)])
+            members = [[pos[f] for f in window_indices(c, n, g.window, g.stride)] for c in range(start, start + k)]
+            stacks, stack_maps = mos[members], maps[members]  # (k, F, S, S, 3) uint8, (k, F, GRID_CHANNELS, S, S)
+            result[name] = _batched(rec, stacks, stack_maps, cfg.batch_size)
+            if single_frame and g.window > 0:  # the centre frame (and its grid) repeated
+                c = slice(g.window, g.window + 1)
+                result[name + SINGLE_SUFFIX] = _batched(rec, np.repeat(stacks[:, c], g.frames, axis=1),
+                                                        np.repeat(stack_maps[:, c], g.frames, axis=1), cfg.batch_size)
         infer_s += time.perf_counter() - t0
         outs.append(result)
         truths.append(clip[start:start + k])
     return outs, truths, infer_s
+
+
+def _batched(rec, stacks: np.ndarray, maps: np.ndarray, batch: int) -> np.ndarray:
+    """`rec(stacks, maps)` in batches of `batch` stacks -> `(K, S, S, 3)` uint8."""
+    return np.concatenate([rec(stacks[i:i + batch], maps[i:i + batch]) for i in range(0, len(stacks), batch)])
 
 
 def score_runs(outputs: Sequence[dict[str, np.ndarray]], truths: Sequence[np.ndarray]) -> dict[str, dict]:

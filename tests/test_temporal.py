@@ -93,6 +93,20 @@ class CentreOnly(torch.nn.Module):
         return stack[:, stack.shape[1] // 2] + self.dummy
 
 
+class GridEcho(torch.nn.Module):
+    """Stand-in model with grid input: returns the first three grid maps of its next neighbour, clamped."""
+
+    def __init__(self):
+        super().__init__()
+        from depixcli.models import ModelConfig
+
+        self.config = ModelConfig(window=1, stride=2, width=4, arch="compact", use_stn=False, grid_input=True)
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, stack, maps=None):
+        return maps[:, -1, :3].clamp(0, 1) + self.dummy
+
+
 def test_reconstruct_runs_follow_the_window(astronaut):
     from depixcli.evaluate import EvalConfig, mosaic_stack
     from depixcli.reconstruct import Reconstructor
@@ -101,15 +115,20 @@ def test_reconstruct_runs_follow_the_window(astronaut):
         frames = np.stack([head_crop(astronaut, dx=0.5 * t) for t in range(FRAMES)])
 
     models = {"centre": Reconstructor(CentreOnly(), "cpu", flip=False),
-              "next": Reconstructor(CentreOnly(True), "cpu", flip=False)}
+              "next": Reconstructor(CentreOnly(True), "cpu", flip=False),
+              "grid": Reconstructor(GridEcho(), "cpu", flip=False)}
     cfg = EvalConfig(batch_size=3)
     runs = [(0, 5, 6)]
     outs, truths, _ = reconstruct_runs("face16", [Track], runs, models, cfg)
     assert len(outs) == 1 and set(outs[0]) == {"nearest", "bicubic", "gaussian", "centre", "centre-F1", "next",
-                                               "next-F1"}
+                                               "next-F1", "grid", "grid-F1"}
     np.testing.assert_array_equal(truths[0], Track.frames[5:11])
     # the run's frames are mosaiced as one clip: the centre-only model returns them unchanged
-    whole = mosaic_stack("face16", Track.frames[3:13], 0)
+    whole, _, _, _, maps = mosaic_stack("face16", Track.frames[3:13], 0, with_bicubic=True, centre_pos=2)
+    echo = (np.clip(maps[:, :3], 0, 1) * 255).round().astype(np.uint8).transpose(0, 2, 3, 1)  # GridEcho's output
+    assert echo.std() > 10  # the maps vary across the crop
+    np.testing.assert_array_equal(outs[0]["grid"], echo[4:10])  # each frame's stack carries its own frames' maps
+    np.testing.assert_array_equal(outs[0]["grid-F1"], echo[2:8])
     np.testing.assert_array_equal(outs[0]["nearest"], whole[2:8])
     np.testing.assert_array_equal(outs[0]["centre"], whole[2:8])
     np.testing.assert_array_equal(outs[0]["centre-F1"], whole[2:8])
