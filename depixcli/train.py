@@ -619,7 +619,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
         model = model.to(memory_format=torch.channels_last)
         disc = disc.to(memory_format=torch.channels_last) if disc is not None else None
     opt_stn = torch.optim.Adam(model.stn.parameters(), lr=cfg.stn_lr) if model.stn is not None else None
-    opt_g = torch.optim.Adam(model.recon.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    g_params = list(model.recon.parameters()) + (list(model.aligner.parameters()) if model.aligner is not None else [])
+    opt_g = torch.optim.Adam(g_params, lr=cfg.lr, betas=(0.5, 0.999))  # generator: reconstruction (+ compact aligner)
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999)) if disc is not None else None
     n_still = int(round(cfg.batch_size * cfg.stills_fraction)) if stills is not None else 0
 

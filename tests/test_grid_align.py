@@ -137,6 +137,7 @@ def test_training_with_grid_maps_aligner_and_cpu_bf16_learns_and_exports(tmp_pat
 
     model = load_model(r.model_path)
     assert model.config.grid_input and model.config.align and model.aligner is not None
+    assert float(model.aligner.out.weight.detach().abs().max()) > 0  # the aligner trains (it starts at zero)
     rec = Reconstructor(model, "cpu")
     assert rec.uses_grid
     stacks = np.random.default_rng(0).integers(0, 255, (2, 3, S, S, 3), dtype=np.uint8)
