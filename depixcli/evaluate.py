@@ -246,7 +246,7 @@ def mosaic_stack(protocol: str, clean_u8: np.ndarray, seed: int, with_bicubic: b
     uint8: bicubic interpolation of the true block values of its grid (paper: `bicubic_baseline(block_means)`;
     random: the one `random_mosaic` returns), and a Gaussian smoothing of the mosaic inside its cells; grid:
     the centre frame's grid as `project_to_mosaic` takes it (origin (2,), cell (2,), rect (4,) px), None for
-    the random protocol; maps: every frame's grid maps `(U, GRID_CHANNELS, S, S)` float (`models.grid_maps`).
+    the random protocol and for point-sampled blocks; maps: every frame's grid maps `(U, GRID_CHANNELS, S, S)` float (`models.grid_maps`).
     `boxes` (U, 3): the frames' crop boxes in the source (image-anchored protocols; None: no motion) and
     `centre_pos` the index of the scored frame. The mosaic does not depend on the flag.
     """
@@ -286,6 +286,8 @@ def mosaic_stack(protocol: str, clean_u8: np.ndarray, seed: int, with_bicubic: b
         last = np.ceil((box_lo + FACE_FRACTION * S - origin) / cell)
         grid = (origin, np.full(2, cell), np.clip(np.concatenate([origin + first * cell, origin + last * cell]), 0, S))
         value = VALUE_CORNER if kind == "corner" else VALUE_MEAN
+        if value != VALUE_MEAN:  # point samples fix one pixel per block, not its mean: nothing to project onto
+            grid = None
         mosaic, bicubic, mask, maps = face_mosaic(x[None], blocks, offsets, value, with_maps=True)
         mosaic, bicubic, mask, maps = mosaic[0], bicubic[0], mask[0], maps[0]
     mosaic_u8 = _to_u8(mosaic)

@@ -101,6 +101,8 @@ class TrainConfig:
     w_align: float = 0.1  # compact aligner: weight of L1(warped clean neighbour, clean centre) at align_size
     p_unknown_grid: float = 0.1  # grid_input: share of stacks whose grid maps are zeroed (grid not located)
     cpu_bf16: bool = False  # bf16 autocast on CPU too (AVX-512 BF16)
+    w_identity: float = 0.0  # weight of the SFace identity loss (1 - cosine to the ground truth's embedding)
+    identity_samples: int = 4  # stacks of each batch the identity loss sees (SFace costs ~90 ms each on a core)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -294,12 +296,24 @@ def align_loss(flow: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(warped, lr[:, c : c + 1].expand_as(warped))
 
 
+def identity_term(sface, fake: torch.Tensor, hr: torch.Tensor, samples: int) -> torch.Tensor:
+    """Mean SFace identity loss (`sface_torch.identity_loss`, canonical head-crop landmarks) of `samples` outputs
+    spread over the batch against their ground truth: fake, hr (B, 3, S, S) float [0, 1]."""
+    from depixcli.sface_torch import identity_embedding, identity_loss
+
+    sel = torch.linspace(0, len(fake) - 1, min(samples, len(fake))).round().long().unique()
+    with torch.no_grad():
+        want = identity_embedding(hr[sel].float(), net=sface)
+    return identity_loss(identity_embedding(fake[sel].float().clamp(0.0, 1.0), net=sface), want)
+
+
 def gan_step(g, d_train, d_frozen, perc, opt_g, opt_d, mosaic, hr, cfg: TrainConfig, autocast, maps=None,
-             clean=None) -> dict:
+             clean=None, sface=None) -> dict:
     """One generator + discriminator update.
 
     mosaic: (B, F, 3, S, S), hr: (B, 3, S, S) float [0,1]; maps: the mosaic's grid maps (B, F, 4, S, S) or None;
-    clean: the clean stack (B, F, 3, S, S) for the compact aligner's loss (`align_loss`, weight cfg.w_align).
+    clean: the clean stack (B, F, 3, S, S) for the compact aligner's loss (`align_loss`, weight cfg.w_align);
+    sface: the frozen `sface_torch.SFaceNet` of the identity loss (`identity_term`, weight cfg.w_identity) or None.
     `g`, `d_train` may be DDP-wrapped; `d_frozen` is the bare discriminator used for the generator's
     adversarial term (no gradient sync for D there).
     """
@@ -318,12 +332,13 @@ def gan_step(g, d_train, d_frozen, perc, opt_g, opt_d, mosaic, hr, cfg: TrainCon
         else:
             adv = zero
         la = align_loss(flow, clean) if flow is not None and clean is not None and cfg.w_align > 0 else zero
-        loss_g = cfg.w_l1 * l1 + cfg.w_perceptual * lp + cfg.w_adv * adv + cfg.w_align * la
+    lid = identity_term(sface, fake, hr, cfg.identity_samples) if sface is not None else zero  # fp32
+    loss_g = cfg.w_l1 * l1 + cfg.w_perceptual * lp + cfg.w_adv * adv + cfg.w_align * la + cfg.w_identity * lid
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()
     out = {"loss_g": loss_g.detach(), "l1": l1.detach(), "perceptual": lp.detach(), "adv": adv.detach(),
-           "align": la.detach()}
+           "align": la.detach(), "identity": lid.detach()}
     if d_frozen is None:
         return out
     # discriminator: fake detached
@@ -834,6 +849,11 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                 perc = PerceptualLoss(load_feature_net(cfg.perceptual)).to(dev)
                 if is_cuda:
                     perc = perc.to(memory_format=torch.channels_last)
+            sface = None
+            if cfg.w_identity > 0:
+                from depixcli.sface_torch import load_sface_net
+
+                sface = load_sface_net(str(dev))
             it = batches(lambda: (bank.stacks(np_rng, cfg.batch_size - n_still, mc.window, mc.stride),
                                   stills.sample(np_rng, n_still) if n_still else None), cfg.workers + 1, gather_mixed)
             bar = progress(cfg.steps, step, "recon", quiet or not d.main)
@@ -855,7 +875,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                 set_lr(opt_g, cfg.lr, step, cfg.steps)
                 if opt_d is not None:
                     set_lr(opt_d, cfg.lr_d, step, cfg.steps)
-                losses = gan_step(g, dtrain, disc, perc, opt_g, opt_d, mosaic, hr, cfg, autocast, maps, stack)
+                losses = gan_step(g, dtrain, disc, perc, opt_g, opt_d, mosaic, hr, cfg, autocast, maps, stack, sface)
                 step += 1
                 n_log += 1
                 bar.update(1)

@@ -17,6 +17,7 @@ OVERRIDES = {
     "compact_blocks": "model_compact_blocks", "stills": "stills", "stills_fraction": "stills_fraction",
     "ckpt_minutes": "ckpt_minutes", "val_minutes": "val_minutes", "init": "init",
     "grid_input": "model_grid_input", "align": "model_align", "w_align": "w_align", "cpu_bf16": "cpu_bf16",
+    "w_identity": "w_identity", "identity_samples": "identity_samples",
 }
 
 
@@ -53,6 +54,10 @@ OVERRIDES = {
               help="--arch compact: warp every neighbour onto the centre frame with a flow net at 32 px first.")
 @click.option("--w-align", type=click.FloatRange(min=0), default=0.1,
               help="--align: weight of the aligner's loss on the clean frames.")
+@click.option("--w-identity", type=click.FloatRange(min=0), default=0.0,
+              help="Weight of the SFace identity loss (needs `pip install depix[train]` for onnx); 0: none.")
+@click.option("--identity-samples", type=click.IntRange(min=1), default=4,
+              help="Stacks of each batch the identity loss sees (about 90 ms each on one CPU core).")
 @click.option("--cpu-bf16/--no-cpu-bf16", default=False, help="bf16 autocast on CPU (AVX-512 BF16 CPUs).")
 @click.option("--stills", type=click.Path(dir_okay=False, exists=True), default=None, metavar="CSV",
               help="faces.csv of still head crops (file, identity, black_border_frac): each becomes a moving "
