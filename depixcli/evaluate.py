@@ -242,11 +242,12 @@ def mosaic_stack(protocol: str, clean_u8: np.ndarray, seed: int, with_bicubic: b
                  boxes: np.ndarray | None = None, centre_pos: int = 0):
     """`(U, S, S, 3)` uint8 clean frames (time order) -> their mosaic under `protocol`, uint8, same shape.
 
-    With `with_bicubic`, returns (mosaic, bicubic, gaussian, grid, maps): the baselines for every frame, `(U, S, S, 3)`
-    uint8: bicubic interpolation of the true block values of its grid (paper: `bicubic_baseline(block_means)`;
-    random: the one `random_mosaic` returns), and a Gaussian smoothing of the mosaic inside its cells; grid:
-    the centre frame's grid as `project_to_mosaic` takes it (origin (2,), cell (2,), rect (4,) px), None for
-    the random protocol and for point-sampled blocks; maps: every frame's grid maps `(U, GRID_CHANNELS, S, S)` float (`models.grid_maps`).
+    With `with_bicubic`, returns (mosaic, bicubic, gaussian, grid, maps): the baselines for every frame,
+    `(U, S, S, 3)` uint8: bicubic interpolation of the true block values of its grid (paper:
+    `bicubic_baseline(block_means)`; random: the one `random_mosaic` returns), and a Gaussian smoothing of the
+    mosaic inside its cells; grid: the centre frame's grid as `project_to_mosaic` takes it (origin (2,), cell
+    (2,), rect (4,) px), None for the random protocol and for point-sampled blocks; maps: every frame's grid
+    maps `(U, GRID_CHANNELS, S, S)` float (`models.grid_maps`).
     `boxes` (U, 3): the frames' crop boxes in the source (image-anchored protocols; None: no motion) and
     `centre_pos` the index of the scored frame. The mosaic does not depend on the flag.
     """
