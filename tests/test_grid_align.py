@@ -162,3 +162,19 @@ def test_init_grows_shipped_weights_into_a_grid_model(tmp_path):
     assert head.shape[1] == old.recon.head.weight.shape[1] + 4 * GRID_CHANNELS * COMPACT.frames
     assert torch.equal(head[:, : old.recon.head.weight.shape[1]], old.recon.head.weight.float())
     assert float(head[:, old.recon.head.weight.shape[1]:].abs().max()) == 0
+
+
+def test_identity_term_is_zero_for_the_truth_and_its_gradient_reaches_the_output():
+    from depixcli.sface_torch import load_sface_net
+    from depixcli.train import identity_term
+    from tests.test_compact import smooth_images
+
+    net = load_sface_net("cpu")
+    hr = torch.from_numpy(smooth_images(4, 64, 5)).permute(0, 3, 1, 2).float() / 255
+    fake = hr.flip(-2).clone().requires_grad_(True)  # upside down: another "identity"
+    assert float(identity_term(net, hr, hr, 2)) < 1e-5
+    loss = identity_term(net, fake, hr, 2)
+    loss.backward()
+    assert float(loss.detach()) > 0.01
+    touched = fake.grad.abs().flatten(1).sum(1) > 0
+    assert touched.tolist() == [True, False, False, True]  # two samples spread over the batch: first and last
