@@ -43,17 +43,15 @@ Frames are `(H, W, 3)` uint8 RGB; crops `(S, S, 3)` uint8 RGB.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from depixcli.errors import ConfigError, InputError, OutputError
+from depixcli.errors import ConfigError, InputError
+from depixcli.exposure import COVERED, UNCOVERED, ExposedRange, Timeline, exposed_ranges, repair_masks
 from depixcli.locate import _iou as locate_iou  # one box-overlap measure for the whole package
 
 SFACE_THRESHOLD = 0.363  # cosine, SFace's published same-person threshold (OpenCV Zoo, LFW)
@@ -74,10 +72,25 @@ ANCHOR_SPREAD = 0.12  # blocks: circular spread of a phase below which it counts
 MIN_MOTION_CELLS = 1.0  # blocks: a face moving less than this cannot tell image from face anchoring
 VALUE_RATIO = 0.7  # block values are means (samples) when their error is below this share of the other's
 VALUE_MAX_ERR = 6.0  # grey levels: block values further than this from both are neither means nor samples
-SMALL_FACE = 32  # px, faces narrower than this in the original give unreliable identity scores
+SMALL_FACE = 40  # px, faces narrower than this in the original give unreliable identity scores
+RELIABLE_SCORE = 0.75  # median detector score below which the original's "face" may be no face
+MIN_SELF_COSINE = 0.5  # median cosine of the original's frames to their own mean below which SFace cannot hold it
+MIN_CONTRAST = 10.0  # grey levels, std of the original's face centre below which it is too dark or flat
+MIN_DETAIL = 0.5  # share of frames with enough detail to judge coverage, below which the face is too blurred
 ATTACKS = ("anonymised", "smoothed", "reconstructed")
-SHORT = {"anonymised": "a", "smoothed": "b", "reconstructed": "c"}
-SHEET_CROP = 192  # px, side of each crop in the contact sheet
+ATTACKER_MODEL = {  # what the audit tried: the attacks it ran and what the attacker is given
+    "anonymised": "the anonymised face as it is, compared with the original by SFace (every frame with a detection)",
+    "smoothed": f"a Gaussian smoothing of the anonymised face, sigma {SMOOTH_SIGMA_CELLS} mosaic blocks",
+    "reconstructed": "depix's own multi-frame reconstruction (the model `depix run` uses), told where the face is",
+    "re-identification": "rank of the person among the video's face tracks and --gallery photos",
+    "coverage": "per frame, the share of the original face's fine detail the anonymised face hides",
+    "not run": "other face recognisers, other reconstruction models, human viewers who know the person",
+}
+LIMITS = ("The audit only judges faces. It cannot judge what else identifies a person: voice, clothing, tattoos, "
+          "name tags, licence plates, places, body shape and gait, or what the story says.")
+LADDER_BLOCKS = (16, 12, 8, 6, 4)  # `depix pixelate --blocks N` tried on each face for the recommendation
+LADDER_SCALE = 1.3  # mosaic box / face box of those trials (pixelate's default)
+LADDER_FRAMES = 12  # scored frames per track the trials are attacked on
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -91,6 +104,9 @@ class AuditConfig:
     threshold: float | None = None  # detector score threshold (None: the detector's default)
     max_side: int = 640  # px, long side of the copy the detector sees
     batch_size: int = 8  # window stacks per model call
+    recommend: bool = True  # try stronger mosaics on each face for a recommendation (LADDER_BLOCKS)
+    start: float = 0.0  # s, audit from this timestamp on
+    duration: float | None = None  # s, audit this long (None: to the end)
     quiet: bool = True
 
     def __post_init__(self) -> None:
@@ -98,6 +114,8 @@ class AuditConfig:
             raise ConfigError(f"frames per track must be >= 0, got {self.frames}")
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.start < 0 or (self.duration is not None and self.duration <= 0):
+            raise ConfigError(f"start must be >= 0 and duration > 0, got {self.start}, {self.duration}")
         if self.detector not in ("yunet", "centerface"):
             raise ConfigError(f"the audit needs landmarks: detector yunet or centerface, got {self.detector!r}")
 
@@ -136,10 +154,22 @@ class TrackAudit:
     featureless_rank: int  # re-identification rank of that flat image (what colour alone gives)
     scores: dict[str, AttackScore]
     mosaic: MosaicAnalysis
-    verdict: str  # "holds" | "leaks"
+    verdict: str  # "holds" | "leaks" | "not judged" (the original's face is not reliable, nothing exposed)
     reasons: list[str]
     worst_frame: int  # frame index the contact sheet shows (highest reconstruction cosine)
+    first_time: float = 0.0  # s, timestamp of the first frame
+    last_time: float = 0.0  # s, timestamp of the last frame
+    identity_verdict: str = "holds"  # the attacks alone: "holds" | "leaks" | "not judged"
+    unreliable: list[str] = field(default_factory=list)  # why the original's face cannot be judged (empty: it can)
+    quality: dict = field(default_factory=dict)  # detector score, SFace self-cosine, contrast, detail share
+    exposed: list[ExposedRange] = field(default_factory=list)  # the leak timeline
+    exposed_frames: int = 0
+    exposed_seconds: float = 0.0
+    judged_frames: float = 0.0  # share of the track's frames whose coverage could be judged
+    recommendation: dict | None = None  # strongest setting measured to hold (see `recommend`)
     sheet: dict | None = field(default=None, repr=False)  # crops of the worst frame (not serialised)
+    sheet_exposed: dict | None = field(default=None, repr=False)  # crops of the worst exposed frame
+    states: list = field(default_factory=list, repr=False)  # per frame: exposure kind or "covered"/"unjudged"
 
 
 @dataclass
@@ -152,16 +182,28 @@ class AuditReport:
     weights: str
     gallery_photos: int
     tracks: list[TrackAudit]
-    verdict: str
+    verdict: str  # "holds" | "leaks" | "not judged"
     reasons: list[str]
     notes: list[str] = field(default_factory=list)
+    fps: float = 25.0
+    first_frame: int = 0  # frame number of the first frame audited (--start)
+    first_time: float = 0.0  # s
+    last_time: float = 0.0  # s
+    sha256: dict = field(default_factory=dict)  # "anonymised", "original": hex digests of the files audited
+    parameters: dict = field(default_factory=dict)  # the AuditConfig
+    confirmed: bool = False  # the user confirmed nothing but the faces identifies the people
+    repair: dict | None = None  # --repair: the repaired copy, frames masked, its new verdict and exposed frames
+    masks: dict = field(default_factory=dict, repr=False)  # frame -> [(track, position, box)] --repair masks
 
     def to_dict(self) -> dict:
         d = asdict(self)
         for t in d["tracks"]:
-            t.pop("sheet", None)
-        return {"version": 1, "sface_threshold": SFACE_THRESHOLD, "hold_median": HOLD_MEDIAN,
-                "leak_share": LEAK_SHARE, **d}
+            for k in ("sheet", "sheet_exposed", "states"):
+                t.pop(k, None)
+        d.pop("masks", None)
+        return {"version": 2, "sface_threshold": SFACE_THRESHOLD, "hold_median": HOLD_MEDIAN,
+                "leak_share": LEAK_SHARE, "coverage": {"covered": COVERED, "uncovered": UNCOVERED},
+                "attacker_model": ATTACKER_MODEL, "limits": LIMITS, **d}
 
 
 # ------------------------------------------------------------------------------------------ verdict
@@ -186,8 +228,8 @@ def judge(scores: dict[str, AttackScore], mosaic: MosaicAnalysis, featureless: f
             reasons.append(f"{name}: median cosine {s.median:.2f} >= {HOLD_MEDIAN} "
                            f"(a featureless face scores {featureless:.2f})")
         if s.matched >= LEAK_SHARE:
-            reasons.append(f"{name}: {s.matched:.0%} of frames above SFace's same-person threshold {SFACE_THRESHOLD} "
-                           f"(and {NULL_MARGIN} above a featureless face)")
+            reasons.append(f"{name}: {s.matched:.0%} of frames matched (at or above SFace's same-person threshold "
+                           f"{SFACE_THRESHOLD} and {NULL_MARGIN} above a featureless face)")
         if s.rank == 1 and s.gallery >= REID_MIN_GALLERY and featureless_rank != 1:
             reasons.append(f"{name}: re-identified, rank 1 of {s.gallery} (chance {1 / s.gallery:.0%}; "
                            f"the face's colour alone ranks {featureless_rank})")
@@ -198,10 +240,12 @@ def judge(scores: dict[str, AttackScore], mosaic: MosaicAnalysis, featureless: f
     held = [f"highest median cosine {s.median:.2f} ({best}), "
             + (f"< {HOLD_MEDIAN}" if s.median < HOLD_MEDIAN
                else f"within {NULL_MARGIN} of a featureless face's {featureless:.2f}")
-            + f"; {max(v.above for v in scores.values()):.0%} of frames above {SFACE_THRESHOLD}"]
-    if s.gallery >= 2:
+            + f"; at most {max(v.matched for v in scores.values()):.0%} of frames matched"]
+    if s.gallery >= REID_MIN_GALLERY:
         held.append(f"re-identification ranks {', '.join(str(scores[k].rank) for k in scores)} of {s.gallery} "
                     f"({', '.join(scores)}); the face's colour alone ranks {featureless_rank}")
+    elif s.gallery:
+        held.append(f"re-identification not tested: a gallery of {s.gallery} face(s) (add --gallery)")
     return "holds", held
 
 
@@ -414,7 +458,7 @@ def blend_in_crop(anon: np.ndarray, recon: np.ndarray, box, rect, cell_px: float
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def _resize(img: np.ndarray, size: int) -> np.ndarray:
+def resize_square(img: np.ndarray, size: int) -> np.ndarray:
     import cv2
 
     if img.shape[0] == size:
@@ -467,19 +511,21 @@ def find_faces(anonymised, original, config: AuditConfig = AuditConfig(), detect
     """Pass 1: check the two videos match; detect and track faces on the original.
 
     Returns `(VideoInfo of the original, frame count, per-frame detections [(k, 15) arrays: box xyxy,
-    score, 5 landmarks x, y], tracks)`. Raises InputError when sizes or frame counts differ.
+    score, 5 landmarks x, y], tracks, clock [(frame number, timestamp s)])`, over the frames of the window
+    `config.start`, `config.duration`. Raises InputError when sizes or frame counts differ.
     """
     from depixcli.detect import load_detector
     from depixcli.track import build_tracks
-    from depixcli.video import probe, read_frames
+    from depixcli.video import probe
 
     a_info, o_info = probe(anonymised), probe(original)
     if (a_info.width, a_info.height) != (o_info.width, o_info.height):
         raise InputError(f"{anonymised} is {a_info.width}x{a_info.height} but {original} is "
                          f"{o_info.width}x{o_info.height}: not an anonymised copy of it")
     det = detector or load_detector(config.detector, threshold=config.threshold, max_side=config.max_side)
-    per_frame = []
-    o_iter, a_iter = read_frames(original), read_frames(anonymised)
+    per_frame, clock = [], []
+    o_iter = window_frames(original, config.start, config.duration)
+    a_iter = window_frames(anonymised, config.start, config.duration)
     while True:
         o, a = next(o_iter, None), next(a_iter, None)
         if o is None or a is None:
@@ -493,9 +539,10 @@ def find_faces(anonymised, original, config: AuditConfig = AuditConfig(), detect
         rows = [np.r_[d.box, d.score, np.asarray(d.landmarks, np.float64).ravel()]
                 for d in det.detect(o.image) if d.landmarks is not None]
         per_frame.append(np.array(rows, np.float64).reshape(-1, 15))
+        clock.append((o.index, round(o.time, 4)))
         if progress is not None:
             progress.update(1)
-    return o_info, len(per_frame), per_frame, build_tracks([r[:, :5] for r in per_frame])
+    return o_info, len(per_frame), per_frame, build_tracks([r[:, :5] for r in per_frame]), clock
 
 
 @dataclass
@@ -515,9 +562,12 @@ class _Plan:
     grids: dict = field(default_factory=dict)  # position -> located MosaicGrid (or None)
     errors: dict = field(default_factory=dict)  # position -> value_errors(...)
     entry: list = field(default_factory=list)  # original embeddings of the gallery positions
+    timeline: Timeline = field(default_factory=Timeline)  # every frame's exposure
+    ladder: list = field(default_factory=list)  # scored positions the strength ladder is tested on
+    orig_model: dict = field(default_factory=dict)  # position -> model-size crop of the original (ladder stacks)
 
 
-def plan_tracks(tracks, per_frame, frames: int, geometry) -> tuple[list[_Plan], list[str]]:
+def plan_tracks(tracks, per_frame, frames: int, geometry, ladder: bool = False) -> tuple[list[_Plan], list[str]]:
     """Pick, per track, the frames to score, its gallery frames and the model's stack frames."""
     from depixcli.identity import gallery_frames, query_span, spread_frames
     from depixcli.models import window_indices
@@ -543,16 +593,47 @@ def plan_tracks(tracks, per_frame, frames: int, geometry) -> tuple[list[_Plan], 
         gallery = sorted({int(have[np.argmin(np.abs(have - p))]) for p in wanted})
         stacks = {p: window_indices(p, n, geometry.window, geometry.stride) for p in score}
         needed = set(score) | set(gallery) | {q for s in stacks.values() for q in s}
-        plans.append(_Plan(tr, dets, score, query, gallery, stacks, int(tr.frames[0]) + max(needed)))
+        plans.append(_Plan(tr, dets, score, query, gallery, stacks, int(tr.frames[0]) + max(needed),
+                           ladder=spread_frames(score, LADDER_FRAMES) if ladder else []))
     return plans, notes
 
 
-def _collect(plan: _Plan, k: int, orig: np.ndarray, anon: np.ndarray, identity, model_size: int) -> None:
-    """Pass 2, one frame of one track: crops, mosaic grid, gallery embedding."""
+def flat_face(crop: np.ndarray) -> np.ndarray:
+    """The featureless face: a crop of the original's mean colour, flat (the no-information level)."""
+    blank = np.empty_like(crop)
+    blank[:] = np.rint(crop.reshape(-1, 3).mean(0)).astype(np.uint8)
+    return blank
+
+
+def identity_cosines(identity, original: np.ndarray, candidates: list, alignment) -> tuple[np.ndarray, np.ndarray]:
+    """The report's identity measure, in one place: SFace cosine of each candidate crop to the original
+    crop, all aligned with the original's landmarks. Returns `(cosines (N,), embeddings (1 + N, 128))`."""
+    from depixcli.identity import cosine
+
+    e = identity.embed([original, *candidates], [alignment] * (1 + len(candidates)))
+    return np.asarray(cosine(e[:1], e[1:]), np.float64).reshape(-1), e
+
+
+def _collect(plan: _Plan, k: int, orig: np.ndarray, anon: np.ndarray, identity, model_size: int,
+             frame: int | None = None, time: float | None = None) -> None:
+    """Pass 2, one frame of one track: its exposure (timeline), crops, mosaic grid, gallery embedding."""
+    from depixcli.exposure import FrameExposure, coverage, face_patch
     from depixcli.geometry import crop, head_box
 
     face = plan.track.boxes[k]
     box = head_box(face)
+    cos, matched = None, False
+    if k in plan.dets:  # the anonymised face as it is, on every frame with a detection
+        o, a = crop(orig, box, METRIC_CROP), crop(anon, box, METRIC_CROP)
+        c, _ = identity_cosines(identity, o, [flat_face(o), a], crop_alignment(plan.dets[k], box, METRIC_CROP))
+        cos = round(float(c[1]), 4)
+        matched = bool(c[1] >= SFACE_THRESHOLD and c[1] >= c[0] + NULL_MARGIN)
+    frame = int(plan.track.frames[k]) if frame is None else frame
+    fe = FrameExposure(frame, round(float(frame if time is None else time), 4),
+                       coverage(face_patch(orig, face), face_patch(anon, face)), cos, matched)
+    plan.timeline.frames.append(fe)
+    plan.timeline.offer(fe, lambda: {"original": crop(orig, box, METRIC_CROP),
+                                     "anonymised": crop(anon, box, METRIC_CROP)})
     if k in plan.gallery:
         a = crop_alignment(plan.dets[k], box, METRIC_CROP)
         plan.entry.append(identity.embed([crop(orig, box, METRIC_CROP)], [a])[0])
@@ -564,44 +645,116 @@ def _collect(plan: _Plan, k: int, orig: np.ndarray, anon: np.ndarray, identity, 
         plan.errors[k] = value_errors(orig, anon, grid) if grid is not None else None
     if any(k in s for s in plan.stacks.values()):
         plan.model_in[k] = crop(anon, box, model_size)
+    if any(k in plan.stacks[p] for p in plan.ladder):
+        plan.orig_model[k] = crop(orig, box, model_size)
+
+
+def run_attacks(plan: _Plan, positions, anon: dict, model_in: dict, grids: dict, model, identity, batch_size: int):
+    """The three attacks on the anonymised crops of `positions` (`anon`: METRIC_CROP crops, `model_in`:
+    model-size crops of every stack position, `grids`: the mosaic grid over the face or None). Yields
+    `(position, cosines [featureless, anonymised, smoothed, reconstructed], embeddings (5, 128), recon crop)`."""
+    from depixcli.geometry import head_box
+    from depixcli.reconstruct import rect_for_face
+
+    tr = plan.track
+    for i in range(0, len(positions), batch_size):
+        batch = positions[i:i + batch_size]
+        out = model(np.stack([np.stack([model_in[q] for q in plan.stacks[p]]) for p in batch]))
+        for p, r in zip(batch, out):
+            face = tr.boxes[p]
+            box = head_box(face)
+            grid = grids[p]
+            rect = grid.rect if grid is not None else rect_for_face(face)
+            cell = max(grid.cell_w, grid.cell_h) if grid is not None else (rect[2] - rect[0]) / FALLBACK_CELLS
+            recon = resize_square(blend_in_crop(model_in[p], r, box, rect, cell), METRIC_CROP)
+            smooth = attack_smooth(anon[p], cell * METRIC_CROP / box.size)
+            a = crop_alignment(plan.dets[p], box, METRIC_CROP)
+            cs, e = identity_cosines(identity, plan.orig[p], [flat_face(plan.orig[p]), anon[p], smooth, recon], a)
+            yield p, cs, e, recon
+
+
+def grid_in_crop(grid, box, size: int):
+    """A frame-coordinate MosaicGrid -> the same grid over an `size` px crop of `box`."""
+    from depixcli.mosaic import MosaicGrid
+
+    k = size / box.size
+    x0, y0, _, _ = box.xyxy
+    r = grid.rect
+    return MosaicGrid(int(round((r[0] - x0) * k)), int(round((r[1] - y0) * k)), int(round((r[2] - x0) * k)),
+                      int(round((r[3] - y0) * k)), grid.cell_w * k, grid.cell_h * k,
+                      (grid.origin_x - x0) * k, (grid.origin_y - y0) * k)
+
+
+def strength_ladder(plan: _Plan, model, identity, batch_size: int) -> list[dict]:
+    """The audit's own test of stronger mosaics on this face: per `LADDER_BLOCKS` N, the original's crops
+    mosaicked as `depix pixelate --blocks N` does (N x N over 1.3 x the face box), attacked as above on up
+    to `LADDER_FRAMES` scored frames. `[{"blocks", "verdict", "median": {attack: cosine}}]`, finest first."""
+    from depixcli.geometry import head_box
+    from depixcli.mosaic import apply_mosaic, grid_from_blocks, scale_box
+
+    out = []
+    if not plan.ladder:
+        return out
+    for n in LADDER_BLOCKS:
+        grids, anon, model_in = {}, {}, {}
+        for p in set(plan.ladder) | {q for p in plan.ladder for q in plan.stacks[p]}:
+            face = plan.track.boxes[p]
+            box = head_box(face)
+            g = grid_from_blocks(scale_box(face, LADDER_SCALE), n)
+            grids[p] = g
+            if p in plan.orig_model:
+                model_in[p] = apply_mosaic(plan.orig_model[p], grid_in_crop(g, box, plan.orig_model[p].shape[0]))
+            if p in plan.ladder:
+                anon[p] = apply_mosaic(plan.orig[p], grid_in_crop(g, box, METRIC_CROP))
+        cos = {a: [] for a in ATTACKS}
+        null = []
+        for _, cs, _, _ in run_attacks(plan, plan.ladder, anon, model_in, grids, model, identity, batch_size):
+            null.append(cs[0])
+            for name, v in zip(ATTACKS, cs[1:]):
+                cos[name].append(v)
+        nl = np.array(null)
+        scores = {}
+        for a, c in cos.items():
+            c = np.array(c)
+            scores[a] = AttackScore(median=float(np.median(c)), above=float(np.mean(c >= SFACE_THRESHOLD)),
+                                    matched=float(np.mean((c >= SFACE_THRESHOLD) & (c - nl >= NULL_MARGIN))),
+                                    max=float(np.max(c)), rank=0, gallery=0)
+        verdict, why = judge(scores, MosaicAnalysis(1.0, None, None, None, "face", 1, "means", None),
+                             float(np.median(nl)))
+        out.append({"blocks": n, "verdict": verdict, "median": {a: round(s.median, 3) for a, s in scores.items()},
+                    "matched": {a: round(s.matched, 3) for a, s in scores.items()},
+                    "why": why[0] if verdict == "leaks" else ""})
+    return out
+
+
+def recommend(ladder: list[dict]) -> dict | None:
+    """The finest mosaic of `strength_ladder` that held on this face (`depix pixelate --blocks N`), or --secure."""
+    if not ladder:
+        return None
+    held = [r for r in ladder if r["verdict"] == "holds"]
+    best = held[0]["blocks"] if held else None
+    return {"blocks": best, "command": f"depix pixelate --blocks {best}" if best else "depix pixelate --secure",
+            "ladder": ladder}
 
 
 def _finish(plan: _Plan, model, identity, batch_size: int) -> dict:
     """Attacks and cosines of one track once all its frames are collected; frees its crops."""
-    from depixcli.geometry import head_box
     from depixcli.identity import cosine
-    from depixcli.reconstruct import rect_for_face
+
+    frames = plan.timeline.frames
 
     tr = plan.track
-    recon = {}
-    for i in range(0, len(plan.score), batch_size):
-        batch = plan.score[i:i + batch_size]
-        out = model(np.stack([np.stack([plan.model_in[q] for q in plan.stacks[p]]) for p in batch]))
-        for p, r in zip(batch, out):
-            face = tr.boxes[p]
-            box = head_box(face)
-            grid = plan.grids[p]
-            rect = grid.rect if grid is not None else rect_for_face(face)
-            cell = max(grid.cell_w, grid.cell_h) if grid is not None else (rect[2] - rect[0]) / FALLBACK_CELLS
-            recon[p] = _resize(blend_in_crop(plan.model_in[p], r, box, rect, cell), METRIC_CROP)
     cos = {a: [] for a in ATTACKS}
     probes = {a: [] for a in ATTACKS}
     null, blanks = [], []  # cosine and embeddings of a featureless face: the original's mean colour, flat
+    own = []  # embeddings of the original face (its self-consistency: SFace's quality of the original)
     excess = {a: [] for a in ATTACKS}  # per frame: cosine - the featureless face's cosine
     worst = (-2.0, None)
-    for p in plan.score:
-        face = tr.boxes[p]
-        box = head_box(face)
-        grid = plan.grids[p]
-        cell = (max(grid.cell_w, grid.cell_h) if grid is not None
-                else (face[2] - face[0]) * 1.3 / FALLBACK_CELLS) * METRIC_CROP / box.size
-        smooth = attack_smooth(plan.anon[p], cell)
-        a = crop_alignment(plan.dets[p], box, METRIC_CROP)
-        blank = np.empty_like(plan.orig[p])
-        blank[:] = np.rint(plan.orig[p].reshape(-1, 3).mean(0)).astype(np.uint8)
-        e = identity.embed([plan.orig[p], blank, plan.anon[p], smooth, recon[p]], [a] * 5)
-        c = cosine(e[:1], e[2:])
-        null.append(float(cosine(e[0], e[1])))
+    for p, cs, e, recon in run_attacks(plan, plan.score, plan.anon, plan.model_in, plan.grids, model, identity,
+                                       batch_size):
+        c = cs[1:]
+        null.append(float(cs[0]))
+        own.append(e[0])
         for name, v in zip(ATTACKS, c):
             excess[name].append(float(v) - null[-1])
         if p in plan.query:
@@ -612,18 +765,25 @@ def _finish(plan: _Plan, model, identity, batch_size: int) -> dict:
                 probes[name].append(emb)
         if c[2] > worst[0]:
             worst = (float(c[2]), p, {"original": plan.orig[p], "anonymised": plan.anon[p],
-                                      "reconstructed": recon[p], "cosines": [float(v) for v in c]})
+                                      "reconstructed": recon, "cosines": [float(v) for v in c]})
     obs = [{"grid": plan.grids[p], "face": tr.boxes[p], "errors": plan.errors[p]}
            for p in plan.score if plan.grids[p] is not None]
     mosaic = analyse_mosaic(obs, len(plan.score))
     widths = [plan.dets[p][2] - plan.dets[p][0] for p in plan.score]
-    for d in (plan.orig, plan.anon, plan.model_in, plan.grids, plan.errors):
+    own = np.asarray(own, np.float32)
+    selfc = cosine(own, np.mean(own, axis=0, keepdims=True)).reshape(-1)
+    contrast = [float(plan.orig[p][32:96, 32:96].std()) for p in plan.score]  # grey levels, centre of the head
+    ladder = strength_ladder(plan, model, identity, batch_size)
+    for d in (plan.orig, plan.anon, plan.model_in, plan.grids, plan.errors, plan.orig_model):
         d.clear()
     return {
         "plan": plan, "cos": cos, "excess": excess, "null": float(np.median(null)), "mosaic": mosaic,
         "face_px": float(np.median(widths)),
         "probe": {k: np.mean(v, axis=0) for k, v in probes.items()}, "probe_blank": np.mean(blanks, axis=0),
-        "entry": np.mean(plan.entry, axis=0), "worst": worst,
+        "entry": np.mean(plan.entry, axis=0), "worst": worst, "ladder": ladder,
+        "quality": {"score": float(np.median([plan.dets[p][4] for p in plan.score])),
+                    "self_cosine": float(np.median(selfc)), "contrast": float(np.median(contrast)),
+                    "detail": float(np.mean([f.cover is not None for f in frames])) if frames else 0.0},
     }
 
 
@@ -635,17 +795,22 @@ def rank_of(probe: np.ndarray, entries: np.ndarray, own: int) -> int:
     return 1 + int(np.sum(sims > sims[own]))
 
 
-def score_pass(pairs, plans: list[_Plan], model, identity, batch_size: int = 8, progress=None) -> list[dict]:
+def score_pass(pairs, plans: list[_Plan], model, identity, batch_size: int = 8, progress=None,
+               clock: list | None = None) -> list[dict]:
     """Pass 2 over `(original, anonymised)` frame pairs (an iterable, streamed): each track's attacks are
-    scored as soon as its last needed frame has passed, and its crops dropped. Returns `_finish` results."""
+    scored as soon as its last needed frame has passed, and its crops dropped. `clock[t]`: `(frame number,
+    timestamp s)` of the t-th pair (default: t, t). Returns `_finish` results."""
     done = []
     pending = sorted(plans, key=lambda p: p.last)
+    live = list(pending)  # tracks whose frames may still come (the timeline needs every frame)
     for t, (orig, anon) in enumerate(pairs):
-        for plan in pending:
+        at = clock[t] if clock is not None else (t, float(t))
+        for plan in live:
             k = t - int(plan.track.frames[0])
             if 0 <= k < len(plan.track.frames):
-                _collect(plan, k, orig, anon, identity, model.geometry.crop_size)
-        while pending and pending[0].last <= t:
+                _collect(plan, k, orig, anon, identity, model.geometry.crop_size, *at)
+        live = [p for p in live if int(p.track.frames[-1]) > t]
+        while pending and pending[0].last <= t and int(pending[0].track.frames[-1]) <= t:
             done.append(_finish(pending.pop(0), model, identity, batch_size))
         if progress is not None:
             progress.update(1)
@@ -654,8 +819,38 @@ def score_pass(pairs, plans: list[_Plan], model, identity, batch_size: int = 8, 
     return sorted(done, key=lambda d: d["plan"].track.id)
 
 
-def track_audits(done: list[dict], photos: np.ndarray | None = None) -> list[TrackAudit]:
-    """Ranks (gallery: every track's entry, then `photos` `(G, 128)`), verdicts and reasons per track."""
+def unreliable_reasons(quality: dict, face_px: float) -> list[str]:
+    """Why the original's face of a track cannot be judged by identity (empty: it can)."""
+    out = []
+    if face_px < SMALL_FACE:
+        out.append(f"the face is only {face_px:.0f} px wide (at least {SMALL_FACE} needed)")
+    if quality["score"] < RELIABLE_SCORE:
+        out.append(f"the detector is unsure it is a face (score {quality['score']:.2f} < {RELIABLE_SCORE})")
+    if quality["contrast"] < MIN_CONTRAST:
+        out.append(f"the face is too dark or flat (contrast {quality['contrast']:.0f} < {MIN_CONTRAST:.0f} "
+                   "grey levels)")
+    if quality["detail"] < MIN_DETAIL:
+        out.append(f"the face is too blurred: {quality['detail']:.0%} of its frames show fine detail")
+    if quality["self_cosine"] < MIN_SELF_COSINE:
+        out.append(f"SFace does not recognise the original face as itself across frames "
+                   f"(cosine {quality['self_cosine']:.2f} < {MIN_SELF_COSINE})")
+    return out
+
+
+def frame_states(frames, reliable: bool) -> list[str]:
+    """Per frame of a track: its exposure kind, or "covered", or "not judged" (the sheet's timeline bar)."""
+    out = []
+    for f in frames:
+        if not reliable:
+            f.matched = False
+        k = f.kind
+        out.append(k if k is not None else "covered" if f.cover is not None else "not judged")
+    return out
+
+
+def track_audits(done: list[dict], photos: np.ndarray | None = None, frame_s: float = 0.04) -> list[TrackAudit]:
+    """Ranks (gallery: every track's entry, then `photos` `(G, 128)`), timelines, verdicts and reasons per
+    track; `frame_s`: one frame's duration (s)."""
     entries = np.array([d["entry"] for d in done], np.float32).reshape(-1, 128)
     if photos is not None and len(photos):
         entries = np.concatenate([entries, np.asarray(photos, np.float32)])
@@ -670,17 +865,65 @@ def track_audits(done: list[dict], photos: np.ndarray | None = None) -> list[Tra
                 matched=round(float(np.mean(matched)), 4),
                 max=round(float(c.max()), 4), rank=rank_of(d["probe"][name], entries, i), gallery=len(entries))
         blank_rank = rank_of(d["probe_blank"], entries, i)
-        verdict, reasons = judge(scores, d["mosaic"], d["null"], blank_rank)
-        if d["face_px"] < SMALL_FACE:
-            reasons.append(f"face only {d['face_px']:.0f} px wide in the original: identity scores are unreliable")
-        tr = d["plan"].track
+        identity_verdict, reasons = judge(scores, d["mosaic"], d["null"], blank_rank)
+        unreliable = unreliable_reasons(d["quality"], d["face_px"])
+        if unreliable:
+            identity_verdict, reasons = "not judged", [f"not judged: {r}" for r in unreliable]
+        tr, tl = d["plan"].track, d["plan"].timeline
+        states = frame_states(tl.frames, not unreliable)
+        ranges = exposed_ranges(tr.id, tl.frames, frame_s)
+        n_exp = sum(r.frames for r in ranges)
+        if ranges:
+            verdict = "leaks"
+            reasons = [f"exposed on {n_exp} frame(s), {sum(r.seconds for r in ranges):.2f} s in "
+                       f"{len(ranges)} stretch(es)"] + reasons
+        else:
+            verdict = identity_verdict
+        worst_exp = tl.worst if ranges and tl.worst is not None and any(
+            r.start_frame <= tl.worst[1] <= r.end_frame for r in ranges) else None
+        first = tl.frames[0] if tl.frames else None
+        last = tl.frames[-1] if tl.frames else None
+        offset = first.frame - int(tr.frames[0]) if first else 0  # frame number - pass index
         out.append(TrackAudit(
-            id=tr.id, first_frame=int(tr.frames[0]), last_frame=int(tr.frames[-1]), scored=len(d["plan"].score),
+            id=tr.id, first_frame=offset + int(tr.frames[0]), last_frame=offset + int(tr.frames[-1]),
+            scored=len(d["plan"].score),
             face_px=round(d["face_px"], 1), featureless=round(d["null"], 4), featureless_rank=blank_rank,
-            scores=scores, mosaic=d["mosaic"],
-            verdict=verdict, reasons=reasons,
-            worst_frame=int(tr.frames[0]) + int(d["worst"][1]), sheet=d["worst"][2]))
+            scores=scores, mosaic=d["mosaic"], verdict=verdict, reasons=reasons,
+            worst_frame=offset + int(tr.frames[0]) + int(d["worst"][1]),
+            first_time=first.time if first else 0.0, last_time=last.time if last else 0.0,
+            identity_verdict=identity_verdict, unreliable=unreliable,
+            quality={k: round(v, 3) for k, v in d["quality"].items()},
+            recommendation=recommend(d["ladder"]), exposed=ranges, exposed_frames=n_exp,
+            exposed_seconds=round(sum(r.seconds for r in ranges), 4),
+            judged_frames=round(float(np.mean([f.cover is not None for f in tl.frames])), 3) if tl.frames else 0.0,
+            sheet=d["worst"][2], sheet_exposed=None if worst_exp is None else {"frame": worst_exp[1], **worst_exp[2]},
+            states=states))
     return out
+
+
+def window_frames(path, start: float = 0.0, duration: float | None = None):
+    """Decoded frames of `path` whose timestamp lies in [start, start + duration) s (all from `start` when
+    duration is None); frame numbers and timestamps stay those of the whole video."""
+    from depixcli.video import read_frames
+
+    end = None if duration is None else start + duration
+    for f in read_frames(path):
+        if f.time < start - 1e-6:
+            continue
+        if end is not None and f.time >= end - 1e-6:
+            break
+        yield f
+
+
+def sha256(path) -> str:
+    """Hex SHA-256 of a file's bytes (the report names exactly what was audited)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def audit_video(anonymised, original, config: AuditConfig = AuditConfig(), model=None, identity=None,
@@ -693,7 +936,7 @@ def audit_video(anonymised, original, config: AuditConfig = AuditConfig(), model
     """
     from depixcli.identity import SFaceIdentity
     from depixcli.reconstruct import default_weights_path, load_reconstructor
-    from depixcli.video import probe, read_frames
+    from depixcli.video import probe
 
     anonymised, original = os.fspath(anonymised), os.fspath(original)
     if config.weights is None and model is None:
@@ -714,30 +957,52 @@ def audit_video(anonymised, original, config: AuditConfig = AuditConfig(), model
     make = progress_factory or _tqdm_factory(config.quiet)
     bar = make("audit 1/2 detect", probe(original).frames)
     try:
-        info, n, per_frame, tracks = find_faces(anonymised, original, config, detector, bar)
+        info, n, per_frame, tracks, clock = find_faces(anonymised, original, config, detector, bar)
     finally:
         bar.close()
+    if n == 0:
+        raise InputError(f"{original}: no frame between {config.start:g} s and the end of the window")
     if not tracks:
         raise InputError(f"{original}: no face found in the original; nothing to audit")
-    plans, more = plan_tracks(tracks, per_frame, config.frames, model.geometry)
+    plans, more = plan_tracks(tracks, per_frame, config.frames, model.geometry, ladder=config.recommend)
     notes += more
     if not plans:
         raise InputError(f"{original}: no face with landmarks found in the original; nothing to audit")
     bar = make("audit 2/2 score", n)
     try:
-        pairs = ((o.image, a.image) for o, a in zip(read_frames(original), read_frames(anonymised)))
-        done = score_pass(pairs, plans, model, identity, config.batch_size, bar)
+        pairs = ((o.image, a.image) for o, a in zip(window_frames(original, config.start, config.duration),
+                                                    window_frames(anonymised, config.start, config.duration)))
+        done = score_pass(pairs, plans, model, identity, config.batch_size, bar, clock)
     finally:
         bar.close()
-    out = track_audits(done, gallery[1] if gallery is not None else None)
+    out = track_audits(done, gallery[1] if gallery is not None else None, float(1 / info.fps))
     leaking = [t for t in out if t.verdict == "leaks"]
     if leaking:
         verdict = "leaks"
         reasons = [f"{len(leaking)} of {len(out)} face track(s) leak: " + ", ".join(str(t.id) for t in leaking)]
+    elif any(t.verdict == "holds" for t in out):
+        verdict, reasons = "holds", [f"{sum(t.verdict == 'holds' for t in out)} of {len(out)} face track(s) hold"]
+        skipped = [t for t in out if t.verdict == "not judged"]
+        if skipped:
+            reasons.append(f"{len(skipped)} not judged (unreliable original face): "
+                           + ", ".join(str(t.id) for t in skipped))
     else:
-        verdict, reasons = "holds", [f"all {len(out)} face track(s) hold"]
+        verdict, reasons = "not judged", [f"none of the {len(out)} original face track(s) is reliable enough to judge"]
+    by_id = {tr.id: tr for tr in tracks}
+    offset = clock[0][0]  # frame number of pass index 0
+
+    def track_box(tid: int, frame: int):
+        tr = by_id[tid]
+        k = frame - offset - int(tr.frames[0])
+        return (k, tr.boxes[k]) if 0 <= k < len(tr.frames) else None
+
+    masks = repair_masks([r for t in out for r in t.exposed], track_box)
     return AuditReport(anonymised, original, info.width, info.height, n, weights,
-                       0 if gallery is None else len(gallery[0]), out, verdict, reasons, notes)
+                       0 if gallery is None else len(gallery[0]), out, verdict, reasons, notes,
+                       fps=float(info.fps), first_frame=clock[0][0], first_time=clock[0][1],
+                       last_time=clock[-1][1],
+                       sha256={"anonymised": sha256(anonymised), "original": sha256(original)},
+                       parameters=asdict(config), masks=masks)
 
 
 def _tqdm_factory(quiet: bool):
@@ -747,110 +1012,3 @@ def _tqdm_factory(quiet: bool):
         return tqdm(total=total, desc=desc, unit="frame", disable=quiet, leave=False, dynamic_ncols=True)
 
     return make
-
-
-# ------------------------------------------------------------------------------------------ output
-def format_table(report: AuditReport) -> str:
-    """The readable table printed on stdout."""
-    head = (f"{'track':>5} {'frames':>11} {'face px':>7} {'blocks':>6} {'block px':>8} {'grid':>7} {'phases':>6} "
-            f"{'values':>8} | {'median cosine a/b/c':>19} {'blank':>5} | {'>' + str(SFACE_THRESHOLD) + ' a/b/c':>16} | "
-            f"{'rank a/b/c':>13} | verdict")
-    lines = [f"{report.anonymised} vs {report.original}: {report.frames} frames, {len(report.tracks)} face "
-             f"track(s); (a) anonymised as is, (b) smoothed, (c) depix reconstruction ({report.weights})",
-             head, "-" * len(head)]
-    for t in report.tracks:
-        m, s = t.mosaic, t.scores
-        blocks = f"{m.blocks:.1f}" if m.blocks is not None else "-"
-        bpx = f"{max(m.block_px):.1f}" if m.block_px else "-"
-        cos = "/".join(f"{s[a].median:.2f}" for a in ATTACKS)
-        above = "/".join(f"{s[a].above:.0%}" for a in ATTACKS)
-        g = s[ATTACKS[0]].gallery
-        rank = "/".join(str(s[a].rank) for a in ATTACKS) + f" of {g}"
-        lines.append(f"{t.id:>5} {t.scored:>4} of {t.last_frame - t.first_frame + 1:<4} {t.face_px:>7.0f} {blocks:>6} "
-                     f"{bpx:>8} {m.anchor:>7} {m.phases:>6} {m.values:>8} | {cos:>19} {t.featureless:>5.2f} | "
-                     f"{above:>16} | {rank:>13} | "
-                     f"{t.verdict}")
-    lines.append("(blank: median cosine of a featureless face, the original's mean colour: the no-information level)")
-    lines.append(f"video: {report.verdict.upper()} ({'; '.join(report.reasons)})")
-    for t in report.tracks:
-        for r in t.reasons:
-            lines.append(f"  track {t.id}: {r}")
-    lines += [f"note: {n}" for n in report.notes]
-    return "\n".join(lines)
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    """Write `data` to `path` through a temp file in the same directory, renamed on success."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.depix-tmp-", dir=directory)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-        raise
-
-
-def write_json(report: AuditReport, path) -> None:
-    _atomic_write(path, (json.dumps(report.to_dict(), indent=1) + "\n").encode())
-
-
-def contact_sheet(report: AuditReport) -> np.ndarray:
-    """`(H, W, 3)` uint8 RGB: per track, the frame whose reconstruction leaks most:
-    original | anonymised | reconstruction, with the cosines and the verdict printed."""
-    import cv2
-
-    S, band = SHEET_CROP, 58
-    rows = []
-    for t in report.tracks:
-        sh = t.sheet
-        tiles = [_resize(sh[k], S) if sh is not None else np.zeros((S, S, 3), np.uint8)
-                 for k in ("original", "anonymised", "reconstructed")]
-        row = np.full((S + band, 3 * S, 3), 255, np.uint8)
-        row[band:] = np.concatenate(tiles, axis=1)
-        c = sh["cosines"] if sh is not None else [float("nan")] * 3
-        colour = (200, 0, 0) if t.verdict == "leaks" else (0, 130, 0)
-        cv2.putText(row, f"track {t.id}, frame {t.worst_frame}: {t.verdict.upper()}", (4, 16),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
-        labels = (("original", ""), (f"(a) anonymised {c[0]:.2f}", f"(b) smoothed {c[1]:.2f}"),
-                  (f"(c) depix {c[2]:.2f}", f"(same person >= {SFACE_THRESHOLD})"))
-        for j, lines in enumerate(labels):
-            for i, label in enumerate(lines):
-                cv2.putText(row, label, (j * S + 4, 34 + 16 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1,
-                            cv2.LINE_AA)
-        rows.append(row)
-    return np.concatenate(rows, axis=0)
-
-
-def write_sheet(report: AuditReport, path) -> None:
-    import cv2
-
-    ok, buf = cv2.imencode(".png", contact_sheet(report)[..., ::-1])
-    if not ok:
-        raise OutputError(f"{path}: cannot encode the contact sheet")
-    _atomic_write(path, buf.tobytes())
-
-
-def check_outputs(outputs, inputs) -> None:
-    """Before any long work: each output's directory exists, and no output is one of the inputs."""
-    for out in outputs:
-        out = os.fspath(out)
-        for src in inputs:
-            if os.path.exists(out) and os.path.exists(src) and os.path.samefile(out, src):
-                raise OutputError(f"{out}: would overwrite the input {src}")
-        if os.path.isdir(out):
-            raise OutputError(f"{out}: is a directory; give a file name")
-        directory = os.path.dirname(os.path.abspath(out))
-        if not os.path.isdir(directory):
-            raise OutputError(f"{out}: directory {directory} does not exist")

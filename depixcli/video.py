@@ -51,6 +51,7 @@ AUDIO_LEAD_S = 0.5  # s of audio muxed ahead of the current video time while wri
 AAC_BITRATE = 192_000  # bit/s when the audio has to be re-encoded
 TMP_TAG = ".depix-tmp-"  # temp output: .<name><TMP_TAG><random><ext>, next to the target
 BT709 = 1  # AVCOL_SPC/PRI/TRC_BT709
+RANGE_JPEG = 2  # AVCOL_RANGE_JPEG (full range)
 RANGE_MPEG = 1  # AVCOL_RANGE_MPEG (limited, 16-235)
 
 
@@ -84,6 +85,7 @@ class EncodeOptions:
     crf: int = 18  # constant rate factor; mapped to a qscale for MPEG-4-style encoders
     preset: str = "medium"  # x264/x265 speed preset
     pix_fmt: str | None = None  # None: the source's (`output_pix_fmt`)
+    colour: tuple[int, int, int, int] | None = None  # (colorspace, primaries, trc, range) tags; None: BT.709 limited
 
     def __post_init__(self) -> None:
         if not CRF_RANGE[0] <= self.crf <= CRF_RANGE[1]:
@@ -376,7 +378,8 @@ class VideoWriter:
         stream.time_base = like.time_base
         stream.codec_context.time_base = like.time_base  # pts pass straight through
         ctx = stream.codec_context
-        ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = BT709, BT709, BT709, RANGE_MPEG
+        ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = (
+            options.colour or (BT709, BT709, BT709, RANGE_MPEG))
         _set_quality(ctx, options)
         self._video = stream
         if self.audio_from is not None:
@@ -419,12 +422,27 @@ class VideoWriter:
         if image.shape != (like.height, like.width, 3) or image.dtype != np.uint8:
             raise ValueError(f"expected a ({like.height}, {like.width}, 3) uint8 image, "
                              f"got {image.shape} {image.dtype}")
+        self.write_frame(self.convert(image), pts)
+
+    def convert(self, image: np.ndarray) -> av.VideoFrame:
+        """An `(H, W, 3)` uint8 RGB image as a frame in the stream's pixel format (BT.709, limited range)."""
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        space, _, _, rng = self.options.colour or (BT709, BT709, BT709, RANGE_MPEG)
+        return frame.reformat(format=self._video.pix_fmt, dst_colorspace="itu709" if space == BT709 else "itu601",
+                              dst_color_range="JPEG" if rng == RANGE_JPEG else "MPEG")
+
+    @property
+    def pix_fmt(self) -> str:
+        """The pixel format of the encoded stream (frames given to `write_frame` must have it)."""
+        return self._video.pix_fmt
+
+    def write_frame(self, frame: av.VideoFrame, pts: int | None = None) -> None:
+        """Encode a frame already in `pix_fmt` (a decoded frame passed through bit-exactly); `pts` as `write`."""
+        like = self.like
         if pts is None:
             pts = round(self.frames_written / (like.fps * like.time_base))
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        frame = frame.reformat(format=self._video.pix_fmt, dst_colorspace="itu709", dst_color_range="MPEG")
         frame.pts = pts
         frame.time_base = like.time_base
         try:

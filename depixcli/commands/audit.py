@@ -29,35 +29,67 @@ LEAK_EXIT = 3  # exit status with --fail-on-leak when the verdict is leaks (1: e
               help="Frames scored per face track, evenly spread (0: every frame).")
 @click.option("--detector", type=click.Choice(["yunet", "centerface"]), default="yunet",
               help="Face detector run on the original (its landmarks align every face).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a redaction log here: one CSV line per track and exposed range (track, start, end, "
+                   "frames, seconds, what was found, verdict, reason).")
+@click.option("--repair", "repair_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a copy of ANONYMISED with every exposed range masked (depix's secure mosaic over the "
+                   "original's face tracks; audio, timestamps and all other pixels kept), audit it again and "
+                   "print its verdict.")
+@click.option("--start", type=click.FloatRange(min=0), default=0.0, help="Audit from this time on (seconds).")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Audit this many seconds from --start (default: to the end).")
+@click.option("--recommend/--no-recommend", default=True,
+              help="Try depix pixelate --blocks 16, 12, 8, 6, 4 on each face and recommend the finest that holds.")
+@click.option("--nothing-else-identifies", "confirmed", is_flag=True,
+              help="Confirm that nothing but the faces identifies the people (voice, clothing, name tags, "
+                   "places...): a video whose faces hold is then reported as anonymised, not pseudonymised.")
 @click.option("--fail-on-leak", is_flag=True,
               help=f"Exit with status {LEAK_EXIT} when the verdict is leaks (for scripts); without it the exit "
                    "status is 0 whatever the verdict.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
 def audit_command(ctx, anonymised, original, json_path, sheet_path, gallery, weights, device, frames, detector,
-                  fail_on_leak, quiet):
+                  csv_path, repair_path, start, duration, recommend, confirmed, fail_on_leak, quiet):
     """Measure whether the faces of ANONYMISED can still be recognised, against ORIGINAL.
 
-    Per face track of the original: SFace identity cosine of (a) the anonymised face, (b) a smoothed
-    copy, (c) depix's own reconstruction, the share of frames above SFace's same-person threshold and
-    the re-identification rank; a model-free analysis of the mosaic; and a verdict, holds or leaks.
-    Exit status 0 whatever the verdict (3 with --fail-on-leak when it leaks); errors (videos that
-    differ, no face) exit 1, bad options 2.
+    Per face track of the original: the leak timeline (frame ranges where the anonymised face is
+    uncovered, partly covered or still recognisable as it is), SFace identity cosine of the anonymised
+    face, a smoothed copy and depix's own reconstruction, the re-identification rank, a model-free
+    analysis of the mosaic, a recommended strength, and a verdict: holds, leaks, or not judged (the
+    original's face is too small, dark, blurred or unsure to judge). Exit status 0 whatever the verdict
+    (3 with --fail-on-leak when it leaks); errors (videos that differ, no face) exit 1, bad options 2.
 
     \b
-      depix audit pixelated.mp4 --original clip.mp4 --sheet audit.png
+      depix audit pixelated.mp4 --original clip.mp4 --sheet audit.png --csv log.csv
+      depix audit pixelated.mp4 --original clip.mp4 --repair fixed.mp4 --start 60 --duration 30
     """
     with user_errors():
-        from depixcli.audit import AuditConfig, audit_video, check_outputs, format_table, write_json, write_sheet
+        from depixcli.audit import AuditConfig, audit_video
+        from depixcli.audit_report import check_outputs, format_report, write_csv, write_json, write_sheet
 
+        outputs = [p for p in (json_path, sheet_path, csv_path, repair_path) if p]
+        check_outputs(outputs, [anonymised, original])
         cfg = AuditConfig(weights=weights, device=device, frames=frames, gallery=gallery, detector=detector,
-                          quiet=quiet)
-        check_outputs([p for p in (json_path, sheet_path) if p], [anonymised, original])
+                          recommend=recommend, start=start, duration=duration, quiet=quiet)
         report = audit_video(anonymised, original, cfg)
+        report.confirmed = confirmed
+        if repair_path:
+            from dataclasses import replace
+
+            from depixcli.exposure import repair_video
+
+            masked = repair_video(anonymised, repair_path, report.masks, quiet=quiet)
+            again = audit_video(repair_path, original, replace(cfg, recommend=False))
+            report.repair = {"output": repair_path, "frames_masked": masked, "verdict": again.verdict,
+                             "exposed_frames": sum(t.exposed_frames for t in again.tracks),
+                             "reasons": again.reasons}
         if json_path:
             write_json(report, json_path)
         if sheet_path:
             write_sheet(report, sheet_path)
-    click.echo(format_table(report))
+        if csv_path:
+            write_csv(report, csv_path)
+    click.echo(format_report(report))
     if fail_on_leak and report.verdict == "leaks":
         ctx.exit(LEAK_EXIT)

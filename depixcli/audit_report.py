@@ -1,0 +1,342 @@
+"""What `depix audit` tells its reader: the plain-language report, the table, the CSV redaction log, the JSON
+and the contact sheet, all from one `audit.AuditReport` (numbers are formatted once, by `shown`, so the
+sentences, the table and the sheet cannot disagree).
+
+The plain report reads top to bottom: one sentence per track (leaks / holds / not judged, how strongly,
+why), the leak timeline (exposed frame ranges), the table of measurements with a legend, what to do, what
+the audit cannot judge, and the result ("pseudonymised, not anonymised" unless the user confirmed that
+nothing but the faces identifies the people).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+
+import numpy as np
+
+from depixcli.atomic import write_atomic
+from depixcli.audit import (ATTACKS, LIMITS, REID_MIN_GALLERY, SFACE_THRESHOLD, AuditReport, TrackAudit, explain)
+from depixcli.errors import OutputError
+from depixcli.exposure import COVERED, clock
+
+ATTACK_WORDS = {"anonymised": "the anonymised face as it is", "smoothed": "a smoothed copy of it",
+                "reconstructed": "depix's reconstruction of it"}
+SHORT_WORDS = {"anonymised": "as is", "smoothed": "smoothed", "reconstructed": "depix"}
+KIND_WHY = {"uncovered": "nothing hides the face on these frames",
+            "partly covered": f"less than {COVERED:.0%} of the face is hidden on these frames",
+            "matching": "SFace matches the anonymised face as it is to the original on these frames"}
+CSV_COLUMNS = ("track", "start", "end", "start_frame", "end_frame", "seconds", "found", "verdict", "reason")
+SHEET_TILE = 176  # px, side of each face on the contact sheet
+SHEET_PAD = 8  # px between tiles and cards
+SHEET_HEAD = 44  # px, a card's title band
+SHEET_LABEL = 36  # px, two label lines under the tiles
+SHEET_BAR = 14  # px, the timeline bar at the bottom of a card
+SHEET_COLUMNS = 2  # cards per row (one when there is one track)
+STATE_COLOURS = {  # RGB, the timeline bar
+    "covered": (60, 170, 60), "uncovered": (220, 0, 0), "partly covered": (255, 140, 0),
+    "matching": (170, 60, 200), "not judged": (170, 170, 170)}
+VERDICT_COLOURS = {"leaks": (200, 0, 0), "holds": (0, 130, 0), "not judged": (110, 110, 110)}
+
+
+def shown(t: TrackAudit) -> dict:
+    """The numbers of a track exactly as every output shows them (one source for table, sentences, sheet)."""
+    m, s = t.mosaic, t.scores
+    g = s[ATTACKS[0]].gallery
+    return {
+        "span": f"{clock(t.first_time)}-{clock(t.last_time)}, frames {t.first_frame}-{t.last_frame}",
+        "face_px": f"{t.face_px:.0f}",
+        "face_blocks": f"{m.face_blocks:.1f}" if m.face_blocks is not None else "-",
+        "block_px": f"{max(m.block_px):.1f}" if m.block_px else "-",
+        "median": {a: f"{s[a].median:.2f}" for a in ATTACKS},
+        "matched": {a: f"{s[a].matched:.0%}" for a in ATTACKS},
+        "featureless": f"{t.featureless:.2f}",
+        "rank": ({a: str(s[a].rank) for a in ATTACKS} if g >= REID_MIN_GALLERY else None),
+        "gallery": g,
+    }
+
+
+def _strongest(t: TrackAudit) -> str:
+    return max(ATTACKS, key=lambda a: (t.scores[a].matched, t.scores[a].median))
+
+
+def track_sentence(t: TrackAudit) -> str:
+    """One plain sentence (or two) per track: who leaks, how strongly, why."""
+    v = shown(t)
+    head = f"Track {t.id} ({v['span']}, face {v['face_px']} px): {t.verdict.upper()}."
+    parts = []
+    if t.exposed:
+        kinds = sorted({k for r in t.exposed for k in r.kinds}, key=["uncovered", "partly covered", "matching"].index)
+        parts.append(f"the face is exposed on {t.exposed_frames} frame(s), {t.exposed_seconds:.2f} s in "
+                     f"{len(t.exposed)} stretch(es) ({', '.join(kinds)})")
+    if t.identity_verdict == "leaks":
+        a = _strongest(t)
+        sc = t.scores[a]
+        text = (f"{ATTACK_WORDS[a]} still matches the person (median SFace cosine {v['median'][a]}, "
+                f"{v['matched'][a]} of the scored frames match)")
+        if v["rank"] is not None and sc.rank == 1 and t.featureless_rank != 1:
+            text += f" and picks them out of {v['gallery']} faces"
+        why = [r for r in explain(t.mosaic)]
+        parts.append(text + (f", because: {'; '.join(why)}" if why else ""))
+    if t.identity_verdict == "not judged":
+        parts.append("the original face is not reliable enough to judge identity: " + "; ".join(t.unreliable))
+    if t.verdict == "holds":
+        a = max(ATTACKS, key=lambda k: t.scores[k].median)
+        parts.append(f"no frame is exposed and no attack recognises the person (highest median cosine "
+                     f"{v['median'][a]}, {SHORT_WORDS[a]}; a featureless face scores {v['featureless']})")
+    text = "; ".join(parts)
+    return f"{head} {text[:1].upper()}{text[1:]}." if text else head
+
+
+def format_timeline(report: AuditReport) -> list[str]:
+    ranges = [r for t in report.tracks for r in t.exposed]
+    if not ranges:
+        judged = [t.judged_frames for t in report.tracks]
+        return [f"Leak timeline: no exposed frame (the faces' coverage could be judged on "
+                f"{min(judged):.0%} to {max(judged):.0%} of each track's frames)."]
+    out = [f"Leak timeline: {len(ranges)} exposed stretch(es), {sum(r.frames for r in ranges)} frame(s):",
+           f"  {'track':>5}  {'from':>9} - {'to':<9}  {'frames':>13}  {'seconds':>7}  found"]
+    for r in ranges:
+        out.append(f"  {r.track:>5}  {clock(r.start)} - {clock(r.end)}  {f'{r.start_frame}-{r.end_frame}':>13}  "
+                   f"{r.seconds:>7.2f}  {r.describe()}")
+    return out
+
+
+def format_table(report: AuditReport) -> str:
+    """The table of measurements, with a legend for every column."""
+    head = (f"{'track':>5} {'frames':>11} {'face px':>7} {'blocks/face':>11} {'block px':>8} {'grid fixed to':>13} "
+            f"{'views':>5} {'block colour':>12} | {'median cosine as-is/smooth/depix':>32} {'featureless':>11} | "
+            f"{'frames matched':>14} | {'re-id rank':>10} | verdict")
+    lines = [head, "-" * len(head)]
+    for t in report.tracks:
+        v, m = shown(t), t.mosaic
+        rank = "/".join(v["rank"][a] for a in ATTACKS) if v["rank"] is not None else "not tested"
+        lines.append(f"{t.id:>5} {t.scored:>4} of {t.last_frame - t.first_frame + 1:<4} {v['face_px']:>7} "
+                     f"{v['face_blocks']:>11} {v['block_px']:>8} {m.anchor:>13} {m.phases:>5} {m.values:>12} | "
+                     f"{'/'.join(v['median'][a] for a in ATTACKS):>32} {v['featureless']:>11} | "
+                     f"{'/'.join(v['matched'][a] for a in ATTACKS):>14} | {rank:>10} | {t.verdict}")
+    g = report.tracks[0].scores[ATTACKS[0]].gallery if report.tracks else 0
+    lines += [
+        "  frames: scored of the track's frames; blocks/face: mosaic blocks across the original's face box; grid "
+        "fixed to: image, face, static (the face hardly moves) or none (no mosaic found: a blur, a fill, or nothing);",
+        "  views: how many different positions of the face under the grid the video shows (each one is new "
+        "evidence for a multi-frame model); block colour: means / samples of the face's pixels, or neither;",
+        f"  median cosine: SFace identity similarity to the original (same person from {SFACE_THRESHOLD}); "
+        "featureless: what a flat patch of the face's colour scores (the no-information level);",
+        f"  frames matched: share of scored frames at or above {SFACE_THRESHOLD} and clearly above featureless;",
+        (f"  re-id rank: the person's place among {g} faces (1 = picked out)." if g >= REID_MIN_GALLERY else
+         f"  re-id rank: not tested, the gallery has only {g} face(s) (chance {1 / max(g, 1):.0%}); add --gallery "
+         f"DIR with photos of at least {REID_MIN_GALLERY - g} other people."),
+    ]
+    return "\n".join(lines)
+
+
+def what_to_do(report: AuditReport, anonymised: str = "ANON", original: str = "ORIG") -> list[str]:
+    out = []
+    exposed = [t for t in report.tracks if t.exposed]
+    if exposed:
+        out.append(f"- Mask the exposed frames: depix audit {anonymised} --original {original} --repair FIXED.mp4 "
+                   "(masks them over the original's face tracks and audits the copy again), or anonymise again "
+                   "with depix pixelate (its masks bridge detection gaps and start before / end after each track).")
+    for t in report.tracks:
+        rec = t.recommendation
+        if rec is None:
+            if t.identity_verdict == "leaks":
+                out.append(f"- Track {t.id}: use a coarser mosaic, or depix pixelate --secure.")
+            continue
+        if rec["blocks"] is None:
+            out.append(f"- Track {t.id}: even {rec['ladder'][-1]['blocks']} blocks was recognised on this face "
+                       f"({rec['ladder'][-1]['why']}); use depix pixelate --secure and audit again.")
+            continue
+        finer = [r for r in rec["ladder"] if r["blocks"] > rec["blocks"]]
+        tail = f"; {finer[-1]['blocks']} blocks leaked ({finer[-1]['why']})" if finer else ""
+        now = "" if t.identity_verdict == "leaks" else " if you anonymise it again"
+        out.append(f"- Track {t.id}{now}: at most {rec['blocks']} blocks across the mosaic ({rec['command']}), the "
+                   f"finest that held in the audit's own test of this face{tail}. Safest: depix pixelate --secure.")
+    unjudged = [t for t in report.tracks if t.verdict == "not judged"]
+    if unjudged:
+        out.append(f"- Look at track(s) {', '.join(str(t.id) for t in unjudged)} by eye (see the sheet): the audit "
+                   "could not judge them.")
+    if not out:
+        out.append("- Nothing to fix in the faces.")
+    return out
+
+
+def format_report(report: AuditReport) -> str:
+    """The plain-language report printed on stdout."""
+    lines = [f"depix audit: {report.anonymised} against {report.original} ({clock(report.first_time)}-"
+             f"{clock(report.last_time)}, {report.frames} frames, {len(report.tracks)} face track(s))", ""]
+    lines += [track_sentence(t) for t in report.tracks] + [""]
+    lines += format_timeline(report) + [""]
+    lines += ["Measurements:", format_table(report), ""]
+    lines += ["What to do:"] + what_to_do(report, report.anonymised, report.original) + [""]
+    lines += [f"What this audit cannot judge: {LIMITS}"]
+    lines += [f"note: {n}" for n in report.notes]
+    lines.append(result_line(report))
+    if report.repair is not None:
+        r = report.repair
+        lines.append(f"repair: wrote {r['output']} with {r['frames_masked']} frame(s) masked; audited again: "
+                     f"{r['verdict'].upper()} ({'; '.join(r['reasons'])}), {r['exposed_frames']} exposed frame(s).")
+    return "\n".join(lines)
+
+
+def result_line(report: AuditReport) -> str:
+    v = report.verdict
+    if v == "leaks":
+        return f"video: LEAKS ({'; '.join(report.reasons)}): not anonymised."
+    if v == "not judged":
+        return f"video: NOT JUDGED ({'; '.join(report.reasons)}): check the faces by eye."
+    if report.confirmed:
+        return (f"video: HOLDS ({'; '.join(report.reasons)}): anonymised as far as the audit can tell; you "
+                "confirmed that nothing else in the video identifies the people.")
+    return (f"video: HOLDS ({'; '.join(report.reasons)}): the faces hold, so the video is pseudonymised, not "
+            "anonymised, unless nothing else identifies the people (say so with --nothing-else-identifies).")
+
+
+# ------------------------------------------------------------------------------------------ files
+def write_json(report: AuditReport, path) -> None:
+    write_atomic(path, (json.dumps(report.to_dict(), indent=1) + "\n").encode())
+
+
+def csv_rows(report: AuditReport) -> list[dict]:
+    """The redaction log: one row per exposed range, and one per track without any."""
+    rows = []
+    for t in report.tracks:
+        reason = track_sentence(t).split(": ", 1)[1]
+        for r in t.exposed:
+            rows.append({"track": t.id, "start": clock(r.start), "end": clock(r.end), "start_frame": r.start_frame,
+                         "end_frame": r.end_frame, "seconds": f"{r.seconds:.3f}", "found": r.describe(),
+                         "verdict": "exposed", "reason": "; ".join(KIND_WHY[k] for k in r.kinds)})
+        if not t.exposed:
+            rows.append({"track": t.id, "start": clock(t.first_time), "end": clock(t.last_time),
+                         "start_frame": t.first_frame, "end_frame": t.last_frame, "seconds": "0.000",
+                         "found": "no exposed frame", "verdict": t.verdict, "reason": reason})
+    return rows
+
+
+def write_csv(report: AuditReport, path) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(csv_rows(report))
+    write_atomic(path, buf.getvalue().encode())
+
+
+def _text(img, s, xy, scale=0.5, colour=(0, 0, 0), thick=1):
+    import cv2
+
+    cv2.putText(img, s, xy, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thick, cv2.LINE_AA)
+
+
+def _tile(crop) -> np.ndarray:
+    from depixcli.audit import resize_square
+
+    if crop is None:
+        t = np.full((SHEET_TILE, SHEET_TILE, 3), 235, np.uint8)
+        return t
+    return resize_square(crop, SHEET_TILE)
+
+
+def _card(t: TrackAudit) -> np.ndarray:
+    """One track: title, original | anonymised | depix reconstruction (frame that leaks most) | worst exposed
+    frame, their labels, and the timeline bar."""
+    T, P = SHEET_TILE, SHEET_PAD
+    w = 4 * T + 5 * P
+    h = SHEET_HEAD + T + SHEET_LABEL + SHEET_BAR + 2 * P
+    card = np.full((h, w, 3), 255, np.uint8)
+    _text(card, f"Track {t.id}: {t.verdict.upper()}", (P, 20), 0.65, VERDICT_COLOURS[t.verdict], 2)
+    _text(card, f"{clock(t.first_time)}-{clock(t.last_time)}  frames {t.first_frame}-{t.last_frame}  "
+                f"face {t.face_px:.0f} px", (P, 38), 0.42, (60, 60, 60))
+    sh, ex = t.sheet or {}, t.sheet_exposed
+    c = sh.get("cosines", [float("nan")] * 3)
+    tiles = [sh.get("original"), sh.get("anonymised"), sh.get("reconstructed"), ex["anonymised"] if ex else None]
+    labels = [("original", f"frame {t.worst_frame}"), ("anonymised", f"as is {c[0]:.2f}, smoothed {c[1]:.2f}"),
+              ("depix reconstruction", f"cosine {c[2]:.2f}"),
+              (f"worst exposed: frame {ex['frame']}", next((r.describe().split(" (")[0] for r in t.exposed
+                                                           if r.start_frame <= ex["frame"] <= r.end_frame), ""))
+              if ex else ("no exposed frame", "")]
+    y = SHEET_HEAD
+    for j, (tile, (l1, l2)) in enumerate(zip(tiles, labels)):
+        x = P + j * (T + P)
+        card[y:y + T, x:x + T] = _tile(tile)
+        if j == 3 and ex:
+            card[y:y + 3, x:x + T] = card[y + T - 3:y + T, x:x + T] = STATE_COLOURS["uncovered"]
+        _text(card, l1, (x, y + T + 15), 0.42)
+        _text(card, l2, (x, y + T + 31), 0.42, (60, 60, 60))
+    # timeline bar: one colour per frame of the track
+    by = y + T + SHEET_LABEL + P
+    n = max(len(t.states), 1)
+    for i, s in enumerate(t.states):
+        x0, x1 = P + int(i * (w - 2 * P) / n), P + int((i + 1) * (w - 2 * P) / n)
+        card[by:by + SHEET_BAR, x0:max(x1, x0 + 1)] = STATE_COLOURS[s]
+    return card
+
+
+LEGEND = ("Per track: the original, the anonymised face and depix's reconstruction at the frame the",
+          "reconstruction matches best, then the worst exposed frame (red edge). Numbers: SFace cosine",
+          f"to the original (same person from {SFACE_THRESHOLD}). Bar: each frame of the track, left to right:")
+
+
+def _legend(width: int) -> np.ndarray:
+    P = SHEET_PAD
+    leg = np.full((22 * len(LEGEND) + 30, width, 3), 255, np.uint8)
+    for i, line in enumerate(LEGEND):
+        _text(leg, line, (P, 18 + 20 * i), 0.5)
+    x, y = P, 20 * len(LEGEND) + 8
+    for name, colour in STATE_COLOURS.items():
+        leg[y:y + 14, x:x + 24] = colour
+        _text(leg, name, (x + 30, y + 12), 0.45)
+        x += 30 + 9 * len(name) + 16
+    return leg
+
+
+def contact_sheet(report: AuditReport) -> np.ndarray:
+    """`(H, W, 3)` uint8 RGB: a legend, then one card per track in a grid of `SHEET_COLUMNS` columns."""
+    cards = [_card(t) for t in report.tracks]
+    cols = 1 if len(cards) == 1 else SHEET_COLUMNS
+    ch, cw = cards[0].shape[:2]
+    rows = -(-len(cards) // cols)
+    grid = np.full((rows * (ch + SHEET_PAD), cols * (cw + SHEET_PAD), 3), 225, np.uint8)
+    for i, c in enumerate(cards):
+        r, k = divmod(i, cols)
+        grid[r * (ch + SHEET_PAD):r * (ch + SHEET_PAD) + ch, k * (cw + SHEET_PAD):k * (cw + SHEET_PAD) + cw] = c
+    return np.concatenate([_legend(grid.shape[1]), grid], axis=0)
+
+
+def write_sheet(report: AuditReport, path) -> None:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", contact_sheet(report)[..., ::-1])
+    if not ok:
+        raise OutputError(f"{path}: cannot encode the contact sheet")
+    write_atomic(path, buf.tobytes())
+
+
+def check_outputs(outputs, inputs) -> None:
+    """Before any long work: every output can be written (its directory exists, is a directory and is
+    writable), no two outputs are the same file, and none is one of the inputs. Raises OutputError."""
+    seen = {}
+    for out in outputs:
+        out = os.fspath(out)
+        key = os.path.abspath(out)
+        if key in seen:
+            raise OutputError(f"{out}: given for two outputs")
+        seen[key] = out
+        for src in inputs:
+            same = os.path.exists(out) and os.path.exists(src) and os.path.samefile(out, src)
+            if os.path.abspath(src) == key or same:
+                raise OutputError(f"{out}: would overwrite the input {src}")
+        if os.path.isdir(out):
+            raise OutputError(f"{out}: is a directory; give a file name")
+        directory = os.path.dirname(key)
+        parent = directory
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise OutputError(f"{out}: {parent} is a file, not a directory")
+        if parent != directory:
+            raise OutputError(f"{out}: directory {directory} does not exist")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise OutputError(f"{out}: cannot write in {directory} (permission denied)")
