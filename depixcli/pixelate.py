@@ -51,7 +51,7 @@ import numpy as np
 
 from depixcli.errors import ConfigError, InputError, OutputError
 from depixcli.mosaic import MODES, MosaicGrid, apply_mosaics, grid_from_block_size, grid_from_blocks, scale_box
-from depixcli.secure import SecureMosaic
+from depixcli.secure import FAILSAFE_BRIDGE_S, FAILSAFE_PAD_S, SecureMosaic, fail_secure
 
 SIDECAR_VERSION = 1
 DEFAULT_BLOCKS = 16  # blocks per side of the face box
@@ -73,6 +73,8 @@ class PixelateConfig:
     crf: int = 18  # encoder constant rate factor, 0..51 (lower: better)
     preset: str = "medium"  # x264/x265 speed preset
     secure: SecureMosaic | None = None  # `--secure` (depixcli.secure): replaces blocks / block_size / mode / scale
+    pad_s: float = FAILSAFE_PAD_S  # s, masks start / end this long before / after each track (secure.fail_secure)
+    bridge_s: float = FAILSAFE_BRIDGE_S  # s, gaps between nearby tracks masked up to this long
 
     def __post_init__(self) -> None:
         if self.secure is None and (self.blocks is None) == (self.block_size is None):
@@ -85,6 +87,8 @@ class PixelateConfig:
             raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.scale <= 0:
             raise ConfigError(f"scale must be > 0, got {self.scale}")
+        if self.pad_s < 0 or self.bridge_s < 0:
+            raise ConfigError(f"pad and bridge must be >= 0 s, got {self.pad_s}, {self.bridge_s}")
 
     def grid(self, face_box) -> MosaicGrid:
         """The mosaic grid for one (unscaled) detector face box."""
@@ -218,6 +222,7 @@ def pixelate_video(in_path, out_path, config: PixelateConfig = PixelateConfig(),
     options = EncodeOptions(codec=config.codec, crf=config.crf, preset=config.preset)
     t0 = time.perf_counter()
     info, tracks = detect_tracks(in_path, config, quiet=quiet, detector=detector)
+    tracks = fail_secure(tracks, info.frames, float(info.fps), config.pad_s, config.bridge_s)
     summary = PixelateSummary(in_path, out_path, tracks=len(tracks))
     tmp_json = None
     try:

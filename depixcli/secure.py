@@ -21,6 +21,13 @@ With an early checkpoint and a gallery of the 34 val people alone, the median ra
 Fewer blocks (4) only moved the cosines towards the featureless level; the first values (noise +-12, steps
 of 24) were re-identified at rank 1 on one of 13 clips, which doubling both removed there (bench/bench_secure.py).
 
+Fail-secure masks (`fail_secure`, every `depix pixelate`): a detector misses faces for a few frames
+(motion blur, profile, occlusion) and finds them a few frames late as they enter; each miss shows the face.
+`build_tracks` already bridges gaps of up to `track.MAX_GAP` frames inside a track; beyond that a track ends
+and a new one starts. So every track's mask also covers `FAILSAFE_PAD_S` before its first and after its last
+frame (holding the end box), and a track that ends near where another starts within `FAILSAFE_BRIDGE_S`
+is joined to it by interpolated boxes.
+
 It still looks like an ordinary pixelation: a coarse mosaic that follows the face and whose colours
 change a few times a second. The noise is seeded by the track and refresh number: the output is
 reproducible. Frames are `(H, W, 3)` uint8 RGB; nothing here keeps state between frames (the held
@@ -42,6 +49,10 @@ SECURE_STEP = 32  # grey levels, quantisation step of the block values
 SECURE_NOISE = 2.0  # quantisation steps, width of the uniform noise added before quantising
 SECURE_HOLD_S = 0.5  # s, how long block values are held before they are refreshed
 SECURE_SEED = 20260  # noise seed (combined with track id and refresh number)
+FAILSAFE_PAD_S = 0.2  # s, masks start this long before a track's first frame and end this long after its last
+FAILSAFE_BRIDGE_S = 1.0  # s, gaps up to this long between a track's end and a nearby track's start are masked
+BRIDGE_DIST = 1.0  # face sizes: the end and start boxes of a bridged gap are at most this far apart ...
+BRIDGE_SPEED = 2.0  # face sizes per second: ... plus this much per second of gap (a walking person)
 
 
 @dataclass(frozen=True)
@@ -114,3 +125,48 @@ def apply_secure(frame: np.ndarray, faces, cfg: SecureMosaic, hold: int, held: d
             held[track] = cur
         out = paint(out, grid, cur[1])
     return out if out is not frame else frame.copy()
+
+
+def _extend(tr, frames: np.ndarray, boxes: np.ndarray):
+    """`tr` with `frames` `(k,)` and their `boxes` `(k, 4)` added (marked filled), in frame order."""
+    from dataclasses import replace
+
+    f = np.concatenate([tr.frames, frames])
+    order = np.argsort(f, kind="stable")
+    return replace(tr, frames=f[order], boxes=np.concatenate([tr.boxes, boxes])[order],
+                   scores=np.concatenate([tr.scores, np.zeros(len(frames))])[order],
+                   filled=np.concatenate([tr.filled, np.ones(len(frames), bool)])[order])
+
+
+def fail_secure(tracks: list, n_frames: int, fps: float, pad_s: float = FAILSAFE_PAD_S,
+                bridge_s: float = FAILSAFE_BRIDGE_S) -> list:
+    """Tracks whose masks also cover the frames a detector missed near them (see the module docstring):
+    gaps of up to `bridge_s` between a track's end and the start of a track near it are filled with
+    interpolated boxes (on the earlier track), then every track is padded `pad_s` each side (holding its
+    end box) within `[0, n_frames)`. Track ids stay; added frames are marked filled."""
+    pad, bridge = int(round(pad_s * fps)), int(round(bridge_s * fps))
+    out = list(tracks)
+    if bridge > 0:
+        for i, a in enumerate(out):
+            end, last = int(a.frames[-1]), a.boxes[-1]
+            size = max(last[2] - last[0], last[3] - last[1])
+            near = []
+            for b in tracks:
+                gap = int(b.frames[0]) - end - 1
+                dist = np.hypot(*((b.boxes[0][:2] + b.boxes[0][2:]) / 2 - (last[:2] + last[2:]) / 2))
+                if b is not a and 0 < gap <= bridge and dist <= size * (BRIDGE_DIST + BRIDGE_SPEED * gap / fps):
+                    near.append(b)
+            if not near:
+                continue
+            b = min(near, key=lambda t: int(t.frames[0]))
+            gap = np.arange(end + 1, int(b.frames[0]))
+            w = ((gap - end) / (int(b.frames[0]) - end))[:, None]
+            out[i] = _extend(a, gap, last * (1 - w) + b.boxes[0] * w)
+    if pad > 0:
+        for i, a in enumerate(out):
+            before = np.arange(max(int(a.frames[0]) - pad, 0), int(a.frames[0]))
+            after = np.arange(int(a.frames[-1]) + 1, min(int(a.frames[-1]) + 1 + pad, n_frames))
+            out[i] = _extend(a, np.concatenate([before, after]),
+                             np.concatenate([np.repeat(a.boxes[:1], len(before), 0),
+                                             np.repeat(a.boxes[-1:], len(after), 0)]))
+    return out

@@ -50,7 +50,7 @@ def work(tmp_path_factory):
 def _audit(work, anonymised, *extra, exit_code=0):
     out = work / f"{anonymised.stem}.json"
     res = CliRunner().invoke(main, ["audit", str(anonymised), "--original", str(work / "clip.mp4"), "-q",
-                                    "-w", str(work / "tiny.safetensors"), "--json", str(out), *extra])
+                                    "-w", str(work / "tiny.safetensors"), "--json", str(out), "--no-recommend", *extra])
     assert res.exit_code == exit_code, res.output
     return json.loads(out.read_text()), res.output
 
@@ -74,7 +74,7 @@ def test_unpixelated_copy_leaks(work):
     assert t["mosaic"]["anchor"] == "none" and t["mosaic"]["block_px"] is None
     assert "video: LEAKS" in text and "no mosaic grid found over the face" in text
     sheet = cv2.imread(str(work / "copy.png"))
-    assert sheet is not None and sheet.shape[1] == 3 * 192 and sheet.shape[0] > 192
+    assert sheet is not None and sheet.shape[1] >= 4 * 176 and sheet.shape[0] > 176
 
 
 def test_solid_fill_holds(work):

@@ -179,7 +179,7 @@ def test_outputs_checked_before_the_analysis(env, tmp_path):
     cases = [("--json", tmp_path / "file.txt" / "r.json", "file.txt is a file, not a directory"),
              ("--csv", tmp_path / "no" / "r.csv", "does not exist"),
              ("--repair", d / "clip.mp4", "would overwrite the input"),
-             ("--sheet", tmp_path, "is a directory")]
+             ("--csv", tmp_path / "s.png", "given for two outputs")]
     for opt, path, cause in cases:
         res = CliRunner().invoke(main, ["audit", str(d / "pixelate.mp4"), "--original", str(d / "clip.mp4"),
                                         "--sheet", str(tmp_path / "s.png"), opt, str(path), "-w", "nope.safetensors"])

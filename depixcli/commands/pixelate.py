@@ -39,9 +39,15 @@ PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "sl
 @click.option("--skip-unreadable", is_flag=True,
               help="Leave out inputs that cannot be read (truncated, not a video) instead of stopping; "
                    "they are listed on stderr at the end.")
+@click.option("--pad", "pad_s", type=click.FloatRange(0.0), default=0.2,
+              help="Fail-secure: each face's mask starts this many seconds before its track and ends this long "
+                   "after it (frames the detector missed as the face came and went); 0: off.")
+@click.option("--bridge", "bridge_s", type=click.FloatRange(0.0), default=1.0,
+              help="Fail-secure: mask gaps up to this many seconds between a face track's end and a nearby "
+                   "track's start (the same face lost by the detector); 0: off.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary.")
 def pixelate_command(inputs, output, blocks, block_size, secure, mode, scale, detector, threshold, detect_size, crf,
-                     preset, codec, boxes_out, skip_unreadable, quiet):
+                     preset, codec, boxes_out, skip_unreadable, pad_s, bridge_s, quiet):
     """Pixelate every face in INPUTS (video files or directories of videos).
 
     Two passes: detect and track faces over the whole video, then decode again, mosaic each tracked
@@ -59,7 +65,7 @@ def pixelate_command(inputs, output, blocks, block_size, secure, mode, scale, de
         cfg = PixelateConfig(blocks=None if block_size is not None or secure else (blocks or DEFAULT_BLOCKS),
                              block_size=block_size, mode=mode, scale=scale, detector=detector, threshold=threshold,
                              max_side=detect_size, codec=codec, crf=crf, preset=preset,
-                             secure=SecureMosaic() if secure else None)
+                             secure=SecureMosaic() if secure else None, pad_s=pad_s, bridge_s=bridge_s)
 
         def report(s):
             for note in s.notes:
