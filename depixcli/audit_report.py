@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import os
+import tempfile
 
 import numpy as np
 
@@ -338,5 +339,9 @@ def check_outputs(outputs, inputs) -> None:
             raise OutputError(f"{out}: {parent} is a file, not a directory")
         if parent != directory:
             raise OutputError(f"{out}: directory {directory} does not exist")
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise OutputError(f"{out}: cannot write in {directory} (permission denied)")
+        try:  # the only sure test (permissions, read-only or special file systems, root): create a file
+            fd, tmp = tempfile.mkstemp(prefix=".depix-check-", dir=directory)
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as exc:
+            raise OutputError(f"{out}: cannot write in {directory} ({exc.strerror or exc})") from None
