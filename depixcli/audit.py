@@ -1,6 +1,7 @@
 """`depix audit ANONYMISED --original ORIGINAL`: does an anonymised video still show who is in it?
 
-Data flow (two streaming passes over both videos in lockstep, one frame of each at a time):
+Data flow (two streaming passes over both videos in lockstep, one frame of each at a time; only the frames
+between `start` and `start + duration` s, numbered and timed as in the whole video: `window_frames`):
 
   pass 1  decode both -> refuse different sizes / frame counts -> detect faces on the ORIGINAL (boxes and
           landmarks only are kept) -> face tracks (`track.build_tracks`, as `depix pixelate` makes them)
@@ -37,7 +38,13 @@ what a featureless face of the original's mean colour scores, which SFace puts a
 least `LEAK_SHARE` of the frames above `SFACE_THRESHOLD` (and `NULL_MARGIN` above the featureless face on
 that frame), or re-identifies the person at rank 1 in a
 gallery of at least `REID_MIN_GALLERY` entries (chance <= 1 / that) where a featureless face of the same
-colour does not (see `judge`); else `holds`. The video leaks when a track does.
+colour does not (see `judge`); else `holds`. Where the original's face is not reliable (narrower than
+`SMALL_FACE`, detector score below `RELIABLE_SCORE`, contrast below `MIN_CONTRAST`, too few frames with fine
+detail, or SFace not matching it to itself across frames: `unreliable_reasons`) identity is `not judged`.
+The leak timeline (`depixcli.exposure`: coverage and the as-is cosine on every frame of every track, in
+pass 2) overrides both: a track with an exposed frame leaks. The video leaks when a track does.
+`strength_ladder` mosaics the original's own crops as `depix pixelate --blocks N` would and attacks them
+the same way, for the recommendation. Output (text, table, CSV, JSON, sheet): `depixcli.audit_report`.
 Frames are `(H, W, 3)` uint8 RGB; crops `(S, S, 3)` uint8 RGB.
 """
 
