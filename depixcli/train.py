@@ -441,24 +441,25 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 class _StopSignal:
-    """SIGINT / SIGTERM set `requested` (the loop then checkpoints and returns) instead of killing the run;
-    a second signal interrupts at once. `restore()` puts the previous handlers back."""
+    """SIGINT / SIGTERM / SIGHUP set `requested` and `signum` (the loop then checkpoints and returns) instead of
+    killing the run; a second signal interrupts at once. `restore()` puts the previous handlers back."""
 
     def __init__(self):
         import signal
         import threading
 
         self.requested = False
+        self.signum = 0  # the signal that stopped the run
         self._old = {}
         if threading.current_thread() is not threading.main_thread():
             return
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self._old[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, signum
 
     def restore(self) -> None:
         import signal
@@ -588,7 +589,8 @@ class TrainResult:
     log_path: Path
     last: dict  # last logged values
     rank: int = 0  # torchrun rank of this process (only rank 0 writes files)
-    interrupted: bool = False  # stopped by SIGINT / SIGTERM (checkpointed: rerun to continue)
+    interrupted: bool = False  # stopped by SIGINT / SIGTERM / SIGHUP (checkpointed: rerun to continue)
+    signal: int = 0  # the signal that stopped it (interrupted)
 
 
 def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, val_tracks: Sequence,
@@ -884,6 +886,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                 if step % cfg.log_every == 0 or step == cfg.steps or val_now:
                     rec = step_record("recon", step, losses, opt_g.param_groups[0]["lr"], t_log, n_log)
                     if val_now:
+                        bar.set_postfix(validating=f"{len(val_stacks)} stacks")  # a long wait on CPU: say why
                         rec.update(validate_recon(model, val_bank, val_stacks, dev, cfg.batch_size, autocast))
                         last_val_t = time.monotonic()
                         if step >= DEAD_AFTER and rec["val_change"] < DEAD_CHANGE:
@@ -909,4 +912,4 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
         if log_f is not None:
             log_f.close()
     model_path = out / MODEL_FILE if (out / MODEL_FILE).exists() else None
-    return TrainResult(stn_step, step, finished, model_path, log_path, last, d.rank, stop.requested)
+    return TrainResult(stn_step, step, finished, model_path, log_path, last, d.rank, stop.requested, stop.signum)

@@ -1,9 +1,63 @@
-"""Helpers shared by the command modules: error translation and common options."""
+"""Helpers shared by the command modules: error translation, stop signals and common options."""
 
 import contextlib
 from collections.abc import Iterator
 
 import click
+
+# = detect.DETECTORS and video.X264_PRESETS (less "placebo"), not imported here: --help stays instant
+DETECTOR_NAMES = ("yunet", "centerface", "sfd")
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+STOP_SIGNALS = ("SIGTERM", "SIGHUP")  # handled as Ctrl-C (kill, docker stop, systemd, CI timeouts, closed terminal)
+SIGNAL_EXIT_BASE = 128  # exit status = 128 + signal number, as a shell reports a command stopped by a signal
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread. A KeyboardInterrupt, so every clean-up path that
+    handles Ctrl-C (temporary outputs removed, workers stopped, training checkpointed) handles it too."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """Turn SIGTERM / SIGHUP into `Stopped` while the block runs (main thread only; elsewhere a no-op).
+
+    The first signal raises; later ones are ignored, so the clean-up it starts is not cut short.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signums = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+
+    def handle(signum, frame):
+        for s in signums:
+            signal.signal(s, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    old = {s: signal.signal(s, handle) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def interrupted_exit(signum: int | None = None) -> SystemExit:
+    """Print the one line of a stopped command and return the SystemExit to raise: 130 for Ctrl-C,
+    143 for SIGTERM, 129 for SIGHUP."""
+    import signal
+
+    if signum is None or signum == signal.SIGINT:
+        click.echo("Interrupted.", err=True)
+        return SystemExit(SIGNAL_EXIT_BASE + signal.SIGINT)
+    click.echo(f"Interrupted ({signal.Signals(signum).name}).", err=True)
+    return SystemExit(SIGNAL_EXIT_BASE + signum)
 
 
 @contextlib.contextmanager
@@ -11,8 +65,8 @@ def user_errors() -> Iterator[None]:
     """Turn library errors into a one-line `Error: ...` and exit code 1 (no traceback), and library
     warnings (`DepixWarning`) into one `Warning: ...` line each on stderr, as they happen.
 
-    KeyboardInterrupt exits 130 with a short message; outputs are written atomically by the
-    library, so an interrupted run leaves nothing half-written behind.
+    Ctrl-C exits 130, SIGTERM 143 and SIGHUP 129, each with one line; outputs are written atomically by
+    the library, so a stopped run leaves nothing half-written behind.
     """
     import warnings
 
@@ -26,16 +80,15 @@ def user_errors() -> Iterator[None]:
         else:
             shown(message, category, filename, lineno, file, line)
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), stop_signals():
         warnings.simplefilter("always", DepixWarning)
         warnings.showwarning = show
         try:
             yield
         except DepixError as exc:
             raise click.ClickException(str(exc)) from None
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            raise SystemExit(130) from None
+        except KeyboardInterrupt as exc:
+            raise interrupted_exit(getattr(exc, "signum", None)) from None
 
 
 def parse_region(value: str | None) -> tuple[int, int, int, int] | None:

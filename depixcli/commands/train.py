@@ -2,7 +2,7 @@
 
 import click
 
-from depixcli.commands.common import user_errors
+from depixcli.commands.common import interrupted_exit, user_errors
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -19,6 +19,17 @@ OVERRIDES = {
     "grid_input": "model_grid_input", "align": "model_align", "w_align": "w_align", "cpu_bf16": "cpu_bf16",
     "w_identity": "w_identity", "identity_samples": "identity_samples",
 }
+# --preset: TrainConfig changes (as OVERRIDES' targets) applied to a new run before the flags given
+PRESETS = {
+    "cpu": {"model_arch": "compact", "model_use_stn": False, "model_window": 2, "model_stride": 3, "stage": "recon",
+            "gan": False, "perceptual": "none", "lr": 5e-4},  # scripts/train_cpu.sh: the shipped model's recipe
+    "gpu": {},  # TrainConfig's defaults: the paper's networks and losses
+}
+PRESET_TEXT = {
+    "cpu": "compact net at the mosaic's resolution (no STN), L1 loss only (no GAN, no perceptual loss), "
+           "F = 5 frames 3 apart, lr 5e-4: the shipped model's CPU recipe",
+    "gpu": "the paper's STN + U-Net, L1 + VGG perceptual + PatchGAN losses",
+}
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -28,23 +39,29 @@ OVERRIDES = {
                    "Holding a checkpoint, the run resumes (CLI flags override its config).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="TrainConfig JSON (e.g. a run's config.json); flags given here override it.")
-@click.option("--stage", type=click.Choice(["stn", "recon", "all"]), default="all",
-              help="stn: aligner only; recon: U-Net + GAN with the run's trained STN; all: both in turn.")
+@click.option("--preset", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
+              help="Recipe of a new run, before the flags given here. cpu: " + PRESET_TEXT["cpu"] + ". gpu: "
+                   + PRESET_TEXT["gpu"] + ". auto: gpu when CUDA is available (and --device is not cpu), else cpu. "
+                   "Not applied when resuming, nor over --config unless given.")
+@click.option("--stage", type=click.Choice(["stn", "recon", "all"]), default=None,
+              help="stn: aligner only; recon: U-Net + GAN with the run's trained STN; all: both in turn "
+                   "[default: preset cpu: recon; gpu: all].")
 @click.option("--steps", type=click.IntRange(min=0), default=20000, help="Reconstruction steps in total.")
 @click.option("--stn-steps", type=click.IntRange(min=0), default=3000, help="Aligner steps in total.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, help="Stacks per step (per GPU).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4,
-              help="U-Net learning rate (cosine decay to 10%).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="U-Net learning rate (cosine decay to 10%) [default: preset cpu: 5e-4; gpu: 2e-4].")
 @click.option("--width", type=click.IntRange(min=1), default=64,
               help="U-Net base width: widths w-2w-4w-8w-8w (paper: 64).")
-@click.option("--window", type=click.IntRange(min=0), default=2,
-              help="Frames each side of the centre: F = 2w+1 frames per stack (paper: 2).")
-@click.option("--stride", type=click.IntRange(min=1), default=5, help="Frames between stack members (paper: 5).")
+@click.option("--window", type=click.IntRange(min=0), default=None,
+              help="Frames each side of the centre: F = 2w+1 frames per stack (paper: 2) [default: 2].")
+@click.option("--stride", type=click.IntRange(min=1), default=None,
+              help="Frames between stack members (paper: 5) [default: preset cpu: 3; gpu: 5].")
 @click.option("--residual/--direct", default=True,
               help="U-Net output: a correction added to the centre frame (default), or the image itself (paper).")
-@click.option("--arch", type=click.Choice(["unet", "compact"]), default="unet",
+@click.option("--arch", type=click.Choice(["unet", "compact"]), default=None,
               help="unet: the paper's STN + 128 px U-Net (GPU); compact: residual net at the mosaic's resolution, "
-                   "no STN (trains on CPU; the shipped default).")
+                   "no STN (trains on CPU; the shipped default) [default: preset cpu: compact; gpu: unet].")
 @click.option("--compact-width", type=click.IntRange(min=1), default=48, help="--arch compact: channels at S/2.")
 @click.option("--compact-blocks", type=click.IntRange(min=0), default=2,
               help="--arch compact: residual blocks per stage.")
@@ -71,10 +88,11 @@ OVERRIDES = {
 @click.option("--val-minutes", type=click.FloatRange(min=0), default=0.0,
               help="Also validate every this many minutes, for a learning curve over hours (0: by steps only).")
 @click.option("--no-stn", is_flag=True, help="Ablation: stack the frames without alignment.")
-@click.option("--no-gan", is_flag=True, help="Ablation: no discriminator / adversarial loss.")
-@click.option("--perceptual", default="vgg16-stlpips", metavar="NAME|PATH",
+@click.option("--no-gan", is_flag=True, help="Ablation: no discriminator / adversarial loss (preset cpu: none).")
+@click.option("--perceptual", default=None, metavar="NAME|PATH",
               help="Feature network of the perceptual loss: vgg16-stlpips, mobilenetv2, none, or a weights file "
-                   "(.pth, or .safetensors from `python -m depixcli.perceptual`).")
+                   "(.pth, or .safetensors from `python -m depixcli.perceptual`) "
+                   "[default: preset cpu: none; gpu: vgg16-stlpips].")
 @click.option("--vgg19", "vgg19_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="torchvision vgg19-dcbb9e9d.pth: use VGG-19 (the paper's layers) for the perceptual loss.")
 @click.option("--init-stn", type=click.Path(exists=True), default=None, metavar="RUN|FILE",
@@ -93,15 +111,16 @@ OVERRIDES = {
 @click.option("--ckpt-every", type=click.IntRange(min=1), default=1000, help="Steps between checkpoints.")
 @click.option("--log-every", type=click.IntRange(min=1), default=50, help="Steps between log lines.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary.")
-def train_command(crop_dir, out_dir, config_file, no_stn, no_gan, vgg19_path, quiet, **flags) -> None:
+def train_command(crop_dir, out_dir, config_file, preset, no_stn, no_gan, vgg19_path, quiet, **flags) -> None:
     """Train on the train split of CROPDIR (from `depix prepare`), validate on its val split.
 
-    Uses the GPU when present (bf16), else the CPU. Multi-GPU: `torchrun --nproc-per-node N -m depixcli train ...`.
+    Uses the GPU when present (bf16), else the CPU, each with its own --preset. Multi-GPU:
+    `torchrun --nproc-per-node N -m depixcli train ...`.
 
     \b
-      depix train crops/ -o runs/a --time-limit 9       # rerun the same command to continue
-      depix train crops/ -o runs/nostn --no-stn --stage recon
-      depix train crops/ -o runs/cpu --arch compact --stills faces.csv --no-gan --perceptual none
+      depix train crops/ -o runs/a --time-limit 60      # rerun the same command to continue
+      depix train crops/ -o runs/cpu --stills faces.csv --schedule-minutes 120   # the shipped model's recipe
+      depix train crops/ -o runs/paper --preset gpu      # the paper's networks (GPU)
     """
     from click.core import ParameterSource
 
@@ -112,7 +131,6 @@ def train_command(crop_dir, out_dir, config_file, no_stn, no_gan, vgg19_path, qu
             raise click.UsageError("use either --perceptual or --vgg19")
         flags["perceptual"], given = vgg19_path, given | {"perceptual"}
     with user_errors():
-        import json
         import time
         from pathlib import Path
 
@@ -120,18 +138,27 @@ def train_command(crop_dir, out_dir, config_file, no_stn, no_gan, vgg19_path, qu
 
         started = time.monotonic()
         run_cfg = Path(out_dir) / CONFIG_FILE
+        chosen = None  # the preset applied, if any
         if (Path(out_dir) / CHECKPOINT).exists() and run_cfg.exists():
             cfg = load_config(run_cfg)  # resuming: the run's own config, then explicit flags
-        elif config_file is not None:
-            cfg = load_config(config_file)
         else:
-            cfg = TrainConfig()
+            cfg = load_config(config_file) if config_file is not None else TrainConfig()
+            if config_file is None or ctx.get_parameter_source("preset") != ParameterSource.DEFAULT:
+                chosen = preset if preset != "auto" else auto_preset(flags["device"], flags["arch"])
+                cfg = override(cfg, **PRESETS[chosen])
         changes = {OVERRIDES[k]: flags[k] for k in given}
         if no_stn or changes.get("model_arch", cfg.model.arch) == "compact":
             changes["model_use_stn"] = False
         if no_gan:
             changes["gan"] = False
         cfg = override(cfg, **changes)
+        if cfg.steps == 0 and cfg.stage != "stn":
+            raise click.BadParameter("0 reconstruction steps would export no model: give N >= 1 (or --stage stn "
+                                     "to train only the aligner)", param_hint="--steps")
+        if chosen is not None and not quiet:
+            why = "" if preset != "auto" else f" (auto: --arch {flags['arch']})" if flags["arch"] else \
+                " (auto: no CUDA GPU)" if chosen == "cpu" else " (auto: CUDA GPU)"
+            click.echo(f"preset {chosen}{why}: {PRESET_TEXT[chosen]}; flags given override it", err=True)
         train_tracks, val_tracks = load_tracks(crop_dir, "train"), load_tracks(crop_dir, "val")
         stills = None
         if cfg.stills:
@@ -141,12 +168,41 @@ def train_command(crop_dir, out_dir, config_file, no_stn, no_gan, vgg19_path, qu
         result = train(cfg, out_dir, train_tracks, val_tracks, quiet=quiet, started=started, stills=stills)
     if not quiet and result.rank == 0:
         state = ("interrupted: checkpoint saved (rerun the same command to continue)" if result.interrupted
-                 else "done" if result.finished else "stopped at the time limit (rerun to continue)")
+                 else "stopped at the time limit (rerun to continue)" if not result.finished
+                 else "done" if result.model_path is not None or cfg.stage == "stn"
+                 else "finished without a model export")
         click.echo(f"{state}: stn step {result.stn_step}, recon step {result.step}; log {result.log_path}", err=True)
-        vals = {k: v for k, v in result.last.items() if k.startswith("val_")}
-        if vals:
-            click.echo(json.dumps(vals), err=True)
+        summary = format_validation(result.last)
+        if summary:
+            click.echo(summary, err=True)
         if result.model_path is not None:
             click.echo(f"model: {result.model_path}", err=True)
     if result.interrupted:
-        raise SystemExit(130)  # 128 + SIGINT, as a shell reports an interrupted command
+        raise interrupted_exit(result.signal or None)  # 130 (Ctrl-C), 143 (SIGTERM), 129 (SIGHUP)
+
+
+def auto_preset(device: str, arch: str | None = None) -> str:
+    """--preset auto: the preset of the --arch given, else "gpu" when the run will be on CUDA, else "cpu"."""
+    if arch is not None:
+        return "gpu" if arch == "unet" else "cpu"
+    if device.startswith("cuda"):
+        return "gpu"
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def format_validation(last: dict) -> str:
+    """The last validation of a run as one line: PSNR of the model vs bicubic per protocol, in dB."""
+    models = {k[len("val_psnr_"):-len("_model")]: v for k, v in last.items()
+              if k.startswith("val_psnr_") and k.endswith("_model")}
+    parts = [f"{name} {v:.2f}/{last.get(f'val_psnr_{name}_bicubic', float('nan')):.2f}" for name, v in models.items()]
+    if "val_gain_mean" in last:
+        parts.append(f"mean gain {last['val_gain_mean']:+.2f} dB")
+    stn = [f"{k[len('val_stn_'):]} {v:.4f}" for k, v in last.items() if k.startswith("val_stn_")]
+    if not parts and not stn:
+        return ""
+    head = f"validation at step {last.get('step', '?')}, PSNR dB model/bicubic: " if parts else "validation: "
+    return head + ", ".join(parts + stn)
