@@ -21,7 +21,9 @@ Sidecar (`boxes_out`, JSON), version 1:
       "fps": "30000/1001",                     # exact frame rate, as a fraction string
       "frame_count": 250,                      # frames written
       "config": {"blocks": 16, "block_size": null, "mode": "mean", "scale": 1.3,
-                 "detector": "yunet", "threshold": null},  # + "secure": {...} (SecureMosaic) with --secure
+                 "detector": "yunet", "threshold": null},  # + "secure": {...} (SecureMosaic) with --secure,
+                 # + "window": {"start_s", "duration_s", "max_frames"} with --start / --duration / --max-frames
+                 # (frames are then numbered from the part's first frame; pts stay the source's)
       "tracks": [{"id": 0, "first_frame": 0, "last_frame": 249}],
       "frames": [                              # one entry per frame written, in order
         {"index": 0, "pts": 0,                 # pts in the input stream's time base (null if unknown)
@@ -46,12 +48,16 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from depixcli.errors import ConfigError, InputError, OutputError
 from depixcli.mosaic import MODES, MosaicGrid, apply_mosaics, grid_from_block_size, grid_from_blocks, scale_box
 from depixcli.secure import FAILSAFE_BRIDGE_S, FAILSAFE_PAD_S, SecureMosaic, fail_secure
+
+if TYPE_CHECKING:
+    from depixcli.video import TimeWindow
 
 SIDECAR_VERSION = 1
 DEFAULT_BLOCKS = 16  # blocks per side of the face box
@@ -75,6 +81,7 @@ class PixelateConfig:
     secure: SecureMosaic | None = None  # `--secure` (depixcli.secure): replaces blocks / block_size / mode / scale
     pad_s: float = FAILSAFE_PAD_S  # s, masks start / end this long before / after each track (secure.fail_secure)
     bridge_s: float = FAILSAFE_BRIDGE_S  # s, gaps between nearby tracks masked up to this long
+    window: TimeWindow | None = None  # only this part of each video (--start / --duration / --max-frames)
 
     def __post_init__(self) -> None:
         if self.secure is None and (self.blocks is None) == (self.block_size is None):
@@ -122,13 +129,13 @@ def detect_tracks(path, config: PixelateConfig, quiet: bool = True, detector=Non
 
     from depixcli.detect import load_detector
     from depixcli.track import build_tracks
-    from depixcli.video import probe, read_frames
+    from depixcli.video import probe, read_frames, window_info
 
-    info = probe(path)
+    info = window_info(probe(path), config.window)
     det = detector or load_detector(config.detector, threshold=config.threshold, max_side=config.max_side)
     per_frame = []
     with tqdm(total=info.frames, unit="frame", desc="detect", disable=quiet, dynamic_ncols=True) as bar:
-        for frame in read_frames(path):
+        for frame in read_frames(path, config.window):
             per_frame.append([np.r_[d.box, d.score] for d in det.detect(frame.image)])  # boxes only
             bar.update(1)
     return info, build_tracks(per_frame)
@@ -171,7 +178,7 @@ def _mosaic_pass(in_path, writer, tracks, config, summary, record: bool, quiet: 
     held: dict = {}  # --secure: track id -> (refresh number, block values)
     hold = config.secure.hold_frames(writer.like.fps) if config.secure is not None else 1
     with tqdm(total=writer.like.frames, unit="frame", desc="pixelate", disable=quiet, dynamic_ncols=True) as bar:
-        for frame in read_frames(in_path):
+        for frame in read_frames(in_path, config.window):
             here = by_frame.get(frame.index, ())
             faces = [(tr.id, tr.boxes[k], bool(tr.filled[k]), config.grid(tr.boxes[k])) for tr, k in here]
             if faces and config.secure is not None:
@@ -196,7 +203,8 @@ def _sidecar(info, in_path, out_path, config, tracks, frames_json) -> dict:
         "version": SIDECAR_VERSION, "input": in_path, "output": out_path,
         "width": info.width, "height": info.height, "fps": str(info.fps), "frame_count": len(frames_json),
         "config": {k: cfg[k] for k in ("blocks", "block_size", "mode", "scale", "detector", "threshold")}
-        | ({"secure": cfg["secure"]} if config.secure is not None else {}),
+        | ({"secure": cfg["secure"]} if config.secure is not None else {})
+        | ({"window": cfg["window"]} if config.window is not None else {}),
         "tracks": [{"id": tr.id, "first_frame": int(tr.frames[0]), "last_frame": int(tr.frames[-1])}
                    for tr in tracks],
         "frames": frames_json,
@@ -226,7 +234,8 @@ def pixelate_video(in_path, out_path, config: PixelateConfig = PixelateConfig(),
     summary = PixelateSummary(in_path, out_path, tracks=len(tracks))
     tmp_json = None
     try:
-        with VideoWriter(out_path, like=info, options=options, audio_from=in_path) as writer:
+        with VideoWriter(out_path, like=info, options=options, audio_from=in_path,
+                         part=config.window is not None) as writer:
             frames_json = _mosaic_pass(in_path, writer, tracks, config, summary, boxes_out is not None, quiet)
             if boxes_out is not None:  # written next to the target inside the writer's block, renamed after it
                 tmp_json = _json_temp(boxes_out, _sidecar(info, in_path, out_path, config, tracks, frames_json))

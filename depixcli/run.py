@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,6 +44,9 @@ from depixcli.reconstruct import (
     paste,
     rect_for_face,
 )
+
+if TYPE_CHECKING:
+    from depixcli.video import TimeWindow
 
 QUEUE_FRAMES = 8  # frames in flight between two pipeline threads (decode, model, paste, write)
 POLL_S = 0.1  # s, how often a blocked thread checks whether the run was aborted
@@ -75,6 +79,7 @@ class RunConfig:
     crf: int = 18
     preset: str = "medium"
     quiet: bool = False
+    window: TimeWindow | None = None  # only this part of the video (--start / --duration / --max-frames)
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -85,6 +90,8 @@ class RunConfig:
             raise ConfigError("--side-by-side needs --pixelate N (it compares against the clean original)")
         if sum(v is not None for v in (self.region, self.boxes, self.pixelate)) > 1:
             raise ConfigError("use at most one of --region, --boxes and --pixelate")
+        if self.boxes is not None and self.window is not None and self.window.start_s > 0:
+            raise ConfigError("--boxes with --start: the sidecar numbers the frames of the whole video")
 
 
 @dataclass(frozen=True)
@@ -526,7 +533,7 @@ def locate_pass(path, info, cfg: RunConfig, stats: RunStats, progress) -> list[F
         from depixcli.detect import load_detector
 
         detector = load_detector(cfg.detector)
-    per_frame, faces = locate_observations(path, stats, progress, detector)
+    per_frame, faces = locate_observations(path, stats, progress, detector, cfg.window)
     tracks = tracks_from_rects(per_frame, (info.height, info.width), float(info.fps))
     if detector is not None:
         kept = [tr for tr in tracks if _confirmed(tr, faces)]
@@ -535,13 +542,13 @@ def locate_pass(path, info, cfg: RunConfig, stats: RunStats, progress) -> list[F
     return tracks
 
 
-def locate_observations(path, stats: RunStats, progress, detector=None) -> tuple[list, list]:
+def locate_observations(path, stats: RunStats, progress, detector=None, window=None) -> tuple[list, list]:
     """Decode every frame and locate its mosaics: per frame `[(rect xyxy, (cell_w, cell_h))]`, and per
     frame the `detector`'s face boxes (only on frames with a mosaic; empty lists without a detector)."""
     from depixcli.locate import locate_stream
     from depixcli.video import read_frames
 
-    frames = _timed_iter(read_frames(path), stats, "decode")
+    frames = _timed_iter(read_frames(path, window), stats, "decode")
     per_frame, faces = [], []
     for frame, regions in locate_stream(frames, lambda f: f.image, workers=LOCATE_WORKERS,
                                         on_time=lambda s: stats.add("locate", s)):
@@ -579,7 +586,7 @@ def detect_pass(path, cfg: RunConfig, stats: RunStats, progress) -> list[FaceTra
     pix = PixelateConfig(blocks=cfg.pixelate, detector=cfg.detector or DEFAULT_DETECTOR)
     detector = load_detector(pix.detector, threshold=pix.threshold, max_side=pix.max_side)
     per_frame = []
-    for frame in _timed_iter(read_frames(path), stats, "decode"):
+    for frame in _timed_iter(read_frames(path, cfg.window), stats, "decode"):
         t1 = time.perf_counter()
         per_frame.append([np.r_[d.box, d.score] for d in detector.detect(frame.image)])
         stats.add("locate", time.perf_counter() - t1)
@@ -589,12 +596,12 @@ def detect_pass(path, cfg: RunConfig, stats: RunStats, progress) -> list[FaceTra
     return tracks_from_faces(spans)
 
 
-def count_pass(path, stats: RunStats, progress) -> int:
+def count_pass(path, stats: RunStats, progress, window=None) -> int:
     """Decode once only to count frames (--region / --boxes: no locating to do)."""
     from depixcli.video import read_frames
 
     n = 0
-    for _ in _timed_iter(read_frames(path), stats, "decode"):
+    for _ in _timed_iter(read_frames(path, window), stats, "decode"):
         n += 1
         progress.update(1)
     stats.frames = n
@@ -696,7 +703,7 @@ def reconstruct_pass(
     q_write: queue.Queue = queue.Queue(QUEUE_FRAMES)
 
     def decode():
-        for frame in _timed_iter(read_frames(path), stats, "decode"):
+        for frame in _timed_iter(read_frames(path, cfg.window), stats, "decode"):
             t = frame.index
             active = [tr for tr in tracks if tr.covers(t)]
             original = None
@@ -881,11 +888,11 @@ def run_video(
     `progress_factory(desc, total)` returns a tqdm-like object (update/close); default: tqdm on stderr,
     silenced by `cfg.quiet`.
     """
-    from depixcli.video import EncodeOptions, VideoWriter, check_paths, probe
+    from depixcli.video import EncodeOptions, VideoWriter, check_paths, probe, window_info
 
     t_start = time.perf_counter()
     in_path, out_path = Path(in_path), Path(out_path)
-    info = probe(in_path)
+    info = window_info(probe(in_path), cfg.window)
     check_paths(in_path, out_path)
     options = EncodeOptions(codec=cfg.codec, crf=cfg.crf, preset=cfg.preset)
     model = load_reconstructor(cfg.weights, cfg.device)  # fail on bad weights before any long work
@@ -897,11 +904,11 @@ def run_video(
     try:
         if cfg.region is not None:
             stats.source = "region"
-            tracks = [region_track(cfg.region, count_pass(in_path, stats, bar), hw)]
+            tracks = [region_track(cfg.region, count_pass(in_path, stats, bar, cfg.window), hw)]
         elif cfg.boxes is not None:
             stats.source = "boxes"
             read_boxes_sidecar(cfg.boxes, (info.width, info.height))  # fail before decoding on a bad sidecar
-            n = count_pass(in_path, stats, bar)
+            n = count_pass(in_path, stats, bar, cfg.window)
             sidecar = read_boxes_sidecar(cfg.boxes, (info.width, info.height), n)
             tracks = [tr for tr in tracks_from_faces(sidecar) if tr.start < n]
         elif cfg.pixelate is not None:
@@ -923,7 +930,7 @@ def run_video(
     stats.frames_with_faces = int(covered.sum())
 
     if not tracks:
-        _copy_or_reencode(in_path, out_path, info, options, stats)
+        _copy_or_reencode(in_path, out_path, info, options, stats, cfg.window)
         stats.wall_s = time.perf_counter() - t_start
         return stats
 
@@ -955,12 +962,15 @@ def run_video(
         t0 = time.perf_counter()
         writer.write(image, pts=p.frame.pts)
         stats.add("encode", time.perf_counter() - t0)
+        if not written and hasattr(bar, "reset"):  # the first frame waited for the pipeline to fill: time the
+            bar.reset()  # rate from here, or the ETA is that wait times the frame count (minutes for seconds)
         written += 1
         bar.update(1)
 
     by_id = {tr.id: tr for tr in tracks}
     try:
-        with VideoWriter(out_path, like, options, audio_from=in_path if info.has_audio else None) as writer:
+        with VideoWriter(out_path, like, options, audio_from=in_path if info.has_audio else None,
+                         part=cfg.window is not None) as writer:
             reconstruct_pass(in_path, tracks, model, write, cfg, stats)
             t0 = time.perf_counter()
         stats.add("encode", time.perf_counter() - t0)  # flush + audio mux
@@ -984,12 +994,12 @@ def _load_identity():
         return None
 
 
-def _copy_or_reencode(in_path: Path, out_path: Path, info, options, stats: RunStats) -> None:
-    """Nothing to reconstruct: copy the file (same container) or re-encode it untouched."""
+def _copy_or_reencode(in_path: Path, out_path: Path, info, options, stats: RunStats, window=None) -> None:
+    """Nothing to reconstruct: copy the file (same container, whole video) or re-encode it (the part) untouched."""
     from depixcli.errors import OutputError
 
     stats.copied = True
-    if in_path.suffix.lower() == out_path.suffix.lower():
+    if in_path.suffix.lower() == out_path.suffix.lower() and window is None:
         tmp = None
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.depix-tmp-", suffix=out_path.suffix,
@@ -1005,8 +1015,9 @@ def _copy_or_reencode(in_path: Path, out_path: Path, info, options, stats: RunSt
         return
     from depixcli.video import VideoWriter, read_frames
 
-    with VideoWriter(out_path, info, options, audio_from=in_path if info.has_audio else None) as writer:
-        for frame in read_frames(in_path):
+    with VideoWriter(out_path, info, options, audio_from=in_path if info.has_audio else None,
+                     part=window is not None) as writer:
+        for frame in read_frames(in_path, window):
             writer.write(frame.image, pts=frame.pts)
 
 
@@ -1014,7 +1025,8 @@ def _tqdm_factory(quiet: bool):
     def make(desc: str, total: int | None):
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=desc, unit="frame", disable=quiet, leave=False, dynamic_ncols=True)
+        return tqdm(total=total, desc=desc, unit="frame", disable=quiet, leave=False, dynamic_ncols=True,
+                    smoothing=0)  # mean rate: pass 2 writes frames in bursts of a model batch
 
     return make
 

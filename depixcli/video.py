@@ -20,11 +20,17 @@ no padding; such files play in ffmpeg/VLC/mpv, not in every browser. mpeg4 handl
 
 Audio is muxed in the same pass as the video: after each frame, the source's audio packets up to
 that time (+ AUDIO_LEAD_S) are copied (or re-encoded), and the muxer interleaves by dts.
+
+Parts (`TimeWindow`: --start, --duration, --max-frames): `read_frames(path, window)` seeks to the
+start and yields only the part's frames, numbered from 0 and with their source pts; `window_info`
+describes the part; `VideoWriter(..., part=True)` moves the timestamps so the first frame written is
+at 0 and keeps only the audio under the written frames, moved by the same amount (A/V sync kept).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import math
 import os
@@ -53,6 +59,7 @@ TMP_TAG = ".depix-tmp-"  # temp output: .<name><TMP_TAG><random><ext>, next to t
 BT709 = 1  # AVCOL_SPC/PRI/TRC_BT709
 RANGE_JPEG = 2  # AVCOL_RANGE_JPEG (full range)
 RANGE_MPEG = 1  # AVCOL_RANGE_MPEG (limited, 16-235)
+TIME_EPS_S = 1e-6  # s, timestamps this close count as equal (a frame exactly at --start is kept)
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,41 @@ class VideoInfo:
     video_codec: str
     audio_codec: str | None
     pix_fmt: str = "yuv420p"  # decoded pixel format of the source (yuv420p10le, yuv444p, ...)
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """A part of a video: the frames from `start_s` (s after the first frame) on, at most `duration_s`
+    seconds and at most `max_frames` frames of them (None: no such limit)."""
+
+    start_s: float = 0.0
+    duration_s: float | None = None
+    max_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.start_s >= 0 or not math.isfinite(self.start_s):
+            raise ConfigError(f"start must be a time >= 0 s, got {self.start_s}")
+        if self.duration_s is not None and not (self.duration_s > 0 and math.isfinite(self.duration_s)):
+            raise ConfigError(f"duration must be > 0 s, got {self.duration_s}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ConfigError(f"max_frames must be >= 1, got {self.max_frames}")
+
+    def takes(self, rel_s: float, count: int) -> int:
+        """-1: a frame at `rel_s` (s after the video's first frame) comes before the part; 0: it is in the
+        part (`count` frames of the part already taken); 1: the part is over."""
+        if rel_s < self.start_s - TIME_EPS_S:
+            return -1
+        if self.duration_s is not None and rel_s >= self.start_s + self.duration_s - TIME_EPS_S:
+            return 1
+        return 1 if self.max_frames is not None and count >= self.max_frames else 0
+
+    def describe(self) -> str:
+        parts = [f"from {self.start_s:g} s"]
+        if self.duration_s is not None:
+            parts.append(f"for {self.duration_s:g} s")
+        if self.max_frames is not None:
+            parts.append(f"at most {self.max_frames} frames")
+        return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -179,10 +221,31 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         )
 
 
-def read_frames(path: str | os.PathLike) -> Iterator[Frame]:
+def window_info(info: VideoInfo, window: TimeWindow | None) -> VideoInfo:
+    """`info` of the part `window` of the video (frames and duration expected); InputError when the part
+    starts at or after the end."""
+    if window is None:
+        return info
+    if info.duration_s > 0 and window.start_s >= info.duration_s - TIME_EPS_S:
+        raise InputError(f"{info.path}: starts at {window.start_s:g} s, at or past the end of the video "
+                         f"({info.duration_s:.3f} s)")
+    duration = max(info.duration_s - window.start_s, 0.0) if info.duration_s > 0 else math.inf
+    if window.duration_s is not None:
+        duration = min(duration, window.duration_s)
+    frames = info.frames - math.ceil(window.start_s * info.fps - TIME_EPS_S)
+    if math.isfinite(duration):
+        frames = min(frames, math.ceil(duration * info.fps - TIME_EPS_S))
+    if window.max_frames is not None:
+        frames = min(frames, window.max_frames)
+    frames = max(frames, 1)
+    return dataclasses.replace(info, frames=frames, duration_s=min(duration, frames / float(info.fps)))
+
+
+def read_frames(path: str | os.PathLike, window: TimeWindow | None = None) -> Iterator[Frame]:
     """Decode the first video stream frame by frame: RGB uint8, upright, with pts.
 
-    Decoding errors part-way (corrupt or truncated data) raise InputError.
+    `window`: only the frames of that part (after a seek to its start), numbered from 0, with their
+    source pts and times. Decoding errors part-way (corrupt or truncated data) raise InputError.
     """
     path = os.fspath(path)
     with _open_input(path) as container:
@@ -191,7 +254,11 @@ def read_frames(path: str | os.PathLike) -> Iterator[Frame]:
         stream.thread_type = "AUTO"  # frame + slice threads: ~2x faster decode on 2 cores
         fps = _frame_rate(stream, path)
         time_base = Fraction(stream.time_base) if stream.time_base else 1 / fps
-        index = 0
+        first_pts = stream.start_time or 0  # the video's time 0 for `window`
+        if window is not None and window.start_s > 0:
+            with contextlib.suppress(av.error.FFmpegError):  # unseekable: decode from the start, skip frames
+                container.seek(first_pts + int(window.start_s / time_base), stream=stream, backward=True)
+        index = decoded_count = 0
         decoded = container.decode(stream)
         while True:
             try:
@@ -200,6 +267,15 @@ def read_frames(path: str | os.PathLike) -> Iterator[Frame]:
                 raise InputError(f"{path}: corrupt video data after frame {index} ({_reason(exc)})") from None
             if av_frame is None:
                 return
+            decoded_count += 1
+            if window is not None:
+                rel = (float((av_frame.pts - first_pts) * time_base) if av_frame.pts is not None
+                       else (decoded_count - 1) / float(fps))
+                where = window.takes(rel, index)
+                if where < 0:
+                    continue
+                if where > 0:
+                    return
             image, _ = _upright_rgb(av_frame)
             pts = av_frame.pts
             time = float(pts * time_base) if pts is not None else index / float(fps)
@@ -319,14 +395,22 @@ class VideoWriter:
     `out_path` is left as it was. Audio of `audio_from` is stream-copied when the container
     accepts its codec, else re-encoded to AAC (or the container's default audio codec).
     Frames are written upright as given: no display matrix, so `like.rotation` is not re-applied.
+
+    `part=True` (frames of a `TimeWindow`, with their source pts): timestamps are moved so that the first
+    frame written is at 0, and only the audio from that frame to the end of the last one is kept, moved
+    by the same amount (it starts within one audio packet of the first frame when stream-copied).
     """
 
     def __init__(self, out_path: str | os.PathLike, like: VideoInfo, options: EncodeOptions = EncodeOptions(),
-                 audio_from: str | os.PathLike | None = None) -> None:
+                 audio_from: str | os.PathLike | None = None, part: bool = False) -> None:
         self.out_path = os.fspath(out_path)
         self.like = like
         self.options = options
         self.audio_from = os.fspath(audio_from) if audio_from is not None else None
+        self.part = part
+        self._offset_s: float | None = None  # part: source time of the first frame, subtracted from every time
+        self._offset: int = 0  # ... in pts of `like.time_base`
+        self._audio_end_s = math.inf  # part: source time after which no audio is kept
         self.frames_written = 0
         self.notes: list[str] = []  # what the output changed from the source (pixel format); also warned
         self._tmp: str | None = None
@@ -409,7 +493,20 @@ class VideoWriter:
             self._audio_out.bit_rate = AAC_BITRATE
             fmt = self._audio_out.codec_context.codec.audio_formats[0].name
             self._resampler = av.AudioResampler(format=fmt, layout=source.codec_context.layout.name, rate=rate)
-        self._audio_packets = self._audio_in.demux(source)
+        self._audio_packets = None if self.part else self._audio_in.demux(source)
+
+    def _start_part(self, pts: int) -> None:
+        """Part: the first frame's source `pts` becomes time 0; audio is read from there on (after a seek)."""
+        self._offset, self._offset_s = pts, float(pts * self.like.time_base)
+        if self._audio_in is None:
+            return
+        with contextlib.suppress(av.error.FFmpegError):  # unseekable: demux from the start, skip packets
+            self._audio_in.seek(int(self._offset_s * av.time_base), backward=True)
+        self._audio_packets = self._audio_in.demux(self._audio_in.streams.audio[0])
+
+    def _shift(self, time_base: Fraction) -> int:
+        """The part's offset in units of `time_base` (0 when writing a whole video)."""
+        return round(self._offset_s / time_base) if self._offset_s else 0
 
     # -- writing --
 
@@ -441,13 +538,18 @@ class VideoWriter:
         like = self.like
         if pts is None:
             pts = round(self.frames_written / (like.fps * like.time_base))
+        source_s = float(pts * like.time_base)
+        if self.part:
+            if self._offset_s is None:
+                self._start_part(pts)
+            pts -= self._offset
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
         frame.pts = pts
         frame.time_base = like.time_base
         try:
             self._out.mux(self._video.encode(frame))
-            self._mux_audio_until(float(pts * like.time_base) + AUDIO_LEAD_S)
+            self._mux_audio_until(source_s + (0.0 if self.part else AUDIO_LEAD_S))  # part: none past its end
         except (av.error.FFmpegError, OSError) as exc:
             raise OutputError(f"{self.out_path}: write failed ({_reason(exc)})") from None
         self._last_pts = pts
@@ -469,9 +571,19 @@ class VideoWriter:
             if packet.dts is None:  # demuxer flush packet
                 self._pending = None
                 continue
+            at_s = float((packet.pts if packet.pts is not None else packet.dts) * packet.time_base)
+            if at_s >= self._audio_end_s - TIME_EPS_S:  # after the part
+                self._pending = self._audio_packets = None
+                return
             if until_s is not None and packet.dts * packet.time_base > until_s:
                 return
             self._pending = None
+            if self._offset_s is not None:
+                if at_s < self._offset_s - TIME_EPS_S:  # before the part
+                    continue
+                shift = self._shift(packet.time_base)
+                packet.pts = packet.pts - shift if packet.pts is not None else None
+                packet.dts -= shift
             if self._audio_copy:
                 packet.stream = self._audio_out
                 self._out.mux(packet)
@@ -502,6 +614,9 @@ class VideoWriter:
             raise OutputError(f"{self.out_path}: no frames to write")
         try:
             self._out.mux(self._video.encode(None))
+            if self.part:  # the audio under the frames, up to the end of the last one, not past it
+                last_s = float((self._last_pts + self._offset) * self.like.time_base)
+                self._audio_end_s = last_s + 1 / float(self.like.fps)
             self._mux_audio_until(math.inf)
             if self._audio_out is not None and not self._audio_copy:
                 for resampled in self._resampler.resample(None):

@@ -91,6 +91,52 @@ def user_errors() -> Iterator[None]:
             raise interrupted_exit(getattr(exc, "signum", None)) from None
 
 
+class TimeParam(click.ParamType):
+    """A time in seconds: `90`, `1.5`, `01:30` or `00:01:30.5` ([[HH:]MM:]SS[.fraction])."""
+
+    name = "time"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        fields = str(value).strip().split(":")
+        try:
+            if len(fields) > 3 or any(not f for f in fields):
+                raise ValueError
+            seconds = 0.0
+            for f in fields:
+                seconds = seconds * 60 + float(f)
+            if len(fields) > 1 and not all(float(f) < 60 for f in fields[1:]):
+                raise ValueError
+        except ValueError:
+            self.fail(f"expected seconds or [HH:]MM:SS[.ms], got {value!r}", param, ctx)
+        if not seconds >= 0 or seconds == float("inf"):
+            self.fail(f"expected a time >= 0, got {value!r}", param, ctx)
+        return seconds
+
+
+def window_options(command):
+    """--start, --duration, --max-frames: work on a part of the input (`make_window` builds it)."""
+    command = click.option("--max-frames", type=click.IntRange(min=1), default=None,
+                           help="Process at most this many frames from --start.")(command)
+    command = click.option("--duration", type=TimeParam(), default=None,
+                           help="Process at most this long from --start (seconds or [HH:]MM:SS[.ms]).")(command)
+    return click.option("--start", type=TimeParam(), default=0.0,
+                        help="Begin this far into the input (seconds or [HH:]MM:SS[.ms]); the output starts "
+                             "there, at time 0, with the audio under it.")(command)
+
+
+def make_window(start: float, duration: float | None, max_frames: int | None):
+    """The `video.TimeWindow` of --start / --duration / --max-frames; None for the whole video."""
+    if not start and duration is None and max_frames is None:
+        return None
+    if duration is not None and duration <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--duration")
+    from depixcli.video import TimeWindow
+
+    return TimeWindow(start_s=start, duration_s=duration, max_frames=max_frames)
+
+
 def parse_region(value: str | None) -> tuple[int, int, int, int] | None:
     """`x,y,w,h` -> tuple of ints (click callback helper)."""
     if value is None:

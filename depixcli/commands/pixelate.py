@@ -2,10 +2,7 @@
 
 import click
 
-from depixcli.commands.common import user_errors
-
-DETECTOR_NAMES = ("yunet", "centerface", "sfd")  # = detect.DETECTORS (not imported here: --help stays instant)
-PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+from depixcli.commands.common import DETECTOR_NAMES, PRESETS, make_window, user_errors, window_options
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -45,9 +42,11 @@ PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "sl
 @click.option("--bridge", "bridge_s", type=click.FloatRange(0.0), default=1.0,
               help="Fail-secure: mask gaps up to this many seconds between a face track's end and a nearby "
                    "track's start (the same face lost by the detector); 0: off.")
+@window_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary.")
 def pixelate_command(inputs, output, blocks, block_size, secure, mode, scale, detector, threshold, detect_size, crf,
-                     preset, codec, boxes_out, skip_unreadable, pad_s, bridge_s, quiet):
+                     preset, codec, boxes_out, skip_unreadable, pad_s, bridge_s, start, duration,
+                     max_frames, quiet):
     """Pixelate every face in INPUTS (video files or directories of videos).
 
     Two passes: detect and track faces over the whole video, then decode again, mosaic each tracked
@@ -58,6 +57,7 @@ def pixelate_command(inputs, output, blocks, block_size, secure, mode, scale, de
         raise click.BadParameter("give --blocks or --block-size, not both", param_hint="'--block-size'")
     if secure and (blocks is not None or block_size is not None):
         raise click.BadParameter("--secure sets its own grid; drop --blocks / --block-size", param_hint="'--secure'")
+    window = make_window(start, duration, max_frames)
     with user_errors():
         from depixcli.pixelate import DEFAULT_BLOCKS, PixelateConfig, pixelate_many
         from depixcli.secure import SecureMosaic
@@ -65,13 +65,15 @@ def pixelate_command(inputs, output, blocks, block_size, secure, mode, scale, de
         cfg = PixelateConfig(blocks=None if block_size is not None or secure else (blocks or DEFAULT_BLOCKS),
                              block_size=block_size, mode=mode, scale=scale, detector=detector, threshold=threshold,
                              max_side=detect_size, codec=codec, crf=crf, preset=preset,
-                             secure=SecureMosaic() if secure else None, pad_s=pad_s, bridge_s=bridge_s)
+                             secure=SecureMosaic() if secure else None, pad_s=pad_s, bridge_s=bridge_s,
+                             window=window)
 
         def report(s):
             for note in s.notes:
                 click.echo(note, err=True)
             if not quiet:
-                click.echo(f"{s.output}: {s.frames} frames, {s.tracks} faces (tracks) in {s.face_frames} frames, "
+                tracks = f"{s.tracks} face track" + ("" if s.tracks == 1 else "s")
+                click.echo(f"{s.output}: {s.frames} frames, {tracks} in {s.face_frames} frames, "
                            f"{s.fps:.1f} fps" + (f"; boxes: {s.sidecar}" if s.sidecar else ""), err=True)
 
         skipped: list[str] = []

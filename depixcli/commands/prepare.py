@@ -2,9 +2,9 @@
 
 import click
 
-from depixcli.commands.common import user_errors
+from depixcli.commands.common import DETECTOR_NAMES, PRESETS, user_errors
 
-DETECTOR_NAMES = ("yunet", "centerface", "sfd")  # = detect.DETECTORS; defaults below = dataset.PrepareConfig
+# defaults below = dataset.PrepareConfig
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -29,9 +29,7 @@ DETECTOR_NAMES = ("yunet", "centerface", "sfd")  # = detect.DETECTORS; defaults 
 @click.option("--crf", default=12, type=click.IntRange(0, 51), help="x264 quality of the track videos (lower: better).")
 @click.option("--pix-fmt", default="yuv444p", type=click.Choice(["yuv444p", "yuv420p"]),
               help="Chroma sampling of the track videos.")
-@click.option("--preset", default="slow", type=click.Choice(
-    ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]),
-    help="x264 speed/size trade-off.")
+@click.option("--preset", default="slow", type=click.Choice(PRESETS), help="x264 speed/size trade-off.")
 @click.option("-j", "--workers", default=0, type=click.IntRange(0), help="Parallel processes (0: one per CPU core).")
 @click.option("--skip-unreadable", is_flag=True,
               help="Leave out inputs that cannot be read (truncated, not a video) instead of stopping; "

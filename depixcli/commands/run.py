@@ -2,7 +2,14 @@
 
 import click
 
-from depixcli.commands.common import parse_region, user_errors
+from depixcli.commands.common import (
+    DETECTOR_NAMES,
+    PRESETS,
+    make_window,
+    parse_region,
+    user_errors,
+    window_options,
+)
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -25,15 +32,16 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
                    "PSNR/SSIM/identity of the face regions.")
 @click.option("--side-by-side", is_flag=True,
               help="With --pixelate: write original | pixelated | reconstructed side by side.")
-@click.option("--detector", default=None,
-              help="Face detector (yunet, centerface, sfd). With --pixelate: the one used [default: yunet]; "
+@click.option("--detector", type=click.Choice(DETECTOR_NAMES), default=None,
+              help="Face detector. With --pixelate: the one used [default: yunet]; "
                    "otherwise a second opinion: mosaics on which it never finds a face are left alone.")
 @click.option("--codec", default="libx264", help="Video encoder.")
 @click.option("--crf", type=click.IntRange(0, 51), default=18, help="Encoder quality (lower is better).")
-@click.option("--preset", default="medium", help="Encoder speed preset.")
+@click.option("--preset", type=click.Choice(PRESETS), default="medium", help="x264/x265 speed/size trade-off.")
+@window_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary.")
 def run_command(input_path, output_path, weights, device, batch_size, region, boxes, pixelate, side_by_side,
-                detector, codec, crf, preset, quiet) -> None:
+                detector, codec, crf, preset, start, duration, max_frames, quiet) -> None:
     """Find pixelated faces in IN, reconstruct them, and write the video to OUT.
 
     Mosaics are located automatically; --region or --boxes give them instead. Frames without a
@@ -48,14 +56,21 @@ def run_command(input_path, output_path, weights, device, batch_size, region, bo
                                  param_hint="--side-by-side")
     if sum(v is not None for v in (region, boxes, pixelate)) > 1:
         raise click.UsageError("use at most one of --region, --boxes and --pixelate")
+    if boxes is not None and start:
+        raise click.UsageError("--boxes with --start: the sidecar numbers the frames of the whole video; "
+                               "use --duration / --max-frames alone, or pixelate the same part")
+    window = make_window(start, duration, max_frames)
     with user_errors():
         from depixcli.run import RunConfig, format_summary, run_video
 
         cfg = RunConfig(
             weights=weights, device=device, batch_size=batch_size, region=region, boxes=boxes,
             pixelate=pixelate, side_by_side=side_by_side, detector=detector, codec=codec, crf=crf,
-            preset=preset, quiet=quiet,
+            preset=preset, quiet=quiet, window=window,
         )
         stats = run_video(input_path, output_path, cfg)
     if not quiet or stats.copied:
         click.echo(format_summary(stats, output_path), err=True)
+    if side_by_side and stats.copied:
+        click.echo("Warning: --side-by-side dropped: no face to compare, so the output is the input unchanged",
+                   err=True)
