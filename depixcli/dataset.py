@@ -31,6 +31,7 @@ import contextlib
 import csv
 import json
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -38,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from depixcli.errors import ConfigError, InputError, OutputError
+from depixcli.errors import ConfigError, DepixWarning, InputError, OutputError
 
 FORMAT_NAME = "depix-crops"
 FORMAT_VERSION = 1
@@ -53,6 +54,7 @@ DETECT_MAX_SIDE = 320  # px: recall on ../shared/data equal to 640 (bench/bench_
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 DEFAULT_SPLIT = "train"
 VAL_SPLIT = "val"
+SPLITS = (DEFAULT_SPLIT, VAL_SPLIT)  # `depix train` trains on the first and validates on the second
 VAL_FRACTION = 0.1  # share of identities (without a split column) held out for validation
 # PrepareConfig fields that change the crops or their encoding: `--add` needs them equal to the dataset's
 SAME_FOR_ADD = ("size", "detector", "threshold", "min_track", "detect_every", "max_side", "crf", "pix_fmt", "preset")
@@ -138,15 +140,22 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[ClipInput]:
 def _read_csv(path: Path) -> list[ClipInput]:
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = reader.fieldnames
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path}: cannot read CSV ({exc})") from None
-    if not rows or "file" not in rows[0]:
+    if not header or "file" not in header:
         raise InputError(f"{path}: CSV needs a header with a 'file' column")
+    if not rows:
+        raise InputError(f"{path}: the CSV lists no clips (a header and no rows)")
     out = []
     for n, row in enumerate(rows, start=2):
         if not row.get("file"):
             raise InputError(f"{path}:{n}: empty 'file'")
+        if row.get("split") and row["split"] not in SPLITS:
+            raise InputError(f"{path}:{n}: unknown split {row['split']!r}: use {' or '.join(SPLITS)} (or leave it "
+                             "empty to split by identity)")
         clip = (path.parent / row["file"]) if not os.path.isabs(row["file"]) else Path(row["file"])
         if not clip.is_file():
             raise InputError(f"{path}:{n}: {clip}: no such file")
@@ -414,10 +423,14 @@ def prepare(clips: Sequence[ClipInput], out_dir: str | os.PathLike, cfg: Prepare
     index = _new_index(cfg, old, skipped, {str(c.path) for c in todo})
     bar = tqdm(total=sum(totals.values()), unit="frame", desc="prepare", disable=quiet, dynamic_ncols=True)
     new_entries: list[dict] = []
+    faceless: list[str] = []
     try:
         _write_index(out, index)
         with bar, contextlib.closing(_export_all(todo, out, cfg)) as finished:  # closing: workers stopped first
             for clip, entries in finished:
+                if not entries:
+                    faceless.append(f"{clip.path}: no face track (no face found on {cfg.min_track} or more "
+                                    f"frames); identity {clip.identity!r} gets no crops")
                 index["tracks"] += entries
                 index["clips"].append({"source": str(clip.path), "identity": clip.identity, "split": clip.split,
                                        "tracks": len(entries)})
@@ -426,6 +439,8 @@ def prepare(clips: Sequence[ClipInput], out_dir: str | os.PathLike, cfg: Prepare
                 bar.update(totals[clip.path])
         index["complete"] = True
         _write_index(out, index)
+        for problem in faceless + split_problems(index):  # after the progress bar, one line each
+            warnings.warn(problem, DepixWarning, stacklevel=2)
     except BaseException:
         done = {Path(c["source"]).stem for c in index["clips"]}
         _remove_unfinished(out, [c for c in todo if c.path.stem not in done])
@@ -435,6 +450,25 @@ def prepare(clips: Sequence[ClipInput], out_dir: str | os.PathLike, cfg: Prepare
     size = sum((out / e["file"]).stat().st_size for e in new_entries)
     return PrepareSummary(len(todo), len(new_entries), sum(e["frames"] for e in new_entries), size,
                           out / "index.json", tuple(skipped), kept, _split_counts(index["tracks"]))
+
+
+def split_problems(index: dict) -> list[str]:
+    """Why `depix train` could not use a finished dataset: a split without tracks, and the cause."""
+    with_tracks = {e["split"] for e in index["tracks"]}
+    problems = []
+    for split in SPLITS:
+        if split in with_tracks:
+            continue
+        faceless = sorted({c["identity"] for c in index.get("clips", []) if c["split"] == split and not c["tracks"]})
+        if faceless:
+            cause = f"its {len(faceless)} identit{'y' if len(faceless) == 1 else 'ies'} ({', '.join(faceless)}) " \
+                    "gave no face track"
+        elif split == VAL_SPLIT:
+            cause = "no identity was held out (one identity, or --val-fraction 0: give a CSV with a split column)"
+        else:
+            cause = "every identity is in val"
+        problems.append(f"no {split!r} tracks: {cause}; `depix train` needs tracks in both train and val")
+    return problems
 
 
 def _split_counts(tracks: Sequence[dict]) -> tuple[tuple[str, int, int], ...]:
@@ -590,15 +624,41 @@ def read_index(directory: str | os.PathLike, unfinished_ok: bool = False) -> dic
         index = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(index, dict):
+        raise ConfigError(f"{path}: not a depix crop index (a JSON {type(index).__name__}, expected an object)")
     if index.get("format") != FORMAT_NAME or index.get("version") != FORMAT_VERSION:
         raise ConfigError(
             f"{path}: format {index.get('format')!r} v{index.get('version')}, "
             f"expected {FORMAT_NAME!r} v{FORMAT_VERSION}"
         )
+    _check_index_shape(index, path)
     if not unfinished_ok and not index.get("complete", True):
         raise InputError(f"{directory}: unfinished dataset ({len(index.get('clips', []))} clips done; "
                          "`depix prepare` stopped early): rerun it with --add to finish it")
     return index
+
+
+TRACK_FIELDS = {"file": str, "track_id": str, "identity": str, "split": str, "source": str, "fps": (int, float),
+                "boxes": list}  # what the loaders read from each index.json track entry
+
+
+def _check_index_shape(index: dict, path: Path) -> None:
+    """ConfigError naming the first field of `index` that the loaders could not use (a hand-edited or foreign
+    index.json that is valid JSON of the wrong shape)."""
+    size = index.get("crop_size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ConfigError(f"{path}: malformed index: 'crop_size' must be a positive integer, got {size!r}")
+    for key in ("tracks", "clips"):
+        if key in index and not isinstance(index[key], list):
+            raise ConfigError(f"{path}: malformed index: {key!r} must be a list")
+    if "tracks" not in index:
+        raise ConfigError(f"{path}: malformed index: no 'tracks' list")
+    for n, entry in enumerate(index["tracks"]):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: malformed index: track {n} is a {type(entry).__name__}, not an object")
+        for key, kind in TRACK_FIELDS.items():
+            if not isinstance(entry.get(key), kind):
+                raise ConfigError(f"{path}: malformed index: track {n} has no valid {key!r}")
 
 
 def _decode_track(path: Path, size: int) -> np.ndarray:

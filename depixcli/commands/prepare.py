@@ -65,6 +65,3 @@ def prepare_command(inputs, output, add, val_fraction, size, detector, threshold
                        f"{s.bytes / 2**20:.1f} MiB; index: {s.index}", err=True)
             click.echo("splits: " + "; ".join(f"{sp} {n_id} {'identity' if n_id == 1 else 'identities'}, "
                                               f"{n_tr} tracks" for sp, n_id, n_tr in s.splits), err=True)
-        if s.splits and "val" not in {sp for sp, _, _ in s.splits}:
-            click.echo("Warning: no 'val' split (one identity, or --val-fraction 0): `depix train` needs one; "
-                       "give a CSV with a split column", err=True)
