@@ -71,7 +71,7 @@ def test_read_frames_window_seeks_and_numbers_from_zero(clip):
     assert [f.pts for f in part] == [f.pts for f in whole[25:38]]  # source pts
     assert all(np.array_equal(a.image, b.image) for a, b in zip(part, whole[25:38]))
     assert len(list(read_frames(clip, TimeWindow(start_s=2.0, max_frames=7)))) == 7
-    assert len(list(read_frames(clip, TimeWindow(start_s=3.5)))) == N - 88  # 3.52 s (frames are 0.04 s apart) to the end
+    assert len(list(read_frames(clip, TimeWindow(start_s=3.5)))) == N - 88  # 3.52 s (frames 0.04 s apart) on
     info = probe(clip)
     assert window_info(info, TimeWindow(start_s=1.0, duration_s=0.5)).frames == 13
     assert window_info(info, TimeWindow(start_s=3.5)).frames == N - 88
