@@ -356,9 +356,11 @@ def _worker_init(pool_worker: bool = False) -> None:
     import cv2
 
     if pool_worker:
-        # Ctrl-C reaches the whole process group: the parent stops the pool and removes what the workers
-        # left behind; a worker that handled it too would print a traceback.
+        # Ctrl-C (and a closed terminal's SIGHUP) reaches the whole process group: the parent stops the pool
+        # and removes what the workers left behind; a worker that handled it too would print a traceback.
+        # SIGTERM keeps its default: it is how the pool stops its workers.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     cv2.setNumThreads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
