@@ -102,6 +102,7 @@ def test_train_on_cpu_defaults_to_the_cpu_recipe_and_says_so(crop_dir, tmp_path,
     assert (run / "model.safetensors").exists() and re.search(r"^done: ", res.output, re.M)
     line = next(x for x in res.output.splitlines() if x.startswith("validation"))
     assert "PSNR dB model/bicubic: paper16 " in line and "{" not in line
+    assert "validating=2 stacks" in res.output  # the bar says why it stands still during validation
     # the paper's recipe stays one flag away, and --help's first example no longer trains it on a CPU
     assert PRESETS["gpu"] == {}
     help_text = CliRunner().invoke(main, ["train", "-h"]).output
