@@ -41,7 +41,8 @@ PRESET_TEXT = {
               help="TrainConfig JSON (e.g. a run's config.json); flags given here override it.")
 @click.option("--preset", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
               help="Recipe of a new run, before the flags given here. cpu: " + PRESET_TEXT["cpu"] + ". gpu: "
-                   + PRESET_TEXT["gpu"] + ". auto: gpu when CUDA is available (and --device is not cpu), else cpu. "
+                   + PRESET_TEXT["gpu"] + ". auto: that of --arch when given (unet: gpu), else gpu when CUDA is "
+                   "available (and --device is not cpu), else cpu. "
                    "Not applied when resuming, nor over --config unless given.")
 @click.option("--stage", type=click.Choice(["stn", "recon", "all"]), default=None,
               help="stn: aligner only; recon: U-Net + GAN with the run's trained STN; all: both in turn "
