@@ -52,7 +52,7 @@ def test_frames_fps_audio_kept(clip, pixelated):
     a, b = probe(clip), probe(out)
     assert b.frames == a.frames == N_FRAMES and b.fps == a.fps and (b.width, b.height) == (W, H)
     assert b.has_audio
-    assert "20 frames, 1 faces (tracks)" in res.output
+    assert "20 frames, 1 face track in " in res.output
 
 
 def test_face_mosaicked_background_untouched(clip, pixelated):
