@@ -30,12 +30,12 @@ KIND_WHY = {"uncovered": "nothing hides the face on these frames",
             "partly covered": f"less than {COVERED:.0%} of the face is hidden on these frames",
             "matching": "SFace matches the anonymised face as it is to the original on these frames"}
 CSV_COLUMNS = ("track", "start", "end", "start_frame", "end_frame", "seconds", "found", "verdict", "reason")
-SHEET_TILE = 176  # px, side of each face on the contact sheet
+SHEET_TILE = 224  # px, side of each face on the contact sheet
 SHEET_PAD = 8  # px between tiles and cards
 SHEET_HEAD = 44  # px, a card's title band
 SHEET_LABEL = 36  # px, two label lines under the tiles
 SHEET_BAR = 14  # px, the timeline bar at the bottom of a card
-SHEET_COLUMNS = 2  # cards per row (one when there is one track)
+SHEET_COLUMNS = ((1, 1), (4, 2), (None, 3))  # (up to this many tracks, cards per row)
 STATE_COLOURS = {  # RGB, the timeline bar
     "covered": (60, 170, 60), "uncovered": (220, 0, 0), "partly covered": (255, 140, 0),
     "matching": (170, 60, 200), "not judged": (170, 170, 170)}
@@ -294,9 +294,9 @@ def _legend(width: int) -> np.ndarray:
 
 
 def contact_sheet(report: AuditReport) -> np.ndarray:
-    """`(H, W, 3)` uint8 RGB: a legend, then one card per track in a grid of `SHEET_COLUMNS` columns."""
+    """`(H, W, 3)` uint8 RGB: a legend, then one card per track in a grid (`SHEET_COLUMNS`)."""
     cards = [_card(t) for t in report.tracks]
-    cols = 1 if len(cards) == 1 else SHEET_COLUMNS
+    cols = next(c for n, c in SHEET_COLUMNS if n is None or len(cards) <= n)
     ch, cw = cards[0].shape[:2]
     rows = -(-len(cards) // cols)
     grid = np.full((rows * (ch + SHEET_PAD), cols * (cw + SHEET_PAD), 3), 225, np.uint8)

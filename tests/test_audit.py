@@ -74,7 +74,7 @@ def test_unpixelated_copy_leaks(work):
     assert t["mosaic"]["anchor"] == "none" and t["mosaic"]["block_px"] is None
     assert "video: LEAKS" in text and "no mosaic grid found over the face" in text
     sheet = cv2.imread(str(work / "copy.png"))
-    assert sheet is not None and sheet.shape[1] >= 4 * 176 and sheet.shape[0] > 176
+    assert sheet is not None and sheet.shape[1] >= 4 * 224 and sheet.shape[0] > 224
 
 
 def test_solid_fill_holds(work):
