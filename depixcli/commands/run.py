@@ -2,6 +2,7 @@
 
 import click
 
+from depixcli.commands.batch import batch_command, batch_options, batch_requested
 from depixcli.commands.common import (
     DETECTOR_NAMES,
     PRESETS,
@@ -15,9 +16,11 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("input_path", metavar="IN", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "output_path", required=True, type=click.Path(dir_okay=False),
-              help="Output video (written to a temp file, renamed on success).")
+@batch_options
+@click.argument("input_path", metavar="IN", type=click.Path())
+@click.option("-o", "--output", "output_path", required=True, type=click.Path(),
+              help="Output video (written to a temp file, renamed on success); for many inputs (IN a folder, a "
+                   "quoted glob or a CSV of input[,output]) the output folder, mirroring the input tree.")
 @click.option("-w", "--weights", type=click.Path(dir_okay=False), default=None,
               help="Model weights (.safetensors). Default: $DEPIX_WEIGHTS, else weights/depix-default.safetensors.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
@@ -68,6 +71,9 @@ def run_command(input_path, output_path, weights, device, batch_size, region, bo
             pixelate=pixelate, side_by_side=side_by_side, detector=detector, codec=codec, crf=crf,
             preset=preset, quiet=quiet, window=window,
         )
+        if batch_requested([input_path]):
+            batch_command("run", [input_path], output_path, cfg, quiet=quiet)
+            return
         stats = run_video(input_path, output_path, cfg)
     if not quiet or stats.copied:
         click.echo(format_summary(stats, output_path), err=True)

@@ -1,0 +1,91 @@
+"""Many inputs for `depix run`, `pixelate` and `audit`: the shared options and the call of `depixcli.batch`.
+
+A command adds `@batch_options` and, once it has built its config, hands a folder, glob or CSV input to
+`batch_command` (see `depixcli.batch` for planning, resume and the engines).
+"""
+
+import functools
+
+import click
+
+META = "depix.batch"  # click context meta key holding the batch options of the command being run
+CLUSTER_ENV = "DASK_SCHEDULER_ADDRESS"  # = batch.CLUSTER_ENV (not imported here: --help stays instant)
+
+
+def batch_options(f):
+    """Add --jobs, --cluster, --results and --retry-failed to a command; they reach `batch_command`
+    through the click context, so the command's own signature does not change."""
+
+    @functools.wraps(f)
+    def wrapper(*args, jobs, cluster, results, retry_failed, **kwargs):
+        click.get_current_context().meta[META] = {"jobs": jobs, "cluster": cluster, "manifest": results,
+                                                  "retry_failed": retry_failed}
+        return f(*args, **kwargs)
+
+    options = [
+        click.option("--jobs", "-j", type=click.IntRange(min=1), default=1,
+                     help="Many inputs: videos done at once by local worker processes (the CPU threads are "
+                          "shared out among them)."),
+        click.option("--cluster", default=None, metavar="ADDRESS",
+                     help="Many inputs: run on the Dask cluster whose scheduler is at ADDRESS (e.g. "
+                          f"tcp://10.0.0.5:8786; default ${CLUSTER_ENV}). Needs `pip install 'depix[cluster]'`, "
+                          "depix on every worker and the same paths."),
+        click.option("--results", type=click.Path(dir_okay=False), default=None,
+                     help="Many inputs: the JSONL result manifest (one line per video) [default: "
+                          "OUTPUT/depix-batch.jsonl]; a rerun skips the videos it lists as finished."),
+        click.option("--retry-failed", is_flag=True,
+                     help="Many inputs: also redo videos that an earlier run found unreadable."),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def batch_requested(inputs) -> bool:
+    """Whether `inputs` are many (a folder, a glob, a CSV, several files); --jobs / --cluster / --results
+    on a single video are a usage error."""
+    from depixcli.batch import is_batch
+
+    if is_batch(inputs):
+        return True
+    opts = click.get_current_context().meta.get(META, {})
+    if opts.get("jobs", 1) > 1 or opts.get("cluster") or opts.get("manifest"):
+        raise click.UsageError("--jobs, --cluster and --results apply to many inputs: a folder, a glob or a CSV")
+    return False
+
+
+def batch_command(task: str, inputs, output, config, *, originals=None, extra=None, quiet: bool = False,
+                  skip_unreadable: bool = False) -> list[dict]:
+    """Plan, run and report a batch; returns the records of every video (this run's and, for those
+    skipped, the earlier run's). Exit 1 (ClickException) when a video
+    failed, except unreadable inputs with `skip_unreadable`."""
+    from depixcli.batch import BatchConfig, format_summary, plan_jobs, run_batch
+
+    opts = click.get_current_context().meta.get(META, {})
+    cfg = BatchConfig(jobs=opts.get("jobs", 1), cluster=opts.get("cluster"), manifest=opts.get("manifest"),
+                      retry_failed=opts.get("retry_failed", False), quiet=quiet)
+    if getattr(config, "boxes", None) is not None:
+        raise click.UsageError("--boxes is one video's sidecar: not with many inputs")
+    jobs = plan_jobs(task, inputs, output, originals=originals, extra_dir=extra)
+    skipped: list[str] = []
+
+    def report(rec: dict) -> None:
+        if rec["status"] == "failed" and skip_unreadable and rec.get("error_kind") == "input":
+            skipped.append(rec["error"])
+        elif rec["status"] == "failed":
+            where = "" if rec["input"] in rec["error"] else f"{rec['input']}: "
+            click.echo(f"Failed: {where}{rec['error']}", err=True)
+        elif not quiet:
+            extra_text = f", {rec['verdict']}" if rec.get("verdict") else ""
+            click.echo(f"{rec['output']}: {rec['frames']} frames, {rec['tracks']} track(s), {rec['fps'] or 0:.1f} fps"
+                       f"{extra_text}", err=True)
+
+    result = run_batch(task, config, jobs, cfg, output_dir=output, on_record=report)
+    if not quiet:
+        click.echo(format_summary(result), err=True)
+    for reason in skipped:
+        click.echo(f"Skipped: {reason}", err=True)
+    bad = [r for r in result.failed if not (skip_unreadable and r.get("error_kind") == "input")]
+    if bad:
+        raise click.ClickException(f"{len(bad)} of {result.planned} videos failed (listed in {result.manifest})")
+    return result.previous + result.records
