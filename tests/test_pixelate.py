@@ -124,7 +124,7 @@ def test_many_inputs_to_directory(clip, tmp_path):
     res = CliRunner().invoke(main, ["pixelate", str(clip), str(src2), "-o", str(outdir), "--boxes-out", str(boxdir),
                                     "--blocks", "8", "--preset", "ultrafast"])
     assert res.exit_code == 0, res.output
-    assert sorted(os.listdir(outdir)) == ["face.mp4", "other.mp4"]
+    assert sorted(os.listdir(outdir)) == ["depix-batch.jsonl", "face.mp4", "other.mp4"]  # + result manifest
     assert sorted(os.listdir(boxdir)) == ["face.json", "other.json"]
     assert probe(outdir / "other.mp4").frames == 6
     assert read_sidecar(boxdir / "face.json")["frames"][0]["faces"][0]["grid"].cell_w > 0

@@ -1,4 +1,4 @@
-"""`depix pixelate DIR --skip-unreadable`: a bad file mid-batch is left out and listed at the end."""
+"""`depix pixelate DIR`: a bad file mid-batch never stops it; --skip-unreadable lists it at the end, exit 0."""
 
 import pytest
 from click.testing import CliRunner
@@ -19,17 +19,24 @@ def batch(tmp_path_factory):
     return d
 
 
-def test_stops_at_the_first_unreadable_file_without_the_flag(batch, tmp_path):
+def videos(out):
+    return sorted(p.name for p in out.iterdir() if p.suffix == ".mp4")
+
+
+def test_goes_past_unreadable_files_and_fails_at_the_end_without_the_flag(batch, tmp_path):
     r = CliRunner().invoke(main, ["pixelate", str(batch), "-o", str(tmp_path / "out"), "-q"])
-    assert r.exit_code == 1 and r.output.startswith("Error: ") and "b_cut.mp4" in r.output
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4"]
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 1 and lines[-1] == (f"Error: 2 of 4 videos failed (listed in "
+                                              f"{tmp_path / 'out' / 'depix-batch.jsonl'})")
+    assert "b_cut.mp4" in lines[0] and "c_notes.mp4" in lines[1] and lines[0].startswith("Failed: ")
+    assert videos(tmp_path / "out") == ["a.mp4", "d.mp4"]
 
 
 def test_skip_unreadable_goes_on_and_lists_what_it_skipped(batch, tmp_path):
     out = tmp_path / "out"
     r = CliRunner().invoke(main, ["pixelate", str(batch), "-o", str(out), "--skip-unreadable"])
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "d.mp4"]  # nothing half-written for b, c
+    assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "d.mp4", "depix-batch.jsonl"]  # none half-written
     lines = r.output.strip().splitlines()
     assert [ln.split(":")[0] for ln in lines[-2:]] == ["Skipped", "Skipped"]  # listed at the end
     assert "b_cut.mp4" in lines[-2] and "c_notes.mp4" in lines[-1]

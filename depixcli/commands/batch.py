@@ -57,8 +57,8 @@ def batch_requested(inputs) -> bool:
 def batch_command(task: str, inputs, output, config, *, originals=None, extra=None, quiet: bool = False,
                   skip_unreadable: bool = False) -> list[dict]:
     """Plan, run and report a batch; returns the records of every video (this run's and, for those
-    skipped, the earlier run's). Exit 1 (ClickException) when a video
-    failed, except unreadable inputs with `skip_unreadable`."""
+    skipped, the earlier run's). Exit 1 (ClickException) while a video of the batch is failed (in this
+    run, or unreadable in an earlier one and unchanged), except unreadable inputs with `skip_unreadable`."""
     from depixcli.batch import BatchConfig, format_summary, plan_jobs, run_batch
 
     opts = click.get_current_context().meta.get(META, {})
@@ -81,11 +81,14 @@ def batch_command(task: str, inputs, output, config, *, originals=None, extra=No
                        f"{extra_text}", err=True)
 
     result = run_batch(task, config, jobs, cfg, output_dir=output, on_record=report)
+    skipped[:0] = [r["error"] for r in result.previous
+                   if r["status"] == "failed" and skip_unreadable and r.get("error_kind") == "input"]
     if not quiet:
         click.echo(format_summary(result), err=True)
     for reason in skipped:
         click.echo(f"Skipped: {reason}", err=True)
-    bad = [r for r in result.failed if not (skip_unreadable and r.get("error_kind") == "input")]
+    records = result.previous + result.records
+    bad = [r for r in records if r["status"] == "failed" and not (skip_unreadable and r.get("error_kind") == "input")]
     if bad:
         raise click.ClickException(f"{len(bad)} of {result.planned} videos failed (listed in {result.manifest})")
-    return result.previous + result.records
+    return records

@@ -1,0 +1,268 @@
+"""Many videos (`depixcli.batch`): plan, resume, --jobs, a Dask cluster, workers killed mid-video."""
+
+import dataclasses
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from depixcli.batch import BatchConfig, plan_jobs, read_manifest, run_batch
+from depixcli.cli import main
+from depixcli.errors import InputError, OutputError
+from depixcli.models import Depixelator, ModelConfig
+from depixcli.run import RunConfig
+from depixcli.video import make_synthetic_clip, probe
+from depixcli.weights import save_model
+
+TINY = ModelConfig(crop_size=32, window=1, stride=2, stn_size=16, stn_widths=(4, 4, 4, 4, 4), width=4)
+REGION = "60,30,40,50"  # px x,y,w,h: the mosaic rect given to `depix run` (skips the locator: fast)
+LONG_FRAMES = 600  # frames of the clip a worker is killed on (seconds of work, so the kill lands mid-video)
+BOUND_S = 240  # s: a batch that takes longer than this has hung
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    save_model(path, Depixelator(TINY), {"note": "random, for tests"})
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """in/a.mp4 (12 frames), in/sub/b.mov (8, audio), in/sub/deep/c.mp4 (10), in/sub/cut.mp4 (truncated),
+    plus files that are no input: in/notes.txt, in/.hidden.mp4."""
+    root = tmp_path_factory.mktemp("tree") / "in"
+    (root / "sub" / "deep").mkdir(parents=True)
+    make_synthetic_clip(root / "a.mp4", 12)
+    make_synthetic_clip(root / "sub" / "b.mov", 8, audio=True)
+    make_synthetic_clip(root / "sub" / "deep" / "c.mp4", 10)
+    data = (root / "a.mp4").read_bytes()
+    (root / "sub" / "cut.mp4").write_bytes(data[: len(data) // 2])
+    (root / "notes.txt").write_text("not a video")
+    (root / ".hidden.mp4").write_bytes(data)
+    return root
+
+
+GOOD = {"a.mp4": 12, "sub/b.mov": 8, "sub/deep/c.mp4": 10}
+
+
+def run_args(src, out, weights, *more):
+    return ["run", str(src), "-o", str(out), "-w", weights, "--region", REGION, "--preset", "ultrafast", "-q", *more]
+
+
+def outputs(out: Path) -> dict[str, list]:
+    """{relative output path: [size, sha256]} of the done records of a manifest."""
+    recs = read_manifest(out / "depix-batch.jsonl")
+    return {os.path.relpath(r["output"], out): r["files"][r["output"]] for r in recs.values() if r["status"] == "done"}
+
+
+def leftovers(directory: Path) -> list[str]:
+    return [str(p) for p in directory.rglob(".*") if "depix-tmp" in p.name or p.name.endswith(".tmp")]
+
+
+# ------------------------------------------------------------------------------------------ plan
+def test_plan_mirrors_a_folder_a_glob_and_a_csv(tree, tmp_path):
+    out = tmp_path / "out"
+    jobs = plan_jobs("run", [str(tree)], out)
+    assert [os.path.relpath(j.output, out) for j in jobs] == ["a.mp4", "sub/b.mov", "sub/cut.mp4", "sub/deep/c.mp4"]
+    assert all(os.path.isabs(j.input) and os.path.isabs(j.output) for j in jobs)  # workers may run elsewhere
+    jobs = plan_jobs("pixelate", [str(tree / "sub" / "**" / "*.mp4")], out, extra_dir=tmp_path / "boxes")
+    assert [os.path.relpath(j.output, out) for j in jobs] == ["cut.mp4", "deep/c.mp4"]  # below the glob's root
+    assert jobs[1].extra == str(tmp_path / "boxes" / "deep" / "c.json")
+    originals = tmp_path / "orig"
+    (originals / "sub").mkdir(parents=True)
+    (originals / "sub" / "b.mp4").write_bytes(b"x")  # an .mp4 original of the anonymised .mov
+    jobs = plan_jobs("audit", [str(tree)], out, originals=originals)
+    assert os.path.relpath(jobs[1].output, out) == "sub/b.json"
+    assert jobs[1].original == str(originals / "sub" / "b.mp4")
+    csv = tmp_path / "list.csv"
+    csv.write_text("input,original,output\nin/a.mp4,in/sub/b.mov,x/first.json\nin/sub/deep/c.mp4,in/a.mp4,\n")
+    (tmp_path / "in").symlink_to(tree)
+    jobs = plan_jobs("audit", [str(csv)], out)
+    assert [(os.path.relpath(j.output, out), os.path.basename(j.original)) for j in jobs] == [
+        ("x/first.json", "b.mov"), ("c.json", "a.mp4")]
+    with pytest.raises(InputError, match="would both write"):  # a.mp4 twice
+        plan_jobs("run", [str(tree / "a.mp4"), str(tree)], out)
+    with pytest.raises(OutputError, match="inside the input folder"):
+        plan_jobs("run", [str(tree)], tree / "restored")
+    with pytest.raises(InputError, match="no video file matches"):
+        plan_jobs("run", [str(tree / "*.mkv")], out)
+
+
+def test_batch_options_need_many_inputs(tree, tmp_path, tiny_weights):
+    r = CliRunner().invoke(main, run_args(tree / "a.mp4", tmp_path / "o.mp4", tiny_weights, "--jobs", "2"))
+    assert r.exit_code == 2 and "many inputs" in r.output
+    r = CliRunner().invoke(main, ["audit", str(tree), "--original", str(tree)])
+    assert r.exit_code == 2 and "--json" in r.output
+
+
+# ------------------------------------------------------------------------------------------ resume
+def test_bad_video_recorded_good_ones_done_and_a_rerun_does_nothing(tree, tmp_path, tiny_weights):
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, run_args(tree, out, tiny_weights))
+    assert r.exit_code == 1, r.output
+    lines = r.output.strip().splitlines()
+    assert lines[0].startswith("Failed: ") and "cut.mp4" in lines[0]
+    assert lines[-1].startswith("Error: 1 of 4 videos failed")
+    for rel, frames in GOOD.items():
+        assert probe(out / rel).frames == frames
+    assert not (out / "sub" / "cut.mp4").exists() and leftovers(out) == []
+    recs = {os.path.relpath(k, out): v for k, v in read_manifest(out / "depix-batch.jsonl").items()}
+    assert recs["sub/cut.mp4"]["status"] == "failed" and recs["sub/cut.mp4"]["error_kind"] == "input"
+    assert all(recs[rel]["status"] == "done" and recs[rel]["frames"] == n and recs[rel]["tracks"] == 1
+               for rel, n in GOOD.items())
+    manifest = (out / "depix-batch.jsonl").read_bytes()
+    stamps = {rel: (out / rel).stat().st_mtime_ns for rel in GOOD}
+    r = CliRunner().invoke(main, run_args(tree, out, tiny_weights))
+    assert r.exit_code == 1 and "1 of 4 videos failed" in r.output  # still failed, not tried again
+    assert (out / "depix-batch.jsonl").read_bytes() == manifest  # nothing run, nothing recorded
+    assert {rel: (out / rel).stat().st_mtime_ns for rel in GOOD} == stamps
+
+
+def test_rerun_redoes_what_is_unfinished_or_changed(tree, tmp_path, tiny_weights):
+    src = tmp_path / "in"
+    src.mkdir()
+    for rel in ("a.mp4", "sub/deep/c.mp4"):
+        (src / Path(rel).name).write_bytes((tree / rel).read_bytes())
+    out = tmp_path / "out"
+    cfg = RunConfig(weights=tiny_weights, region=(60, 30, 40, 50), preset="ultrafast")
+    jobs = plan_jobs("run", [str(src)], out)
+    first = run_batch("run", cfg, jobs, output_dir=out)
+    assert [r["status"] for r in first.records] == ["done", "done"]
+    good = (out / "a.mp4").read_bytes()
+    (out / "a.mp4").write_bytes(good[:-100])  # damaged after the run: same name, other bytes
+    with open(out / "depix-batch.jsonl", "a") as f:
+        f.write('{"input": "cut off by a kil')  # the end of a batch killed while writing a line
+    again = run_batch("run", cfg, jobs, output_dir=out)
+    assert [os.path.basename(r["output"]) for r in again.records] == ["a.mp4"] and again.skipped == 1
+    assert (out / "a.mp4").read_bytes() == good
+    other = dataclasses.replace(cfg, crf=30)  # other settings: everything redone
+    assert [os.path.basename(r["output"]) for r in run_batch("run", other, jobs, output_dir=out).records] == [
+        "a.mp4", "c.mp4"]
+
+
+# ------------------------------------------------------------------------------------------ engines
+def descendants() -> list[int]:
+    """PIDs of the processes this test process started (children, grandchildren, ...)."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    out, todo = [], [os.getpid()]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out += kids
+        todo += kids
+    return out
+
+
+def writer_of(directory: Path) -> tuple[int, str] | None:
+    """(pid, temporary file) of a process started by this test that has a depix temp file in
+    `directory` open: a worker in the middle of encoding a video."""
+    for pid in descendants():
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith(str(directory)) and ".depix-tmp-" in target:
+                    return pid, target
+        except OSError:
+            continue
+    return None
+
+
+def kill_mid_video(out: Path, batch: threading.Thread) -> tuple[int, str]:
+    """Wait until a worker writes the long clip's output, SIGKILL it; returns (pid, temp file)."""
+    deadline = time.monotonic() + BOUND_S
+    while time.monotonic() < deadline and batch.is_alive():
+        found = writer_of(out)
+        if found is not None and "long.mp4" in found[1]:
+            os.kill(found[0], signal.SIGKILL)
+            return found
+        time.sleep(0.005)
+    pytest.fail("no worker was seen writing long.mp4")
+
+
+@pytest.fixture(scope="module")
+def batch_in(tmp_path_factory, tree):
+    """Three short clips and one long one (a worker gets killed on it), flat."""
+    d = tmp_path_factory.mktemp("batch") / "in"
+    d.mkdir()
+    for rel in GOOD:
+        (d / Path(rel).name).write_bytes((tree / rel).read_bytes())
+    make_synthetic_clip(d / "long.mp4", LONG_FRAMES)
+    return d
+
+
+@pytest.fixture(scope="module")
+def reference(batch_in, tiny_weights, tmp_path_factory):
+    """Outputs of the batch in this process (--jobs 1): [size, sha256] per output."""
+    out = tmp_path_factory.mktemp("ref") / "out"
+    r = CliRunner().invoke(main, run_args(batch_in, out, tiny_weights))
+    assert r.exit_code == 0, r.output
+    return outputs(out)
+
+
+def run_in_thread(fn) -> tuple[threading.Thread, list]:
+    box: list = []
+    t = threading.Thread(target=lambda: box.append(fn()), daemon=True)
+    t.start()
+    return t, box
+
+
+def check_complete(out: Path, reference: dict, killed_pid: int) -> None:
+    lines = [json.loads(x) for x in (out / "depix-batch.jsonl").read_text().splitlines()]
+    assert sorted(os.path.basename(r["output"]) for r in lines) == ["a.mp4", "b.mov", "c.mp4", "long.mp4"]
+    assert all(r["status"] == "done" for r in lines)  # one record each, all done: nothing lost
+    long = next(r for r in lines if r["output"].endswith("long.mp4"))
+    assert long["frames"] == LONG_FRAMES and not long["worker"].endswith(f":{killed_pid}")
+    assert outputs(out) == reference  # byte-identical to the in-process run
+    assert probe(out / "long.mp4").frames == LONG_FRAMES
+    assert leftovers(out) == []  # the killed worker's temp file was swept
+
+
+def test_local_jobs_survive_a_killed_worker_with_identical_outputs(batch_in, reference, tiny_weights, tmp_path):
+    out = tmp_path / "out"
+    cfg = RunConfig(weights=tiny_weights, region=(60, 30, 40, 50), preset="ultrafast")
+    jobs = plan_jobs("run", [str(batch_in)], out)
+    batch, box = run_in_thread(lambda: run_batch("run", cfg, jobs, BatchConfig(jobs=2), output_dir=out))
+    pid, _ = kill_mid_video(out, batch)
+    batch.join(BOUND_S)
+    assert not batch.is_alive() and box and box[0].engine == "2 local processes"
+    check_complete(out, reference, pid)
+
+
+def test_cluster_gives_identical_outputs_and_survives_a_killed_worker(batch_in, reference, tiny_weights, tmp_path):
+    distributed = pytest.importorskip("distributed", reason="the cluster extra is not installed: "
+                                                            "pip install 'depix[cluster]' (scripts/install.sh does)")
+    out = tmp_path / "out"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None, worker_dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://127.0.0.1:")  # loopback only
+        args = run_args(batch_in, out, tiny_weights, "--cluster", address)
+        batch, box = run_in_thread(lambda: CliRunner().invoke(main, args))
+        pid, _ = kill_mid_video(out, batch)
+        batch.join(BOUND_S)
+        assert not batch.is_alive()
+    assert box[0].exit_code == 0, box[0].output
+    check_complete(out, reference, pid)
+    r = CliRunner().invoke(main, run_args(batch_in, out, tiny_weights, "--cluster", address))
+    assert r.exit_code == 0 and r.output == ""  # finished: nothing to do, the (closed) cluster is not contacted
+
+
+def test_cluster_env_name_matches_library():
+    from depixcli.batch import CLUSTER_ENV
+    from depixcli.commands.batch import CLUSTER_ENV as CLI_ENV
+
+    assert CLI_ENV == CLUSTER_ENV == "DASK_SCHEDULER_ADDRESS"
