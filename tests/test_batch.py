@@ -266,3 +266,23 @@ def test_cluster_env_name_matches_library():
     from depixcli.commands.batch import CLUSTER_ENV as CLI_ENV
 
     assert CLI_ENV == CLUSTER_ENV == "DASK_SCHEDULER_ADDRESS"
+
+
+# ------------------------------------------------------------------------------------------ audit
+def test_audit_batch_from_a_csv_writes_reports_and_fails_on_a_leak(tmp_path, tiny_weights):
+    make_synthetic_clip(tmp_path / "orig.mp4", 12, (320, 240))
+    (tmp_path / "copy.mp4").write_bytes((tmp_path / "orig.mp4").read_bytes())  # "anonymised": unchanged
+    (tmp_path / "list.csv").write_text("input,original\ncopy.mp4,orig.mp4\nmissing.mp4,orig.mp4\n")
+    args = ["audit", str(tmp_path / "list.csv"), "--json", str(tmp_path / "reports"), "--sheet",
+            str(tmp_path / "sheets"), "-w", tiny_weights, "--frames", "4", "-q", "--fail-on-leak"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1 and "Failed: " in r.output and "missing.mp4" in r.output  # a failure beats a leak
+    report = json.loads((tmp_path / "reports" / "copy.json").read_text())
+    assert report["verdict"] == "leaks" and (tmp_path / "sheets" / "copy.png").stat().st_size > 0
+    recs = read_manifest(tmp_path / "reports" / "depix-batch.jsonl")
+    rec = recs[str(tmp_path / "reports" / "copy.json")]
+    assert rec["verdict"] == "leaks" and rec["tracks"] == len(report["tracks"]) >= 1 and rec["frames"] == 12
+    assert set(rec["files"]) == {str(tmp_path / "reports" / "copy.json"), str(tmp_path / "sheets" / "copy.png")}
+    (tmp_path / "list.csv").write_text("input,original\ncopy.mp4,orig.mp4\n")
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 3 and r.output == ""  # finished earlier, nothing run: the recorded leak still counts
