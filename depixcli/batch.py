@@ -294,7 +294,6 @@ def run_batch(task: str, config, jobs: list[Job], cfg: BatchConfig = BatchConfig
     if hasattr(config, "quiet"):
         config = dataclasses.replace(config, quiet=True)
     manifest = cfg.manifest or os.path.join(os.fspath(output_dir), MANIFEST_NAME)
-    os.makedirs(os.path.dirname(os.path.abspath(manifest)), exist_ok=True)
     key = config_key(task, config)
     earlier = read_manifest(manifest)
     todo, previous = [], []
@@ -310,30 +309,36 @@ def run_batch(task: str, config, jobs: list[Job], cfg: BatchConfig = BatchConfig
     result = BatchResult(len(jobs), previous=previous, manifest=manifest, engine=engine)
     bar = tqdm(total=len(todo), unit="video", desc=f"{task} batch", disable=cfg.quiet or not todo,
                dynamic_ncols=True, file=sys.stderr)
-    try:
-        with open(manifest, "a", encoding="utf-8") as log:
-            def record(rec: dict) -> None:
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-                os.fsync(log.fileno())
-                result.records.append(rec)
-                if on_record is not None:
-                    with tqdm.external_write_mode(file=sys.stderr):
-                        on_record(rec)
-                bar.update(1)
+    log = None  # opened at the first record: a batch that cannot start leaves no file behind
 
-            if not todo:
-                pass
-            elif address:
-                run_cluster(task, config, todo, address, record)
-            elif cfg.jobs > 1 and len(todo) > 1:
-                run_local(task, config, todo, cfg.jobs, record)
-            else:
-                run_here(task, config, todo, record)
-    except OSError as exc:
-        raise OutputError(f"{manifest}: cannot write the result manifest ({exc.strerror or exc})") from None
+    def record(rec: dict) -> None:
+        nonlocal log
+        try:
+            if log is None:
+                os.makedirs(os.path.dirname(os.path.abspath(manifest)), exist_ok=True)
+                log = open(manifest, "a", encoding="utf-8")
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            os.fsync(log.fileno())
+        except OSError as exc:
+            raise OutputError(f"{manifest}: cannot write the result manifest ({exc.strerror or exc})") from None
+        result.records.append(rec)
+        if on_record is not None:
+            with tqdm.external_write_mode(file=sys.stderr):
+                on_record(rec)
+        bar.update(1)
+
+    try:
+        if todo and address:
+            run_cluster(task, config, todo, address, record)
+        elif cfg.jobs > 1 and len(todo) > 1:
+            run_local(task, config, todo, cfg.jobs, record)
+        else:
+            run_here(task, config, todo, record)
     finally:
         bar.close()
+        if log is not None:
+            log.close()
     for job in todo:
         _sweep_temps(job)
     result.wall_s = time.perf_counter() - t0

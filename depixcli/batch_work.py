@@ -217,6 +217,8 @@ def run_cluster(task, config, jobs, address: str, on_record) -> None:
                 rec = fut.result()
             except KilledWorker as exc:
                 rec = lost_record(task, config, job, f"Dask workers died under it ({exc})")
+            except Exception as exc:  # noqa: BLE001 - e.g. a worker without depix: recorded, the batch goes on
+                rec = lost_record(task, config, job, f"on the cluster: {type(exc).__name__}: {exc}")
             on_record(rec)
     finally:
         client.close()
