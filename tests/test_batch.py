@@ -92,6 +92,9 @@ def test_plan_mirrors_a_folder_a_glob_and_a_csv(tree, tmp_path):
         plan_jobs("run", [str(tree / "a.mp4"), str(tree)], out)
     with pytest.raises(OutputError, match="inside the input folder"):
         plan_jobs("run", [str(tree)], tree / "restored")
+    (tmp_path / "mpeg").mkdir()
+    (tmp_path / "mpeg" / "x.mpg").write_bytes(b"x")  # MPEG-PS (as in GRID / LipNet): a video, written as .mp4
+    assert [os.path.basename(j.output) for j in plan_jobs("run", [str(tmp_path / "mpeg")], out)] == ["x.mp4"]
     with pytest.raises(InputError, match="no video file matches"):
         plan_jobs("run", [str(tree / "*.mkv")], out)
 
