@@ -1,7 +1,7 @@
 """Per-video work of a batch (`depixcli.batch`), and where it runs: here, local processes or Dask.
 
 `process_job` calls the library entry point of the task (`run.run_video`, `pixelate.pixelate_video`,
-`audit.audit_video` + `audit.write_json`) on one `batch.Job` and returns its record (a dict, one JSON line
+`audit.audit_video` + `audit_report.write_json`) on one `batch.Job` and returns its record (a dict, one JSON line
 of the result manifest): input, output, original, task, status (done | failed), frames, tracks, fps,
 seconds, error (one line) and error_kind (input | output | depix | bug | worker), config (`config_key`),
 inputs ({path: [size, mtime_ns]}), files ({output path: [size, SHA-256]}), worker (host:pid) and, for
@@ -99,7 +99,8 @@ def _work(task: str, config, job, key: str) -> dict:
                                                                max_side=config.max_side))
         s = pixelate_video(job.input, job.output, config, job.extra, quiet=True, detector=det)
         return {"frames": s.frames, "tracks": s.tracks, "notes": s.notes}
-    from depixcli.audit import audit_video, gallery_photos, write_json, write_sheet
+    from depixcli.audit import audit_video, gallery_photos
+    from depixcli.audit_report import write_json, write_sheet
     from depixcli.identity import SFaceIdentity
     from depixcli.reconstruct import load_reconstructor
 
