@@ -101,7 +101,10 @@ def onnx_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except ImportError:
         raise BackendError("the SFace identity loss reads the ONNX file with the onnx package: "
                            "pip install onnx (or depix[train])") from None
-    graph = onnx.load(str(path)).graph
+    try:
+        graph = onnx.load(str(path)).graph
+    except Exception as exc:  # OSError, protobuf DecodeError, ...: one line, not a traceback
+        raise BackendError(f"{path}: cannot read the SFace ONNX ({type(exc).__name__}: {exc})") from None
     raw = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     out = {k: v.astype(np.float32) for k, v in raw.items() if v.dtype == np.float32}
     for node in graph.node:

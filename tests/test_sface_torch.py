@@ -135,6 +135,13 @@ def test_onnx_weights_are_dequantised_float():
     assert 0 < np.abs(w["conv_2_conv2d_weight"]).max() < 10
 
 
+def test_corrupt_onnx_is_a_backend_error(tmp_path):
+    bad = tmp_path / "sface.onnx"
+    bad.write_bytes(b"\x00not an onnx model" * 10)
+    with pytest.raises(BackendError, match="cannot read the SFace ONNX"):
+        build_sface_net(bad)
+
+
 def test_missing_onnx_package_is_a_backend_error(monkeypatch):
     import sys
 
