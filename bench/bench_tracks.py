@@ -193,7 +193,7 @@ def measure(path: Path, info, truth: list[dict]) -> dict:
 
     stats = RunStats()
     t0 = time.perf_counter()
-    per_frame, _ = locate_observations(path, stats, _NoBar())
+    per_frame, _, _ = locate_observations(path, stats, _NoBar())
     seconds = time.perf_counter() - t0
     from depixcli.video import probe
 

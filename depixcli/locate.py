@@ -1100,3 +1100,70 @@ def _iou(a, b) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return float(inter / union) if union > 0 else 0.0
+
+
+# ------------------------------------------------------------------------------------------ block values
+VALUE_KINDS = ("mean", "centre", "corner")  # block value: cell mean | centre sample | top-left pixel (deface)
+VALUE_TEXTURE = 6.0  # grey levels: outside border segments flatter than this (std) say nothing about the values
+VALUE_CORNER_RATIO = 0.6  # corner samples when their error is below this share of the best other hypothesis's
+VALUE_RATIO = 0.85  # means (centre samples) when their error is below this share of the other's
+VALUE_MIN_BLOCKS = 8  # border blocks with texture outside needed for a decision
+
+
+def border_value_errors(frame: np.ndarray, region: MosaicRegion) -> np.ndarray:
+    """How well each border block's value matches the true pixels just outside the mosaic, per hypothesis.
+
+    A block's value (median of its interior) is compared with the row (column) of pixels just outside
+    the mosaic along that block: with their mean (block means), with the pixel across from the block's
+    centre (centre samples) and with the pixel next to its first row / column (top-left samples, as
+    deface takes them: on the top and left sides that pixel touches the border). Only border segments
+    with texture (std > VALUE_TEXTURE) count; flat ones fit every hypothesis.
+    Returns `(n, 4)` float64 rows `(near, e_mean, e_centre, e_corner)` in grey levels, near = 1 on the top
+    and left sides (where a top-left sample lies next to the border), 0 on the others.
+    """
+    g = _gray(np.ascontiguousarray(frame)).astype(np.float64)
+    H, W = g.shape
+    x0, y0, x1, y1 = region.rect
+    rows = []
+    for axis, (lo, hi, cell, origin) in enumerate(((x0, x1, region.cell_w, region.origin_x),
+                                                   (y0, y1, region.cell_h, region.origin_y))):
+        # blocks along this axis: whole cells inside [lo, hi)
+        k0 = int(math.ceil((lo - origin) / cell - 1e-6))
+        k1 = int(math.floor((hi - origin) / cell + 1e-6))
+        across = (y0, y1, region.cell_h) if axis == 0 else (x0, x1, region.cell_w)
+        for near, pos, first in ((1, across[0] - 1, across[0]), (0, across[1], across[1] - across[2])):
+            if not (0 <= pos < (H if axis == 0 else W)):
+                continue
+            line = g[pos] if axis == 0 else g[:, pos]
+            fa, fb = int(round(first)), int(round(first + across[2]))
+            for k in range(k0, k1):
+                a = int(math.ceil(origin + k * cell - 0.5))
+                b = int(math.ceil(origin + (k + 1) * cell - 0.5))
+                if a < lo or b > hi or b - a < 3 or fb - fa < 3:
+                    continue
+                seg = line[a:b]
+                if seg.std() <= VALUE_TEXTURE:
+                    continue
+                block = g[fa + 1:fb - 1, a + 1:b - 1] if axis == 0 else g[a + 1:b - 1, fa + 1:fb - 1]
+                v = float(np.median(block))
+                rows.append((near, abs(v - seg.mean()), abs(v - line[(a + b) // 2]), abs(v - line[a])))
+    return np.array(rows, np.float64).reshape(-1, 4)
+
+
+def classify_values(errors: np.ndarray) -> str:
+    """Value kind of a mosaic from `border_value_errors` rows (pooled over its frames): one of VALUE_KINDS,
+    or "unclear" (too few textured border blocks, or no hypothesis clearly better)."""
+    errors = np.asarray(errors, np.float64).reshape(-1, 4)
+    near = errors[errors[:, 0] > 0]
+    if len(errors) < VALUE_MIN_BLOCKS:
+        return "unclear"
+    if len(near) >= VALUE_MIN_BLOCKS:
+        e_mean, e_centre, e_corner = np.median(near[:, 1:], axis=0)
+        if e_corner < VALUE_CORNER_RATIO * min(e_mean, e_centre):
+            return "corner"
+    e_mean, e_centre = np.median(errors[:, 1:3], axis=0)
+    if e_mean < VALUE_RATIO * e_centre:
+        return "mean"
+    if e_centre < VALUE_RATIO * e_mean:
+        return "centre"
+    return "unclear"

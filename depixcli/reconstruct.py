@@ -23,8 +23,9 @@ from depixcli.geometry import CropBox, crop, head_box, uncrop
 
 MOSAIC_SCALE = 1.3  # mosaic rect side / tight face box side, as `depix pixelate` and training place it
 FULL_FRAME_COVER = 0.85  # a mosaic covering this fraction of the frame area: the video is a face crop
-FEATHER_FRAC = 0.06  # feather width / longer side of the mosaic rect
-MIN_FEATHER = 2.0  # px, narrowest feather
+FEATHER_FRAC = 0.015  # feather width / longer side of the mosaic rect
+MIN_FEATHER = 1.5  # px, narrowest feather
+MAX_FEATHER = 4.0  # px, widest feather: nothing farther than this outside the mosaic rect changes
 # Low-pass sigma of the colour match, in mosaic cells. Above ~0.5 no block pattern leaks in; larger keeps
 # more of the model's own mid frequencies: pasting the true crop into a val clip (lipnet bbaf2n, 8 and 16
 # blocks) gave a mean error of 4.5 grey levels at 0.7 cells, 3.7 at 2 and 3.6 at 3, and a smooth colour
@@ -32,7 +33,12 @@ MIN_FEATHER = 2.0  # px, narrowest feather
 COLOUR_SIGMA_CELLS = 2.0
 DEFAULT_CELLS = 16  # cells across a mosaic whose block size is unknown (the paper's 16 x 16)
 MIN_COLOUR_SIGMA = 1.0  # px
-PROJECT = True  # pull each reconstruction back to the observed block means before pasting (project_crop)
+PROJECT = True  # pull each reconstruction back to the observed block values before pasting (evidence_step)
+MIN_BLOCK_PX = 3.0  # crop px: smaller cells are not checked for blocks the model left (leftover_blocks)
+LEFTOVER_FLOOR = 1.0  # grey levels added to a cell's inner differences (a flat block has none)
+LEFTOVER_RATIO = 3.0  # grid-line step / inner difference from which a cell counts as a block (fully at 2x this)
+LEFTOVER_SIGMA = 0.5  # cells: smoothing of the blend towards interpolated values over leftover blocks
+SAMPLE_EVIDENCE = True  # point-sampled blocks: fix each sample point's neighbourhood (project_samples), else skip
 FLIP_ENSEMBLE = True  # average each reconstruction with that of the mirrored stack (Reconstructor)
 DEFAULT_WEIGHTS_NAME = "depix-default.safetensors"
 WEIGHTS_ENV = "DEPIX_WEIGHTS"  # environment variable naming a weights file; overrides the shipped one
@@ -77,9 +83,9 @@ def rect_for_face(face_xyxy, scale: float = MOSAIC_SCALE) -> tuple[float, float,
 
 
 def feather_width(rect) -> float:
-    """Feather width in px, proportional to the mosaic (face) size."""
+    """Feather width in px outside the mosaic rect: proportional to its size, MIN_FEATHER to MAX_FEATHER."""
     x0, y0, x1, y1 = (float(v) for v in rect)
-    return max(MIN_FEATHER, FEATHER_FRAC * max(x1 - x0, y1 - y0))
+    return float(np.clip(FEATHER_FRAC * max(x1 - x0, y1 - y0), MIN_FEATHER, MAX_FEATHER))
 
 
 def colour_sigma(rect, cell_px: float | None) -> float:
@@ -128,69 +134,317 @@ def colour_match(recon: np.ndarray, reference: np.ndarray, sigma: float) -> np.n
     return recon + (low(reference) - low(recon))
 
 
-def project_crop(recon: np.ndarray, source_crop: np.ndarray, box: CropBox, rect, cell_px: float) -> np.ndarray:
-    """`degrade.project_to_mosaic` in crop space: `(S, S, 3)` uint8 reconstruction and mosaiced source crop of
-    `box`, the mosaic `rect` (whole cells, a grid line on its corner) and cell side `cell_px` in frame px ->
-    `(S, S, 3)` uint8 whose block means over the mosaic's grid are the observed ones (smoothly)."""
+# --------------------------------------------------------------------------------------------- mosaic grid
+def value_position(values: str, cell) -> tuple[float, float]:
+    """Where in its cell a block's value comes from, in cells (x, y): the centre for block means and centre
+    samples, the top-left pixel's centre for corner samples (`values` "corner"; `cell` (w, h) px)."""
+    if values == "corner":
+        cw, ch = (float(cell), float(cell)) if np.isscalar(cell) else (float(cell[0]), float(cell[1]))
+        return (0.5 / cw, 0.5 / ch)
+    return (0.5, 0.5)
+
+
+def grid_origin(rect, origin, frame_hw: tuple[int, int]) -> tuple[float, float]:
+    """A grid line (x, y) px of a mosaic: `origin` when known (not None / nan), else a side of its `rect`
+    that is not the frame border (the locator's rects lie on grid lines except at the frame border)."""
+    if origin is not None and not np.isnan(np.asarray(origin, np.float64)).any():
+        return float(origin[0]), float(origin[1])
+    H, W = frame_hw
+    x0, y0, x1, y1 = (float(v) for v in rect)
+    return (x1 if x0 <= 0 and x1 < W else x0), (y1 if y0 <= 0 and y1 < H else y0)
+
+
+def cover_box(box: CropBox, rect, margin: float) -> CropBox:
+    """The smallest change of the square crop `box` that contains `rect` grown by `margin` px: the crop a
+    reconstruction must cover so that every mosaic pixel is replaced (`box` itself when it already does)."""
+    bx0, by0, bx1, by1 = box.xyxy
+    x0, y0, x1, y1 = (float(v) for v in rect)
+    x0, y0, x1, y1 = x0 - margin, y0 - margin, x1 + margin, y1 + margin
+    if x0 >= bx0 and y0 >= by0 and x1 <= bx1 and y1 <= by1:
+        return box
+    ux0, uy0, ux1, uy1 = min(bx0, x0), min(by0, y0), max(bx1, x1), max(by1, y1)
+    side = max(ux1 - ux0, uy1 - uy0)
+    # keep the union's centre on the axis that sets the side; on the other, move as little as possible
+    cx = min(max(box.cx, x1 - side / 2), x0 + side / 2)
+    cy = min(max(box.cy, y1 - side / 2), y0 + side / 2)
+    return CropBox(float(cx), float(cy), float(side))
+
+
+def crop_grid(box: CropBox, S: int, rect, origin, cell) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A frame-space mosaic grid (`rect` xyxy, `origin` (x, y) grid line, `cell` (w, h), px) in the
+    coordinates of the `S`-px crop of `box`: `(origin (2,), cell (2,), rect (4,))` float64 crop px."""
+    k = S / box.size
+    bx0, by0, _, _ = box.xyxy
+    o = np.array([(origin[0] - bx0) * k, (origin[1] - by0) * k])
+    c = np.asarray(cell, np.float64).reshape(-1)
+    c = (np.repeat(c, 2) if c.size == 1 else c[:2]) * k
+    r = np.array([(rect[0] - bx0) * k, (rect[1] - by0) * k, (rect[2] - bx0) * k, (rect[3] - by0) * k])
+    return o, c, r
+
+
+def _grid(rect, origin, cell, frame_hw):
+    """MosaicGrid over the (rounded, frame-clipped) `rect` with a float grid; None when nothing is visible."""
+    from depixcli.mosaic import MosaicGrid
+
+    H, W = frame_hw
+    x0, y0 = max(int(np.floor(rect[0] + 0.5)), 0), max(int(np.floor(rect[1] + 0.5)), 0)
+    x1, y1 = min(int(np.floor(rect[2] + 0.5)), W), min(int(np.floor(rect[3] + 0.5)), H)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return MosaicGrid(x0, y0, x1, y1, float(cell[0]), float(cell[1]), float(origin[0]), float(origin[1]))
+
+
+def interpolate_values(image: np.ndarray, rect, origin, cell, value_pos=(0.5, 0.5)) -> tuple[np.ndarray, tuple] | None:
+    """Bicubic interpolation of the block values of the mosaic in `image` (`(H, W, C)` uint8, frame or crop):
+    each block's value (its mean, which for a mosaic is its one colour) placed where it was taken
+    (`value_pos`, cells) on the grid (`origin`, `cell` (w, h) px) of `rect`. Returns `(patch (h, w, C)
+    float32, (x0, y0, x1, y1))` over the rect's integer pixels inside the image, or None when none are."""
+    import cv2
+
+    from depixcli.mosaic import cell_index, cell_values
+
+    grid = _grid(rect, origin, cell, image.shape[:2])
+    if grid is None:
+        return None
+    values, _, _ = cell_values(image, grid)
+    x0, y0, x1, y1 = grid.rect
+    kx0 = cell_index(x0, x0 + 1, grid.origin_x, grid.cell_w)[0]
+    ky0 = cell_index(y0, y0 + 1, grid.origin_y, grid.cell_h)[0]
+    u = (np.arange(x0, x1) + 0.5 - grid.origin_x) / grid.cell_w - value_pos[0] - kx0
+    v = (np.arange(y0, y1) + 0.5 - grid.origin_y) / grid.cell_h - value_pos[1] - ky0
+    mx = np.broadcast_to(u[None, :], (y1 - y0, x1 - x0)).astype(np.float32)
+    my = np.broadcast_to(v[:, None], (y1 - y0, x1 - x0)).astype(np.float32)
+    src = np.ascontiguousarray(values.astype(np.float32))
+    out = cv2.remap(src, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(y1 - y0, x1 - x0, -1), grid.rect
+
+
+def project_samples(recon: np.ndarray, source_crop: np.ndarray, origin, cell, rect, value_pos) -> np.ndarray:
+    """The evidence step for point-sampled blocks: `(S, S, 3)` uint8 reconstruction -> `(S, S, 3)` uint8 that
+    takes, at each block's sample point (`value_pos` in cells on the grid `origin`, `cell` (w, h) crop px),
+    the block value observed in `source_crop`; the correction is interpolated bicubically between the
+    sample points (smooth, no block edges) and applied inside `rect` (crop px) only."""
+    import cv2
+
+    grid = _grid(rect, origin, cell, recon.shape[:2])
+    if grid is None:
+        return recon
+    from depixcli.mosaic import cell_values
+
+    values, cs, rs = cell_values(source_crop, grid)
+    x0, y0, x1, y1 = grid.rect
+    # sample points of the visible cells, index coordinates of the crop
+    px = grid.origin_x + (np.floor((x0 + cs + 0.5 - grid.origin_x) / grid.cell_w) + value_pos[0]) * grid.cell_w - 0.5
+    py = grid.origin_y + (np.floor((y0 + rs + 0.5 - grid.origin_y) / grid.cell_h) + value_pos[1]) * grid.cell_h - 0.5
+    mx = np.broadcast_to(px[None, :], values.shape[:2]).astype(np.float32)
+    my = np.broadcast_to(py[:, None], values.shape[:2]).astype(np.float32)
+    at = cv2.remap(recon.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    delta = np.ascontiguousarray((values - at.reshape(values.shape)).astype(np.float32))
+    kx0 = np.floor((x0 + 0.5 - grid.origin_x) / grid.cell_w)
+    ky0 = np.floor((y0 + 0.5 - grid.origin_y) / grid.cell_h)
+    u = (np.arange(x0, x1) + 0.5 - grid.origin_x) / grid.cell_w - value_pos[0] - kx0
+    v = (np.arange(y0, y1) + 0.5 - grid.origin_y) / grid.cell_h - value_pos[1] - ky0
+    mu = np.broadcast_to(u[None, :], (y1 - y0, x1 - x0)).astype(np.float32)
+    mv = np.broadcast_to(v[:, None], (y1 - y0, x1 - x0)).astype(np.float32)
+    corr = cv2.remap(delta, mu, mv, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE).reshape(y1 - y0, x1 - x0, -1)
+    out = recon.astype(np.float32)
+    out[y0:y1, x0:x1] += corr
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def project_crop(recon: np.ndarray, source_crop: np.ndarray, origin, cell, rect) -> np.ndarray:
+    """`degrade.project_to_mosaic` in crop space: `(S, S, 3)` uint8 reconstruction and mosaiced source crop,
+    the mosaic grid in crop px (`origin` (x, y) grid line, `cell` (w, h), `rect` xyxy) -> `(S, S, 3)` uint8
+    whose block means over the grid are the observed ones (smoothly). For block means only."""
     import torch
 
     from depixcli.degrade import project_to_mosaic
 
     S = recon.shape[0]
-    scale = S / box.size
-    bx0, by0, _, _ = box.xyxy
-    x0, y0, x1, y1 = (float(v) for v in rect)
-    crect = np.clip([(x0 - bx0) * scale, (y0 - by0) * scale, (x1 - bx0) * scale, (y1 - by0) * scale], 0, S)
-    if crect[2] - crect[0] < 2 * cell_px * scale or crect[3] - crect[1] < 2 * cell_px * scale:
+    crect = np.clip(np.asarray(rect, np.float64), 0, S)
+    if crect[2] - crect[0] < 2 * cell[0] or crect[3] - crect[1] < 2 * cell[1]:
         return recon
 
     def t(x):
         return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 255.0
 
-    out = project_to_mosaic(t(recon), t(source_crop), torch.tensor([[(x0 - bx0) * scale, (y0 - by0) * scale]]),
-                            torch.full((1, 2), cell_px * scale), torch.tensor(crect[None], dtype=torch.float32))
+    f32 = torch.float32
+    out = project_to_mosaic(t(recon), t(source_crop), torch.tensor([list(origin)], dtype=f32),
+                            torch.tensor([list(cell)], dtype=f32), torch.tensor(crect[None], dtype=f32))
     return (out[0].permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+
+
+def leftover_blocks(image: np.ndarray, origin, cell, rect) -> np.ndarray | None:
+    """`(Ny, Nx)` float in [0, 1] per visible cell of the grid (`origin`, `cell` (w, h), `rect`; px of
+    `image`, `(h, w, 3)` uint8): how much the cell still looks like a mosaic block, i.e. the grey-level step
+    across its left and top grid lines against the differences inside it (a block: steps, a flat inside).
+    None when the cells are too small to tell (< MIN_BLOCK_PX) or none is visible."""
+    from depixcli.mosaic import cell_index
+
+    grid = _grid(rect, origin, cell, image.shape[:2])
+    if grid is None or min(cell) < MIN_BLOCK_PX:
+        return None
+    g = image.astype(np.float32).mean(-1)
+    x0, y0, x1, y1 = grid.rect
+    ix = cell_index(x0, x1, grid.origin_x, grid.cell_w)
+    iy = cell_index(y0, y1, grid.origin_y, grid.cell_h)
+    line_x = np.r_[False, ix[1:] != ix[:-1]]  # a pixel column that starts a cell (its left neighbour is another)
+    line_y = np.r_[False, iy[1:] != iy[:-1]]
+    dx = np.abs(np.diff(g[y0:y1, max(x0 - 1, 0):x1], axis=1))  # difference to the left neighbour
+    dy = np.abs(np.diff(g[max(y0 - 1, 0):y1, x0:x1], axis=0))
+    if x0 == 0:
+        dx = np.concatenate([np.zeros_like(dx[:, :1]), dx], 1)
+        line_x[0] = False
+    if y0 == 0:
+        dy = np.concatenate([np.zeros_like(dy[:1]), dy], 0)
+        line_y[0] = False
+    cx, cy = ix - ix[0], iy - iy[0]
+    nx, ny = int(cx[-1]) + 1, int(cy[-1]) + 1
+
+    def per_cell(v: np.ndarray, keep: np.ndarray) -> np.ndarray:  # mean of v over each cell's kept pixels
+        w = keep.astype(np.float32)
+        sums = np.zeros((ny, nx), np.float64)
+        cnt = np.zeros((ny, nx), np.float64)
+        np.add.at(sums, (cy[:, None], cx[None, :]), v * w)
+        np.add.at(cnt, (cy[:, None], cx[None, :]), w)
+        return sums / np.maximum(cnt, 1.0)
+
+    lx, ly = np.broadcast_to(line_x[None, :], dx.shape), np.broadcast_to(line_y[:, None], dy.shape)
+    step = per_cell(dx, lx) + per_cell(dy, ly)
+    inner = per_cell(dx, ~lx) + per_cell(dy, ~ly)
+    ratio = step / (inner + LEFTOVER_FLOOR)
+    return np.clip((ratio - LEFTOVER_RATIO) / LEFTOVER_RATIO, 0.0, 1.0) * (step > 2 * LEFTOVER_FLOOR)
+
+
+def fill_leftover_blocks(recon: np.ndarray, source_crop: np.ndarray, origin, cell, rect, values: str) -> np.ndarray:
+    """Cells where the `(S, S, 3)` uint8 reconstruction kept the mosaic's blocks (`leftover_blocks`; a model
+    can leave rows of them, e.g. over clothes it never saw under a mosaic) get the interpolated block
+    values of `source_crop` instead (`interpolate_values`), blended in smoothly (grid in crop px)."""
+    import cv2
+
+    blocky = leftover_blocks(recon, origin, cell, rect)
+    if blocky is None or not blocky.any():
+        return recon
+    fit = interpolate_values(source_crop, rect, origin, cell, value_position(values, cell))
+    if fit is None:
+        return recon
+    patch, (x0, y0, x1, y1) = fit
+    from depixcli.mosaic import cell_index
+
+    cx = cell_index(x0, x1, origin[0], cell[0])
+    cy = cell_index(y0, y1, origin[1], cell[1])
+    w = blocky[(cy - cy[0])[:, None], (cx - cx[0])[None, :]].astype(np.float32)
+    w = np.clip(cv2.GaussianBlur(w, (0, 0), LEFTOVER_SIGMA * max(cell), borderType=cv2.BORDER_REPLICATE) * 2, 0, 1)
+    out = recon.astype(np.float32)
+    out[y0:y1, x0:x1] = out[y0:y1, x0:x1] * (1 - w[..., None]) + patch * w[..., None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def evidence_step(recon: np.ndarray, source_crop: np.ndarray, origin, cell, rect, values: str) -> np.ndarray:
+    """Pull a `(S, S, 3)` uint8 reconstruction back to what the mosaic observed, by its value kind (grid in crop
+    px): block means (and "unclear") -> `project_crop`; point samples ("centre", "corner") ->
+    `project_samples` when SAMPLE_EVIDENCE, else unchanged. Samples are never pulled to block means."""
+    if values in ("centre", "corner"):
+        if not SAMPLE_EVIDENCE:
+            return recon
+        return project_samples(recon, source_crop, origin, cell, rect, value_position(values, cell))
+    return project_crop(recon, source_crop, origin, cell, rect)
+
+
+def _shifted(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """`image` moved by (dx, dy) px, borders replicated."""
+    import cv2
+
+    m = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
+    return cv2.warpAffine(image, m, image.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def paste(
     frame: np.ndarray,
-    recon: np.ndarray,
+    recon: np.ndarray | None,
     box: CropBox,
     rect,
-    cell_px: float | None = None,
+    cell_px=None,
     source_crop: np.ndarray | None = None,
     inplace: bool = False,
+    origin=None,
+    values: str = "mean",
 ) -> np.ndarray:
-    """Blend the `(S, S, 3)` uint8 reconstruction `recon` of crop `box` over the mosaic `rect` of `frame`.
+    """Replace the mosaic `rect` of `frame` with the `(S, S, 3)` uint8 reconstruction `recon` of crop `box`.
 
-    `source_crop` is the same crop of `frame` (the model's centre input; recomputed when None): its
-    low frequencies replace the reconstruction's (colour match, done in crop space where it is cheap).
-    With the mosaic's cell size known and `PROJECT`, the reconstruction is first pulled back to the block
-    means observed in `source_crop` (`project_crop`). The result is warped back into the frame with
-    `geometry.uncrop` (the half-pixel correct inverse of
-    `geometry.crop`) and blended with the feathered mask. Returns an `(H, W, 3)` uint8 frame
-    (`frame` itself, changed, when `inplace`); pixels outside the mask keep their exact values.
+    `cell_px`: the mosaic's cell side or (w, h) px, None when unknown; `origin`: a grid line (x, y) px (None:
+    a side of `rect`, see `grid_origin`); `values`: the block value kind ("mean", "centre", "corner",
+    "unclear"). `source_crop` is the same crop of `frame` (the model's centre input; recomputed when None).
+    With the grid known, the reconstruction first goes through the evidence step of its value kind
+    (`evidence_step`, when PROJECT). Then its low frequencies are replaced by those of `source_crop`
+    (colour match, in crop space; for corner samples the mosaic is moved by the half cell between a block's
+    sample and its centre), it is warped back with `geometry.uncrop` (the half-pixel correct inverse of
+    `geometry.crop`) and blended with a mask that is 1 on the whole rect and ramps to 0 within
+    `feather_width` px outside it. Rect pixels the crop does not cover (or all of them, with `recon` None:
+    the fallback for mosaics the model cannot handle) get `interpolate_values` of the mosaic, with the grid
+    known. Returns an `(H, W, 3)` uint8 frame (`frame` itself, changed, when `inplace`); pixels outside the
+    mask keep their exact values.
     """
     import cv2
 
     H, W = frame.shape[:2]
-    S = recon.shape[0]
     out = frame if inplace else frame.copy()
+    cell = None
+    if cell_px is not None and np.all(np.asarray(cell_px, np.float64) > 0):
+        c = np.asarray(cell_px, np.float64).reshape(-1)
+        cell = (float(c[0]), float(c[-1]))
+    origin = grid_origin(rect, origin, (H, W)) if cell is not None else None
+    feather = feather_width(rect)
+    rect_b = _past_frame_borders(rect, (H, W), feather)
+    fill = None  # (patch, (x0, y0, x1, y1)): interpolated block values for rect pixels the model does not cover
+    if recon is None:
+        if cell is None:
+            return out
+        fill = interpolate_values(frame, rect, origin, cell, value_position(values, cell))
+        if fill is not None:
+            patch, (x0, y0, x1, y1) = fill
+            out[y0:y1, x0:x1] = np.clip(np.rint(patch), 0, 255).astype(np.uint8)
+        return out
+    S = recon.shape[0]
     if source_crop is None:
         source_crop = crop(frame, box, S)
-    if PROJECT and cell_px:
-        recon = project_crop(recon, source_crop, box, rect, cell_px)
-    sigma = max(colour_sigma(rect, cell_px) * S / box.size, 0.5)  # crop px
-    matched = colour_match(recon.astype(np.float32), source_crop.astype(np.float32), sigma)
+    reference = source_crop.astype(np.float32)
+    if cell is not None:
+        o, c, r = crop_grid(box, S, rect, origin, cell)
+        if PROJECT:
+            recon = evidence_step(recon, source_crop, o, c, r, values)
+        recon = fill_leftover_blocks(recon, source_crop, o, c, r, values)
+        if values == "corner":  # the mosaic's blocks lie half a cell right of and below their samples
+            vx, vy = value_position(values, cell)
+            moved = _shifted(reference, -(0.5 - vx) * c[0], -(0.5 - vy) * c[1])
+            inside = blend_mask(r, 1.0, (0, 0, S, S))[..., None]
+            reference = moved * inside + reference * (1.0 - inside)
+    sigma = max(colour_sigma(rect, None if cell is None else max(cell)) * S / box.size, 0.5)  # crop px
+    matched = colour_match(recon.astype(np.float32), reference, sigma)
     matched = np.clip(np.rint(matched), 0, 255).astype(np.uint8)
-    rect = _past_frame_borders(rect, (H, W), feather_width(rect))
-    region = _paste_region(box, S, rect, (H, W))
+    region = _paste_region(rect_b, (H, W), feather)
     rx0, ry0, rx1, ry1 = region
     if rx1 <= rx0 or ry1 <= ry0:
         return out
-    warped, (px0, py0, _, _) = uncrop(matched, box, (H, W))  # half-pixel correct inverse of crop()
-    patch = warped[ry0 - py0 : ry1 - py0, rx0 - px0 : rx1 - px0]
-    mask = blend_mask(rect, feather_width(rect), region) * _inside_crop(box, S, region)
+    warped, (px0, py0, px1, py1) = uncrop(matched, box, (H, W))  # half-pixel correct inverse of crop()
+    patch = np.zeros((ry1 - ry0, rx1 - rx0, 3), np.uint8)
+    ix0, iy0, ix1, iy1 = max(rx0, px0), max(ry0, py0), min(rx1, px1), min(ry1, py1)
+    if ix1 > ix0 and iy1 > iy0:
+        patch[iy0 - ry0:iy1 - ry0, ix0 - rx0:ix1 - rx0] = warped[iy0 - py0:iy1 - py0, ix0 - px0:ix1 - px0]
+    covered = _inside_crop(box, S, region)
+    mask = blend_mask(rect_b, feather, region)
+    if cell is not None and (covered[mask >= 1.0] < 1.0).any():  # mosaic outside the crop: interpolated values
+        fill = interpolate_values(frame, rect, origin, cell, value_position(values, cell))
+    if fill is not None:
+        fpatch, (x0, y0, x1, y1) = fill
+        full = patch.astype(np.float32)
+        sub = (slice(y0 - ry0, y1 - ry0), slice(x0 - rx0, x1 - rx0))
+        cov = covered[sub][..., None]
+        full[sub] = full[sub] * cov + fpatch * (1.0 - cov)
+        patch = np.clip(np.rint(full), 0, 255).astype(np.uint8)
+        covered = covered.copy()
+        covered[sub] = 1.0
+    mask = mask * covered
     reference = out[ry0:ry1, rx0:rx1]
     blended = cv2.blendLinear(patch, reference, mask, 1.0 - mask)
     keep = mask <= 0.0
@@ -214,17 +468,14 @@ def _past_frame_borders(rect, frame_hw: tuple[int, int], feather: float) -> tupl
     return (x0, y0, x1, y1)
 
 
-def _paste_region(box: CropBox, S: int, rect, frame_hw: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Integer frame region a paste may change: mask support, inside the crop, inside the frame."""
+def _paste_region(rect, frame_hw: tuple[int, int], feather: float) -> tuple[int, int, int, int]:
+    """Integer frame region a paste may change: the rect grown by the feather, inside the frame."""
     H, W = frame_hw
-    half = feather_width(rect)  # the ramp reaches this far outside the rect
-    step = box.size / S
-    bx0, by0, bx1, by1 = box.xyxy
     x0, y0, x1, y1 = (float(v) for v in rect)
-    rx0 = max(int(np.floor(max(x0 - half, bx0 + step / 2))), 0)
-    ry0 = max(int(np.floor(max(y0 - half, by0 + step / 2))), 0)
-    rx1 = min(int(np.ceil(min(x1 + half, bx1 - step / 2))), W)
-    ry1 = min(int(np.ceil(min(y1 + half, by1 - step / 2))), H)
+    rx0 = max(int(np.floor(x0 - feather)), 0)
+    ry0 = max(int(np.floor(y0 - feather)), 0)
+    rx1 = min(int(np.ceil(x1 + feather)), W)
+    ry1 = min(int(np.ceil(y1 + feather)), H)
     return rx0, ry0, max(rx1, rx0), max(ry1, ry0)
 
 

