@@ -1116,10 +1116,14 @@ def border_value_errors(frame: np.ndarray, region: MosaicRegion) -> np.ndarray:
     A block's value (median of its interior) is compared with the row (column) of pixels just outside
     the mosaic along that block: with their mean (block means), with the pixel across from the block's
     centre (centre samples) and with the pixel next to its first row / column (top-left samples, as
-    deface takes them: on the top and left sides that pixel touches the border). Only border segments
-    with texture (std > VALUE_TEXTURE) count; flat ones fit every hypothesis.
-    Returns `(n, 4)` float64 rows `(near, e_mean, e_centre, e_corner)` in grey levels, near = 1 on the top
-    and left sides (where a top-left sample lies next to the border), 0 on the others.
+    deface takes them: on the top and left sides that pixel touches the border). Besides, the roughness
+    of the values along the border (|second difference| over three neighbouring blocks) is set beside that
+    of the outside line sampled at the block centres and averaged over the blocks: point samples are as
+    rough as the former, block means as smooth as the latter (or smoother). Only border segments with
+    texture (std > VALUE_TEXTURE) count; flat ones fit every hypothesis.
+    Returns `(n, 7)` float64 rows `(near, e_mean, e_centre, e_corner, rough_values, rough_samples,
+    rough_means)` in grey levels (roughness nan where a block has no textured neighbours on both sides),
+    near = 1 on the top and left sides (where a top-left sample lies next to the border), 0 on the others.
     """
     g = _gray(np.ascontiguousarray(frame)).astype(np.float64)
     H, W = g.shape
@@ -1136,34 +1140,46 @@ def border_value_errors(frame: np.ndarray, region: MosaicRegion) -> np.ndarray:
                 continue
             line = g[pos] if axis == 0 else g[:, pos]
             fa, fb = int(round(first)), int(round(first + across[2]))
+            side = []  # per block along this side: (k, v, mean, centre, corner, textured)
             for k in range(k0, k1):
                 a = int(math.ceil(origin + k * cell - 0.5))
                 b = int(math.ceil(origin + (k + 1) * cell - 0.5))
                 if a < lo or b > hi or b - a < 3 or fb - fa < 3:
                     continue
                 seg = line[a:b]
-                if seg.std() <= VALUE_TEXTURE:
-                    continue
                 block = g[fa + 1:fb - 1, a + 1:b - 1] if axis == 0 else g[a + 1:b - 1, fa + 1:fb - 1]
-                v = float(np.median(block))
-                rows.append((near, abs(v - seg.mean()), abs(v - line[(a + b) // 2]), abs(v - line[a])))
-    return np.array(rows, np.float64).reshape(-1, 4)
+                side.append((k, float(np.median(block)), seg.mean(), line[(a + b) // 2], line[a],
+                             seg.std() > VALUE_TEXTURE))
+            for j, (k, v, m, c, corner, textured) in enumerate(side):
+                if not textured:
+                    continue
+                rough = (np.nan, np.nan, np.nan)
+                if 0 < j < len(side) - 1 and side[j - 1][0] == k - 1 and side[j + 1][0] == k + 1:
+                    rough = tuple(abs(side[j][i] - (side[j - 1][i] + side[j + 1][i]) / 2) for i in (1, 3, 2))
+                rows.append((near, abs(v - m), abs(v - c), abs(v - corner), *rough))
+    return np.array(rows, np.float64).reshape(-1, 7)
 
 
 def classify_values(errors: np.ndarray) -> str:
     """Value kind of a mosaic from `border_value_errors` rows (pooled over its frames): one of VALUE_KINDS,
-    or "unclear" (too few textured border blocks, or no hypothesis clearly better)."""
-    errors = np.asarray(errors, np.float64).reshape(-1, 4)
+    or "unclear" (too few textured border blocks, or no hypothesis clearly better). Top-left samples match
+    the pixel next to them across the top and left sides far better than anything else; block means and
+    centre samples are told apart by how rough the values are along the border."""
+    errors = np.asarray(errors, np.float64).reshape(-1, 7)
     near = errors[errors[:, 0] > 0]
     if len(errors) < VALUE_MIN_BLOCKS:
         return "unclear"
     if len(near) >= VALUE_MIN_BLOCKS:
-        e_mean, e_centre, e_corner = np.median(near[:, 1:], axis=0)
+        e_mean, e_centre, e_corner = np.median(near[:, 1:4], axis=0)
         if e_corner < VALUE_CORNER_RATIO * min(e_mean, e_centre):
             return "corner"
-    e_mean, e_centre = np.median(errors[:, 1:3], axis=0)
-    if e_mean < VALUE_RATIO * e_centre:
+    rough = errors[~np.isnan(errors[:, 4])]
+    if len(rough) < VALUE_MIN_BLOCKS:
+        return "unclear"
+    r_v, r_p, r_m = (max(float(v), 1e-3) for v in np.median(rough[:, 4:7], axis=0))
+    d_sample, d_mean = abs(math.log(r_v / r_p)), abs(math.log(r_v / r_m)) if r_v > r_m else 0.0
+    if d_mean < VALUE_RATIO * d_sample:
         return "mean"
-    if e_centre < VALUE_RATIO * e_mean:
+    if d_sample < VALUE_RATIO * d_mean:
         return "centre"
     return "unclear"

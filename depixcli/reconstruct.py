@@ -37,6 +37,7 @@ PROJECT = True  # pull each reconstruction back to the observed block values bef
 MIN_BLOCK_PX = 3.0  # crop px: smaller cells are not checked for blocks the model left (leftover_blocks)
 LEFTOVER_FLOOR = 1.0  # grey levels added to a cell's inner differences (a flat block has none)
 LEFTOVER_RATIO = 3.0  # grid-line step / inner difference from which a cell counts as a block (fully at 2x this)
+LEFTOVER_FLAT = 4.0  # grey levels: ... and only a cell whose inner differences stay below this (a flat block)
 LEFTOVER_SIGMA = 0.5  # cells: smoothing of the blend towards interpolated values over leftover blocks
 SAMPLE_EVIDENCE = True  # point-sampled blocks: fix each sample point's neighbourhood (project_samples), else skip
 FLIP_ENSEMBLE = True  # average each reconstruction with that of the mirrored stack (Reconstructor)
@@ -313,7 +314,7 @@ def leftover_blocks(image: np.ndarray, origin, cell, rect) -> np.ndarray | None:
     step = per_cell(dx, lx) + per_cell(dy, ly)
     inner = per_cell(dx, ~lx) + per_cell(dy, ~ly)
     ratio = step / (inner + LEFTOVER_FLOOR)
-    return np.clip((ratio - LEFTOVER_RATIO) / LEFTOVER_RATIO, 0.0, 1.0) * (step > 2 * LEFTOVER_FLOOR)
+    return np.clip((ratio - LEFTOVER_RATIO) / LEFTOVER_RATIO, 0.0, 1.0) * (inner < LEFTOVER_FLAT)
 
 
 def fill_leftover_blocks(recon: np.ndarray, source_crop: np.ndarray, origin, cell, rect, values: str) -> np.ndarray:

@@ -1,0 +1,326 @@
+"""Measure issue 15: is every kind of real mosaic restored edge to edge, better than smoothing, and nothing else?
+
+    python bench/bench_mosaics.py ../shared/data/clips.csv -o OUTDIR [--clips 4] [--max-frames 24]
+        [--kinds blocks16 blocks8 size10 opencv12 deface20 centre16] [--sizes native small]
+        [--sample-evidence both|on|off] [--logo]
+
+Run from the repository root with depix importable (`PYTHONPATH=.`). Over the first `--clips` val clips of
+clips.csv (split == val), first `--max-frames` frames, each mosaic kind is made without depix's help
+for `depix run` to find:
+
+- `blocks16`, `blocks8`: block means, N x N over the YuNet face box x 1.3 (`depix pixelate --blocks N`);
+- `size10`: block means of a 10 px grid fixed to the image (`--block-size 10`);
+- `opencv12`: cv2 INTER_AREA down to 12 x 12 and INTER_NEAREST back up over the face box x 1.3;
+- `deface20`: deface's `--replacewith mosaic --mosaicsize 20`: CenterFace box grown 0.3 of its size on
+  every side, every 20 px block set to its top-left pixel, the grid on the (per-frame, jittery) box corner;
+- `centre16`: 16 x 16 centre samples (`--value center`).
+
+Each at the clip's native size and (`small`) scaled so that faces are about SMALL_FACE px wide (clips whose
+faces are already narrower than SMALL_FACE x 1.15 are skipped there). `--logo` adds, on the first clip,
+`blocks16` with a white logo drawn LOGO_GAP px right of the mosaic on every frame.
+
+The pixelated video (H.264 crf 18) goes through `run.run_video` with nothing given; its output is written
+at crf 0 so that "pixels changed outside" counts the paste, not the codec. Per frame with a mosaic, inside
+the true mosaic rect: PSNR (luma) of the output, of a Gaussian smoothing of the mosaic (sigma 0.5 block,
+`audit.attack_smooth`) and of bicubic interpolation of its block values on the true grid
+(`reconstruct.interpolate_values`) against the clean frame; the leftover-block ratio (energy of the
+luma gradient profile at the grid's own period, output / clean: 1 = no more block structure than the truth);
+and the share of pixels outside the rect grown by `reconstruct.MAX_FEATHER` + 1 px whose luma changed by
+more than OUTSIDE_LEVELS. Prints a table per kind and size, writes `OUTDIR/mosaics.json` and PNG strips
+`OUTDIR/<clip>__<kind>__<size>.png` (clean | pixelated | smoothing | output, around the mosaic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+KINDS = ("blocks16", "blocks8", "size10", "opencv12", "deface20", "centre16")
+SMALL_FACE = 80  # px, face width of the `small` size
+MOSAIC_SCALE = 1.3  # mosaic box / face box (depix pixelate, OpenCV recipe)
+DEFACE_GROW = 0.3  # deface's scale_bb: each side grows by (mask_scale - 1) x the box size, mask_scale 1.3
+DEFACE_SIZE = 20  # px, deface's default --mosaicsize
+OUTSIDE_LEVELS = 4.0  # luma grey levels: a larger change outside the mosaic counts as changed
+LOGO_GAP = 3  # px between the mosaic's right side and the logo
+STRIP_MARGIN = 0.25  # strip crops: the mosaic rect grown by this share of its size
+
+
+# ------------------------------------------------------------------------------------------ mosaics
+def deface_mosaic(image: np.ndarray, box, size: int = DEFACE_SIZE):
+    """deface's mosaic over a detector box: returns (frame, rect xyxy int, origin (x, y), cell)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = x2 - x1, y2 - y1
+    x1, y1, x2, y2 = np.round([x1 - DEFACE_GROW * w, y1 - DEFACE_GROW * h, x2 + DEFACE_GROW * w,
+                               y2 + DEFACE_GROW * h]).astype(int)
+    H, W = image.shape[:2]
+    x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, W - 1), min(y2, H - 1)  # deface clips to the frame
+    out = image.copy()
+    for y in range(y1, y2, size):
+        for x in range(x1, x2, size):  # cv2.rectangle(pt1, pt2) fills pt2 inclusive
+            out[y:min(y2, y + size - 1) + 1, x:min(x2, x + size - 1) + 1] = image[y, x]
+    return out, (x1, y1, x2 + 1, y2 + 1), (float(x1), float(y1)), (float(size), float(size))
+
+
+def make_mosaic(kind: str, image: np.ndarray, face, cface):
+    """(mosaiced frame, true rect xyxy int (frame-clipped), origin, cell (w, h), value kind) or None."""
+    import cv2
+
+    from depixcli.mosaic import apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks, scale_box
+
+    if kind == "deface20":
+        if cface is None:
+            return None
+        out, rect, origin, cell = deface_mosaic(image, cface)
+        return out, rect, origin, cell, "corner"
+    box = scale_box(face, MOSAIC_SCALE)
+    if kind == "opencv12":
+        H, W = image.shape[:2]
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)
+        if x1 - x0 < 12 or y1 - y0 < 12:
+            return None
+        out = image.copy()
+        small = cv2.resize(image[y0:y1, x0:x1], (12, 12), interpolation=cv2.INTER_AREA)
+        out[y0:y1, x0:x1] = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
+        return out, (x0, y0, x1, y1), (float(x0), float(y0)), ((x1 - x0) / 12, (y1 - y0) / 12), "mean"
+    grid = {"blocks16": lambda: grid_from_blocks(box, 16), "blocks8": lambda: grid_from_blocks(box, 8),
+            "size10": lambda: grid_from_block_size(box, 10),
+            "centre16": lambda: grid_from_blocks(box, 16, "center")}[kind]()
+    rect = clipped_rect(grid, image.shape[:2])
+    if rect[2] <= rect[0] or rect[3] <= rect[1]:
+        return None
+    return (apply_mosaic(image, grid), rect, (grid.origin_x, grid.origin_y), (grid.cell_w, grid.cell_h),
+            "centre" if grid.mode == "center" else "mean")
+
+
+def draw_logo(image: np.ndarray, rect) -> np.ndarray:
+    """A white 'TV' logo with a dark outline LOGO_GAP px right of `rect`, a third of its height."""
+    import cv2
+
+    out = image.copy()
+    x1, y0, _, y1 = rect[2], rect[1], rect[2], rect[3]
+    h = max((y1 - y0) // 3, 12)
+    x0 = x1 + LOGO_GAP
+    cv2.rectangle(out, (x0, y0), (x0 + h, y0 + h), (20, 20, 20), -1)
+    cv2.putText(out, "TV", (x0 + 2, y0 + int(h * 0.75)), cv2.FONT_HERSHEY_SIMPLEX, h / 40, (255, 255, 255),
+                max(1, h // 12))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ scores
+def luma(x: np.ndarray) -> np.ndarray:
+    from depixcli.metrics import luma as _luma
+
+    return _luma(x.astype(np.float64))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((luma(a) - luma(b)) ** 2))
+    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
+
+
+def grid_energy(img: np.ndarray, origin, cell) -> float:
+    """Energy of the luma gradient profiles (|d/dx| summed down the columns, |d/dy| along the rows) at the
+    grid's own period and phase: the block structure of `img` (a crop of the mosaic rect)."""
+    g = luma(img)
+    e = 0.0
+    for axis, (o, c) in enumerate(zip(origin, cell)):
+        d = np.abs(np.diff(g, axis=1 - axis)).mean(axis=axis)  # profile along x (axis 0) or y (axis 1)
+        pos = np.arange(d.size) + 1.0 - o  # position of the step between pixel i and i + 1
+        e += float(np.abs(np.sum(d * np.exp(-2j * np.pi * pos / c))) / max(d.size, 1))
+    return e
+
+
+def strip(path: Path, crops: list[np.ndarray]) -> None:
+    import cv2
+
+    h = 160
+    row = [cv2.resize(c, (max(1, round(c.shape[1] * h / c.shape[0])), h), interpolation=cv2.INTER_AREA)
+           for c in crops]
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(row, 1), cv2.COLOR_RGB2BGR))
+
+
+# ------------------------------------------------------------------------------------------ one case
+def run_case(clean: list[np.ndarray], faces, cfaces, kind: str, fps: float, work: Path, logo: bool,
+             sample_evidence: bool) -> dict | None:
+    from depixcli import reconstruct
+    from depixcli.audit import attack_smooth
+    from depixcli.reconstruct import MAX_FEATHER, interpolate_values, value_position
+    from depixcli.run import RunConfig, run_video
+    from depixcli.video import EncodeOptions, read_frames, write_test_clip
+
+    made, truth = [], []
+    for t, img in enumerate(clean):
+        m = make_mosaic(kind, img, faces[t], cfaces[t]) if faces[t] is not None else None
+        if m is not None and logo:
+            img = draw_logo(img, m[1])
+            clean[t] = img
+            m = make_mosaic(kind, img, faces[t], cfaces[t])
+        made.append(m[0] if m is not None else img)
+        truth.append(m[1:] if m is not None else None)
+    if sum(x is not None for x in truth) == 0:
+        return None
+    pix, out = work / "pix.mp4", work / "out.mp4"
+    write_test_clip(pix, made, fps=fps, options=EncodeOptions(crf=18, preset="veryfast"))
+    reconstruct.SAMPLE_EVIDENCE = sample_evidence
+    t0 = time.perf_counter()
+    stats = run_video(pix, out, RunConfig(crf=0, preset="ultrafast", quiet=True))
+    wall = time.perf_counter() - t0
+    mosaic = [f.image for f in read_frames(pix)]
+    restored = [f.image for f in read_frames(out)]
+    rows = []
+    mid = [t for t, x in enumerate(truth) if x is not None][len([x for x in truth if x is not None]) // 2]
+    strip_crops = None
+    for t, tr in enumerate(truth):
+        if tr is None or t >= len(restored):
+            continue
+        rect, origin, cell, vkind = tr
+        x0, y0, x1, y1 = rect
+        sl = (slice(y0, y1), slice(x0, x1))
+        cmax = max(cell)
+        smooth = attack_smooth(mosaic[t], cmax)
+        fit = interpolate_values(mosaic[t], rect, origin, cell, value_position(vkind, cell))
+        bic = np.clip(np.rint(fit[0]), 0, 255).astype(np.uint8) if fit is not None else mosaic[t][sl]
+        o = (origin[0] - x0, origin[1] - y0)
+        e_true = grid_energy(clean[t][sl], o, cell)
+        g = int(np.ceil(MAX_FEATHER)) + 1
+        ring = np.ones(clean[t].shape[:2], bool)
+        ring[max(y0 - g, 0):y1 + g, max(x0 - g, 0):x1 + g] = False
+        d = np.abs(luma(restored[t]) - luma(mosaic[t]))
+        rows.append({
+            "psnr_out": psnr(restored[t][sl], clean[t][sl]), "psnr_smooth": psnr(smooth[sl], clean[t][sl]),
+            "psnr_bicubic": psnr(bic, clean[t][sl]), "psnr_mosaic": psnr(mosaic[t][sl], clean[t][sl]),
+            "leftover": grid_energy(restored[t][sl], o, cell) / max(e_true, 1e-6),
+            "leftover_mosaic": grid_energy(mosaic[t][sl], o, cell) / max(e_true, 1e-6),
+            "changed_in": float((d[sl] > 0.5).mean()),
+            "changed_out": float((d[ring] > OUTSIDE_LEVELS).mean()) if ring.any() else 0.0,
+            "face_px": float(faces[t][2] - faces[t][0]) if faces[t] is not None else float("nan"),
+        })
+        if t == mid:
+            H, W = clean[t].shape[:2]
+            m = int(STRIP_MARGIN * max(x1 - x0, y1 - y0))
+            if logo:
+                m = max(m, (y1 - y0) // 3 + 2 * LOGO_GAP)
+            s2 = (slice(max(y0 - m, 0), min(y1 + m, H)), slice(max(x0 - m, 0), min(x1 + m, W)))
+            strip_crops = [clean[t][s2], mosaic[t][s2], smooth[s2], restored[t][s2]]
+    res = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+    res.update(frames=len(rows), wall_s=wall, summary=stats.mosaics)
+    return res, strip_crops
+
+
+# ------------------------------------------------------------------------------------------ main
+def face_boxes(frames: list[np.ndarray], detector) -> list:
+    """Largest detected face box per frame (None where none)."""
+    out = []
+    for f in frames:
+        dets = detector.detect(f)
+        out.append(max((d.box for d in dets), key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), default=None))
+    return out
+
+
+def smooth_track(boxes: list) -> list:
+    """YuNet boxes smoothed over time as `depix pixelate`'s tracks are (track.smooth_boxes), gaps kept."""
+    from depixcli.track import TrackConfig, smooth_boxes
+
+    idx = [i for i, b in enumerate(boxes) if b is not None]
+    if len(idx) < 2:
+        return boxes
+    sm = smooth_boxes(np.array([boxes[i] for i in idx], np.float64), TrackConfig().sigma)
+    out = list(boxes)
+    for k, i in enumerate(idx):
+        out[i] = sm[k]
+    return out
+
+
+def main(argv=None) -> int:
+    import cv2
+
+    from depixcli.detect import load_detector
+    from depixcli.video import probe, read_frames
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("clips_csv")
+    ap.add_argument("-o", "--out", required=True)
+    ap.add_argument("--clips", type=int, default=4, help="first N val clips")
+    ap.add_argument("--only", nargs="*", default=None, help="clip file names to use instead of the first N")
+    ap.add_argument("--max-frames", type=int, default=24)
+    ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    ap.add_argument("--sizes", nargs="+", default=["native", "small"], choices=["native", "small"])
+    ap.add_argument("--sample-evidence", default="on", choices=["on", "off", "both"])
+    ap.add_argument("--logo", action="store_true")
+    args = ap.parse_args(argv)
+
+    root = Path(args.clips_csv).resolve().parent
+    with open(args.clips_csv, newline="") as fh:
+        val = [r["file"] for r in csv.DictReader(fh) if r["split"] == "val"]
+    clips = [c for c in val if Path(c).name in args.only] if args.only else val[:args.clips]
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    yunet, centerface = load_detector("yunet"), load_detector("centerface")
+    results = []
+    for n, rel in enumerate(clips):
+        path = root / rel
+        fps = float(probe(path).fps)
+        frames = [f.image for _, f in zip(range(args.max_frames), read_frames(path))]
+        raw = face_boxes(frames, yunet)
+        widths = [b[2] - b[0] for b in raw if b is not None]
+        if not widths:
+            continue
+        for size in args.sizes:
+            k = 1.0
+            if size == "small":
+                k = SMALL_FACE / float(np.median(widths))
+                if k > 1 / 1.15:
+                    continue
+            imgs = frames if k == 1.0 else [cv2.resize(f, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+                                            for f in frames]
+            faces = smooth_track(raw if k == 1.0 else face_boxes(imgs, yunet))
+            cfaces = face_boxes(imgs, centerface)
+            cases = [(kind, False) for kind in args.kinds]
+            if args.logo and n == 0 and size == "native":
+                cases.append(("blocks16", True))
+            for kind, logo in cases:
+                evid = ([True, False] if args.sample_evidence == "both" else [args.sample_evidence == "on"]) \
+                    if kind in ("deface20", "centre16") else [True]
+                for ev in evid:
+                    name = kind + ("+logo" if logo else "") + ("" if ev or kind not in ("deface20", "centre16")
+                                                               else "/noevid")
+                    work = out_dir / "work"
+                    work.mkdir(exist_ok=True)
+                    got = run_case(list(imgs), faces, cfaces, kind, fps, work, logo, ev)
+                    if got is None:
+                        continue
+                    res, crops = got
+                    res.update(clip=Path(rel).name, kind=name, size=size)
+                    results.append(res)
+                    if crops is not None:
+                        strip(out_dir / f"{Path(rel).stem}__{name.replace('/', '-')}__{size}.png", crops)
+                    found = ", ".join(f"{m['values']}/{m['anchor']}/{m['restored_with']}" for m in res["summary"])
+                    print(f"{Path(rel).name:40s} {name:18s} {size:6s} out {res['psnr_out']:.2f} smooth "
+                          f"{res['psnr_smooth']:.2f} bicubic {res['psnr_bicubic']:.2f} leftover "
+                          f"{res['leftover']:.2f} (mosaic {res['leftover_mosaic']:.2f}) changed in "
+                          f"{res['changed_in']:.3f} out {res['changed_out']:.4f} [{found}]", flush=True)
+    (out_dir / "mosaics.json").write_text(json.dumps(results, indent=1))
+    print("\n| kind | size | clips | PSNR out | - smoothing | - bicubic | leftover ratio | changed in rect |"
+          " changed outside |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    keys = sorted({(r["kind"], r["size"]) for r in results})
+    for kind, size in keys:
+        rs = [r for r in results if r["kind"] == kind and r["size"] == size]
+
+        def m(k, rs=rs):
+            return float(np.mean([r[k] for r in rs]))
+        print(f"| {kind} | {size} | {len(rs)} | {m('psnr_out'):.2f} | {m('psnr_out') - m('psnr_smooth'):+.2f} | "
+              f"{m('psnr_out') - m('psnr_bicubic'):+.2f} | {m('leftover'):.2f} | {m('changed_in'):.3f} | "
+              f"{m('changed_out'):.4f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Issue 15: every mosaic restored edge to edge, by its kind; nothing outside it touched (CPU, seconds)."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from depixcli.cli import main
+from depixcli.geometry import CropBox, crop
+from depixcli.locate import border_value_errors, classify_values, locate_mosaics
+from depixcli.models import Depixelator, ModelConfig
+from depixcli.mosaic import apply_mosaic, grid_from_block_size, grid_from_blocks, scale_box
+from depixcli.reconstruct import (
+    MAX_FEATHER,
+    Reconstructor,
+    cover_box,
+    evidence_step,
+    interpolate_values,
+    paste,
+    project_samples,
+    rect_for_face,
+    value_position,
+)
+from depixcli.run import (
+    FaceTrack,
+    RunConfig,
+    RunStats,
+    mosaic_anchor,
+    model_fallback,
+    reconstruct_pass,
+    stack_maps,
+    tracks_from_faces,
+)
+from depixcli.video import read_frames, write_test_clip
+from depixcli.weights import save_model
+
+torch.set_num_threads(1)
+
+TINY = ModelConfig(crop_size=32, window=1, stride=2, stn_size=16, stn_widths=(4, 4, 4, 4, 4), width=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    save_model(path, Depixelator(TINY), {"note": "random, for tests"})
+    return path
+
+
+def photo(shift=0):
+    """skimage's astronaut (a real face, textured), 320 x 320, moved by `shift` px."""
+    import cv2
+    from skimage.data import astronaut
+
+    return cv2.resize(astronaut()[shift:400 + shift, 60 + shift:460 + shift], (320, 320), interpolation=cv2.INTER_AREA)
+
+
+FACE = (120.0, 40.0, 200.0, 140.0)  # px, the astronaut's face in `photo()`
+
+
+def corner_mosaic(image, rect, size):
+    """deface's mosaic: every `size` px block of `rect` set to its top-left pixel."""
+    out = image.copy()
+    x0, y0, x1, y1 = rect
+    for y in range(y0, y1, size):
+        for x in range(x0, x1, size):
+            out[y:min(y + size, y1), x:min(x + size, x1)] = image[y, x]
+    return out
+
+
+def draw_logo(image, x, y, side):
+    out = image.copy()
+    out[y:y + side, x:x + side] = 20
+    out[y + side // 4:y + 3 * side // 4, x + side // 3:x + 2 * side // 3] = 250
+    return out
+
+
+def test_every_mosaic_pixel_changes_and_a_logo_next_to_it_does_not(tmp_path, tiny_weights):
+    from depixcli.weights import load_model
+
+    grid = grid_from_blocks(rect_for_face(FACE), 16)
+    x0, y0, x1, y1 = grid.rect
+    logo = (x1 + 3, y0 + 10, 30)  # 3 px right of the mosaic
+    noise = np.random.default_rng(0).integers(0, 256, (5, y1 - y0, x1 - x0, 3), dtype=np.uint8)
+    frames = [draw_logo(photo(i), *logo) for i in range(5)]
+    for f, n in zip(frames, noise):
+        f[y0:y1, x0:x1] = n  # every block differs from its neighbours: no pixel keeps its value by chance
+    write_test_clip(tmp_path / "pix.mp4", [apply_mosaic(f, grid) for f in frames])
+    tracks = tracks_from_faces([(0, np.tile(FACE, (5, 1)), [grid] * 5)])
+    model = Reconstructor(load_model(tiny_weights), "cpu")
+    outputs = []
+    reconstruct_pass(tmp_path / "pix.mp4", tracks, model, lambda p, img: outputs.append(img.copy()), RunConfig(),
+                     RunStats())
+    pairs = list(zip([f.image for f in read_frames(tmp_path / "pix.mp4")], outputs))
+    assert len(pairs) == 5
+    g = int(np.ceil(MAX_FEATHER)) + 1
+    lx, ly, side = logo
+    for before, after in pairs:
+        d = np.abs(after.astype(int) - before).max(-1)
+        changed = d[y0:y1, x0:x1] > 0  # (a few may keep their value by chance)
+        assert changed.mean() > 0.999 and changed.mean(0).min() > 0.98 and changed.mean(1).min() > 0.98  # no row
+        # or column of blocks left, no ring
+        outside = np.ones(d.shape, bool)
+        outside[y0 - g:y1 + g, x0 - g:x1 + g] = False
+        assert d[outside].max() == 0  # nothing beyond the feather changes
+        assert d[ly:ly + side, lx + g:lx + side].max() == 0  # the logo keeps its pixels
+
+
+def test_crop_grows_to_cover_the_whole_mosaic_and_uncovered_pixels_are_filled_anyway():
+    box = CropBox(100.0, 100.0, 80.0)
+    rect = (50.0, 40.0, 150.0, 130.0)  # larger than the crop
+    grown = cover_box(box, rect, 4.0)
+    bx0, by0, bx1, by1 = grown.xyxy
+    assert bx0 <= 46 and by0 <= 36 and bx1 >= 154 and by1 >= 134
+    assert cover_box(grown, rect, 4.0) == grown  # already covering: unchanged
+    image = photo()
+    grid = grid_from_blocks(rect, 10)
+    mosaic = apply_mosaic(image, grid)
+    recon = crop(image, box, 64)  # a crop that misses most of the mosaic
+    out = paste(mosaic, recon, box, grid.rect, (grid.cell_w, grid.cell_h))
+    fill, (x0, y0, x1, y1) = interpolate_values(mosaic, grid.rect, (50.0, 40.0), (grid.cell_w, grid.cell_h))
+    uncovered = np.ones((y1 - y0, x1 - x0), bool)
+    uncovered[61 - y0:139 - y0, 61 - x0:139 - x0] = False  # pixels 61..138 lie between the crop's pixel centres
+    assert np.abs(out[y0:y1, x0:x1].astype(float) - fill)[uncovered].max() <= 0.5  # the rest: interpolated
+
+
+def test_value_kind_is_told_from_the_mosaic_alone():
+    kinds = {}
+    for name in ("mean", "center", "corner"):
+        errors = []
+        for shift in range(0, 24, 3):
+            img = photo(shift)
+            box = scale_box(FACE, 1.3)
+            if name == "corner":
+                r = tuple(int(round(v)) for v in scale_box(FACE, 1.6))
+                m = corner_mosaic(img, r, 12)
+            else:
+                m = apply_mosaic(img, grid_from_blocks(box, 12, name))
+            regions = locate_mosaics(m)
+            assert regions
+            errors.append(border_value_errors(m, regions[0]))
+        kinds[name] = classify_values(np.concatenate(errors))
+    assert kinds == {"mean": "mean", "center": "centre", "corner": "corner"}
+
+
+def test_grid_anchor_image_face_box_static():
+    n = 20
+    t = np.arange(n, dtype=float)
+    rects = np.stack([100 + 2 * t, 80 + t, 200 + 2 * t, 180 + t], 1)
+    cells = np.full((n, 2), 10.0)
+    assert mosaic_anchor(rects, np.tile([5.0, 5.0], (n, 1)), cells) == "image"
+    assert mosaic_anchor(rects, rects[:, :2], cells) == "face"
+    jitter = rects + np.random.default_rng(0).normal(0, 3, (n, 1))
+    assert mosaic_anchor(jitter, jitter[:, :2], cells) == "box"
+    still = np.tile(rects[:1], (n, 1))
+    assert mosaic_anchor(still, still[:, :2], cells) == "static"
+
+
+def test_out_of_range_mosaic_gets_interpolation_never_worse_than_smoothing():
+    from depixcli.audit import attack_smooth
+    from depixcli.metrics import psnr
+
+    n = 5
+    rect = rect_for_face(FACE)
+    fine = FaceTrack(0, 0, np.tile(rect, (n, 1)), np.tile([160.0, 90.0, 180.0], (n, 1)), np.full((n, 2), 2.5))
+    assert "finer" in model_fallback(fine)
+    coarse = FaceTrack(0, 0, np.tile(rect, (n, 1)), np.tile([160.0, 90.0, 180.0], (n, 1)), np.full((n, 2), 40.0))
+    assert "coarser" in model_fallback(coarse)
+    ok = FaceTrack(0, 0, np.tile(rect, (n, 1)), np.tile([160.0, 90.0, 180.0], (n, 1)), np.full((n, 2), 8.0))
+    assert model_fallback(ok) is None
+    image = photo()
+    for px in (4, 6):  # 20 to 30 blocks across the face
+        grid = grid_from_block_size(scale_box(FACE, 1.3), px)
+        mosaic = apply_mosaic(image, grid)
+        out = paste(mosaic, None, CropBox(0, 0, 1), grid.rect, (px, px), origin=(0.0, 0.0))
+        x0, y0, x1, y1 = grid.rect
+        sl = (slice(y0, y1), slice(x0, x1))
+        smooth = attack_smooth(mosaic, px)
+        assert psnr(image[sl], out[sl]) > psnr(image[sl], smooth[sl])
+        assert np.array_equal(out[:y0], mosaic[:y0])
+
+
+def test_point_samples_are_fixed_at_their_sample_points_not_pulled_to_block_means():
+    image = photo()
+    rect = (100, 40, 220, 160)
+    m = corner_mosaic(image, rect, 12)
+    truth = image.copy()
+    origin, cell = (100.0, 40.0), (12.0, 12.0)
+    vp = value_position("corner", cell)
+    blurred = np.clip(truth.astype(int) + 30, 0, 255).astype(np.uint8)  # a reconstruction off by +30
+    fixed = project_samples(blurred, m, origin, cell, rect, vp)
+    ys, xs = np.arange(40, 160, 12), np.arange(100, 220, 12)
+    assert np.abs(fixed[np.ix_(ys, xs)].astype(int) - m[np.ix_(ys, xs)]).mean() < 3  # samples taken back
+    kept = evidence_step(truth, m, origin, cell, rect, "corner")  # the truth already fits the samples
+    pulled = evidence_step(truth, m, origin, cell, rect, "mean")  # ... but not the block means
+    err = lambda x: np.abs(x.astype(int) - truth)[40:160, 100:220].mean()  # noqa: E731
+    assert err(kept) < 1.0 < err(pulled)
+
+
+def test_interpolated_values_match_the_blocks_at_their_sample_points():
+    image = photo()
+    grid = grid_from_blocks((100, 40, 220, 160), 10, "center")
+    m = apply_mosaic(image, grid)
+    vp = (6.5 / 12, 6.5 / 12)  # centre_sample takes pixel 6 of each 12 px cell: its centre is at 6.5 px
+    patch, (x0, y0, x1, y1) = interpolate_values(m, grid.rect, (grid.origin_x, grid.origin_y), (12.0, 12.0), vp)
+    c = np.arange(6, 120, 12)
+    assert np.abs(patch[np.ix_(c, c)] - m[y0:y1, x0:x1][np.ix_(c, c)]).max() < 1.0
+
+
+def test_grid_maps_follow_each_frames_grid_into_crop_coordinates(tiny_weights, monkeypatch):
+    import depixcli.models as models
+    from depixcli.weights import load_model
+
+    model = Reconstructor(load_model(tiny_weights), "cpu")
+    assert stack_maps(model, [], [], (240, 320)) is None  # a model without grid input gets none
+    calls = {}
+
+    def fake_grid_maps(origin, cell, rect, value_pos, sampled, size):
+        calls.update(origin=np.array(origin), cell=np.array(cell), rect=np.array(rect),
+                     value_pos=np.array(value_pos), sampled=np.array(sampled))
+        return np.ones((len(origin), 4, size, size), np.float32)
+
+    monkeypatch.setattr(models, "grid_maps", fake_grid_maps, raising=False)
+    monkeypatch.setattr(model, "model", SimpleNamespace(config=SimpleNamespace(grid_input=True)))
+    grid = grid_from_blocks(rect_for_face(FACE), 8, "center")
+    tr = tracks_from_faces([(0, np.tile(FACE, (4, 1)), [grid] * 4)])[0]
+    maps = stack_maps(model, [tr, tr], [0, 2], (320, 320))
+    assert maps.shape == (2, TINY.frames, 4, 32, 32)
+    box = tr.crop_box(0)
+    k = 32 / box.size
+    assert np.allclose(calls["origin"][0], [(grid.origin_x - box.xyxy[0]) * k, (grid.origin_y - box.xyxy[1]) * k])
+    assert np.allclose(calls["cell"][0], [grid.cell_w * k, grid.cell_h * k])
+    assert np.allclose(calls["value_pos"], 0.5) and np.all(calls["sampled"] == 1.0)
+
+
+def test_summary_and_json_say_what_mosaic_was_found(tmp_path, tiny_weights):
+    frames = [photo(i) for i in range(6)]
+    grid = grid_from_blocks(rect_for_face(FACE), 12)
+    write_test_clip(tmp_path / "pix.mp4", [apply_mosaic(f, grid) for f in frames])
+    r = CliRunner().invoke(main, ["run", str(tmp_path / "pix.mp4"), "-o", str(tmp_path / "o.mp4"), "-w",
+                                  str(tiny_weights), "--json", str(tmp_path / "s.json"), "--preset", "ultrafast"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "s.json").read_text())
+    (m,) = doc["mosaics"]
+    assert m["values"] == "mean" and m["restored_with"] == "model"
+    assert np.allclose(m["block_px"], [grid.cell_w, grid.cell_h], atol=0.3)
+    assert "track 0: block means" in r.output
