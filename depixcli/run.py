@@ -834,12 +834,14 @@ def _worker(fn: Callable[[], None], errors: list, stop: threading.Event) -> thre
 
 
 def stack_maps(model: Reconstructor, tracks: list[FaceTrack], centres: list[int], frame_hw) -> np.ndarray | None:
-    """Per-frame grid maps `(B, F, 4, S, S)` float32 of the window stacks of `tracks` centred on frames
-    `centres` (`models.grid_maps` of each frame's located grid in its crop's coordinates), for a model made
-    with `grid_input`; None for other models (and for stacks whose grid is unknown on a frame, all zeros)."""
-    net = getattr(model, "model", None)
-    if not getattr(getattr(net, "config", None), "grid_input", False):
+    """Per-frame grid maps `(B, F, GRID_CHANNELS, S, S)` float32 of the window stacks of `tracks` centred on
+    frames `centres`: `models.grid_maps` of each frame's located grid (its rect, a grid line, its cell and
+    where its block values come from, by the track's value kind) in the coordinates of that frame's crop.
+    None for a model without grid input (`Reconstructor.uses_grid`); all zeros on frames whose grid is unknown."""
+    if not model.uses_grid:
         return None
+    import torch
+
     from depixcli.models import grid_maps, window_indices
 
     geo = model.geometry
@@ -855,10 +857,9 @@ def stack_maps(model: Reconstructor, tracks: list[FaceTrack], centres: list[int]
             rect = tr.rect(f)
             o, c, r = crop_grid(tr.crop_box(f), S, rect, grid_origin(rect, tr.origin(f), frame_hw), cell)
             rows.append(np.r_[o, c, r, value_position(tr.values, cell), float(tr.values in ("centre", "corner")), 1.0])
-    a = np.array(rows, np.float32)
-    maps = grid_maps(a[:, 0:2], a[:, 2:4], a[:, 4:8], a[:, 8:10], a[:, 10], S)
-    maps = np.asarray(maps, np.float32) * a[:, 11, None, None, None]
-    return maps.reshape(len(tracks), geo.frames, *maps.shape[1:])
+    a = torch.from_numpy(np.array(rows, np.float32))
+    maps = grid_maps(a[:, 0:2], a[:, 2:4], a[:, 4:8], a[:, 8:10], a[:, 10], S) * a[:, 11, None, None, None]
+    return maps.numpy().reshape(len(tracks), geo.frames, *maps.shape[1:])
 
 
 def reconstruct_pass(

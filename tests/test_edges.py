@@ -221,7 +221,7 @@ def test_grid_maps_follow_each_frames_grid_into_crop_coordinates(tiny_weights, m
     def fake_grid_maps(origin, cell, rect, value_pos, sampled, size):
         calls.update(origin=np.array(origin), cell=np.array(cell), rect=np.array(rect),
                      value_pos=np.array(value_pos), sampled=np.array(sampled))
-        return np.ones((len(origin), 4, size, size), np.float32)
+        return torch.ones((len(origin), 4, size, size))
 
     monkeypatch.setattr(models, "grid_maps", fake_grid_maps, raising=False)
     monkeypatch.setattr(model, "model", SimpleNamespace(config=SimpleNamespace(grid_input=True)))
@@ -248,3 +248,23 @@ def test_summary_and_json_say_what_mosaic_was_found(tmp_path, tiny_weights):
     assert m["values"] == "mean" and m["restored_with"] == "model"
     assert np.allclose(m["block_px"], [grid.cell_w, grid.cell_h], atol=0.3)
     assert "track 0: block means" in r.output
+
+
+def test_a_grid_input_model_runs_end_to_end_with_the_located_grids(tmp_path, monkeypatch):
+    import depixcli.models as models
+
+    calls = []
+    real = models.grid_maps
+    monkeypatch.setattr(models, "grid_maps", lambda *a: calls.append(a) or real(*a))
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch="compact", use_stn=False, crop_size=32, window=1, stride=2, compact_width=8,
+                      compact_blocks=1, grid_input=True)
+    save_model(tmp_path / "g.safetensors", Depixelator(cfg), {"note": "random, for tests"})
+    grid = grid_from_blocks(rect_for_face(FACE), 12)
+    write_test_clip(tmp_path / "pix.mp4", [apply_mosaic(photo(i), grid) for i in range(4)])
+    r = CliRunner().invoke(main, ["run", str(tmp_path / "pix.mp4"), "-o", str(tmp_path / "o.mp4"), "-w",
+                                  str(tmp_path / "g.safetensors"), "--preset", "ultrafast"])
+    assert r.exit_code == 0, r.output
+    assert "restored with model" in r.output
+    assert sum(len(c[0]) for c in calls) == 4 * cfg.frames  # every frame of every stack got its maps
+    assert all(float(c[2][:, 2:].min()) > 0 for c in calls)  # the grid was known on all of them
