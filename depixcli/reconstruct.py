@@ -34,11 +34,10 @@ COLOUR_SIGMA_CELLS = 2.0
 DEFAULT_CELLS = 16  # cells across a mosaic whose block size is unknown (the paper's 16 x 16)
 MIN_COLOUR_SIGMA = 1.0  # px
 PROJECT = True  # pull each reconstruction back to the observed block values before pasting (evidence_step)
-MIN_BLOCK_PX = 3.0  # crop px: smaller cells are not checked for blocks the model left (leftover_blocks)
-LEFTOVER_FLOOR = 1.0  # grey levels added to a cell's inner differences (a flat block has none)
-LEFTOVER_RATIO = 3.0  # grid-line step / inner difference from which a cell counts as a block (fully at 2x this)
-LEFTOVER_FLAT = 4.0  # grey levels: ... and only a cell whose inner differences stay below this (a flat block)
-LEFTOVER_SIGMA = 0.5  # cells: smoothing of the blend towards interpolated values over leftover blocks
+MIN_BLOCK_PX = 2.0  # crop px: smaller cells are not checked for blocks the model left (remove_leftover_blocks)
+LEFTOVER_FLOOR = 1.0  # grey levels^2 per pixel and channel: the least staircase energy a cell's share is measured on
+LEFTOVER_KEEP = 0.4  # share of the staircase a cell may keep (natural detail correlates a little with it)
+LEFTOVER = True  # remove the share of the mosaic's block structure a reconstruction kept (remove_leftover_blocks)
 SAMPLE_EVIDENCE = True  # point-sampled blocks: fix each sample point's neighbourhood (project_samples), else skip
 FLIP_ENSEMBLE = True  # average each reconstruction with that of the mirrored stack (Reconstructor)
 DEFAULT_WEIGHTS_NAME = "depix-default.safetensors"
@@ -275,69 +274,36 @@ def project_crop(recon: np.ndarray, source_crop: np.ndarray, origin, cell, rect)
     return (out[0].permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
 
 
-def leftover_blocks(image: np.ndarray, origin, cell, rect) -> np.ndarray | None:
-    """`(Ny, Nx)` float in [0, 1] per visible cell of the grid (`origin`, `cell` (w, h), `rect`; px of
-    `image`, `(h, w, 3)` uint8): how much the cell still looks like a mosaic block, i.e. the grey-level step
-    across its left and top grid lines against the differences inside it (a block: steps, a flat inside).
-    None when the cells are too small to tell (< MIN_BLOCK_PX) or none is visible."""
+def remove_leftover_blocks(recon: np.ndarray, source_crop: np.ndarray, origin, cell, rect, values: str) -> np.ndarray:
+    """Take out of a `(S, S, 3)` uint8 reconstruction the block structure it kept from the mosaic (a model
+    can leave rows of blocks, e.g. over clothes it never saw under a mosaic, and faint steps on every grid
+    line). The mosaic's own staircase is M = source_crop - B, B the bicubic interpolation of its block values
+    (`interpolate_values`); per cell, the share a in [0, 1] of M that the reconstruction still holds (least
+    squares of recon - B on M) is removed: recon - a M. A cell the model left as a block (a = 1) becomes B;
+    a reconstruction with detail of its own is nearly unchanged. Grid in crop px; cells below MIN_BLOCK_PX
+    are left alone (too small to tell)."""
     from depixcli.mosaic import cell_index
 
-    grid = _grid(rect, origin, cell, image.shape[:2])
-    if grid is None or min(cell) < MIN_BLOCK_PX:
-        return None
-    g = image.astype(np.float32).mean(-1)
-    x0, y0, x1, y1 = grid.rect
-    ix = cell_index(x0, x1, grid.origin_x, grid.cell_w)
-    iy = cell_index(y0, y1, grid.origin_y, grid.cell_h)
-    line_x = np.r_[False, ix[1:] != ix[:-1]]  # a pixel column that starts a cell (its left neighbour is another)
-    line_y = np.r_[False, iy[1:] != iy[:-1]]
-    dx = np.abs(np.diff(g[y0:y1, max(x0 - 1, 0):x1], axis=1))  # difference to the left neighbour
-    dy = np.abs(np.diff(g[max(y0 - 1, 0):y1, x0:x1], axis=0))
-    if x0 == 0:
-        dx = np.concatenate([np.zeros_like(dx[:, :1]), dx], 1)
-        line_x[0] = False
-    if y0 == 0:
-        dy = np.concatenate([np.zeros_like(dy[:1]), dy], 0)
-        line_y[0] = False
-    cx, cy = ix - ix[0], iy - iy[0]
-    nx, ny = int(cx[-1]) + 1, int(cy[-1]) + 1
-
-    def per_cell(v: np.ndarray, keep: np.ndarray) -> np.ndarray:  # mean of v over each cell's kept pixels
-        w = keep.astype(np.float32)
-        sums = np.zeros((ny, nx), np.float64)
-        cnt = np.zeros((ny, nx), np.float64)
-        np.add.at(sums, (cy[:, None], cx[None, :]), v * w)
-        np.add.at(cnt, (cy[:, None], cx[None, :]), w)
-        return sums / np.maximum(cnt, 1.0)
-
-    lx, ly = np.broadcast_to(line_x[None, :], dx.shape), np.broadcast_to(line_y[:, None], dy.shape)
-    step = per_cell(dx, lx) + per_cell(dy, ly)
-    inner = per_cell(dx, ~lx) + per_cell(dy, ~ly)
-    ratio = step / (inner + LEFTOVER_FLOOR)
-    return np.clip((ratio - LEFTOVER_RATIO) / LEFTOVER_RATIO, 0.0, 1.0) * (inner < LEFTOVER_FLAT)
-
-
-def fill_leftover_blocks(recon: np.ndarray, source_crop: np.ndarray, origin, cell, rect, values: str) -> np.ndarray:
-    """Cells where the `(S, S, 3)` uint8 reconstruction kept the mosaic's blocks (`leftover_blocks`; a model
-    can leave rows of them, e.g. over clothes it never saw under a mosaic) get the interpolated block
-    values of `source_crop` instead (`interpolate_values`), blended in smoothly (grid in crop px)."""
-    import cv2
-
-    blocky = leftover_blocks(recon, origin, cell, rect)
-    if blocky is None or not blocky.any():
+    if min(cell) < MIN_BLOCK_PX:
         return recon
     fit = interpolate_values(source_crop, rect, origin, cell, value_position(values, cell))
     if fit is None:
         return recon
-    patch, (x0, y0, x1, y1) = fit
-    from depixcli.mosaic import cell_index
-
+    smooth, (x0, y0, x1, y1) = fit
+    m = source_crop[y0:y1, x0:x1].astype(np.float32) - smooth
+    r = recon[y0:y1, x0:x1].astype(np.float32) - smooth
     cx = cell_index(x0, x1, origin[0], cell[0])
     cy = cell_index(y0, y1, origin[1], cell[1])
-    w = blocky[(cy - cy[0])[:, None], (cx - cx[0])[None, :]].astype(np.float32)
-    w = np.clip(cv2.GaussianBlur(w, (0, 0), LEFTOVER_SIGMA * max(cell), borderType=cv2.BORDER_REPLICATE) * 2, 0, 1)
+    cx, cy = cx - cx[0], cy - cy[0]
+    idx = (np.broadcast_to(cy[:, None], m.shape[:2]), np.broadcast_to(cx[None, :], m.shape[:2]))
+    rm = np.zeros((cy[-1] + 1, cx[-1] + 1))
+    mm = np.zeros_like(rm)
+    np.add.at(rm, idx, (r * m).sum(-1))
+    np.add.at(mm, idx, (m * m).sum(-1))
+    a = np.clip(rm / np.maximum(mm, LEFTOVER_FLOOR * m.shape[-1] * np.prod(cell)), 0.0, 1.0)
+    a = np.clip((a - LEFTOVER_KEEP) / (1.0 - LEFTOVER_KEEP), 0.0, 1.0)
     out = recon.astype(np.float32)
-    out[y0:y1, x0:x1] = out[y0:y1, x0:x1] * (1 - w[..., None]) + patch * w[..., None]
+    out[y0:y1, x0:x1] -= a[cy[:, None], cx[None, :], None].astype(np.float32) * m
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
@@ -414,7 +380,8 @@ def paste(
         o, c, r = crop_grid(box, S, rect, origin, cell)
         if PROJECT:
             recon = evidence_step(recon, source_crop, o, c, r, values)
-        recon = fill_leftover_blocks(recon, source_crop, o, c, r, values)
+        if LEFTOVER:
+            recon = remove_leftover_blocks(recon, source_crop, o, c, r, values)
         if values == "corner":  # the mosaic's blocks lie half a cell right of and below their samples
             vx, vy = value_position(values, cell)
             moved = _shifted(reference, -(0.5 - vx) * c[0], -(0.5 - vy) * c[1])
