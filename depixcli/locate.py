@@ -1105,9 +1105,10 @@ def _iou(a, b) -> float:
 # ------------------------------------------------------------------------------------------ block values
 VALUE_KINDS = ("mean", "centre", "corner")  # block value: cell mean | centre sample | top-left pixel (deface)
 VALUE_TEXTURE = 6.0  # grey levels: outside border segments flatter than this (std) say nothing about the values
-VALUE_CORNER_RATIO = 0.6  # corner samples when their error is below this share of the best other hypothesis's
+VALUE_CORNER_RATIO = 0.4  # corner samples when their error is below this share of the best other hypothesis's
 VALUE_RATIO = 0.85  # means (centre samples) when their error is below this share of the other's
-VALUE_MIN_BLOCKS = 8  # border blocks with texture outside needed for a decision
+VALUE_MIN_BLOCKS = 8  # border blocks with texture outside needed for a decision (VALUE_CORNER_BLOCKS for corners)
+VALUE_CORNER_BLOCKS = 16
 
 
 def border_value_errors(frame: np.ndarray, region: MosaicRegion) -> np.ndarray:
@@ -1169,7 +1170,7 @@ def classify_values(errors: np.ndarray) -> str:
     near = errors[errors[:, 0] > 0]
     if len(errors) < VALUE_MIN_BLOCKS:
         return "unclear"
-    if len(near) >= VALUE_MIN_BLOCKS:
+    if len(near) >= VALUE_CORNER_BLOCKS:
         e_mean, e_centre, e_corner = np.median(near[:, 1:4], axis=0)
         if e_corner < VALUE_CORNER_RATIO * min(e_mean, e_centre):
             return "corner"

@@ -236,10 +236,12 @@ def face_blocks(track: FaceTrack) -> float | None:
     return float(np.median(w / MOSAIC_SCALE / track.cells[ok, 0]))
 
 
-def model_fallback(track: FaceTrack) -> str | None:
-    """Why the model should not restore this track (blocks across the face outside the range it was trained
-    on, `degrade.MosaicConfig`), or None. Such mosaics get interpolated block values instead, which is never
-    worse than a Gaussian smoothing of the mosaic (bench/bench_mosaics.py)."""
+def model_fallback(track: FaceTrack, grid_model: bool = False) -> str | None:
+    """Why the model should not restore this track, or None: blocks across the face outside the range it
+    was trained on (`degrade.MosaicConfig`), or top-left samples for a model without grid input (it cannot
+    tell where in a block the sample was taken: bicubic interpolation of the samples beats it by 2 to 4 dB,
+    bench/bench_mosaics.py). Such mosaics get interpolated block values instead, which is never worse than
+    a Gaussian smoothing of the mosaic (same bench)."""
     from depixcli.degrade import MosaicConfig
 
     n = face_blocks(track)
@@ -250,6 +252,8 @@ def model_fallback(track: FaceTrack) -> str | None:
         return f"{n:.0f} blocks across the face, finer than the model's {mc.blocks_min}-{mc.blocks_max}"
     if n < mc.blocks_min / RANGE_SLACK:
         return f"{n:.1f} blocks across the face, coarser than the model's {mc.blocks_min}-{mc.blocks_max}"
+    if track.values == "corner" and not grid_model:
+        return "top-left samples, and this model has no grid input"
     return None
 
 
@@ -1115,6 +1119,7 @@ def run_video(
             tracks = locate_pass(in_path, info, cfg, stats, bar)
     finally:
         bar.close()
+    tracks = [dataclasses.replace(tr, fallback=model_fallback(tr, model.uses_grid)) for tr in tracks]
     stats.tracks = len(tracks)
     for tr in tracks:
         known = tr.cells[~np.isnan(tr.cells[:, 0])]

@@ -1,5 +1,6 @@
 """Issue 15: every mosaic restored edge to edge, by its kind; nothing outside it touched (CPU, seconds)."""
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -171,6 +172,9 @@ def test_out_of_range_mosaic_gets_interpolation_never_worse_than_smoothing():
     assert "coarser" in model_fallback(coarse)
     ok = FaceTrack(0, 0, np.tile(rect, (n, 1)), np.tile([160.0, 90.0, 180.0], (n, 1)), np.full((n, 2), 8.0))
     assert model_fallback(ok) is None
+    deface = dataclasses.replace(ok, values="corner")
+    assert "top-left samples" in model_fallback(deface)  # the shipped model cannot place them in their blocks
+    assert model_fallback(deface, grid_model=True) is None  # a model with grid maps can
     image = photo()
     for px in (4, 6):  # 20 to 30 blocks across the face
         grid = grid_from_block_size(scale_box(FACE, 1.3), px)
