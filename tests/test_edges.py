@@ -132,7 +132,7 @@ def test_value_kind_is_told_from_the_mosaic_alone():
     kinds = {}
     for name in ("mean", "center", "corner"):
         errors = []
-        for shift in range(0, 24, 3):
+        for shift in range(0, 36, 3):
             img = photo(shift)
             box = scale_box(FACE, 1.3)
             if name == "corner":
