@@ -4,10 +4,16 @@ Data flow (one function or module per arrow):
 
   pass 1  decode -> locate mosaics (locate.py, in worker threads; or the --boxes sidecar / --region;
           or detect faces as `depix pixelate` does, for --pixelate) -> tracks (track.build_tracks)
-          -> FaceTrack per face: mosaic rect, block size and smoothed head-crop box on every frame
-  pass 2  decode -> (--pixelate: mosaic) -> crop each tracked face once       [decode thread]
-          -> window stacks of crops -> model in batches (reconstruct.Reconstructor) [main thread]
-          -> paste: colour match + feathered mask (reconstruct.paste)           [paste thread]
+          -> FaceTrack per face: mosaic rect, grid line, block size and smoothed head-crop box on every
+             frame; the mosaic classified (`classified`): value kind (block means, centre or top-left
+             samples: locate.classify_values), grid anchor (`mosaic_anchor`), model or fallback
+             (`model_fallback`: out of the model's range -> interpolated block values)
+  pass 2  decode -> (--pixelate: mosaic) -> crop each tracked face once, the crop grown to cover the
+          whole mosaic rect (FaceTrack.crop_box)                                [decode thread]
+          -> window stacks of crops (+ grid maps for a grid-input model) -> model in batches
+             (reconstruct.Reconstructor)                                         [main thread]
+          -> paste: evidence step by value kind, leftover blocks removed, colour match, mask of the
+             mosaic rect + a few px (reconstruct.paste)                          [paste thread]
           -> encode, audio copied (video.VideoWriter)                           [write thread]
 
 Pass 2 holds a bounded window: full frames wait only from decode until their last stack has run
