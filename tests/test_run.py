@@ -315,7 +315,7 @@ def test_a_perfect_reconstruction_pastes_back_closer_to_the_original():
     x0, y0, x1, y1 = grid.rect
     err = lambda img: np.abs(img.astype(float) - frame.astype(float))[y0:y1, x0:x1].mean()  # noqa: E731
     # < 0.6: this cartoon face is flat inside many cells with edges on grid lines, which the removal of
-    # leftover blocks takes for blocks (it costs real faces 0.13 dB, bench/bench_mosaics.py)
+    # leftover blocks (reconstruct.remove_leftover_blocks) takes in part for blocks the model left
     assert err(out) < 0.6 * err(mosaic)
     crop_frame = next(synthetic_face_frames(1, (128, 128)))  # a whole-frame mosaic: replaced to the edges
     mosaic = apply_mosaic(crop_frame, grid_from_blocks((0, 0, 128, 128), 16))
