@@ -116,16 +116,28 @@ def main() -> None:
     print(f"batch: {args.generated} generated ({args.size}, {args.frames}+ frames), {len(real)} real "
           f"({', '.join(p.name for p in real)}), 1 corrupt = {n} clips; pixelated in {s:.1f} s", file=sys.stderr)
 
+    print(f"{n} clips ({n - 1} good + 1 corrupt), CPU cores: {len(os.sched_getaffinity(0))}, "
+          f"load average at the start: {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"{'mode':<48} {'wall s':>7} {'x jobs 1':>8} {'overhead s/video':>16} {'outputs':>9}", flush=True)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", DIRECT, str(pix), str(work / "direct"), args.preset], check=True)
     direct = time.perf_counter() - t0
-    rows = [("direct (run_video loop)", direct, 1, None)]
+    print(f"{'direct (run_video loop)':<48} {direct:7.1f} {'':>8} {'':>16} {'-':>9}", flush=True)
+    base = None
+
+    def row(label: str, s: float, workers: int, out: Path) -> None:
+        """One line, printed as soon as the mode is done (a long bench still leaves its first figures)."""
+        over = float("nan") if "rerun" in label else (s - direct / workers) / n
+        same = "identical" if digests(out) == digests(work / "jobs1") else "DIFFER"
+        print(f"{label:<48} {s:7.1f} {base / s:8.2f} {over:16.2f} {same:>9}", flush=True)
+
     common = ["--preset", args.preset, "-q"]
     for label, extra, workers in (("--jobs 1", [], 1), ("rerun (nothing to do)", [], 1), ("--jobs 2", ["-j", "2"], 2)):
         out = work / ("jobs2" if workers == 2 else "jobs1")
         s, rc, err = depix("run", str(pix), "-o", str(out), *common, *extra)
         assert rc == 1 and "1 of" in err, err  # the corrupt clip
-        rows.append((label, s, workers, out))
+        base = base or s
+        row(label, s, workers, out)
     from distributed import LocalCluster
 
     t0 = time.perf_counter()
@@ -135,17 +147,8 @@ def main() -> None:
         s, rc, err = depix("run", str(pix), "-o", str(work / "cluster"), *common, "--cluster",
                            cluster.scheduler_address)
         assert rc == 1 and "1 of" in err, err
-    rows.append((f"Dask LocalCluster 2 x 1 (+{started:.1f} s to start it)", s, 2, work / "cluster"))
-
-    reference = digests(work / "jobs1")
-    print(f"\n{n} clips ({n - 1} good + 1 corrupt), CPU cores: {len(os.sched_getaffinity(0))}, "
-          f"load average at the end: {os.getloadavg()[0]:.1f}")
-    print(f"{'mode':<48} {'wall s':>7} {'x jobs 1':>8} {'overhead s/video':>16} {'outputs':>9}")
-    base = rows[1][1]
-    for label, s, workers, out in rows:
-        over = (s - direct / workers) / n if out is not None and "rerun" not in label else float("nan")
-        same = "-" if out is None else ("identical" if digests(out) == reference else "DIFFER")
-        print(f"{label:<48} {s:7.1f} {base / s:8.2f} {over:16.2f} {same:>9}")
+    row(f"Dask LocalCluster 2 x 1 (+{started:.1f} s to start it)", s, 2, work / "cluster")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     from depixcli.batch import read_manifest
 
     for r in read_manifest(work / "jobs1" / "depix-batch.jsonl").values():
