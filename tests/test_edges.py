@@ -5,7 +5,6 @@ import json
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 import torch
 from click.testing import CliRunner
 
@@ -37,18 +36,10 @@ from depixcli.run import (
 )
 from depixcli.video import read_frames, write_test_clip
 from depixcli.weights import save_model
+from test_run import TINY, tiny_weights  # noqa: F401 - the tiny random model fixture
+
 
 torch.set_num_threads(1)
-
-TINY = ModelConfig(crop_size=32, window=1, stride=2, stn_size=16, stn_widths=(4, 4, 4, 4, 4), width=4)
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_model(path, Depixelator(TINY), {"note": "random, for tests"})
-    return path
 
 
 def photo(shift=0):
@@ -79,7 +70,7 @@ def draw_logo(image, x, y, side):
     return out
 
 
-def test_every_mosaic_pixel_changes_and_a_logo_next_to_it_does_not(tmp_path, tiny_weights):
+def test_every_mosaic_pixel_changes_and_a_logo_next_to_it_does_not(tmp_path, tiny_weights):  # noqa: F811
     from depixcli.weights import load_model
 
     grid = grid_from_blocks(rect_for_face(FACE), 16)
@@ -214,7 +205,7 @@ def test_interpolated_values_match_the_blocks_at_their_sample_points():
     assert np.abs(patch[np.ix_(c, c)] - m[y0:y1, x0:x1][np.ix_(c, c)]).max() < 1.0
 
 
-def test_grid_maps_follow_each_frames_grid_into_crop_coordinates(tiny_weights, monkeypatch):
+def test_grid_maps_follow_each_frames_grid_into_crop_coordinates(tiny_weights, monkeypatch):  # noqa: F811
     import depixcli.models as models
     from depixcli.weights import load_model
 
@@ -240,7 +231,7 @@ def test_grid_maps_follow_each_frames_grid_into_crop_coordinates(tiny_weights, m
     assert np.allclose(calls["value_pos"], 0.5) and np.all(calls["sampled"] == 1.0)
 
 
-def test_summary_and_json_say_what_mosaic_was_found(tmp_path, tiny_weights):
+def test_summary_and_json_say_what_mosaic_was_found(tmp_path, tiny_weights):  # noqa: F811
     frames = [photo(i) for i in range(6)]
     grid = grid_from_blocks(rect_for_face(FACE), 12)
     write_test_clip(tmp_path / "pix.mp4", [apply_mosaic(f, grid) for f in frames])
