@@ -275,9 +275,10 @@ def _card(t: TrackAudit) -> np.ndarray:
     return card
 
 
-LEGEND = ("Per track: the original, the anonymised face and depix's reconstruction at the frame the",
-          "reconstruction matches best, then the worst exposed frame (red edge). Numbers: SFace cosine",
-          f"to the original (same person from {SFACE_THRESHOLD}). Bar: each frame of the track, left to right:")
+LEGEND = ("Per track: the original, the anonymised face and depix's reconstruction at the frame",
+          "the reconstruction matches best, then the worst exposed frame (red edge).",
+          f"Numbers: SFace cosine to the original (same person from {SFACE_THRESHOLD}).",
+          "Bar: each frame of the track, left to right:")
 
 
 def _legend(width: int) -> np.ndarray:
