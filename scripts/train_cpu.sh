@@ -10,7 +10,7 @@
 # final rate afterwards until stopped: `pkill -TERM -f "depixcli train"` checkpoints and exports first).
 #   grid    compact net, F=5 (w=2, d=3), grid maps of every frame as input, clips + stills, L1, bf16 on CPU
 #   align   the same + a flow aligner at 32 px warping the neighbours onto the centre (its loss on clean frames)
-#   align-id  align + the SFace identity loss on 2 stacks of every batch (weight 0.05); branch it from align by
+#   align-id  align + the SFace identity loss on 2 stacks of every batch (weight 0.005; 0.05 killed the net: output = input within 250 steps); branch it from align by
 #           copying align's checkpoint.pt and config.json into RUNS/align-id first (ONLY=align-id)
 # THREADS (default 1) torch threads per run. Logs: RUNS/<name>/log.jsonl (losses, samples/s, validation
 # every 10 min), RUNS/<name>.out.
@@ -37,7 +37,7 @@ for name in ${ONLY:-grid align}; do
     case $name in
         grid) run grid "${INIT_FLAGS[@]}" ;;
         align) run align --align "${INIT_FLAGS[@]}" ;;
-        align-id) run align-id --align --w-identity 0.05 --identity-samples 2 "${INIT_FLAGS[@]}" ;;
+        align-id) run align-id --align --w-identity 0.005 --identity-samples 2 "${INIT_FLAGS[@]}" ;;
     esac
 done
 echo "started: ${ONLY:-grid align} in $RUNS (tail -f $RUNS/grid/log.jsonl)"
