@@ -111,7 +111,7 @@ def test_one_gan_step_changes_generator_and_discriminator():
     g.stn.requires_grad_(False)
     out = gan_step(g, d, d, None, opt_g, opt_d, torch.rand(2, 5, 3, S, S), torch.rand(2, 3, S, S), FAST,
                    lambda: torch.autocast("cpu", enabled=False))
-    assert set(out) == {"loss_g", "l1", "perceptual", "adv", "loss_d"}
+    assert set(out) == {"loss_g", "l1", "perceptual", "adv", "align", "identity", "loss_d"}
     assert all(torch.isfinite(v) for v in out.values())
     assert any(not torch.equal(a, b) for a, b in zip(g0, g.recon.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(d0, d.parameters()))

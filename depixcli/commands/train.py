@@ -22,12 +22,14 @@ OVERRIDES = {
 # --preset: TrainConfig changes (as OVERRIDES' targets) applied to a new run before the flags given
 PRESETS = {
     "cpu": {"model_arch": "compact", "model_use_stn": False, "model_window": 2, "model_stride": 3, "stage": "recon",
-            "gan": False, "perceptual": "none", "lr": 5e-4},  # scripts/train_cpu.sh: the shipped model's recipe
+            "model_grid_input": True, "model_align": True, "gan": False, "perceptual": "none",
+            "lr": 5e-4},  # scripts/train_cpu.sh: the shipped model's recipe (+ bf16 where the CPU has it)
     "gpu": {},  # TrainConfig's defaults: the paper's networks and losses
 }
 PRESET_TEXT = {
-    "cpu": "compact net at the mosaic's resolution (no STN), L1 loss only (no GAN, no perceptual loss), "
-           "F = 5 frames 3 apart, lr 5e-4: the shipped model's CPU recipe",
+    "cpu": "compact net at the mosaic's resolution with grid maps and a 32 px flow aligner (no STN), L1 loss "
+           "(no GAN, no perceptual loss), F = 5 frames 3 apart, lr 5e-4, bf16 autocast where the CPU supports it: "
+           "the shipped model's CPU recipe",
     "gpu": "the paper's STN + U-Net, L1 + VGG perceptual + PatchGAN losses",
 }
 
@@ -147,6 +149,10 @@ def train_command(crop_dir, out_dir, config_file, preset, no_stn, no_gan, vgg19_
             if config_file is None or ctx.get_parameter_source("preset") != ParameterSource.DEFAULT:
                 chosen = preset if preset != "auto" else auto_preset(flags["device"], flags["arch"])
                 cfg = override(cfg, **PRESETS[chosen])
+                if chosen == "cpu" and "cpu_bf16" not in given:
+                    import torch
+
+                    cfg = override(cfg, cpu_bf16=bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()))
         changes = {OVERRIDES[k]: flags[k] for k in given}
         if no_stn or changes.get("model_arch", cfg.model.arch) == "compact":
             changes["model_use_stn"] = False
