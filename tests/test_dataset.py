@@ -225,7 +225,7 @@ def test_prepare_never_replaces_a_dataset_and_adds_with_flag(clip, tmp_path):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_prepare_ctrl_c_keeps_finished_clips_and_add_finishes(tmp_path, workers):
-    clips = [write_face_clip(tmp_path / f"c{i}.mp4", n=24) for i in range(4)]
+    clips = [write_face_clip(tmp_path / f"c{i}.mp4", n=24) for i in range(8)]  # long enough to outlast the signal
     out = tmp_path / "crops"
     cmd = [sys.executable, "-m", "depixcli", "prepare", *map(str, clips), "-o", str(out), "-j", str(workers),
            "--size", "32", "-q"]

@@ -387,5 +387,8 @@ def test_real_tool_mosaics_single_frame_and_projection_rows(crop_dir, astronaut)
         rows = proto["methods"]
         assert rows["gaussian"]["psnr"] != rows["nearest"]["psnr"]  # the smoothing baseline is its own row
         assert rows["standin"]["psnr"] == rows["standin-F1"]["psnr"]  # the stand-in reads the centre frame only
-        assert rows["standin+proj"]["psnr"] != rows["standin"]["psnr"]
+        if name.startswith("corner"):  # point samples fix one pixel per block, not its mean: no projection
+            assert rows["standin+proj"]["psnr"] == rows["standin"]["psnr"]
+        else:
+            assert rows["standin+proj"]["psnr"] != rows["standin"]["psnr"]
     assert "H.264" in report["protocols"]["image8-h264"]["description"]
