@@ -231,7 +231,10 @@ def test_prepare_ctrl_c_keeps_finished_clips_and_add_finishes(tmp_path, workers)
     for attempt in range(3):  # a loaded machine may see the run end before the signal lands: then more clips
         cmd = [sys.executable, "-m", "depixcli", "prepare", *map(str, clips), "-o", str(out), "-j", str(workers),
                "--size", "32", "-q"]
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        # SIG_DFL in the child, as from a terminal: an ignored SIGINT (a native library in this test process can
+        # leave one) would be inherited through exec and the run would never see the Ctrl-C
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 120
         while p.poll() is None and time.monotonic() < deadline:
             try:
