@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from skimage import data as skimage_data  # scikit-image: a dependency of face-alignment
 
 from depixcli.cli import main
 from depixcli.errors import BackendError
@@ -32,11 +31,6 @@ def head_crop(image, dx=0.0, size=CROP):
     from depixcli.geometry import crop, head_box
 
     return crop(image, head_box((178.0 + dx, 62.6, 268.4 + dx, 176.4)), size)
-
-
-@pytest.fixture(scope="module")
-def astronaut():
-    return skimage_data.astronaut()
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from depixcli.models import Depixelator, ModelConfig
 from depixcli.video import write_test_clip
-from depixcli.weights import save_model
 from tests.test_dataset import write_face_clip
 from tests.test_pixelate import _frames
 
@@ -25,15 +22,6 @@ WAIT_S = 180  # s, longest wait for a command to reach the stage where it is sto
 def clip(tmp_path_factory):
     path = tmp_path_factory.mktemp("sig") / "face.mp4"
     write_test_clip(path, _frames(n=120), fps=25, audio=True)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    cfg = ModelConfig(crop_size=32, window=1, stride=2, stn_size=16, stn_widths=(4, 4, 4, 4, 4), width=4)
-    save_model(path, Depixelator(cfg), {"note": "random, for tests"})
     return path
 
 

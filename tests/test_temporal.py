@@ -6,26 +6,15 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from skimage import data as skimage_data
 
 from depixcli.cli import main
+from tests.test_eval import head_crop
 from depixcli.temporal import face_mask, flicker, reconstruct_runs, run_starts, temporal_scores, tof
 
 CROP = 128  # px
 FRAMES = 24
 
 torch.set_num_threads(1)
-
-
-def head_crop(image, dx=0.0, size=CROP):
-    from depixcli.geometry import crop, head_box
-
-    return crop(image, head_box((178.0 + dx, 62.6, 268.4 + dx, 176.4)), size)
-
-
-@pytest.fixture(scope="module")
-def astronaut():
-    return skimage_data.astronaut()
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,10 @@ frames, timestamps from 0 and the audio under them, decoded back from the output
 import av
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from depixcli.cli import main
 from depixcli.errors import InputError
-from depixcli.models import Depixelator, ModelConfig
 from depixcli.video import (
     EncodeOptions,
     TimeWindow,
@@ -19,7 +17,6 @@ from depixcli.video import (
     window_info,
     write_test_clip,
 )
-from depixcli.weights import save_model
 from tests.test_pixelate import _frames
 
 FPS = 25
@@ -30,15 +27,6 @@ N = 100  # frames: 4 s
 def clip(tmp_path_factory):
     path = tmp_path_factory.mktemp("win") / "face.mp4"
     write_test_clip(path, _frames(n=N), fps=FPS, audio=True)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    cfg = ModelConfig(crop_size=32, window=1, stride=2, stn_size=16, stn_widths=(4, 4, 4, 4, 4), width=4)
-    save_model(path, Depixelator(cfg), {"note": "random, for tests"})
     return path
 
 
