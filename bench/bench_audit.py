@@ -64,7 +64,8 @@ def pixelate_config(way: str):
 
 def cut_clip(src: Path, dst: Path, max_frames: int) -> None:
     """The first `max_frames` frames of `src` -> `dst` (near-lossless H.264)."""
-    from depixcli.video import EncodeOptions, VideoWriter, probe, read_frames
+    from depixcli.io.encode import EncodeOptions, VideoWriter
+    from depixcli.io.video import probe, read_frames
 
     info = probe(src)
     with VideoWriter(dst, info, EncodeOptions(crf=14)) as w:
@@ -95,7 +96,7 @@ def gallery_images(clips, out: Path) -> dict[str, Path]:
     """One photo per identity: the middle frame of its first clip, as PNG in `out`."""
     import cv2
 
-    from depixcli.video import probe, read_frames
+    from depixcli.io.video import probe, read_frames
 
     out.mkdir(parents=True, exist_ok=True)
     photos = {}

@@ -95,7 +95,7 @@ def main() -> None:
     ap.add_argument("--preset", default="veryfast", help="x264 preset of the outputs")
     args = ap.parse_args()
 
-    from depixcli.video import make_synthetic_clip
+    from depixcli.io.synthetic import make_synthetic_clip
 
     work = args.workdir.resolve()
     raw, pix = work / "raw", work / "pixelated"

@@ -6,7 +6,7 @@ Three sets:
   area-down / nearest-up with non-divisible sizes), face 60..300 px, after H.264 (crf 23) or JPEG (q 85);
 - whole-frame mosaics (pixelated face crops, 128 / 256 px and full size, 16 and 8 blocks) of the
   first frame of every N-th clip of a clips CSV, after H.264;
-- small frames: `depixcli.video.synthetic_face_frames` (a face over a noisy 8 px background grid) at
+- small frames: `depixcli.io.synthetic.synthetic_face_frames` (a face over a noisy 8 px background grid) at
   360x288 (16 blocks over a tall face box, GRID-corpus size) and 320x240 (8 blocks, the `depix run` test
   clip), encoded as 10-frame H.264 clips (crf 18 and 23, as `write_test_clip`): per-frame recall;
 - false alarms: the same scenes and clip frames with no mosaic.
@@ -28,7 +28,9 @@ import skimage.data
 from depixcli import dataset
 from depixcli.locate import locate_mosaics
 from depixcli.mosaic import MosaicGrid, apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
-from depixcli.video import EncodeOptions, h264_roundtrip, read_frames, synthetic_face_frames, write_test_clip
+from depixcli.io.encode import EncodeOptions, h264_roundtrip
+from depixcli.io.video import read_frames
+from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
 
 KINDS = ("blocks16", "blocks8", "size", "size_nonsquare", "opencv")
 

@@ -153,7 +153,9 @@ def run_case(clean: list[np.ndarray], faces, cfaces, kind: str, fps: float, work
     from depixcli.audit import attack_smooth
     from depixcli.reconstruct import MAX_FEATHER, interpolate_values, value_position
     from depixcli.run import RunConfig, run_video
-    from depixcli.video import EncodeOptions, read_frames, write_test_clip
+    from depixcli.io.encode import EncodeOptions
+    from depixcli.io.video import read_frames
+    from depixcli.io.synthetic import write_test_clip
 
     made, truth = [], []
     for t, img in enumerate(clean):
@@ -242,7 +244,7 @@ def main(argv=None) -> int:
     import cv2
 
     from depixcli.detect import load_detector
-    from depixcli.video import probe, read_frames
+    from depixcli.io.video import probe, read_frames
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("clips_csv")

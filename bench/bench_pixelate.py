@@ -27,9 +27,10 @@ import numpy as np
 from depixcli import dataset
 from depixcli.detect import load_detector
 from depixcli.errors import DepixError
-from depixcli.pixelate import PixelateConfig, PixelateSummary, pixelate_video, read_sidecar
+from depixcli.pixelate import PixelateConfig, PixelateSummary, pixelate_video
+from depixcli.io.sidecar import read_sidecar
 from depixcli.track import _iou
-from depixcli.video import probe, read_frames
+from depixcli.io.video import probe, read_frames
 
 
 def covered(box, rects) -> float:

@@ -47,7 +47,8 @@ MOSAICS = ("blocks16", "blocks8", "size10", "opencv12")
 # ------------------------------------------------------------------------------------------ inputs
 def cut_clip(src: Path, dst: Path, max_frames: int):
     """The first `max_frames` frames of `src` (audio from `src`) -> `dst`; returns `dst`'s VideoInfo."""
-    from depixcli.video import EncodeOptions, VideoWriter, probe, read_frames
+    from depixcli.io.encode import EncodeOptions, VideoWriter
+    from depixcli.io.video import probe, read_frames
 
     info = probe(src)
     with VideoWriter(dst, info, EncodeOptions(crf=16), audio_from=src if info.has_audio else None) as w:
@@ -61,7 +62,8 @@ def cut_clip(src: Path, dst: Path, max_frames: int):
 def pixelate_depix(clean: Path, out: Path, kind: str) -> list[list[tuple]]:
     """`depix pixelate` with the kind's grid; per frame `[(tight face box, int mosaic rect)]` from its sidecar."""
     from depixcli.mosaic import clipped_rect
-    from depixcli.pixelate import PixelateConfig, pixelate_video, read_sidecar
+    from depixcli.pixelate import PixelateConfig, pixelate_video
+    from depixcli.io.sidecar import read_sidecar
 
     config = {
         "blocks16": PixelateConfig(blocks=16),
@@ -81,7 +83,8 @@ def pixelate_opencv(clean: Path, out: Path) -> list[list[tuple]]:
 
     from depixcli.mosaic import scale_box
     from depixcli.pixelate import PixelateConfig, detect_tracks
-    from depixcli.video import VideoWriter, read_frames
+    from depixcli.io.encode import VideoWriter
+    from depixcli.io.video import read_frames
 
     info, tracks = detect_tracks(clean, PixelateConfig())  # yunet + track.build_tracks
     per_frame: list[list[tuple]] = []
@@ -133,7 +136,7 @@ def score(clean: Path, pix: Path, restored: Path, faces: list[list[tuple]], iden
 
     from depixcli.geometry import crop, head_box
     from depixcli.run import face_metrics
-    from depixcli.video import read_frames
+    from depixcli.io.video import read_frames
 
     sums: dict[str, list[float]] = {}
     hits, changes, scored, decoded = 0, [], 0, [0, 0, 0]
@@ -177,7 +180,7 @@ def score(clean: Path, pix: Path, restored: Path, faces: list[list[tuple]], iden
 def measure(clip: Path, kind: str, clean: Path, work: Path, args, identity) -> dict:
     """Pixelate `clean` as `kind`, restore it with automatic location, score; one result row."""
     from depixcli.run import RunConfig, run_video
-    from depixcli.video import probe
+    from depixcli.io.video import probe
 
     pix, restored = work / f"{kind}.pixelated.mp4", work / f"{kind}.restored.mp4"
     t0 = time.perf_counter()

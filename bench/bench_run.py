@@ -34,7 +34,7 @@ FPS = 25.0  # frames/s of the generated clips
 
 def face_box(i: int, size: tuple[int, int], fps: float = FPS) -> tuple[float, float, float, float]:
     """Tight face box of frame i of `video.synthetic_face_frames` (same motion formula)."""
-    from depixcli.video import FACE_PERIOD_S
+    from depixcli.io.synthetic import FACE_PERIOD_S
 
     w, h = size
     t = i / fps
@@ -49,7 +49,8 @@ def make_clip(path: Path, frames: int, size: tuple[int, int]) -> None:
     """Synthetic face clip, pixelated BLOCKS x BLOCKS over the face, with audio."""
     from depixcli.mosaic import apply_mosaic
     from depixcli.pixelate import PixelateConfig
-    from depixcli.video import EncodeOptions, synthetic_face_frames, write_test_clip
+    from depixcli.io.encode import EncodeOptions
+    from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
 
     pix = PixelateConfig(blocks=BLOCKS)
     clean = synthetic_face_frames(frames, size, FPS)
@@ -59,7 +60,8 @@ def make_clip(path: Path, frames: int, size: tuple[int, int]) -> None:
 
 def write_sidecar(path: str, frames: int, size: tuple[int, int]) -> None:
     """The face boxes and mosaic grids of a `make_clip` clip, as a --boxes sidecar."""
-    from depixcli.pixelate import SIDECAR_VERSION, PixelateConfig
+    from depixcli.io.sidecar import SIDECAR_VERSION
+    from depixcli.pixelate import PixelateConfig
 
     pix = PixelateConfig(blocks=BLOCKS)
     entries = []

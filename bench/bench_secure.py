@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     from depixcli.identity import SFaceIdentity
     from depixcli.reconstruct import default_weights_path, load_reconstructor
     from depixcli.track import build_tracks
-    from depixcli.video import probe, read_frames
+    from depixcli.io.video import probe, read_frames
 
     clips = dataset.collect_inputs(args.inputs)
     if any(c.split is not None for c in clips):

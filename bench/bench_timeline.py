@@ -39,7 +39,8 @@ def drops_for(tracks) -> list[int]:
 
 def anonymised(clean: Path, pix: Path, boxes, kind: str, drops: set, out: Path) -> None:
     from depixcli.exposure import other_tool
-    from depixcli.video import EncodeOptions, VideoWriter, probe, read_frames
+    from depixcli.io.encode import EncodeOptions, VideoWriter
+    from depixcli.io.video import probe, read_frames
 
     with VideoWriter(out, probe(clean), EncodeOptions(crf=18)) as w:
         for c, p in zip(read_frames(clean), read_frames(pix)):
@@ -56,7 +57,8 @@ def timeline(args, clips, out: Path) -> dict:
     from depixcli.audit import AuditConfig, audit_video
     from depixcli.detect import load_detector
     from depixcli.identity import SFaceIdentity
-    from depixcli.pixelate import PixelateConfig, detect_tracks, pixelate_video, read_sidecar
+    from depixcli.pixelate import PixelateConfig, detect_tracks, pixelate_video
+    from depixcli.io.sidecar import read_sidecar
     from depixcli.reconstruct import load_reconstructor
 
     model = load_reconstructor(args.weights, "auto")
@@ -109,8 +111,9 @@ def timeline(args, clips, out: Path) -> dict:
 
 def failsecure(args, clips, out: Path) -> dict:
     from depixcli.detect import load_detector
-    from depixcli.pixelate import PixelateConfig, pixelate_video, read_sidecar
-    from depixcli.video import read_frames
+    from depixcli.pixelate import PixelateConfig, pixelate_video
+    from depixcli.io.sidecar import read_sidecar
+    from depixcli.io.video import read_frames
 
     referee = load_detector("centerface")
     rows = []

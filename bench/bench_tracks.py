@@ -66,7 +66,7 @@ def true_faces(path: Path, max_frames: int | None):
     from depixcli.detect import load_detector
     from depixcli.pixelate import PixelateConfig
     from depixcli.track import build_tracks
-    from depixcli.video import probe, read_frames
+    from depixcli.io.video import probe, read_frames
 
     pix = PixelateConfig()
     det = load_detector(pix.detector, threshold=pix.threshold, max_side=pix.max_side)
@@ -125,7 +125,8 @@ def make_video(src: Path, dst: Path, info, kind: str, scale: float | None, track
 
     from depixcli.mosaic import apply_mosaic, clipped_rect
     from depixcli.pixelate import PixelateConfig
-    from depixcli.video import EncodeOptions, VideoWriter, read_frames
+    from depixcli.io.encode import EncodeOptions, VideoWriter
+    from depixcli.io.video import read_frames
 
     f = scale or 1.0
     W, H = info.width, info.height
@@ -195,7 +196,7 @@ def measure(path: Path, info, truth: list[dict]) -> dict:
     t0 = time.perf_counter()
     per_frame, _, _ = locate_observations(path, stats, _NoBar())
     seconds = time.perf_counter() - t0
-    from depixcli.video import probe
+    from depixcli.io.video import probe
 
     vinfo = probe(path)
     tracks = tracks_from_rects(per_frame, (vinfo.height, vinfo.width), float(vinfo.fps))

@@ -1,4 +1,4 @@
-"""Decode / encode speed of depixcli.video on generated face-pattern clips.
+"""Decode / encode speed of depixcli.io.video and depixcli.io.encode on generated face-pattern clips.
 
     python bench/bench_video.py                 # 1280x720 and 1920x1080, 50 frames each
     python bench/bench_video.py --frames 100 --sizes 1280x720
@@ -13,7 +13,9 @@ import os
 import tempfile
 import time
 
-from depixcli.video import EncodeOptions, VideoWriter, make_synthetic_clip, read_frames, synthetic_face_frames
+from depixcli.io.encode import EncodeOptions, VideoWriter
+from depixcli.io.synthetic import make_synthetic_clip, synthetic_face_frames
+from depixcli.io.video import read_frames
 
 FPS = 25  # frames per second of the generated clips
 PRESETS = ("medium", "veryfast")

@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from depixcli.errors import ConfigError, InputError
+from depixcli.io.progress import bar_factory
 from depixcli.exposure import COVERED, UNCOVERED, ExposedRange, Timeline, exposed_ranges, repair_masks
 from depixcli.locate import _iou as locate_iou  # one box-overlap measure for the whole package
 
@@ -523,7 +524,7 @@ def find_faces(anonymised, original, config: AuditConfig = AuditConfig(), detect
     """
     from depixcli.detect import load_detector
     from depixcli.track import build_tracks
-    from depixcli.video import probe
+    from depixcli.io.video import probe
 
     a_info, o_info = probe(anonymised), probe(original)
     if (a_info.width, a_info.height) != (o_info.width, o_info.height):
@@ -911,7 +912,7 @@ def track_audits(done: list[dict], photos: np.ndarray | None = None, frame_s: fl
 def window_frames(path, start: float = 0.0, duration: float | None = None):
     """Decoded frames of `path` whose timestamp lies in [start, start + duration) s (all from `start` when
     duration is None); frame numbers and timestamps stay those of the whole video."""
-    from depixcli.video import read_frames
+    from depixcli.io.video import read_frames
 
     end = None if duration is None else start + duration
     for f in read_frames(path):
@@ -943,7 +944,7 @@ def audit_video(anonymised, original, config: AuditConfig = AuditConfig(), model
     """
     from depixcli.identity import SFaceIdentity
     from depixcli.reconstruct import default_weights_path, load_reconstructor
-    from depixcli.video import probe
+    from depixcli.io.video import probe
 
     anonymised, original = os.fspath(anonymised), os.fspath(original)
     if config.weights is None and model is None:
@@ -961,7 +962,7 @@ def audit_video(anonymised, original, config: AuditConfig = AuditConfig(), model
         gallery = gallery_photos(config.gallery, identity, detector)
     if gallery is not None:
         notes += gallery[2]
-    make = progress_factory or _tqdm_factory(config.quiet)
+    make = progress_factory or bar_factory(config.quiet)
     bar = make("audit 1/2 detect", probe(original).frames)
     try:
         info, n, per_frame, tracks, clock = find_faces(anonymised, original, config, detector, bar)
@@ -1010,12 +1011,3 @@ def audit_video(anonymised, original, config: AuditConfig = AuditConfig(), model
                        last_time=clock[-1][1],
                        sha256={"anonymised": sha256(anonymised), "original": sha256(original)},
                        parameters=asdict(config), masks=masks)
-
-
-def _tqdm_factory(quiet: bool):
-    def make(desc: str, total: int | None):
-        from tqdm import tqdm
-
-        return tqdm(total=total, desc=desc, unit="frame", disable=quiet, leave=False, dynamic_ncols=True)
-
-    return make

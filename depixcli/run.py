@@ -58,7 +58,7 @@ from depixcli.reconstruct import (
 )
 
 if TYPE_CHECKING:
-    from depixcli.video import TimeWindow
+    from depixcli.io.video import TimeWindow
 
 QUEUE_FRAMES = 8  # frames in flight between two pipeline threads (decode, model, paste, write)
 POLL_S = 0.1  # s, how often a blocked thread checks whether the run was aborted
@@ -614,7 +614,7 @@ def read_boxes_sidecar(path: str | Path, size: tuple[int, int] | None = None, fr
     frames: frames not listed were not pixelated, so nothing is pasted there.
     """
     from depixcli.mosaic import MosaicGrid
-    from depixcli.pixelate import SIDECAR_VERSION
+    from depixcli.io.sidecar import SIDECAR_VERSION
 
     path = Path(path)
     try:
@@ -706,7 +706,7 @@ def locate_observations(path, stats: RunStats, progress, detector=None,
     a detector), and per frame the regions as found `[(rect, (origin_x, origin_y), evidence)]`, evidence
     (`locate.border_value_errors`, float32) on every EVIDENCE_EVERY-th frame, else None."""
     from depixcli.locate import border_value_errors, locate_stream
-    from depixcli.video import read_frames
+    from depixcli.io.video import read_frames
 
     frames = _timed_iter(read_frames(path, window), stats, "decode")
     per_frame, faces, located = [], [], []
@@ -747,7 +747,7 @@ def detect_pass(path, cfg: RunConfig, stats: RunStats, progress) -> list[FaceTra
     from depixcli.detect import load_detector
     from depixcli.pixelate import PixelateConfig
     from depixcli.track import build_tracks
-    from depixcli.video import read_frames
+    from depixcli.io.video import read_frames
 
     pix = PixelateConfig(blocks=cfg.pixelate, detector=cfg.detector or DEFAULT_DETECTOR)
     detector = load_detector(pix.detector, threshold=pix.threshold, max_side=pix.max_side)
@@ -764,7 +764,7 @@ def detect_pass(path, cfg: RunConfig, stats: RunStats, progress) -> list[FaceTra
 
 def count_pass(path, stats: RunStats, progress, window=None) -> int:
     """Decode once only to count frames (--region / --boxes: no locating to do)."""
-    from depixcli.video import read_frames
+    from depixcli.io.video import read_frames
 
     n = 0
     for _ in _timed_iter(read_frames(path, window), stats, "decode"):
@@ -886,9 +886,9 @@ def reconstruct_pass(
     the model never waits for I/O while the queues have room.
     """
     from depixcli.mosaic import apply_mosaic
-    from depixcli.video import read_frames
+    from depixcli.io.video import read_frames
 
-    from depixcli.video import probe
+    from depixcli.io.video import probe
 
     geo = model.geometry
     size, reach = geo.crop_size, geo.reach
@@ -1094,7 +1094,8 @@ def run_video(
     `progress_factory(desc, total)` returns a tqdm-like object (update/close); default: tqdm on stderr,
     silenced by `cfg.quiet`.
     """
-    from depixcli.video import EncodeOptions, VideoWriter, check_paths, probe, window_info
+    from depixcli.io.encode import EncodeOptions, VideoWriter
+    from depixcli.io.video import check_paths, probe, window_info
 
     t_start = time.perf_counter()
     in_path, out_path = Path(in_path), Path(out_path)
@@ -1221,7 +1222,8 @@ def _copy_or_reencode(in_path: Path, out_path: Path, info, options, stats: RunSt
             if tmp is not None and os.path.exists(tmp):
                 os.unlink(tmp)
         return
-    from depixcli.video import VideoWriter, read_frames
+    from depixcli.io.encode import VideoWriter
+    from depixcli.io.video import read_frames
 
     with VideoWriter(out_path, info, options, audio_from=in_path if info.has_audio else None,
                      part=window is not None) as writer:

@@ -39,7 +39,7 @@ from depixcli.degrade import (
     paper_mosaic,
     random_mosaic,
 )
-from depixcli.atomic import write_atomic
+from depixcli.io.files import write_atomic
 from depixcli.errors import ConfigError, InputError, OutputError, check_keys
 from depixcli.models import Depixelator, ModelConfig, PatchDiscriminator, to_lr, warp, warp_dense, window_indices
 from depixcli.stills import MotionConfig, StillBank, still_stacks

@@ -114,7 +114,7 @@ def test_coverage_of_hidden_and_shown_faces():
     import skimage.data
 
     from depixcli.mosaic import apply_mosaic, grid_from_blocks
-    from depixcli.video import h264_roundtrip
+    from depixcli.io.encode import h264_roundtrip
 
     face = cv2.resize(skimage.data.astronaut()[20:220, 150:330], (120, 130))
     frame = np.full((200, 200, 3), 90, np.uint8)

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from test_audit import _frames
 
 from depixcli.cli import main
-from depixcli.video import probe, read_frames, write_test_clip
+from depixcli.io.video import probe, read_frames
+from depixcli.io.synthetic import write_test_clip
 
 N = 24  # frames
 ONE, FIVE = [6], list(range(14, 19))  # frames left unmasked: one, and five in a row
@@ -28,7 +29,8 @@ def env(tmp_path_factory):
     from depixcli.detect import load_detector
     from depixcli.identity import SFaceIdentity
     from depixcli.models import Depixelator, ModelConfig
-    from depixcli.pixelate import pixelate_video, read_sidecar
+    from depixcli.pixelate import pixelate_video
+    from depixcli.io.sidecar import read_sidecar
     from depixcli.reconstruct import load_reconstructor
     from depixcli.weights import save_model
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from depixcli.cli import main
 from depixcli.commands.train import PRESETS, format_validation
-from depixcli.video import write_test_clip
+from depixcli.io.synthetic import write_test_clip
 from tests.test_dataset import write_face_clip
 
 

@@ -34,7 +34,8 @@ from depixcli.run import (
     stack_maps,
     tracks_from_faces,
 )
-from depixcli.video import read_frames, write_test_clip
+from depixcli.io.video import read_frames
+from depixcli.io.synthetic import write_test_clip
 from depixcli.weights import save_model
 from test_run import TINY, tiny_weights  # noqa: F401 - the tiny random model fixture
 

@@ -9,7 +9,8 @@ from test_audit import HEAD, _frames, _head_xy
 from depixcli.cli import main
 from depixcli.secure import fail_secure
 from depixcli.track import build_tracks
-from depixcli.video import read_frames, write_test_clip
+from depixcli.io.video import read_frames
+from depixcli.io.synthetic import write_test_clip
 
 N = 24  # frames (the face leaves the frame after that)
 HIDDEN = set(range(0, 3)) | set(range(8, 22))  # frames where the face is upside down: YuNet misses it

@@ -8,7 +8,7 @@ import skimage.data
 
 from depixcli.locate import MosaicRegion, locate_mosaics, track_mosaics
 from depixcli.mosaic import MosaicGrid, apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
-from depixcli.video import h264_roundtrip
+from depixcli.io.encode import h264_roundtrip
 
 H, W = 540, 960  # px, test frames
 
@@ -176,9 +176,9 @@ def test_track_over_frames():
 
 # ------------------------------------------------------------------------- regressions found in `depix run`
 def _face_clip_frames(size, box_wh, blocks, n, crf, seed=0, step=3):
-    """Synthetic face frames (depixcli.video) with a `blocks` x `blocks` mosaic over a moving box, each
+    """Synthetic face frames (depixcli.io.synthetic) with a `blocks` x `blocks` mosaic over a moving box, each
     through H.264; returns [(frame, grid)]."""
-    from depixcli.video import synthetic_face_frames
+    from depixcli.io.synthetic import synthetic_face_frames
 
     out = []
     w, h = size
@@ -238,7 +238,9 @@ def test_flat_backdrop_is_not_part_of_the_mosaic():
 def test_compressed_small_clip_found_on_nearly_every_frame(tmp_path):
     """The `depix run` test clip (320 x 240, 8 blocks over the synthetic face, next to a noisy 8 px
     background grid) after H.264 at crf 18 and 23: found on >= 9 of 10 frames."""
-    from depixcli.video import EncodeOptions, read_frames, synthetic_face_frames, write_test_clip
+    from depixcli.io.encode import EncodeOptions
+    from depixcli.io.video import read_frames
+    from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
 
     grid = grid_from_blocks((109, 63, 211, 201), 8)
     for crf in (18, 23):

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 from depixcli.cli import main
 from depixcli.errors import InputError
 from depixcli.mosaic import MosaicGrid, apply_mosaic, clipped_rect
-from depixcli.pixelate import read_sidecar
-from depixcli.video import probe, read_frames, write_test_clip
+from depixcli.io.sidecar import read_sidecar
+from depixcli.io.video import probe, read_frames
+from depixcli.io.synthetic import write_test_clip
 
 N_FRAMES = 20
 W, H = 320, 240  # px

@@ -4,7 +4,7 @@ import pytest
 from click.testing import CliRunner
 
 from depixcli.cli import main
-from depixcli.video import make_synthetic_clip
+from depixcli.io.synthetic import make_synthetic_clip
 
 
 @pytest.fixture(scope="module")

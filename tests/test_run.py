@@ -26,7 +26,8 @@ from depixcli.reconstruct import (
     rect_for_face,
 )
 from depixcli.run import RunConfig, RunStats, reconstruct_pass, run_video, tracks_from_faces
-from depixcli.video import probe, read_frames, synthetic_face_frames, write_test_clip
+from depixcli.io.video import probe, read_frames
+from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
 from depixcli.weights import save_model
 
 torch.set_num_threads(1)

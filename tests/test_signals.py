@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from depixcli.video import write_test_clip
+from depixcli.io.synthetic import write_test_clip
 from tests.test_dataset import write_face_clip
 from tests.test_pixelate import _frames
 

@@ -9,7 +9,7 @@ from depixcli.cli import main
 from depixcli.errors import WeightsError
 from depixcli.models import Depixelator, ModelConfig
 from depixcli.reconstruct import Reconstructor
-from depixcli.video import synthetic_face_frames, write_test_clip
+from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
 from depixcli.weights import load_model, save_model
 
 torch.set_num_threads(1)

@@ -8,15 +8,9 @@ from click.testing import CliRunner
 
 from depixcli.cli import main
 from depixcli.errors import InputError
-from depixcli.video import (
-    EncodeOptions,
-    TimeWindow,
-    VideoWriter,
-    probe,
-    read_frames,
-    window_info,
-    write_test_clip,
-)
+from depixcli.io.encode import EncodeOptions, VideoWriter
+from depixcli.io.video import TimeWindow, probe, read_frames, window_info
+from depixcli.io.synthetic import write_test_clip
 from tests.test_pixelate import _frames
 
 FPS = 25

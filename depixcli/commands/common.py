@@ -132,7 +132,7 @@ def make_window(start: float, duration: float | None, max_frames: int | None):
         return None
     if duration is not None and duration <= 0:
         raise click.BadParameter("must be > 0", param_hint="--duration")
-    from depixcli.video import TimeWindow
+    from depixcli.io.video import TimeWindow
 
     return TimeWindow(start_s=start, duration_s=duration, max_frames=max_frames)
 

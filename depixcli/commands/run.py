@@ -80,7 +80,7 @@ def run_command(input_path, output_path, weights, device, batch_size, region, bo
         if json_path is not None:
             import json
 
-            from depixcli.atomic import write_atomic
+            from depixcli.io.files import write_atomic
 
             write_atomic(json_path, json.dumps(stats.to_dict(), indent=2).encode())
     if not quiet or stats.copied:
