@@ -17,7 +17,7 @@ import numpy as np
 
 from depixcli import dataset
 from depixcli.detect import load_detector
-from depixcli.track import _iou
+from depixcli.geometry.boxes import iou
 
 
 def main() -> None:
@@ -56,14 +56,14 @@ def main() -> None:
                     if k == 0:
                         first = best
                     elif first is not None:
-                        ious[k].append(_iou(first, best))
+                        ious[k].append(iou(first, best))
                 else:
                     missed_clips[k][c.path.name] = missed_clips[k].get(c.path.name, 0) + 1
     print(f"{len(clips)} clips, {n} frames sampled (every {args.every}th)")
     print(f"{'detector':>12} {'max_side':>8} {'recall':>7} {'det/frame':>9} {'ms/frame':>8} {'IoU vs 1st':>10}")
     for k, (name, ms) in enumerate(runs):
-        iou = f"{np.mean(ious[k]):10.3f}" if ious[k] else f"{'-':>10}"
-        print(f"{name:>12} {ms:8d} {hit[k] / n:7.3f} {count[k] / n:9.2f} {secs[k] / n * 1000:8.1f} {iou}")
+        mean_iou = f"{np.mean(ious[k]):10.3f}" if ious[k] else f"{'-':>10}"
+        print(f"{name:>12} {ms:8d} {hit[k] / n:7.3f} {count[k] / n:9.2f} {secs[k] / n * 1000:8.1f} {mean_iou}")
     for k, (name, ms) in enumerate(runs):
         worst = sorted(missed_clips[k].items(), key=lambda kv: -kv[1])[:8]
         print(f"{name}:{ms} most missed: {worst}")

@@ -24,7 +24,7 @@ import numpy as np
 
 from depixcli import dataset
 from depixcli.detect import load_detector
-from depixcli.geometry import crop, head_box
+from depixcli.geometry.crop import crop, head_box
 from depixcli.track import TrackConfig, build_tracks
 
 
@@ -80,7 +80,7 @@ def main() -> None:
 
 
 def check(directory: Path, every: int) -> None:
-    from depixcli.geometry import CropBox
+    from depixcli.geometry.crop import CropBox
 
     index = dataset.read_index(directory)
     size = index["crop_size"]

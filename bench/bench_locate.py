@@ -27,7 +27,8 @@ import skimage.data
 
 from depixcli import dataset
 from depixcli.locate import locate_mosaics
-from depixcli.mosaic import MosaicGrid, apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
+from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
+from depixcli.geometry.boxes import iou
 from depixcli.io.encode import EncodeOptions, h264_roundtrip
 from depixcli.io.video import read_frames
 from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
@@ -70,12 +71,6 @@ def mosaicked(rng, kind):
             "size_nonsquare": lambda: grid_from_block_size(box, (int(rng.integers(6, 24)), int(rng.integers(6, 24)))),
             }[kind]()
     return apply_mosaic(img, grid), grid
-
-
-def iou(a, b):
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    return ix * iy / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy)
 
 
 def judge(regions, grid, shape):

@@ -71,7 +71,8 @@ def make_mosaic(kind: str, image: np.ndarray, face, cface):
     """(mosaiced frame, true rect xyxy int (frame-clipped), origin, cell (w, h), value kind) or None."""
     import cv2
 
-    from depixcli.mosaic import apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks, scale_box
+    from depixcli.geometry.mosaic import apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
+    from depixcli.geometry.boxes import scale_box
 
     if kind == "deface20":
         if cface is None:

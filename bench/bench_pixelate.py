@@ -29,7 +29,7 @@ from depixcli.detect import load_detector
 from depixcli.errors import DepixError
 from depixcli.pixelate import PixelateConfig, PixelateSummary, pixelate_video
 from depixcli.io.sidecar import read_sidecar
-from depixcli.track import _iou
+from depixcli.geometry.boxes import iou
 from depixcli.io.video import probe, read_frames
 
 
@@ -102,7 +102,7 @@ def main() -> None:
                 per[n][0] += len(faces)
                 per[n][1] += sum(covered(d.box, r) < args.cover for d in faces)
                 for o in det.detect(fout.image):
-                    if not any(_iou(o.box, d.box) >= args.match for d in faces):
+                    if not any(iou(o.box, d.box) >= args.match for d in faces):
                         per[n][3] += 1
                     elif covered(o.box, r) < args.cover:
                         per[n][2] += 1

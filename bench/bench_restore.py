@@ -61,7 +61,7 @@ def cut_clip(src: Path, dst: Path, max_frames: int):
 
 def pixelate_depix(clean: Path, out: Path, kind: str) -> list[list[tuple]]:
     """`depix pixelate` with the kind's grid; per frame `[(tight face box, int mosaic rect)]` from its sidecar."""
-    from depixcli.mosaic import clipped_rect
+    from depixcli.geometry.mosaic import clipped_rect
     from depixcli.pixelate import PixelateConfig, pixelate_video
     from depixcli.io.sidecar import read_sidecar
 
@@ -81,7 +81,7 @@ def pixelate_opencv(clean: Path, out: Path) -> list[list[tuple]]:
     """OpenCV area-down / nearest-up mosaic over each tracked face box scaled OPENCV_SCALE (no depix grid)."""
     import cv2
 
-    from depixcli.mosaic import scale_box
+    from depixcli.geometry.boxes import scale_box
     from depixcli.pixelate import PixelateConfig, detect_tracks
     from depixcli.io.encode import VideoWriter
     from depixcli.io.video import read_frames
@@ -134,7 +134,7 @@ def score(clean: Path, pix: Path, restored: Path, faces: list[list[tuple]], iden
     """Per-frame scores of the three videos decoded in lockstep, averaged over the frames with a known face."""
     import cv2
 
-    from depixcli.geometry import crop, head_box
+    from depixcli.geometry.crop import crop, head_box
     from depixcli.run import face_metrics
     from depixcli.io.video import read_frames
 

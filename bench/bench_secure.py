@@ -42,7 +42,8 @@ def candidates(fps: float) -> dict:
 
 
 def mosaic_frames(frames, tracks, way, fps: float) -> list[np.ndarray]:
-    from depixcli.mosaic import apply_mosaics, grid_from_blocks, scale_box
+    from depixcli.geometry.mosaic import apply_mosaics, grid_from_blocks
+    from depixcli.geometry.boxes import scale_box
     from depixcli.secure import apply_secure
 
     held: dict = {}

@@ -16,8 +16,9 @@ import numpy as np
 
 from depixcli import dataset
 from depixcli.detect import load_detector
-from depixcli.geometry import crop, head_box
-from depixcli.track import TrackConfig, build_tracks, _iou
+from depixcli.geometry.crop import crop, head_box
+from depixcli.track import TrackConfig, build_tracks
+from depixcli.geometry.boxes import iou
 
 
 def boxes_for(path, every, max_side, frames):
@@ -59,10 +60,10 @@ def main() -> None:
                 for i in rt.frames:
                     rb = rt.box_at(i)
                     cand = [t.box_at(i) for t in tracks if t.box_at(i) is not None]
-                    cand = [b for b in cand if _iou(b, rb) > 0.3]
+                    cand = [b for b in cand if iou(b, rb) > 0.3]
                     if not cand:
                         continue
-                    b = max(cand, key=lambda b: _iou(b, rb))
+                    b = max(cand, key=lambda b: iou(b, rb))
                     hr, hb = head_box(rb), head_box(b)
                     st["cover"].append(1)
                     st["dc"].append(np.hypot(hr.cx - hb.cx, hr.cy - hb.cy) / hr.size)

@@ -46,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
+from depixcli.geometry.boxes import iou
+
 KINDS = ("blocks16", "blocks8", "size10", "opencv12", "deface20")
 SIZES = ("native", "small")
 SMALL_FACE = 80.0  # px, median face width of the `small` size (issue 11: faces 60-120 px)
@@ -107,7 +109,7 @@ def opencv_mosaic(image: np.ndarray, box) -> tuple[int, int, int, int] | None:
     """Block-mean mosaic (INTER_AREA down, INTER_NEAREST up) over the face box scaled 1.3, in place."""
     import cv2
 
-    from depixcli.mosaic import scale_box
+    from depixcli.geometry.boxes import scale_box
 
     H, W = image.shape[:2]
     x0, y0, x1, y1 = (int(round(v)) for v in scale_box(box, MOSAIC_SCALE))
@@ -123,7 +125,7 @@ def make_video(src: Path, dst: Path, info, kind: str, scale: float | None, track
     """Pixelate `src` (resized by `scale`) with `kind` into `dst`. Returns per frame {true face id: rect}."""
     import cv2
 
-    from depixcli.mosaic import apply_mosaic, clipped_rect
+    from depixcli.geometry.mosaic import apply_mosaic, clipped_rect
     from depixcli.pixelate import PixelateConfig
     from depixcli.io.encode import EncodeOptions, VideoWriter
     from depixcli.io.video import read_frames
@@ -176,15 +178,9 @@ def _nearest_face(tracks, t: int, box) -> int:
     best, best_iou = -1, 0.0
     for tr in tracks:
         b = tr.box_at(t)
-        if b is not None and _iou(b, box) > best_iou:
-            best, best_iou = tr.id, _iou(b, box)
+        if b is not None and iou(b, box) > best_iou:
+            best, best_iou = tr.id, iou(b, box)
     return best
-
-
-def _iou(a, b) -> float:
-    from depixcli.run import _iou as iou
-
-    return iou(a, b)
 
 
 # ------------------------------------------------------------------------------------------ scoring
@@ -211,7 +207,7 @@ def measure(path: Path, info, truth: list[dict]) -> dict:
         crops += len(active)
         for k, rect in truth[t].items():
             face_frames += 1
-            ious = [(_iou(tr.rect(t), rect), tr.id) for tr in active]
+            ious = [(iou(tr.rect(t), rect), tr.id) for tr in active]
             if any(v >= LOCATED_IOU for v, _ in ious):
                 located += 1
             hits = [tid for v, tid in ious if v >= MATCH_IOU]

@@ -59,8 +59,8 @@ import numpy as np
 
 from depixcli.errors import ConfigError, InputError
 from depixcli.io.progress import bar_factory
+from depixcli.geometry.boxes import iou
 from depixcli.exposure import COVERED, UNCOVERED, ExposedRange, Timeline, exposed_ranges, repair_masks
-from depixcli.locate import _iou as locate_iou  # one box-overlap measure for the whole package
 
 SFACE_THRESHOLD = 0.363  # cosine, SFace's published same-person threshold (OpenCV Zoo, LFW)
 HOLD_MEDIAN = 0.2  # cosine: a track holds only when every attack's median cosine stays below this ...
@@ -310,7 +310,7 @@ def locate_face_grid(image: np.ndarray, face_box) -> tuple | None:
     import cv2
 
     from depixcli.locate import locate_mosaics
-    from depixcli.mosaic import MosaicGrid
+    from depixcli.geometry.mosaic import MosaicGrid
 
     H, W = image.shape[:2]
     x0, y0, x1, y1 = (float(v) for v in face_box)
@@ -348,7 +348,7 @@ def value_errors(original: np.ndarray, anonymised: np.ndarray, grid) -> tuple[fl
     """
     from dataclasses import replace
 
-    from depixcli.mosaic import cell_values, clipped_rect
+    from depixcli.geometry.mosaic import cell_values, clipped_rect
 
     H, W = original.shape[:2]
     x0, y0, x1, y1 = clipped_rect(grid, (H, W))
@@ -491,7 +491,7 @@ def photo_embeddings(files, identity, detector) -> tuple[list[str], np.ndarray, 
     cannot be read or show no face with landmarks are left out (and named in the notes)."""
     import cv2
 
-    from depixcli.geometry import crop, head_box
+    from depixcli.geometry.crop import crop, head_box
 
     names, feats, skipped = [], [], []
     for p in map(Path, files):
@@ -587,7 +587,7 @@ def plan_tracks(tracks, per_frame, frames: int, geometry, ladder: bool = False) 
             if filled:
                 continue
             rows = per_frame[int(t)]
-            ious = [locate_iou(r[:4], box) for r in rows]
+            ious = [iou(r[:4], box) for r in rows]
             if ious and max(ious) >= DETECT_MATCH_IOU:
                 dets[k] = rows[int(np.argmax(ious))]
         if not dets:
@@ -626,7 +626,7 @@ def _collect(plan: _Plan, k: int, orig: np.ndarray, anon: np.ndarray, identity, 
              frame: int | None = None, time: float | None = None) -> None:
     """Pass 2, one frame of one track: its exposure (timeline), crops, mosaic grid, gallery embedding."""
     from depixcli.exposure import FrameExposure, coverage, face_patch
-    from depixcli.geometry import crop, head_box
+    from depixcli.geometry.crop import crop, head_box
 
     face = plan.track.boxes[k]
     box = head_box(face)
@@ -661,7 +661,7 @@ def run_attacks(plan: _Plan, positions, anon: dict, model_in: dict, grids: dict,
     """The three attacks on the anonymised crops of `positions` (`anon`: METRIC_CROP crops, `model_in`:
     model-size crops of every stack position, `grids`: the mosaic grid over the face or None). Yields
     `(position, cosines [featureless, anonymised, smoothed, reconstructed], embeddings (5, 128), recon crop)`."""
-    from depixcli.geometry import head_box
+    from depixcli.geometry.crop import head_box
     from depixcli.reconstruct import rect_for_face
 
     tr = plan.track
@@ -683,7 +683,7 @@ def run_attacks(plan: _Plan, positions, anon: dict, model_in: dict, grids: dict,
 
 def grid_in_crop(grid, box, size: int):
     """A frame-coordinate MosaicGrid -> the same grid over an `size` px crop of `box`."""
-    from depixcli.mosaic import MosaicGrid
+    from depixcli.geometry.mosaic import MosaicGrid
 
     k = size / box.size
     x0, y0, _, _ = box.xyxy
@@ -697,8 +697,9 @@ def strength_ladder(plan: _Plan, model, identity, batch_size: int) -> list[dict]
     """The audit's own test of stronger mosaics on this face: per `LADDER_BLOCKS` N, the original's crops
     mosaicked as `depix pixelate --blocks N` does (N x N over 1.3 x the face box), attacked as above on up
     to `LADDER_FRAMES` scored frames. `[{"blocks", "verdict", "median": {attack: cosine}}]`, finest first."""
-    from depixcli.geometry import head_box
-    from depixcli.mosaic import apply_mosaic, grid_from_blocks, scale_box
+    from depixcli.geometry.crop import head_box
+    from depixcli.geometry.mosaic import apply_mosaic, grid_from_blocks
+    from depixcli.geometry.boxes import scale_box
 
     out = []
     if not plan.ladder:

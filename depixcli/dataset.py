@@ -287,7 +287,7 @@ def export_clip(clip: ClipInput, out_dir: Path, cfg: PrepareConfig, detector=Non
     The tracks appear under their final names only once all of them are written; on any error or
     interrupt no file of this clip is left in `out_dir/tracks/`.
     """
-    from depixcli.geometry import HEAD_SCALE, crop, head_box
+    from depixcli.geometry.crop import HEAD_SCALE, crop, head_box
     from depixcli.track import TrackConfig, build_tracks
 
     det = detector if detector is not None else _load(cfg)
@@ -608,7 +608,7 @@ def _remove_empty_dataset(out: Path, created: bool) -> None:
 
 
 def _geometry_constants() -> tuple[float, float]:
-    from depixcli.geometry import HEAD_SCALE, HEAD_SHIFT
+    from depixcli.geometry.crop import HEAD_SCALE, HEAD_SHIFT
 
     return HEAD_SCALE, HEAD_SHIFT
 

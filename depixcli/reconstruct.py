@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from depixcli.errors import WeightsError
-from depixcli.geometry import CropBox, crop, head_box, uncrop
+from depixcli.geometry.crop import CropBox, crop, head_box, uncrop
 
 MOSAIC_SCALE = 1.3  # mosaic rect side / tight face box side, as `depix pixelate` and training place it
 FULL_FRAME_COVER = 0.85  # a mosaic covering this fraction of the frame area: the video is a face crop
@@ -184,7 +184,7 @@ def crop_grid(box: CropBox, S: int, rect, origin, cell) -> tuple[np.ndarray, np.
 
 def _grid(rect, origin, cell, frame_hw):
     """MosaicGrid over the (rounded, frame-clipped) `rect` with a float grid; None when nothing is visible."""
-    from depixcli.mosaic import MosaicGrid
+    from depixcli.geometry.mosaic import MosaicGrid
 
     H, W = frame_hw
     x0, y0 = max(int(np.floor(rect[0] + 0.5)), 0), max(int(np.floor(rect[1] + 0.5)), 0)
@@ -201,7 +201,7 @@ def interpolate_values(image: np.ndarray, rect, origin, cell, value_pos=(0.5, 0.
     float32, (x0, y0, x1, y1))` over the rect's integer pixels inside the image, or None when none are."""
     import cv2
 
-    from depixcli.mosaic import cell_index, cell_values
+    from depixcli.geometry.mosaic import cell_index, cell_values
 
     grid = _grid(rect, origin, cell, image.shape[:2])
     if grid is None:
@@ -229,7 +229,7 @@ def project_samples(recon: np.ndarray, source_crop: np.ndarray, origin, cell, re
     grid = _grid(rect, origin, cell, recon.shape[:2])
     if grid is None:
         return recon
-    from depixcli.mosaic import cell_values
+    from depixcli.geometry.mosaic import cell_values
 
     values, cs, rs = cell_values(source_crop, grid)
     x0, y0, x1, y1 = grid.rect
@@ -282,7 +282,7 @@ def remove_leftover_blocks(recon: np.ndarray, source_crop: np.ndarray, origin, c
     squares of recon - B on M) is removed: recon - a M. A cell the model left as a block (a = 1) becomes B;
     a reconstruction with detail of its own is nearly unchanged. Grid in crop px; cells below MIN_BLOCK_PX
     are left alone (too small to tell)."""
-    from depixcli.mosaic import cell_index
+    from depixcli.geometry.mosaic import cell_index
 
     if min(cell) < MIN_BLOCK_PX:
         return recon

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from depixcli.errors import ConfigError, InputError
-from depixcli.geometry import CropBox, crop
+from depixcli.geometry.crop import CropBox, crop
 from depixcli.reconstruct import (
     MOSAIC_SCALE,
     Reconstructor,
@@ -580,7 +580,7 @@ def tracks_from_faces(spans, blocks: int | None = None) -> list[FaceTrack]:
     records them: exact), else `blocks` x `blocks` cells over the face (--pixelate: the grid is applied
     in pass 2, so it is exact too), else the rect `depix pixelate` puts over a face, block size unknown.
     """
-    from depixcli.mosaic import grid_from_blocks
+    from depixcli.geometry.mosaic import grid_from_blocks
 
     out = []
     for span in spans:
@@ -613,7 +613,7 @@ def read_boxes_sidecar(path: str | Path, size: tuple[int, int] | None = None, fr
     (see `depixcli.pixelate`). A track whose frames have gaps becomes one span per run of consecutive
     frames: frames not listed were not pixelated, so nothing is pasted there.
     """
-    from depixcli.mosaic import MosaicGrid
+    from depixcli.geometry.mosaic import MosaicGrid
     from depixcli.io.sidecar import SIDECAR_VERSION
 
     path = Path(path)
@@ -885,7 +885,7 @@ def reconstruct_pass(
     Four threads joined by bounded queues: decode+crop -> model (this thread) -> paste -> write, so
     the model never waits for I/O while the queues have room.
     """
-    from depixcli.mosaic import apply_mosaic
+    from depixcli.geometry.mosaic import apply_mosaic
     from depixcli.io.video import read_frames
 
     from depixcli.io.video import probe

@@ -41,7 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from depixcli.errors import ConfigError
-from depixcli.mosaic import MosaicGrid, cell_index, clipped_rect, grid_from_blocks, scale_box
+from depixcli.geometry.mosaic import MosaicGrid, cell_index, clipped_rect, grid_from_blocks
+from depixcli.geometry.boxes import scale_box
 
 SECURE_BLOCKS = 6  # blocks across the mosaic box
 SECURE_SCALE = 1.6  # mosaic box side / detector face box side (face, hair and ears)
@@ -79,7 +80,7 @@ class SecureMosaic:
 
 def block_means(frame: np.ndarray, grid: MosaicGrid, n: int) -> np.ndarray:
     """`(n, n, 3)` float64 means of the cells of an n x n face-anchored grid (cells outside the frame: 0)."""
-    from depixcli.mosaic import cell_values
+    from depixcli.geometry.mosaic import cell_values
 
     out = np.zeros((n, n, frame.shape[2]), np.float64)
     x0, y0, x1, y1 = clipped_rect(grid, frame.shape[:2])

@@ -105,7 +105,7 @@ def still_stacks(stills: torch.Tensor, frames: int, size: int, gen: torch.Genera
     cover: share of the still's side that one output frame shows (default HEAD_SCALE / STILL_SCALE). Motion
     is a random walk of translation, zoom and rotation, drawn from `gen` (on the stills' device).
     """
-    from depixcli.geometry import HEAD_SCALE
+    from depixcli.geometry.crop import HEAD_SCALE
 
     B, P = stills.shape[0], stills.shape[1]
     dev = stills.device

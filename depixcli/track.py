@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from depixcli.geometry.boxes import iou
+
 MAX_GAP = 12  # frames, longest run of missed detections bridged by interpolation (~0.5 s at 25 fps)
 SIGMA = 1.5  # frames, Gaussian smoothing of box centre and size (~5 frames of support)
 MIN_IOU = 0.2  # IoU, a pair with at least this overlap may match
@@ -85,27 +87,17 @@ def _as_box_score(d) -> tuple[np.ndarray, float]:
     return a[:4], float(a[4]) if a.size > 4 else 1.0
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 def _pair_cost(pred: np.ndarray, box: np.ndarray, cfg: TrackConfig) -> float | None:
     """Matching cost in [0, 2) (lower is better), or None if the pair may not match."""
     sp = max(pred[2] - pred[0], pred[3] - pred[1], 1e-6)
     sb = max(box[2] - box[0], box[3] - box[1], 1e-6)
     if max(sp, sb) / min(sp, sb) > cfg.max_size_ratio:
         return None
-    iou = _iou(pred, box)
+    overlap = iou(pred, box)
     d = np.hypot((pred[0] + pred[2] - box[0] - box[2]) / 2, (pred[1] + pred[3] - box[1] - box[3]) / 2) / sp
-    if iou < cfg.min_iou and d > cfg.max_centre_dist:
+    if overlap < cfg.min_iou and d > cfg.max_centre_dist:
         return None
-    return (1.0 - iou) + min(d, 1.0)
+    return (1.0 - overlap) + min(d, 1.0)
 
 
 def _associate(per_frame: Sequence[Sequence], cfg: TrackConfig) -> list[_Open]:

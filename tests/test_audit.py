@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from depixcli.audit import NULL_MARGIN, analyse_mosaic, count_phases, judge
 from depixcli.cli import main
-from depixcli.mosaic import MosaicGrid
+from depixcli.geometry.mosaic import MosaicGrid
 from depixcli.io.video import probe, read_frames
 from depixcli.io.synthetic import write_test_clip
 

@@ -113,7 +113,7 @@ def test_coverage_of_hidden_and_shown_faces():
     import cv2
     import skimage.data
 
-    from depixcli.mosaic import apply_mosaic, grid_from_blocks
+    from depixcli.geometry.mosaic import apply_mosaic, grid_from_blocks
     from depixcli.io.encode import h264_roundtrip
 
     face = cv2.resize(skimage.data.astronaut()[20:220, 150:330], (120, 130))

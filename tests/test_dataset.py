@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from depixcli.cli import main
 from depixcli.dataset import FORMAT_NAME, ClipInput, PrepareConfig, assign_splits, collect_inputs, load_crops, prepare
 from depixcli.errors import ConfigError, InputError
-from depixcli.geometry import CropBox, crop
+from depixcli.geometry.crop import CropBox, crop
 
 av = pytest.importorskip("av")
 skimage_data = pytest.importorskip("skimage.data")

@@ -3,7 +3,7 @@ import pytest
 
 from depixcli.detect import DETECTORS, Detection, load_detector
 from depixcli.errors import BackendError
-from depixcli.track import _iou
+from depixcli.geometry.boxes import iou
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -25,7 +25,7 @@ def test_finds_the_face_in_a_photo(detector, astronaut):
     assert len(dets) == 1
     d = dets[0]
     assert isinstance(d, Detection) and d.score > 0.5
-    assert _iou(d.box, ASTRONAUT_FACE) > 0.75
+    assert iou(d.box, ASTRONAUT_FACE) > 0.75
     lm = d.landmarks
     assert lm.shape == (5, 2)
     assert np.all((lm[:, 0] > d.box[0]) & (lm[:, 0] < d.box[2]) & (lm[:, 1] > d.box[1]) & (lm[:, 1] < d.box[3]))
@@ -35,7 +35,7 @@ def test_finds_the_face_in_a_photo(detector, astronaut):
 def test_is_colour_order_aware(astronaut):
     """YuNet wants BGR: feeding RGB through the RGB API must give the same box as the reference."""
     d = load_detector("yunet").detect(astronaut)[0]
-    assert _iou(d.box, ASTRONAUT_FACE) > 0.75
+    assert iou(d.box, ASTRONAUT_FACE) > 0.75
 
 
 def test_no_face_in_plain_frames(detector):
@@ -54,7 +54,7 @@ def test_moving_face_in_large_frames_is_found_at_frame_scale(detector, astronaut
         frame[y:y + 240, x:x + 210] = face
         dets = detector.detect(frame)
         assert len(dets) == 1, k
-        assert _iou(dets[0].box, tight + [x, y, x, y]) > 0.7, k
+        assert iou(dets[0].box, tight + [x, y, x, y]) > 0.7, k
 
 
 def test_small_frame_and_odd_sizes(detector, astronaut):
@@ -64,7 +64,7 @@ def test_small_frame_and_odd_sizes(detector, astronaut):
     dets = detector.detect(small)
     assert len(dets) == 1
     ref = ASTRONAUT_FACE * [203 / 512, 171 / 512, 203 / 512, 171 / 512]
-    assert _iou(dets[0].box, ref) > 0.7
+    assert iou(dets[0].box, ref) > 0.7
 
 
 def test_sfd_without_weights_names_the_missing_file(tmp_path, monkeypatch):

@@ -9,10 +9,11 @@ import torch
 from click.testing import CliRunner
 
 from depixcli.cli import main
-from depixcli.geometry import CropBox, crop
+from depixcli.geometry.crop import CropBox, crop
 from depixcli.locate import border_value_errors, classify_values, locate_mosaics
 from depixcli.models import Depixelator, ModelConfig
-from depixcli.mosaic import apply_mosaic, grid_from_block_size, grid_from_blocks, scale_box
+from depixcli.geometry.mosaic import apply_mosaic, grid_from_block_size, grid_from_blocks
+from depixcli.geometry.boxes import scale_box
 from depixcli.reconstruct import (
     MAX_FEATHER,
     Reconstructor,

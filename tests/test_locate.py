@@ -7,7 +7,8 @@ import pytest
 import skimage.data
 
 from depixcli.locate import MosaicRegion, locate_mosaics, track_mosaics
-from depixcli.mosaic import MosaicGrid, apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
+from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
+from depixcli.geometry.boxes import iou as box_iou
 from depixcli.io.encode import h264_roundtrip
 
 H, W = 540, 960  # px, test frames
@@ -78,22 +79,15 @@ def _make_case(i):
     return (h264_roundtrip(out) if codec == "h264" else _jpeg(out)), grid
 
 
-def _iou(a, b):
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
-    return ix * iy / union
-
-
 def test_detection_accuracy_after_compression():
     hits, false_alarms = 0, 0
     for i in range(len(CASES)):
         frame, grid = _make_case(i)
         gt = clipped_rect(grid, frame.shape[:2])
         regions = locate_mosaics(frame)
-        false_alarms += sum(_iou(r.rect, gt) < 0.1 for r in regions)
-        best = max(regions, key=lambda r: _iou(r.rect, gt), default=None)
-        if (best is not None and _iou(best.rect, gt) > 0.8 and abs(best.cell_w / grid.cell_w - 1) < 0.05
+        false_alarms += sum(box_iou(r.rect, gt) < 0.1 for r in regions)
+        best = max(regions, key=lambda r: box_iou(r.rect, gt), default=None)
+        if (best is not None and box_iou(best.rect, gt) > 0.8 and abs(best.cell_w / grid.cell_w - 1) < 0.05
                 and abs(best.cell_h / grid.cell_h - 1) < 0.05):
             hits += 1
     assert false_alarms == 0
@@ -103,9 +97,9 @@ def test_detection_accuracy_after_compression():
 def test_phase_and_fractional_size():
     """OpenCV mosaic with non-divisible sizes: re-mosaicking on the located grid reproduces the frame."""
     frame, grid = _make_case(8)  # 197 / 13 = 15.15 px x 221 / 17 = 13 px cells, H.264
-    r = max(locate_mosaics(frame), key=lambda r: _iou(r.rect, grid.rect))
+    r = max(locate_mosaics(frame), key=lambda r: box_iou(r.rect, grid.rect))
     assert r.cell_w == pytest.approx(197 / 13, rel=0.01) and r.cell_h == pytest.approx(13.0, rel=0.01)
-    assert _iou(r.rect, grid.rect) > 0.85  # a border row / column of cells may be lost to codec ringing
+    assert box_iou(r.rect, grid.rect) > 0.85  # a border row / column of cells may be lost to codec ringing
     assert abs(r.rect[0] - grid.x0) <= 1 and abs(r.rect[1] - grid.y0) <= 1
     x0, y0, x1, y1 = r.rect
 
@@ -170,7 +164,7 @@ def test_track_over_frames():
     assert list(tr.frames) == list(range(8)) and list(tr.filled) == [i == 4 for i in range(8)]
     assert tr.cell_w == pytest.approx(10.0, rel=0.03) and tr.cell_h == pytest.approx(12.5, rel=0.03)
     gap = tr.region_at(4)
-    assert isinstance(gap, MosaicRegion) and _iou(gap.rect, (224, 162, 384, 362)) > 0.8
+    assert isinstance(gap, MosaicRegion) and box_iou(gap.rect, (224, 162, 384, 362)) > 0.8
     assert tr.region_at(9) is None
 
 
@@ -192,7 +186,7 @@ def _face_clip_frames(size, box_wh, blocks, n, crf, seed=0, step=3):
 
 def _found(regions, grid, shape, iou=0.8, tol=0.05):
     gt = clipped_rect(grid, shape[:2])
-    return any(_iou(r.rect, gt) > iou and abs(r.cell_w / grid.cell_w - 1) < tol
+    return any(box_iou(r.rect, gt) > iou and abs(r.cell_w / grid.cell_w - 1) < tol
                and abs(r.cell_h / grid.cell_h - 1) < tol for r in regions)
 
 
@@ -232,7 +226,7 @@ def test_flat_backdrop_is_not_part_of_the_mosaic():
     frame = h264_roundtrip(apply_mosaic(img, grid), 18)
     regions = locate_mosaics(frame)
     assert len(regions) == 1
-    assert _iou(regions[0].rect, grid.rect) > 0.9 and regions[0].rect[1] >= 60
+    assert box_iou(regions[0].rect, grid.rect) > 0.9 and regions[0].rect[1] >= 60
 
 
 def test_compressed_small_clip_found_on_nearly_every_frame(tmp_path):
@@ -261,7 +255,7 @@ def test_one_mosaic_is_one_region():
     img[300:380, 400:760] = (128, 120, 110)
     grid = grid_from_block_size((400, 150, 760, 530), 20)
     regions = locate_mosaics(h264_roundtrip(apply_mosaic(img, grid), 23))
-    assert len(regions) == 1 and _iou(regions[0].rect, grid.rect) > 0.9
+    assert len(regions) == 1 and box_iou(regions[0].rect, grid.rect) > 0.9
     top = MosaicRegion((400, 140, 760, 300), 20.0, 20.0, 400.0, 140.0, 0.9)
     bottom = MosaicRegion((400, 300, 760, 540), 20.1, 19.9, 400.3, 300.2, 0.8)
     other = MosaicRegion((760, 140, 900, 300), 12.0, 12.0, 760.0, 140.0, 0.9)  # touches, another grid

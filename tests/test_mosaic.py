@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 
 from depixcli.errors import ConfigError
-from depixcli.mosaic import (
+from depixcli.geometry.boxes import scale_box
+from depixcli.geometry.mosaic import (
     MosaicGrid,
     apply_mosaic,
     apply_mosaics,
     cell_index,
     grid_from_block_size,
     grid_from_blocks,
-    scale_box,
 )
 
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from depixcli.cli import main
 from depixcli.errors import InputError
-from depixcli.mosaic import MosaicGrid, apply_mosaic, clipped_rect
+from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, clipped_rect
 from depixcli.io.sidecar import read_sidecar
 from depixcli.io.video import probe, read_frames
 from depixcli.io.synthetic import write_test_clip

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from depixcli.cli import main
 from depixcli.errors import WeightsError
-from depixcli.geometry import head_box
+from depixcli.geometry.crop import head_box
 from depixcli.models import Depixelator, ModelConfig
-from depixcli.mosaic import apply_mosaic, grid_from_blocks
+from depixcli.geometry.mosaic import apply_mosaic, grid_from_blocks
 from depixcli.reconstruct import (
     Reconstructor,
     blend_mask,
@@ -310,7 +310,7 @@ def test_a_perfect_reconstruction_pastes_back_closer_to_the_original():
     grid = grid_from_blocks(rect_for_face(face), 12)
     mosaic = apply_mosaic(frame, grid)
     box = crop_box_for_rect(grid.rect, mosaic.shape[:2])
-    from depixcli.geometry import crop
+    from depixcli.geometry.crop import crop
 
     out = paste(mosaic, crop(frame, box, 128), box, grid.rect, grid.cell_w)
     x0, y0, x1, y1 = grid.rect
@@ -461,7 +461,7 @@ def test_cuda_bf16_matches_cpu_fp32_and_runs_end_to_end(tmp_path, clip, tiny_wei
 
 def test_paste_is_half_pixel_exact(monkeypatch):
     from depixcli import reconstruct
-    from depixcli.geometry import CropBox, crop
+    from depixcli.geometry.crop import CropBox, crop
 
     monkeypatch.setattr(reconstruct, "LEFTOVER", False)  # the input's blocks would count as left over (when on)
 

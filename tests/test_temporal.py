@@ -20,7 +20,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def moving(astronaut):
     """(8, S, S, 3) uint8: the face sliding 1 px per frame under a fixed camera (the crop box stays put)."""
-    from depixcli.geometry import crop, head_box
+    from depixcli.geometry.crop import crop, head_box
 
     box = head_box((178.0, 62.6, 268.4, 176.4))
     shifted = [np.roll(astronaut, t, axis=1) for t in range(8)]

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from depixcli.errors import ConfigError, InputError
-from depixcli.mosaic import MosaicGrid
+from depixcli.geometry.mosaic import MosaicGrid
 
 SIDECAR_VERSION = 1
 FIRST_VERSION = 1  # the oldest sidecar version this depix reads

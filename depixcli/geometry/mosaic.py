@@ -1,13 +1,13 @@
 """Mosaic (pixelation) geometry: grids of constant-colour cells over a rectangle of a frame.
 
 A `MosaicGrid` is a rectangle `rect = (x0, y0, x1, y1)` (int px, half-open, continuous coordinates as in
-`depixcli.geometry`: pixel column i covers [i, i + 1)) cut by vertical grid lines at `origin_x + k * cell_w`
+`depixcli.geometry.crop`: pixel column i covers [i, i + 1)) cut by vertical grid lines at `origin_x + k * cell_w`
 and horizontal lines at `origin_y + k * cell_h` (k any integer; cell sizes may be fractional). A pixel belongs
 to the cell that contains its centre: column i is in cell `floor((i + 0.5 - origin_x) / cell_w)`. Inside the
 rectangle every cell is replaced by one colour: the mean of its pixels (`mode="mean"`) or the pixel at its
 centre (`mode="center"`). Cells cut by the rectangle or the frame border use only their visible pixels.
 
-Two conventions make grids from a box (float xyxy, e.g. a detector face box scaled by `scale_box`):
+Two conventions make grids from a box (float xyxy, e.g. a detector face box scaled by `geometry.boxes.scale_box`):
 - `grid_from_blocks(box, n)`: n x n cells spanning the (rounded) box, anchored to the face. With a box
   whose sides are multiples of n this equals the common OpenCV recipe
   `cv2.resize(roi, (n, n), INTER_AREA)` then `cv2.resize(.., (w, h), INTER_NEAREST)`, and the paper's
@@ -75,13 +75,6 @@ class MosaicGrid:
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"bad mosaic grid {d!r}: {exc}") from None
-
-
-def scale_box(box, scale: float) -> tuple[float, float, float, float]:
-    """Scale an xyxy box about its centre."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * scale / 2, (y1 - y0) * scale / 2
-    return (cx - hw, cy - hh, cx + hw, cy + hh)
 
 
 def grid_from_blocks(box, n: int, mode: str = "mean") -> MosaicGrid:
