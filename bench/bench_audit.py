@@ -274,8 +274,8 @@ def main(argv=None) -> int:
         return report(args, rows, clips, weights, read_gallery_note(args.out))
 
     from depixcli.audit import AuditConfig, audit_video, write_sheet
-    from depixcli.detect import load_detector
-    from depixcli.identity import SFaceIdentity
+    from depixcli.faces.detect import load_detector
+    from depixcli.faces.identity import SFaceIdentity
     from depixcli.pixelate import pixelate_video
 
     gallery_images(every_clip, args.out / "gallery")

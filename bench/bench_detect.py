@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from depixcli import dataset
-from depixcli.detect import load_detector
+from depixcli.faces.detect import load_detector
 from depixcli.geometry.boxes import iou
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from depixcli import dataset
-from depixcli.detect import load_detector
+from depixcli.faces.detect import load_detector
+from depixcli.faces.track import TrackConfig, build_tracks
 from depixcli.geometry.crop import crop, head_box
-from depixcli.track import TrackConfig, build_tracks
 
 
 def main() -> None:

@@ -71,8 +71,8 @@ def make_mosaic(kind: str, image: np.ndarray, face, cface):
     """(mosaiced frame, true rect xyxy int (frame-clipped), origin, cell (w, h), value kind) or None."""
     import cv2
 
-    from depixcli.geometry.mosaic import apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
     from depixcli.geometry.boxes import scale_box
+    from depixcli.geometry.mosaic import apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
 
     if kind == "deface20":
         if cface is None:
@@ -152,11 +152,11 @@ def run_case(clean: list[np.ndarray], faces, cfaces, kind: str, fps: float, work
              sample_evidence: bool) -> dict | None:
     from depixcli import reconstruct
     from depixcli.audit import attack_smooth
+    from depixcli.io.encode import EncodeOptions
+    from depixcli.io.synthetic import write_test_clip
+    from depixcli.io.video import read_frames
     from depixcli.reconstruct import MAX_FEATHER, interpolate_values, value_position
     from depixcli.run import RunConfig, run_video
-    from depixcli.io.encode import EncodeOptions
-    from depixcli.io.video import read_frames
-    from depixcli.io.synthetic import write_test_clip
 
     made, truth = [], []
     for t, img in enumerate(clean):
@@ -229,7 +229,7 @@ def face_boxes(frames: list[np.ndarray], detector) -> list:
 
 def smooth_track(boxes: list) -> list:
     """YuNet boxes smoothed over time as `depix pixelate`'s tracks are (track.smooth_boxes), gaps kept."""
-    from depixcli.track import TrackConfig, smooth_boxes
+    from depixcli.faces.track import TrackConfig, smooth_boxes
 
     idx = [i for i, b in enumerate(boxes) if b is not None]
     if len(idx) < 2:
@@ -244,7 +244,7 @@ def smooth_track(boxes: list) -> list:
 def main(argv=None) -> int:
     import cv2
 
-    from depixcli.detect import load_detector
+    from depixcli.faces.detect import load_detector
     from depixcli.io.video import probe, read_frames
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -25,12 +25,12 @@ import os
 import numpy as np
 
 from depixcli import dataset
-from depixcli.detect import load_detector
 from depixcli.errors import DepixError
-from depixcli.pixelate import PixelateConfig, PixelateSummary, pixelate_video
-from depixcli.io.sidecar import read_sidecar
+from depixcli.faces.detect import load_detector
 from depixcli.geometry.boxes import iou
+from depixcli.io.sidecar import read_sidecar
 from depixcli.io.video import probe, read_frames
+from depixcli.pixelate import PixelateConfig, PixelateSummary, pixelate_video
 
 
 def covered(box, rects) -> float:

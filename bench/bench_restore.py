@@ -62,8 +62,8 @@ def cut_clip(src: Path, dst: Path, max_frames: int):
 def pixelate_depix(clean: Path, out: Path, kind: str) -> list[list[tuple]]:
     """`depix pixelate` with the kind's grid; per frame `[(tight face box, int mosaic rect)]` from its sidecar."""
     from depixcli.geometry.mosaic import clipped_rect
-    from depixcli.pixelate import PixelateConfig, pixelate_video
     from depixcli.io.sidecar import read_sidecar
+    from depixcli.pixelate import PixelateConfig, pixelate_video
 
     config = {
         "blocks16": PixelateConfig(blocks=16),
@@ -82,9 +82,9 @@ def pixelate_opencv(clean: Path, out: Path) -> list[list[tuple]]:
     import cv2
 
     from depixcli.geometry.boxes import scale_box
-    from depixcli.pixelate import PixelateConfig, detect_tracks
     from depixcli.io.encode import VideoWriter
     from depixcli.io.video import read_frames
+    from depixcli.pixelate import PixelateConfig, detect_tracks
 
     info, tracks = detect_tracks(clean, PixelateConfig())  # yunet + track.build_tracks
     per_frame: list[list[tuple]] = []
@@ -135,8 +135,8 @@ def score(clean: Path, pix: Path, restored: Path, faces: list[list[tuple]], iden
     import cv2
 
     from depixcli.geometry.crop import crop, head_box
-    from depixcli.run import face_metrics
     from depixcli.io.video import read_frames
+    from depixcli.run import face_metrics
 
     sums: dict[str, list[float]] = {}
     hits, changes, scored, decoded = 0, [], 0, [0, 0, 0]
@@ -179,8 +179,8 @@ def score(clean: Path, pix: Path, restored: Path, faces: list[list[tuple]], iden
 # ------------------------------------------------------------------------------------------ report
 def measure(clip: Path, kind: str, clean: Path, work: Path, args, identity) -> dict:
     """Pixelate `clean` as `kind`, restore it with automatic location, score; one result row."""
-    from depixcli.run import RunConfig, run_video
     from depixcli.io.video import probe
+    from depixcli.run import RunConfig, run_video
 
     pix, restored = work / f"{kind}.pixelated.mp4", work / f"{kind}.restored.mp4"
     t0 = time.perf_counter()
@@ -241,7 +241,7 @@ def main(argv=None) -> int:
     import torch
 
     from depixcli.evaluate import write_json
-    from depixcli.identity import SFaceIdentity
+    from depixcli.faces.identity import SFaceIdentity
 
     if args.threads:
         torch.set_num_threads(args.threads)

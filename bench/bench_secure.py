@@ -42,8 +42,8 @@ def candidates(fps: float) -> dict:
 
 
 def mosaic_frames(frames, tracks, way, fps: float) -> list[np.ndarray]:
-    from depixcli.geometry.mosaic import apply_mosaics, grid_from_blocks
     from depixcli.geometry.boxes import scale_box
+    from depixcli.geometry.mosaic import apply_mosaics, grid_from_blocks
     from depixcli.secure import apply_secure
 
     held: dict = {}
@@ -71,11 +71,11 @@ def main(argv=None) -> int:
 
     from depixcli import dataset
     from depixcli.audit import plan_tracks, score_pass
-    from depixcli.detect import load_detector
-    from depixcli.identity import SFaceIdentity
-    from depixcli.reconstruct import default_weights_path, load_reconstructor
-    from depixcli.track import build_tracks
+    from depixcli.faces.detect import load_detector
+    from depixcli.faces.identity import SFaceIdentity
+    from depixcli.faces.track import build_tracks
     from depixcli.io.video import probe, read_frames
+    from depixcli.reconstruct import default_weights_path, load_reconstructor
 
     clips = dataset.collect_inputs(args.inputs)
     if any(c.split is not None for c in clips):

@@ -1,4 +1,4 @@
-"""CPU cost of the SFace identity loss (depixcli.sface_torch): forward + backward per sample.
+"""CPU cost of the SFace identity loss (depixcli.faces.sface_torch): forward + backward per sample.
 
     python bench/bench_sface_torch.py                      # batches 1 and 16, 1 and 2 threads, fp32 and bf16
     python bench/bench_sface_torch.py --batches 8 --threads 2 --repeats 10
@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from depixcli.sface_torch import build_sface_net, identity_embedding, identity_loss
+from depixcli.faces.sface_torch import build_sface_net, identity_embedding, identity_loss
 
 CROP = 128  # px, depix head crops
 

@@ -55,10 +55,10 @@ def anonymised(clean: Path, pix: Path, boxes, kind: str, drops: set, out: Path) 
 
 def timeline(args, clips, out: Path) -> dict:
     from depixcli.audit import AuditConfig, audit_video
-    from depixcli.detect import load_detector
-    from depixcli.identity import SFaceIdentity
-    from depixcli.pixelate import PixelateConfig, detect_tracks, pixelate_video
+    from depixcli.faces.detect import load_detector
+    from depixcli.faces.identity import SFaceIdentity
     from depixcli.io.sidecar import read_sidecar
+    from depixcli.pixelate import PixelateConfig, detect_tracks, pixelate_video
     from depixcli.reconstruct import load_reconstructor
 
     model = load_reconstructor(args.weights, "auto")
@@ -110,10 +110,10 @@ def timeline(args, clips, out: Path) -> dict:
 
 
 def failsecure(args, clips, out: Path) -> dict:
-    from depixcli.detect import load_detector
-    from depixcli.pixelate import PixelateConfig, pixelate_video
+    from depixcli.faces.detect import load_detector
     from depixcli.io.sidecar import read_sidecar
     from depixcli.io.video import read_frames
+    from depixcli.pixelate import PixelateConfig, pixelate_video
 
     referee = load_detector("centerface")
     rows = []

@@ -15,10 +15,10 @@ import time
 import numpy as np
 
 from depixcli import dataset
-from depixcli.detect import load_detector
-from depixcli.geometry.crop import crop, head_box
-from depixcli.track import TrackConfig, build_tracks
+from depixcli.faces.detect import load_detector
+from depixcli.faces.track import TrackConfig, build_tracks
 from depixcli.geometry.boxes import iou
+from depixcli.geometry.crop import crop, head_box
 
 
 def boxes_for(path, every, max_side, frames):

@@ -65,10 +65,10 @@ MIN_MOSAIC = 16  # px: true mosaics narrower (clipped by the frame) are not scor
 # ------------------------------------------------------------------------------------------ inputs
 def true_faces(path: Path, max_frames: int | None):
     """YuNet on every frame -> (VideoInfo, smoothed face tracks, raw per-frame boxes)."""
-    from depixcli.detect import load_detector
-    from depixcli.pixelate import PixelateConfig
-    from depixcli.track import build_tracks
+    from depixcli.faces.detect import load_detector
+    from depixcli.faces.track import build_tracks
     from depixcli.io.video import probe, read_frames
+    from depixcli.pixelate import PixelateConfig
 
     pix = PixelateConfig()
     det = load_detector(pix.detector, threshold=pix.threshold, max_side=pix.max_side)
@@ -126,9 +126,9 @@ def make_video(src: Path, dst: Path, info, kind: str, scale: float | None, track
     import cv2
 
     from depixcli.geometry.mosaic import apply_mosaic, clipped_rect
-    from depixcli.pixelate import PixelateConfig
     from depixcli.io.encode import EncodeOptions, VideoWriter
     from depixcli.io.video import read_frames
+    from depixcli.pixelate import PixelateConfig
 
     f = scale or 1.0
     W, H = info.width, info.height
@@ -236,8 +236,8 @@ def measure(path: Path, info, truth: list[dict]) -> dict:
 
 def _break_reason(a, b, per_frame, max_gap: int, face: int) -> dict:
     """Why FaceTracks a and b (consecutive on one face) were not linked (run.link_tracks' criteria)."""
+    from depixcli.faces.track import Track
     from depixcli.run import LINK_CELL, _edge_cell, _link_distance
-    from depixcli.track import Track
 
     gap = b.start - a.end - 1
     missed = [t for t in range(a.end + 1, b.start) if not per_frame[t]]

@@ -58,9 +58,9 @@ from pathlib import Path
 import numpy as np
 
 from depixcli.errors import ConfigError, InputError
-from depixcli.io.progress import bar_factory
-from depixcli.geometry.boxes import iou
 from depixcli.exposure import COVERED, UNCOVERED, ExposedRange, Timeline, exposed_ranges, repair_masks
+from depixcli.geometry.boxes import iou
+from depixcli.io.progress import bar_factory
 
 SFACE_THRESHOLD = 0.363  # cosine, SFace's published same-person threshold (OpenCV Zoo, LFW)
 HOLD_MEDIAN = 0.2  # cosine: a track holds only when every attack's median cosine stays below this ...
@@ -284,7 +284,7 @@ def to_crop(points: np.ndarray, box, size: int) -> np.ndarray:
 
 def crop_alignment(det: np.ndarray, box, size: int):
     """`identity.Alignment` in crop coordinates from a detection row `(15,)`: box xyxy, score, 5 landmarks."""
-    from depixcli.identity import Alignment
+    from depixcli.faces.identity import Alignment
 
     lm = to_crop(det[5:15].reshape(5, 2), box, size)
     b = to_crop(det[:4].reshape(2, 2) - 0.5, box, size) + 0.5  # continuous corners
@@ -309,8 +309,8 @@ def locate_face_grid(image: np.ndarray, face_box) -> tuple | None:
     """
     import cv2
 
-    from depixcli.locate import locate_mosaics
     from depixcli.geometry.mosaic import MosaicGrid
+    from depixcli.locate import locate_mosaics
 
     H, W = image.shape[:2]
     x0, y0, x1, y1 = (float(v) for v in face_box)
@@ -522,8 +522,8 @@ def find_faces(anonymised, original, config: AuditConfig = AuditConfig(), detect
     score, 5 landmarks x, y], tracks, clock [(frame number, timestamp s)])`, over the frames of the window
     `config.start`, `config.duration`. Raises InputError when sizes or frame counts differ.
     """
-    from depixcli.detect import load_detector
-    from depixcli.track import build_tracks
+    from depixcli.faces.detect import load_detector
+    from depixcli.faces.track import build_tracks
     from depixcli.io.video import probe
 
     a_info, o_info = probe(anonymised), probe(original)
@@ -577,7 +577,7 @@ class _Plan:
 
 def plan_tracks(tracks, per_frame, frames: int, geometry, ladder: bool = False) -> tuple[list[_Plan], list[str]]:
     """Pick, per track, the frames to score, its gallery frames and the model's stack frames."""
-    from depixcli.identity import gallery_frames, query_span, spread_frames
+    from depixcli.faces.identity import gallery_frames, query_span, spread_frames
     from depixcli.models import window_indices
 
     plans, notes = [], []
@@ -616,7 +616,7 @@ def flat_face(crop: np.ndarray) -> np.ndarray:
 def identity_cosines(identity, original: np.ndarray, candidates: list, alignment) -> tuple[np.ndarray, np.ndarray]:
     """The report's identity measure, in one place: SFace cosine of each candidate crop to the original
     crop, all aligned with the original's landmarks. Returns `(cosines (N,), embeddings (1 + N, 128))`."""
-    from depixcli.identity import cosine
+    from depixcli.faces.identity import cosine
 
     e = identity.embed([original, *candidates], [alignment] * (1 + len(candidates)))
     return np.asarray(cosine(e[:1], e[1:]), np.float64).reshape(-1), e
@@ -697,9 +697,9 @@ def strength_ladder(plan: _Plan, model, identity, batch_size: int) -> list[dict]
     """The audit's own test of stronger mosaics on this face: per `LADDER_BLOCKS` N, the original's crops
     mosaicked as `depix pixelate --blocks N` does (N x N over 1.3 x the face box), attacked as above on up
     to `LADDER_FRAMES` scored frames. `[{"blocks", "verdict", "median": {attack: cosine}}]`, finest first."""
+    from depixcli.geometry.boxes import scale_box
     from depixcli.geometry.crop import head_box
     from depixcli.geometry.mosaic import apply_mosaic, grid_from_blocks
-    from depixcli.geometry.boxes import scale_box
 
     out = []
     if not plan.ladder:
@@ -748,7 +748,7 @@ def recommend(ladder: list[dict]) -> dict | None:
 
 def _finish(plan: _Plan, model, identity, batch_size: int) -> dict:
     """Attacks and cosines of one track once all its frames are collected; frees its crops."""
-    from depixcli.identity import cosine
+    from depixcli.faces.identity import cosine
 
     frames = plan.timeline.frames
 
@@ -798,7 +798,7 @@ def _finish(plan: _Plan, model, identity, batch_size: int) -> dict:
 
 def rank_of(probe: np.ndarray, entries: np.ndarray, own: int) -> int:
     """1 + the number of gallery entries closer (cosine) to `probe` than entry `own`."""
-    from depixcli.identity import normalize
+    from depixcli.faces.identity import normalize
 
     sims = normalize(entries) @ normalize(probe[None])[0]
     return 1 + int(np.sum(sims > sims[own]))
@@ -943,9 +943,9 @@ def audit_video(anonymised, original, config: AuditConfig = AuditConfig(), model
     `gallery` (`gallery_photos(...)`'s result) may be passed in to reuse them over many videos.
     Raises InputError (videos differ, no face in the original), WeightsError, BackendError.
     """
-    from depixcli.identity import SFaceIdentity
-    from depixcli.reconstruct import default_weights_path, load_reconstructor
+    from depixcli.faces.identity import SFaceIdentity
     from depixcli.io.video import probe
+    from depixcli.reconstruct import default_weights_path, load_reconstructor
 
     anonymised, original = os.fspath(anonymised), os.fspath(original)
     if config.weights is None and model is None:
@@ -955,7 +955,7 @@ def audit_video(anonymised, original, config: AuditConfig = AuditConfig(), model
     model = model or load_reconstructor(config.weights, config.device)  # fail on bad weights before long work
     identity = identity or SFaceIdentity()
     if detector is None:
-        from depixcli.detect import load_detector
+        from depixcli.faces.detect import load_detector
 
         detector = load_detector(config.detector, threshold=config.threshold, max_side=config.max_side)
     notes = []

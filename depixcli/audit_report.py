@@ -18,10 +18,10 @@ import tempfile
 
 import numpy as np
 
-from depixcli.io.files import write_atomic
 from depixcli.audit import (ATTACKS, LIMITS, REID_MIN_GALLERY, SFACE_THRESHOLD, AuditReport, TrackAudit, explain)
 from depixcli.errors import OutputError
 from depixcli.exposure import COVERED, clock
+from depixcli.io.files import write_atomic
 
 ATTACK_WORDS = {"anonymised": "the anonymised face as it is", "smoothed": "a smoothed copy of it",
                 "reconstructed": "depix's reconstruction of it"}

@@ -85,7 +85,7 @@ def set_threads(n: int) -> None:
 
 def _work(task: str, config, job, key: str) -> dict:
     """Call the library entry point of `task` on one video; the numbers of its result."""
-    from depixcli.detect import load_detector
+    from depixcli.faces.detect import load_detector
 
     if task == "run":
         from depixcli.run import run_video
@@ -101,7 +101,7 @@ def _work(task: str, config, job, key: str) -> dict:
         return {"frames": s.frames, "tracks": s.tracks, "notes": s.notes}
     from depixcli.audit import audit_video, gallery_photos
     from depixcli.audit_report import write_json, write_sheet
-    from depixcli.identity import SFaceIdentity
+    from depixcli.faces.identity import SFaceIdentity
     from depixcli.reconstruct import load_reconstructor
 
     if job.original is None:

@@ -287,8 +287,8 @@ def export_clip(clip: ClipInput, out_dir: Path, cfg: PrepareConfig, detector=Non
     The tracks appear under their final names only once all of them are written; on any error or
     interrupt no file of this clip is left in `out_dir/tracks/`.
     """
+    from depixcli.faces.track import TrackConfig, build_tracks
     from depixcli.geometry.crop import HEAD_SCALE, crop, head_box
-    from depixcli.track import TrackConfig, build_tracks
 
     det = detector if detector is not None else _load(cfg)
     fps, _ = _video_fps_frames(clip.path)
@@ -345,7 +345,7 @@ def export_clip(clip: ClipInput, out_dir: Path, cfg: PrepareConfig, detector=Non
 
 
 def _load(cfg: PrepareConfig):
-    from depixcli.detect import load_detector
+    from depixcli.faces.detect import load_detector
 
     return load_detector(cfg.detector, threshold=cfg.threshold, max_side=cfg.max_side)
 

@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from depixcli.io.files import write_atomic
 from depixcli.errors import ConfigError, InputError, OutputError
+from depixcli.io.files import write_atomic
 
 PROTOCOLS = {  # name -> (kind, blocks: across the crop for "paper", across the face box otherwise; H.264 after)
     "paper16": ("paper", 16, False),
@@ -152,7 +152,7 @@ def sha256_file(path: str | os.PathLike) -> str:
 def centre_frames(n_frames: int, k: int) -> list[int]:
     """Up to `k` distinct frames evenly spread over the first Q = identity.query_span(T) frames of a track:
     floor((i + 0.5) * Q / k), i < k (the tail is left for the re-id gallery)."""
-    from depixcli.identity import query_span
+    from depixcli.faces.identity import query_span
 
     q = query_span(n_frames)
     if k >= q:
@@ -378,7 +378,7 @@ class IdentityReference:
 def identity_reference(sface, dlib, tracks, samples: Sequence[Sample], gts: np.ndarray,
                        quiet: bool = True) -> IdentityReference:
     """Align and embed the ground truth of every sample; build the re-id gallery (identity.py's protocol)."""
-    from depixcli.identity import Gallery, gallery_frames, normalize
+    from depixcli.faces.identity import Gallery, gallery_frames, normalize
 
     align = [sface.align(g) for g in _progress(gts, desc="align", unit="crop", disable=quiet, leave=False)]
     queries: dict[int, list[int]] = {}
@@ -493,7 +493,7 @@ def _project(recon_u8: np.ndarray, observed_u8: np.ndarray, grids: Sequence) -> 
 
 def score(out: np.ndarray, gts: np.ndarray, ref: IdentityReference, sface, channel: str) -> dict[str, np.ndarray]:
     """Per-sample metrics `(N,)` of one method's outputs against the ground truth."""
-    from depixcli.identity import cosine, rank1
+    from depixcli.faces.identity import cosine, rank1
     from depixcli.metrics import psnr, ssim
 
     emb = sface.embed(out, ref.alignments)
@@ -528,7 +528,7 @@ def evaluate(
 
     from depixcli.dataset import load_crops, read_index
     from depixcli.degrade import MosaicConfig
-    from depixcli.identity import SFaceIdentity, load_dlib, rank1, spread_frames
+    from depixcli.faces.identity import SFaceIdentity, load_dlib, rank1, spread_frames
     from depixcli.metrics import CHANNEL_NAMES
     from depixcli.temporal import FLICKER_METRICS, reconstruct_runs, run_starts, score_runs
 

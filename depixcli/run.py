@@ -216,7 +216,7 @@ def mosaic_anchor(rects: np.ndarray, origins: np.ndarray, cells: np.ndarray) -> 
     detector box does), "face" (it moves smoothly with the mosaic), "static" (the mosaic moves less than
     MIN_MOTION_CELLS) or "unknown"."""
     from depixcli.audit import circular_spread
-    from depixcli.track import smooth_boxes
+    from depixcli.faces.track import smooth_boxes
 
     ok = ~(np.isnan(origins).any(1) | np.isnan(cells).any(1) | np.isnan(rects).any(1))
     if ok.sum() < 2:
@@ -322,7 +322,7 @@ def tracks_from_rects(
     the mosaic (`_partial`: its neighbours on both sides are much larger); the crop box always comes from
     the smoothed rect, so the model sees a steady crop.
     """
-    from depixcli.track import TrackConfig, build_tracks, smooth_boxes
+    from depixcli.faces.track import TrackConfig, build_tracks, smooth_boxes
 
     rect_lists = [[np.asarray(r, np.float64) for r, _ in obs] for obs in per_frame]
     raw = build_tracks(rect_lists, TrackConfig(sigma=0.0))  # consecutive frames, short gaps interpolated
@@ -408,7 +408,7 @@ def merge_concurrent(tracks: list, cells: list[np.ndarray]) -> list:
     the tracker started a second track on a jumped rect while the first one was still bridging a miss.
     On frames both observe the larger rect is kept (a partial rect is the smaller); other frames are
     interpolated. Returns tracks ordered by first frame, ids 0, 1, ..."""
-    from depixcli.track import Track
+    from depixcli.faces.track import Track
 
     items = [(tr.frames[~tr.filled], tr.boxes[~tr.filled], tr.scores[~tr.filled], c[~tr.filled])
              for tr, c in zip(tracks, cells)]
@@ -470,7 +470,7 @@ def link_tracks(tracks: list, cells: list[np.ndarray], max_gap: int) -> list:
     over the gap. Closest gaps are linked first; each track has at most one successor. Frames
     in a gap are `filled`. Returns new tracks ordered by first frame, ids 0, 1, ...
     """
-    from depixcli.track import Track
+    from depixcli.faces.track import Track
 
     pairs = []
     for i, a in enumerate(tracks):
@@ -668,7 +668,7 @@ def locate_pass(path, info, cfg: RunConfig, stats: RunStats, progress) -> list[F
     """
     detector = None
     if cfg.detector is not None:
-        from depixcli.detect import load_detector
+        from depixcli.faces.detect import load_detector
 
         detector = load_detector(cfg.detector)
     per_frame, faces, located = locate_observations(path, stats, progress, detector, cfg.window)
@@ -705,8 +705,8 @@ def locate_observations(path, stats: RunStats, progress, detector=None,
     mosaic merged), per frame the `detector`'s face boxes (only on frames with a mosaic; empty lists without
     a detector), and per frame the regions as found `[(rect, (origin_x, origin_y), evidence)]`, evidence
     (`locate.border_value_errors`, float32) on every EVIDENCE_EVERY-th frame, else None."""
-    from depixcli.locate import border_value_errors, locate_stream
     from depixcli.io.video import read_frames
+    from depixcli.locate import border_value_errors, locate_stream
 
     frames = _timed_iter(read_frames(path, window), stats, "decode")
     per_frame, faces, located = [], [], []
@@ -744,10 +744,10 @@ def _confirmed(track: FaceTrack, faces: list[list[np.ndarray]]) -> bool:
 
 def detect_pass(path, cfg: RunConfig, stats: RunStats, progress) -> list[FaceTrack]:
     """--pixelate: detect and track faces exactly as `depix pixelate` does; each frame's grid is known."""
-    from depixcli.detect import load_detector
-    from depixcli.pixelate import PixelateConfig
-    from depixcli.track import build_tracks
+    from depixcli.faces.detect import load_detector
+    from depixcli.faces.track import build_tracks
     from depixcli.io.video import read_frames
+    from depixcli.pixelate import PixelateConfig
 
     pix = PixelateConfig(blocks=cfg.pixelate, detector=cfg.detector or DEFAULT_DETECTOR)
     detector = load_detector(pix.detector, threshold=pix.threshold, max_side=pix.max_side)
@@ -1077,7 +1077,7 @@ def face_metrics(original: np.ndarray, pixelated: np.ndarray, result: np.ndarray
         "SSIM": (float(ssim(o, p)), float(ssim(o, r))),
     }
     if identity is not None:
-        from depixcli.identity import cosine
+        from depixcli.faces.identity import cosine
 
         a = identity.align(o)
         e = identity.embed([o, p, r], [a, a, a])
@@ -1195,7 +1195,7 @@ def run_video(
 def _load_identity():
     """SFace for the identity score, or None when its model files are not installed (scores skip it)."""
     from depixcli.errors import BackendError
-    from depixcli.identity import SFaceIdentity
+    from depixcli.faces.identity import SFaceIdentity
 
     try:
         return SFaceIdentity()

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from depixcli.errors import ConfigError
-from depixcli.geometry.mosaic import MosaicGrid, cell_index, clipped_rect, grid_from_blocks
 from depixcli.geometry.boxes import scale_box
+from depixcli.geometry.mosaic import MosaicGrid, cell_index, clipped_rect, grid_from_blocks
 
 SECURE_BLOCKS = 6  # blocks across the mosaic box
 SECURE_SCALE = 1.6  # mosaic box side / detector face box side (face, hair and ears)

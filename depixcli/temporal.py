@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from depixcli.evaluate import BASELINES, FLICKER_FRAMES, SEED_STRIDE, SINGLE_SUFFIX, EvalConfig, mosaic_stack
-from depixcli.identity import CANONICAL_FACE_BOX, query_span
+from depixcli.faces.identity import CANONICAL_FACE_BOX, query_span
 from depixcli.metrics import luma, to_unit_float
 
 FLOW_PARAMS = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5, "poly_sigma": 1.2,

@@ -39,8 +39,8 @@ from depixcli.degrade import (
     paper_mosaic,
     random_mosaic,
 )
-from depixcli.io.files import write_atomic
 from depixcli.errors import ConfigError, InputError, OutputError, check_keys
+from depixcli.io.files import write_atomic
 from depixcli.models import Depixelator, ModelConfig, PatchDiscriminator, to_lr, warp, warp_dense, window_indices
 from depixcli.stills import MotionConfig, StillBank, still_stacks
 
@@ -299,7 +299,7 @@ def align_loss(flow: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
 def identity_term(sface, fake: torch.Tensor, hr: torch.Tensor, samples: int) -> torch.Tensor:
     """Mean SFace identity loss (`sface_torch.identity_loss`, canonical head-crop landmarks) of `samples` outputs
     spread over the batch against their ground truth: fake, hr (B, 3, S, S) float [0, 1]."""
-    from depixcli.sface_torch import identity_embedding, identity_loss
+    from depixcli.faces.sface_torch import identity_embedding, identity_loss
 
     sel = torch.linspace(0, len(fake) - 1, min(samples, len(fake))).round().long().unique()
     with torch.no_grad():
@@ -853,7 +853,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                     perc = perc.to(memory_format=torch.channels_last)
             sface = None
             if cfg.w_identity > 0:
-                from depixcli.sface_torch import load_sface_net
+                from depixcli.faces.sface_torch import load_sface_net
 
                 sface = load_sface_net(str(dev))
             it = batches(lambda: (bank.stacks(np_rng, cfg.batch_size - n_still, mc.window, mc.stride),

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from depixcli.audit import NULL_MARGIN, analyse_mosaic, count_phases, judge
 from depixcli.cli import main
 from depixcli.geometry.mosaic import MosaicGrid
-from depixcli.io.video import probe, read_frames
 from depixcli.io.synthetic import write_test_clip
+from depixcli.io.video import probe, read_frames
 
 N_FRAMES = 20
 W, H = 320, 240  # px

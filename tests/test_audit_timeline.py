@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from test_audit import _frames
 
 from depixcli.cli import main
-from depixcli.io.video import probe, read_frames
 from depixcli.io.synthetic import write_test_clip
+from depixcli.io.video import probe, read_frames
 
 N = 24  # frames
 ONE, FIVE = [6], list(range(14, 19))  # frames left unmasked: one, and five in a row
@@ -26,11 +26,11 @@ KINDS = ("pixelate", "blur", "mosaic", "fill")
 def env(tmp_path_factory):
     """The clip, a tiny model, depix's pixelation of the clip with its boxes, and loaded models."""
     from depixcli.audit import AuditConfig
-    from depixcli.detect import load_detector
-    from depixcli.identity import SFaceIdentity
+    from depixcli.faces.detect import load_detector
+    from depixcli.faces.identity import SFaceIdentity
+    from depixcli.io.sidecar import read_sidecar
     from depixcli.models import Depixelator, ModelConfig
     from depixcli.pixelate import pixelate_video
-    from depixcli.io.sidecar import read_sidecar
     from depixcli.reconstruct import load_reconstructor
     from depixcli.weights import save_model
 

@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from depixcli.batch import BatchConfig, plan_jobs, read_manifest, run_batch
 from depixcli.cli import main
 from depixcli.errors import InputError, OutputError
-from depixcli.models import Depixelator, ModelConfig
-from depixcli.run import RunConfig
 from depixcli.io.synthetic import make_synthetic_clip
 from depixcli.io.video import probe
+from depixcli.models import Depixelator, ModelConfig
+from depixcli.run import RunConfig
 from depixcli.weights import save_model
 
 TINY = ModelConfig(crop_size=32, window=1, stride=2, stn_size=16, stn_widths=(4, 4, 4, 4, 4), width=4)

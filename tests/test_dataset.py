@@ -171,7 +171,7 @@ def test_cli_prepare(clip, tmp_path):
 def test_cli_defaults_match_the_library():
     """commands/prepare.py repeats the defaults so that `depix -h` imports nothing heavy."""
     from depixcli.commands.prepare import DETECTOR_NAMES, prepare_command
-    from depixcli.detect import DETECTORS
+    from depixcli.faces.detect import DETECTORS
 
     p = {o.name: o.default for o in prepare_command.params}
     d = PrepareConfig()

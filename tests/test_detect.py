@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from depixcli.detect import DETECTORS, Detection, load_detector
 from depixcli.errors import BackendError
+from depixcli.faces.detect import DETECTORS, Detection, load_detector
 from depixcli.geometry.boxes import iou
 
 skimage_data = pytest.importorskip("skimage.data")

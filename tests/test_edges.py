@@ -9,11 +9,13 @@ import torch
 from click.testing import CliRunner
 
 from depixcli.cli import main
+from depixcli.geometry.boxes import scale_box
 from depixcli.geometry.crop import CropBox, crop
+from depixcli.geometry.mosaic import apply_mosaic, grid_from_block_size, grid_from_blocks
+from depixcli.io.synthetic import write_test_clip
+from depixcli.io.video import read_frames
 from depixcli.locate import border_value_errors, classify_values, locate_mosaics
 from depixcli.models import Depixelator, ModelConfig
-from depixcli.geometry.mosaic import apply_mosaic, grid_from_block_size, grid_from_blocks
-from depixcli.geometry.boxes import scale_box
 from depixcli.reconstruct import (
     MAX_FEATHER,
     Reconstructor,
@@ -35,8 +37,6 @@ from depixcli.run import (
     stack_maps,
     tracks_from_faces,
 )
-from depixcli.io.video import read_frames
-from depixcli.io.synthetic import write_test_clip
 from depixcli.weights import save_model
 from test_run import TINY, tiny_weights  # noqa: F401 - the tiny random model fixture
 

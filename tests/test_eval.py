@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from depixcli.cli import main
 from depixcli.errors import BackendError
-from depixcli.identity import (
+from depixcli.faces.identity import (
     CANONICAL_LANDMARKS,
     Gallery,
     SFaceIdentity,
@@ -107,7 +107,7 @@ def test_queries_leave_the_track_tail_to_the_gallery():
 def test_dlib_absent_is_reported_not_raised(monkeypatch):
     import sys
 
-    from depixcli.identity import load_dlib
+    from depixcli.faces.identity import load_dlib
 
     monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib -> ImportError
     scorer, note = load_dlib()
@@ -120,7 +120,7 @@ def test_dlib_absent_is_reported_not_raised(monkeypatch):
 
 def test_dlib_compare_ranks_the_same_face_closest(sface, astronaut):
     pytest.importorskip("dlib", reason="dlib extra not installed")
-    from depixcli.identity import DLIB_THRESHOLD, load_dlib
+    from depixcli.faces.identity import DLIB_THRESHOLD, load_dlib
 
     dlib, note = load_dlib()
     assert dlib is not None, note

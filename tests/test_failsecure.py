@@ -7,10 +7,10 @@ from click.testing import CliRunner
 from test_audit import HEAD, _frames, _head_xy
 
 from depixcli.cli import main
-from depixcli.secure import fail_secure
-from depixcli.track import build_tracks
-from depixcli.io.video import read_frames
+from depixcli.faces.track import build_tracks
 from depixcli.io.synthetic import write_test_clip
+from depixcli.io.video import read_frames
+from depixcli.secure import fail_secure
 
 N = 24  # frames (the face leaves the frame after that)
 HIDDEN = set(range(0, 3)) | set(range(8, 22))  # frames where the face is upside down: YuNet misses it

@@ -165,7 +165,7 @@ def test_init_grows_shipped_weights_into_a_grid_model(tmp_path):
 
 
 def test_identity_term_is_zero_for_the_truth_and_its_gradient_reaches_the_output():
-    from depixcli.sface_torch import load_sface_net
+    from depixcli.faces.sface_torch import load_sface_net
     from depixcli.train import identity_term
     from tests.test_compact import smooth_images
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import skimage.data
 
-from depixcli.locate import MosaicRegion, locate_mosaics, track_mosaics
-from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
 from depixcli.geometry.boxes import iou as box_iou
+from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
 from depixcli.io.encode import h264_roundtrip
+from depixcli.locate import MosaicRegion, locate_mosaics, track_mosaics
 
 H, W = 540, 960  # px, test frames
 
@@ -233,8 +233,8 @@ def test_compressed_small_clip_found_on_nearly_every_frame(tmp_path):
     """The `depix run` test clip (320 x 240, 8 blocks over the synthetic face, next to a noisy 8 px
     background grid) after H.264 at crf 18 and 23: found on >= 9 of 10 frames."""
     from depixcli.io.encode import EncodeOptions
-    from depixcli.io.video import read_frames
     from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
+    from depixcli.io.video import read_frames
 
     grid = grid_from_blocks((109, 63, 211, 201), 8)
     for crf in (18, 23):

@@ -13,8 +13,8 @@ from depixcli.cli import main
 from depixcli.errors import InputError
 from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, clipped_rect
 from depixcli.io.sidecar import read_sidecar
-from depixcli.io.video import probe, read_frames
 from depixcli.io.synthetic import write_test_clip
+from depixcli.io.video import probe, read_frames
 
 N_FRAMES = 20
 W, H = 320, 240  # px
@@ -195,6 +195,6 @@ def test_truncated_sidecar_not_left_on_failure(tmp_path):
 
 def test_detector_choices_match_library():
     from depixcli.commands.pixelate import DETECTOR_NAMES
-    from depixcli.detect import DETECTORS
+    from depixcli.faces.detect import DETECTORS
 
     assert set(DETECTOR_NAMES) == set(DETECTORS)

@@ -11,8 +11,10 @@ from click.testing import CliRunner
 from depixcli.cli import main
 from depixcli.errors import WeightsError
 from depixcli.geometry.crop import head_box
-from depixcli.models import Depixelator, ModelConfig
 from depixcli.geometry.mosaic import apply_mosaic, grid_from_blocks
+from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
+from depixcli.io.video import probe, read_frames
+from depixcli.models import Depixelator, ModelConfig
 from depixcli.reconstruct import (
     Reconstructor,
     blend_mask,
@@ -26,8 +28,6 @@ from depixcli.reconstruct import (
     rect_for_face,
 )
 from depixcli.run import RunConfig, RunStats, reconstruct_pass, run_video, tracks_from_faces
-from depixcli.io.video import probe, read_frames
-from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
 from depixcli.weights import save_model
 
 torch.set_num_threads(1)
@@ -226,8 +226,8 @@ def observations(n, *mosaics):
 
 
 def test_mosaic_missed_longer_than_the_tracker_gap_stays_one_track_with_filled_frames():
+    from depixcli.faces.track import MAX_GAP
     from depixcli.run import LINK_GAP_S, tracks_from_rects
-    from depixcli.track import MAX_GAP
 
     fps = 25.0
     gap = range(20, 20 + MAX_GAP + 10)  # longer than build_tracks bridges, shorter than LINK_GAP_S
@@ -512,8 +512,8 @@ def test_a_mosaic_shrinking_to_the_frame_border_is_not_a_part():
 
 
 def test_face_anchored_block_size_that_grows_with_the_face_links_across_a_miss():
+    from depixcli.faces.track import MAX_GAP
     from depixcli.run import tracks_from_rects
-    from depixcli.track import MAX_GAP
 
     sizes = {t: 60.0 * (1 + 0.0015 * t) for t in range(100)}  # the face comes closer: +15 % over 100 frames
     seen = [t for t in range(100) if not 40 <= t < 40 + MAX_GAP + 8]

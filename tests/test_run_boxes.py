@@ -6,8 +6,8 @@ import torch
 from click.testing import CliRunner
 
 from depixcli.cli import main
-from depixcli.models import Depixelator, ModelConfig
 from depixcli.io.synthetic import write_test_clip
+from depixcli.models import Depixelator, ModelConfig
 from depixcli.weights import save_model
 
 skimage_data = pytest.importorskip("skimage.data")

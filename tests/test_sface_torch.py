@@ -6,9 +6,15 @@ import torch
 from skimage import data as skimage_data
 
 from depixcli.errors import BackendError
-from depixcli.identity import SFaceIdentity, canonical_alignment, cosine, find_model_files
-from depixcli.sface_torch import (FACE_SIZE, build_sface_net, dequantize, identity_embedding, identity_loss,
-                                  onnx_weights)
+from depixcli.faces.identity import SFaceIdentity, canonical_alignment, cosine, find_model_files
+from depixcli.faces.sface_torch import (
+    FACE_SIZE,
+    build_sface_net,
+    dequantize,
+    identity_embedding,
+    identity_loss,
+    onnx_weights,
+)
 
 CROP = 128  # px
 

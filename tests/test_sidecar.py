@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from depixcli.io.sidecar import SIDECAR_VERSION, SidecarError, face_spans, read_sidecar, write_sidecar
 from depixcli.geometry.mosaic import MosaicGrid, grid_from_blocks
+from depixcli.io.sidecar import SIDECAR_VERSION, SidecarError, face_spans, read_sidecar, write_sidecar
 
 BOX = (10.0, 20.0, 50.0, 70.0)
 

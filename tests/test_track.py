@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from depixcli.detect import Detection
-from depixcli.track import TrackConfig, build_tracks, smooth_boxes
+from depixcli.faces.detect import Detection
+from depixcli.faces.track import TrackConfig, build_tracks, smooth_boxes
 
 
 def box(cx, cy, s=40.0):

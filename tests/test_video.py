@@ -11,8 +11,8 @@ import pytest
 
 from depixcli.errors import ConfigError, DepixWarning, InputError, OutputError
 from depixcli.io.encode import EncodeOptions, VideoWriter
-from depixcli.io.video import check_paths, probe, read_frames
 from depixcli.io.synthetic import make_synthetic_clip, synthetic_face_frames, write_test_clip
+from depixcli.io.video import check_paths, probe, read_frames
 
 SIZE = (96, 64)  # (w, h) px: small keeps the file fast
 

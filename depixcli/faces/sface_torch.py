@@ -138,7 +138,7 @@ def _put_bn(bn: nn.BatchNorm2d | nn.BatchNorm1d, w: dict[str, np.ndarray], prefi
 
 def build_sface_net(path: str | os.PathLike | None = None) -> SFaceNet:
     """`SFaceNet` with the dequantised weights of the SFace ONNX (default: `identity.find_model_files`'s)."""
-    from depixcli.identity import find_model_files
+    from depixcli.faces.identity import find_model_files
 
     path = find_model_files()[1] if path is None else path
     w = onnx_weights(path)
@@ -207,7 +207,7 @@ def align_faces(images: torch.Tensor, matrices: np.ndarray | torch.Tensor) -> to
 
 def canonical_landmarks(size: int) -> np.ndarray:
     """`(5, 2)` landmarks of a depix head crop of side `size` (identity.CANONICAL_LANDMARKS), pixel-index px."""
-    from depixcli.identity import CANONICAL_LANDMARKS
+    from depixcli.faces.identity import CANONICAL_LANDMARKS
 
     return CANONICAL_LANDMARKS * size - 0.5
 
