@@ -273,7 +273,8 @@ def main(argv=None) -> int:
         weights = args.weights or (rows[0]["weights"] if rows else weights)
         return report(args, rows, clips, weights, read_gallery_note(args.out))
 
-    from depixcli.audit import AuditConfig, audit_video, write_sheet
+    from depixcli.audit import AuditConfig, audit_video
+    from depixcli.audit_report import write_sheet
     from depixcli.faces.detect import load_detector
     from depixcli.faces.identity import SFaceIdentity
     from depixcli.pixelate import pixelate_video
