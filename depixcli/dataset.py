@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from depixcli.errors import ConfigError, DepixWarning, InputError, OutputError
+from depixcli.io.files import TMP_TAG, commit, discard, temp_beside, write_atomic
 
 FORMAT_NAME = "depix-crops"
 FORMAT_VERSION = 1
@@ -250,7 +251,7 @@ class _TrackWriter:
         import av
 
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.tmp")
+        self.tmp = temp_beside(path)
         self._c = av.open(str(self.tmp), "w", format="mp4")
         self._s = self._c.add_stream(CODEC, rate=fps)
         self._s.width = self._s.height = size
@@ -270,7 +271,7 @@ class _TrackWriter:
         self._c.close()
 
     def commit(self) -> None:
-        os.replace(self.tmp, self.path)
+        commit(self.tmp, self.path)
 
     def abort(self) -> None:
         """Remove the temp file, whatever state the encoder is in (full disk, interrupt)."""
@@ -278,7 +279,7 @@ class _TrackWriter:
             self._c.close()
         except Exception:  # noqa: BLE001 - the file is deleted next; its close error is moot
             pass
-        self.tmp.unlink(missing_ok=True)
+        discard(self.tmp)
 
 
 def export_clip(clip: ClipInput, out_dir: Path, cfg: PrepareConfig, detector=None) -> list[dict]:
@@ -571,16 +572,7 @@ def _export_all(clips: Sequence[ClipInput], out: Path, cfg: PrepareConfig) -> It
 
 def _write_index(out: Path, index: dict) -> None:
     """Replace `out/index.json` atomically; OutputError (and no temp file) if it cannot be written."""
-    tmp = out / ".index.json.tmp"
-    try:
-        tmp.write_text(json.dumps(index, indent=1))
-        os.replace(tmp, out / "index.json")
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{out}: cannot write index.json ({exc.strerror or exc})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(out / "index.json", json.dumps(index, indent=1))
 
 
 def _remove_unfinished(out: Path, clips: Sequence[ClipInput]) -> None:
@@ -590,7 +582,7 @@ def _remove_unfinished(out: Path, clips: Sequence[ClipInput]) -> None:
         return
     stems = {c.path.stem for c in clips}
     for f in tracks.iterdir():
-        if f.name.startswith(".") and f.name.endswith(".tmp"):
+        if TMP_TAG in f.name:
             f.unlink(missing_ok=True)
         elif f.suffix == ".mp4" and f.stem.rpartition("_t")[0] in stems:
             f.unlink(missing_ok=True)
@@ -598,8 +590,7 @@ def _remove_unfinished(out: Path, clips: Sequence[ClipInput]) -> None:
 
 def _remove_empty_dataset(out: Path, created: bool) -> None:
     """Undo a new dataset in which nothing was finished: `out` as it was (removed if this run created it)."""
-    for f in (out / "index.json", out / ".index.json.tmp"):
-        f.unlink(missing_ok=True)
+    (out / "index.json").unlink(missing_ok=True)
     for d in (out / "tracks", out) if created else (out / "tracks",):
         try:
             d.rmdir()

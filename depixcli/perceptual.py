@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from depixcli.errors import BackendError, WeightsError
+from depixcli.io.files import atomic_path
 
 FORMAT = "depix-features"
 FORMAT_VERSION = 1
@@ -234,10 +235,8 @@ def export_features(src: str, dst: str | os.PathLike, taps: tuple[int, ...] | No
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "kind": net.kind,
             "taps": json.dumps(list(net.taps)), "source": net.origin}
     dst = Path(dst)
-    tmp = dst.with_name(dst.name + ".tmp")
-    save_file(sd, str(tmp), metadata=meta)
-    tmp.chmod(0o644)  # safetensors creates files owner-only
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        save_file(sd, tmp, metadata=meta)
     return dst.stat().st_size
 
 

@@ -764,11 +764,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
                 },
                 "last_validation": dict(last_val),
             }
-            try:
-                weights_mod.save_model(out / MODEL_FILE, model, meta, half=cfg.half_weights)
-            except OSError as exc:
-                (out / (MODEL_FILE + ".tmp")).unlink(missing_ok=True)
-                raise OutputError(f"cannot write {out / MODEL_FILE}: {exc.strerror or exc}") from None
+            weights_mod.save_model(out / MODEL_FILE, model, meta, half=cfg.half_weights)
         save_s = max(save_s, time.monotonic() - t0)
 
     def batches(sampler, n_ahead: int, gather=bank.gather):

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from depixcli.errors import ConfigError, WeightsError
+from depixcli.io.files import atomic_path
 from depixcli.models import Depixelator, ModelConfig
 
 FORMAT = "depix-depixelator"
@@ -53,11 +54,8 @@ def save_model(path: str | os.PathLike, model: Depixelator, meta: dict, half: bo
         "config": model.config.to_json(),
         "meta": json.dumps(meta, sort_keys=True, default=str),
     }
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=header)
-    tmp.chmod(0o644)  # safetensors creates files owner-only
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata=header)
 
 
 def read_header(path: str | os.PathLike) -> dict:

@@ -25,6 +25,7 @@ from depixcli.degrade import (
     grid_mosaic,
     project_to_mosaic,
 )
+from depixcli.io.files import TMP_TAG
 from depixcli.models import CompactNet, Depixelator, ModelConfig, count_parameters
 from depixcli.stills import MotionConfig, StillBank, load_stills, still_stacks
 from depixcli.train import CHECKPOINT, TrainConfig, load_checkpoint, train
@@ -251,7 +252,7 @@ def test_cli_train_on_a_full_disk_says_one_line_and_leaves_no_temporary(tmp_path
                                     "--steps", "2", "-q"])
     assert res.exit_code == 1, res.output
     assert res.output.count("\n") == 1 and "No space left on device" in res.output and "Traceback" not in res.output
-    assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in (tmp_path / "run").iterdir() if TMP_TAG in p.name]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -274,7 +275,7 @@ def test_interrupted_training_checkpoints_and_the_same_command_continues(tmp_pat
     assert p.returncode == 128 + sig, err  # 130 for Ctrl-C, 143 for SIGTERM
     first = int(load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"])
     assert first >= 3 and (tmp_path / "run" / "model.safetensors").exists()
-    assert not [q for q in (tmp_path / "run").iterdir() if q.name.endswith(".tmp")]
+    assert not [q for q in (tmp_path / "run").iterdir() if TMP_TAG in q.name]
     # the same command again continues from the checkpoint: step count, optimiser and schedule go on
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from depixcli.io.files import TMP_TAG
 from depixcli.io.synthetic import write_test_clip
 from tests.test_dataset import write_face_clip
 from tests.test_pixelate import _frames
@@ -72,7 +73,7 @@ def test_prepare_with_two_workers_stopped_by_sigterm(tmp_path, group):
     out = tmp_path / "crops"
 
     def writing():
-        return (out / "tracks").is_dir() and any(p.name.endswith(".tmp") for p in (out / "tracks").iterdir())
+        return (out / "tracks").is_dir() and any(TMP_TAG in p.name for p in (out / "tracks").iterdir())
 
     rc, err = stop_when(["prepare", *clips, "-o", out, "-j", "2", "--size", "32", "--preset", "veryslow", "-q"],
                         writing, signal.SIGTERM, group)
