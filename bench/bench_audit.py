@@ -294,7 +294,8 @@ def main(argv=None) -> int:
     (args.out / "gallery.txt").write_text(note + "\n")
     model = None
     if not args.prepare:
-        from depixcli.reconstruct import default_weights_path, load_reconstructor
+        from depixcli.model.reconstructor import load_reconstructor
+        from depixcli.model.weights import default_weights_path
 
         weights = args.weights or str(default_weights_path())
         model = load_reconstructor(weights, args.device)

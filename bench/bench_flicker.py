@@ -21,7 +21,7 @@ from depixcli.dataset import load_crops, read_index
 from depixcli.evaluate import EvalConfig, track_boxes
 from depixcli.faces.identity import spread_frames
 from depixcli.metrics import psnr
-from depixcli.reconstruct import load_reconstructor
+from depixcli.model.reconstructor import load_reconstructor
 from depixcli.temporal import reconstruct_runs, run_starts, score_runs
 
 ROWS = ("nearest", "bicubic", "gaussian", "model-F1", "model")

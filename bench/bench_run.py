@@ -111,8 +111,9 @@ def random_weights(path: Path, arch: str = "unet") -> Path:
     the weights' values)."""
     import torch
 
-    from depixcli.models import Depixelator, ModelConfig
-    from depixcli.weights import save_model
+    from depixcli.model.config import ModelConfig
+    from depixcli.model.nets import Depixelator
+    from depixcli.model.weights import save_model
 
     torch.manual_seed(0)
     config = ModelConfig() if arch == "unet" else ModelConfig(arch=arch, use_stn=False)

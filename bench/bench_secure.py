@@ -75,7 +75,8 @@ def main(argv=None) -> int:
     from depixcli.faces.identity import SFaceIdentity
     from depixcli.faces.track import build_tracks
     from depixcli.io.video import probe, read_frames
-    from depixcli.reconstruct import default_weights_path, load_reconstructor
+    from depixcli.model.reconstructor import load_reconstructor
+    from depixcli.model.weights import default_weights_path
 
     clips = dataset.collect_inputs(args.inputs)
     if any(c.split is not None for c in clips):

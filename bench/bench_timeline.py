@@ -59,7 +59,7 @@ def timeline(args, clips, out: Path) -> dict:
     from depixcli.faces.identity import SFaceIdentity
     from depixcli.io.sidecar import read_sidecar
     from depixcli.pixelate import PixelateConfig, detect_tracks, pixelate_video
-    from depixcli.reconstruct import load_reconstructor
+    from depixcli.model.reconstructor import load_reconstructor
 
     model = load_reconstructor(args.weights, "auto")
     identity = SFaceIdentity()

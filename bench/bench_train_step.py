@@ -15,7 +15,8 @@ import time
 import torch
 
 from depixcli.degrade import random_mosaic
-from depixcli.models import Depixelator, ModelConfig
+from depixcli.model.config import ModelConfig
+from depixcli.model.nets import Depixelator
 from depixcli.train import TrainConfig, gan_step
 
 SETTINGS = {  # name -> (grid_input, align, bf16, channels_last)

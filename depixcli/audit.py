@@ -15,7 +15,7 @@ between `start` and `start + duration` s, numbered and timed as in the whole vid
 The three leaks of a track, scored on every scored frame against the original's head crop of that frame:
   (a) `anonymised`: the anonymised face as it is;
   (b) `smoothed`: a Gaussian blur of it, sigma `SMOOTH_SIGMA_CELLS` mosaic blocks (anyone can do this);
-  (c) `reconstructed`: depix's own reconstruction (`reconstruct.Reconstructor`, the model `depix run`
+  (c) `reconstructed`: depix's own reconstruction (`model.reconstructor.Reconstructor`, the model `depix run`
       uses) from window stacks of anonymised head crops, colour-matched and blended over the mosaic as
       `depix run` pastes it. The crop is the original's head box: the attack is told where the face is.
 Every candidate is aligned for SFace with the landmarks YuNet found on the ORIGINAL frame
@@ -104,7 +104,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 @dataclass(frozen=True)
 class AuditConfig:
-    weights: str | None = None  # model file; None: the one `depix run` uses (reconstruct.default_weights_path)
+    weights: str | None = None  # model file; None: the one `depix run` uses (model.weights.default_weights_path)
     device: str = "auto"  # auto | cpu | cuda, for the reconstruction
     frames: int = DEFAULT_FRAMES  # frames scored per track (0: every frame with a detection)
     gallery: str | None = None  # directory of face photos added to the re-identification gallery
@@ -578,7 +578,7 @@ class _Plan:
 def plan_tracks(tracks, per_frame, frames: int, geometry, ladder: bool = False) -> tuple[list[_Plan], list[str]]:
     """Pick, per track, the frames to score, its gallery frames and the model's stack frames."""
     from depixcli.faces.identity import gallery_frames, query_span, spread_frames
-    from depixcli.models import window_indices
+    from depixcli.model.config import window_indices
 
     plans, notes = [], []
     for tr in tracks:
@@ -939,13 +939,14 @@ def audit_video(anonymised, original, config: AuditConfig = AuditConfig(), model
                 detector=None, gallery: tuple | None = None, progress_factory=None) -> AuditReport:
     """Audit `anonymised` against `original` (see the module docstring).
 
-    `model` (a `reconstruct.Reconstructor`), `identity` (`identity.SFaceIdentity`), `detector` and
+    `model` (a `model.reconstructor.Reconstructor`), `identity` (`identity.SFaceIdentity`), `detector` and
     `gallery` (`gallery_photos(...)`'s result) may be passed in to reuse them over many videos.
     Raises InputError (videos differ, no face in the original), WeightsError, BackendError.
     """
     from depixcli.faces.identity import SFaceIdentity
     from depixcli.io.video import probe
-    from depixcli.reconstruct import default_weights_path, load_reconstructor
+    from depixcli.model.reconstructor import load_reconstructor
+    from depixcli.model.weights import default_weights_path
 
     anonymised, original = os.fspath(anonymised), os.fspath(original)
     if config.weights is None and model is None:

@@ -102,7 +102,7 @@ def _work(task: str, config, job, key: str) -> dict:
     from depixcli.audit import audit_video, gallery_photos
     from depixcli.audit_report import write_json, write_sheet
     from depixcli.faces.identity import SFaceIdentity
-    from depixcli.reconstruct import load_reconstructor
+    from depixcli.model.reconstructor import load_reconstructor
 
     if job.original is None:
         raise InputError(f"{job.input}: no original to audit against")

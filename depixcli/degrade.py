@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from depixcli.errors import ConfigError
-from depixcli.models import GRID_CHANNELS, maps_from_mask
+from depixcli.model.config import GRID_CHANNELS
+from depixcli.model.grid import maps_from_mask
 
 PAPER_BLOCKS = (16, 8)  # blocks across the crop in the paper's two benchmark settings
 CUBIC_A = -0.75  # cubic convolution coefficient of torch's (and OpenCV's) bicubic interpolation

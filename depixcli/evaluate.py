@@ -20,7 +20,7 @@ Protocols:
   interpolation of the true block values of the centre frame's grid, over its mosaiced cells (the sharp
   ground truth elsewhere), from `random_mosaic(..., return_bicubic=True)`.
 
-Models run through `reconstruct.Reconstructor`, as in `depix run`: uint8 stacks in, uint8 crops out,
+Models run through `model.reconstructor.Reconstructor`, as in `depix run`: uint8 stacks in, uint8 crops out,
 inference mode, bf16 autocast on CUDA. The mosaiced frames are rounded to uint8 as a video would hold them.
 Per-image PSNR is capped at `PSNR_CAP` before averaging (identical images would give infinity).
 """
@@ -134,7 +134,7 @@ class Sample:
 @dataclass
 class _Model:
     name: str
-    reconstructor: object  # reconstruct.Reconstructor
+    reconstructor: object  # model.reconstructor.Reconstructor
     info: dict = field(default_factory=dict)
 
 
@@ -187,7 +187,7 @@ def track_boxes(index: dict, tracks) -> list[np.ndarray | None]:
 
 def mosaic_frame_indices(c: int, n_frames: int, windows: Sequence[tuple[int, int]]) -> list[int]:
     """Sorted frames to mosaic for centre c: the random protocol's fixed set plus every model's window."""
-    from depixcli.models import window_indices
+    from depixcli.model.config import window_indices
 
     wanted = set(window_indices(c, n_frames, RANDOM_WINDOW, RANDOM_STRIDE))
     for window, stride in windows:
@@ -335,8 +335,8 @@ def _progress(iterable=None, **kwargs):
 
 def _load_models(models: Mapping[str, object], device: str) -> list[_Model]:
     """name -> weights path or nn.Module (with `.config`) -> reconstructors; WeightsError for a bad file."""
-    from depixcli.reconstruct import Reconstructor, resolve_device
-    from depixcli.weights import load_model
+    from depixcli.model.reconstructor import Reconstructor, resolve_device
+    from depixcli.model.weights import load_model
 
     dev = resolve_device(device)
     out = []
@@ -417,7 +417,7 @@ def reconstruct_protocol(protocol: str, tracks, samples: Sequence[Sample], gts: 
                          boxes: Sequence[np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], float]:
     """Outputs `(N, S, S, 3)` uint8 of every method under `protocol`, and the seconds spent in the models.
     boxes: per track, its crop boxes `(T, 3)` in the source (image-anchored protocols follow them)."""
-    from depixcli.models import window_indices
+    from depixcli.model.config import window_indices
 
     windows = [(m.reconstructor.geometry.window, m.reconstructor.geometry.stride) for m in loaded]
     names = [*BASELINES, *(m.name for m in loaded)]

@@ -11,7 +11,7 @@ Data flow (one function or module per arrow):
   pass 2  decode -> (--pixelate: mosaic) -> crop each tracked face once, the crop grown to cover the
           whole mosaic rect (FaceTrack.crop_box)                                [decode thread]
           -> window stacks of crops (+ grid maps for a grid-input model) -> model in batches
-             (reconstruct.Reconstructor)                                         [main thread]
+             (model.reconstructor.Reconstructor)                                      [main thread]
           -> paste: evidence step by value kind, leftover blocks removed, colour match, mask of the
              mosaic rect + a few px (reconstruct.paste)                          [paste thread]
           -> encode, audio copied (video.VideoWriter)                           [write thread]
@@ -41,17 +41,15 @@ import numpy as np
 
 from depixcli.errors import ConfigError, InputError
 from depixcli.geometry.crop import CropBox, crop
+from depixcli.model.reconstructor import Reconstructor, gather_stack, load_reconstructor
 from depixcli.reconstruct import (
     MOSAIC_SCALE,
-    Reconstructor,
     cover_box,
     crop_box_for_face,
     crop_box_for_rect,
     crop_grid,
     feather_width,
-    gather_stack,
     grid_origin,
-    load_reconstructor,
     paste,
     rect_for_face,
     value_position,
@@ -90,7 +88,7 @@ ANCHOR_NAMES = {"image": "grid fixed to the image", "face": "grid moving with th
 
 @dataclass(frozen=True)
 class RunConfig:
-    weights: str | None = None  # weights file; None: reconstruct.default_weights_path()
+    weights: str | None = None  # weights file; None: model.weights.default_weights_path()
     device: str = "auto"  # auto | cpu | cuda
     batch_size: int = 16  # stacks per model call
     region: tuple[int, int, int, int] | None = None  # x, y, w, h px: one fixed mosaic on every frame
@@ -852,7 +850,8 @@ def stack_maps(model: Reconstructor, tracks: list[FaceTrack], centres: list[int]
         return None
     import torch
 
-    from depixcli.models import grid_maps, window_indices
+    from depixcli.model.config import window_indices
+    from depixcli.model.grid import grid_maps
 
     geo = model.geometry
     S = geo.crop_size

@@ -100,11 +100,11 @@ def reconstruct_runs(protocol: str, tracks, runs: Sequence[tuple[int, int, int]]
     truth runs, and the seconds spent in the models.
 
     tracks: objects with `.frames` `(T, S, S, 3)` uint8 (dataset.CropTrack); runs: from `run_starts`;
-    models: name -> `reconstruct.Reconstructor`; cfg: its `seed` (mosaics of the random protocol) and
+    models: name -> `model.reconstructor.Reconstructor`; cfg: its `seed` (mosaics of the random protocol) and
     `batch_size` are used; boxes: per track its crop boxes `(T, 3)` in the source (`evaluate.track_boxes`;
     image-anchored grids follow them; None: no motion); single_frame: also rows NAME-F1.
     """
-    from depixcli.models import window_indices
+    from depixcli.model.config import window_indices
 
     outs, truths, infer_s = [], [], 0.0
     reach = max([rec.geometry.reach for rec in models.values()], default=0)

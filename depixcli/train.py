@@ -41,7 +41,9 @@ from depixcli.degrade import (
 )
 from depixcli.errors import ConfigError, InputError, OutputError, check_keys
 from depixcli.io.files import write_atomic
-from depixcli.models import Depixelator, ModelConfig, PatchDiscriminator, to_lr, warp, warp_dense, window_indices
+from depixcli.model.config import ModelConfig, window_indices
+from depixcli.model.grid import to_lr, warp, warp_dense
+from depixcli.model.nets import Depixelator, PatchDiscriminator
 from depixcli.stills import MotionConfig, StillBank, still_stacks
 
 STAGES = ("stn", "recon", "all")
@@ -471,7 +473,7 @@ class _StopSignal:
 
 def _init_state(path: str | os.PathLike, mc: ModelConfig) -> dict:
     """Tensors of a weights file for a model of config `mc` (a run restarted from shipped weights)."""
-    from depixcli import weights as weights_mod
+    from depixcli.model import weights as weights_mod
 
     other = weights_mod.load_model(path)
     if other.config == mc:
@@ -513,7 +515,7 @@ def load_checkpoint(path: Path) -> dict:
 
 def load_stn_state(src: str | os.PathLike, mc: ModelConfig) -> dict:
     """STN tensors of another run (its directory, checkpoint.pt or model.safetensors) for the model config `mc`."""
-    from depixcli import weights as weights_mod
+    from depixcli.model import weights as weights_mod
 
     p = Path(src)
     if p.is_dir():
@@ -600,7 +602,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, 
 
     SIGINT / SIGTERM stop the run cleanly: checkpoint (+ model export) at the end of the current step; rerunning
     continues from there (optimizer, schedule, RNG and step count restored)."""
-    from depixcli import weights as weights_mod
+    from depixcli.model import weights as weights_mod
     from depixcli.perceptual import PerceptualLoss, describe, load_feature_net
 
     started = time.monotonic() if started is None else started

@@ -37,8 +37,9 @@ def tiny_weights(tmp_path_factory):
     matter)."""
     import torch
 
-    from depixcli.models import Depixelator, ModelConfig
-    from depixcli.weights import save_model
+    from depixcli.model.config import ModelConfig
+    from depixcli.model.nets import Depixelator
+    from depixcli.model.weights import save_model
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("w") / "tiny.safetensors"

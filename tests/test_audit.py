@@ -40,8 +40,9 @@ def _frames(n=N_FRAMES, fill=None):
 def work(tmp_path_factory):
     d = tmp_path_factory.mktemp("audit")
     write_test_clip(d / "clip.mp4", _frames(), fps=25)
-    from depixcli.models import Depixelator, ModelConfig
-    from depixcli.weights import save_model
+    from depixcli.model.config import ModelConfig
+    from depixcli.model.nets import Depixelator
+    from depixcli.model.weights import save_model
 
     tiny = ModelConfig(arch="compact", use_stn=False, compact_width=8, compact_blocks=1, window=1, stride=2)
     save_model(d / "tiny.safetensors", Depixelator(tiny), {"test": "audit"})

@@ -29,10 +29,11 @@ def env(tmp_path_factory):
     from depixcli.faces.detect import load_detector
     from depixcli.faces.identity import SFaceIdentity
     from depixcli.io.sidecar import read_sidecar
-    from depixcli.models import Depixelator, ModelConfig
+    from depixcli.model.config import ModelConfig
+    from depixcli.model.nets import Depixelator
     from depixcli.pixelate import pixelate_video
-    from depixcli.reconstruct import load_reconstructor
-    from depixcli.weights import save_model
+    from depixcli.model.reconstructor import load_reconstructor
+    from depixcli.model.weights import save_model
 
     d = tmp_path_factory.mktemp("timeline")
     write_test_clip(d / "clip.mp4", _frames(N), fps=25, audio=True)

@@ -55,7 +55,7 @@ def test_prepare_names_faceless_clips_and_the_split_they_empty(clips, tmp_path):
 
 
 def test_eval_malformed_index_is_one_line(tmp_path):
-    from depixcli.reconstruct import default_weights_path
+    from depixcli.model.weights import default_weights_path
 
     weights = default_weights_path()  # the shipped model: 128 px crops
     for index, what in [({"format": "depix-crops", "version": 1, "tracks": []}, "'crop_size'"),
@@ -146,9 +146,10 @@ def test_run_pass_two_eta_is_timed_from_the_first_frame_out(tmp_path):
     """The pass-2 bar restarts its clock when the first frame leaves the (filled) pipeline."""
     import torch
 
-    from depixcli.models import Depixelator, ModelConfig
+    from depixcli.model.config import ModelConfig
+    from depixcli.model.nets import Depixelator
     from depixcli.run import RunConfig, run_video
-    from depixcli.weights import save_model
+    from depixcli.model.weights import save_model
     from tests.test_run import mosaic_clip
 
     torch.manual_seed(0)

@@ -26,10 +26,11 @@ from depixcli.degrade import (
     project_to_mosaic,
 )
 from depixcli.io.files import TMP_TAG
-from depixcli.models import CompactNet, Depixelator, ModelConfig, count_parameters
+from depixcli.model.config import ModelConfig
+from depixcli.model.nets import CompactNet, Depixelator, count_parameters
 from depixcli.stills import MotionConfig, StillBank, load_stills, still_stacks
 from depixcli.train import CHECKPOINT, TrainConfig, load_checkpoint, train
-from depixcli.weights import load_model, save_model
+from depixcli.model.weights import load_model, save_model
 
 torch.set_num_threads(1)
 S = 32  # px
@@ -293,7 +294,7 @@ def test_interrupted_training_checkpoints_and_the_same_command_continues(tmp_pat
 
 
 def test_flip_ensemble_averages_the_mirrored_reconstruction():
-    from depixcli.reconstruct import Reconstructor
+    from depixcli.model.reconstructor import Reconstructor
 
     class Lopsided(torch.nn.Module):  # centre frame plus a left-to-right ramp: an error that mirroring cancels
         def __init__(self):

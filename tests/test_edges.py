@@ -15,10 +15,11 @@ from depixcli.geometry.mosaic import apply_mosaic, grid_from_block_size, grid_fr
 from depixcli.io.synthetic import write_test_clip
 from depixcli.io.video import read_frames
 from depixcli.locate import border_value_errors, classify_values, locate_mosaics
-from depixcli.models import Depixelator, ModelConfig
+from depixcli.model.config import ModelConfig
+from depixcli.model.nets import Depixelator
+from depixcli.model.reconstructor import Reconstructor
 from depixcli.reconstruct import (
     MAX_FEATHER,
-    Reconstructor,
     cover_box,
     evidence_step,
     interpolate_values,
@@ -37,7 +38,7 @@ from depixcli.run import (
     stack_maps,
     tracks_from_faces,
 )
-from depixcli.weights import save_model
+from depixcli.model.weights import save_model
 from test_run import TINY, tiny_weights  # noqa: F401 - the tiny random model fixture
 
 
@@ -73,7 +74,7 @@ def draw_logo(image, x, y, side):
 
 
 def test_every_mosaic_pixel_changes_and_a_logo_next_to_it_does_not(tmp_path, tiny_weights):  # noqa: F811
-    from depixcli.weights import load_model
+    from depixcli.model.weights import load_model
 
     grid = grid_from_blocks(rect_for_face(FACE), 16)
     x0, y0, x1, y1 = grid.rect
@@ -208,8 +209,8 @@ def test_interpolated_values_match_the_blocks_at_their_sample_points():
 
 
 def test_grid_maps_follow_each_frames_grid_into_crop_coordinates(tiny_weights, monkeypatch):  # noqa: F811
-    import depixcli.models as models
-    from depixcli.weights import load_model
+    import depixcli.model.grid as models
+    from depixcli.model.weights import load_model
 
     model = Reconstructor(load_model(tiny_weights), "cpu")
     assert stack_maps(model, [], [], (240, 320)) is None  # a model without grid input gets none
@@ -248,7 +249,7 @@ def test_summary_and_json_say_what_mosaic_was_found(tmp_path, tiny_weights):  # 
 
 
 def test_a_grid_input_model_runs_end_to_end_with_the_located_grids(tmp_path, monkeypatch):
-    import depixcli.models as models
+    import depixcli.model.grid as models
 
     calls = []
     real = models.grid_maps

@@ -213,7 +213,8 @@ def crop_dir(tmp_path_factory, astronaut):
 
 
 def tiny_model(window, use_stn=True, seed=0):
-    from depixcli.models import Depixelator, ModelConfig
+    from depixcli.model.config import ModelConfig
+    from depixcli.model.nets import Depixelator
 
     torch.manual_seed(seed)
     return Depixelator(ModelConfig(window=window, stride=2, use_stn=use_stn, width=4, stn_widths=(4, 4, 4, 4, 4)))
@@ -221,7 +222,7 @@ def tiny_model(window, use_stn=True, seed=0):
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    from depixcli.weights import save_model
+    from depixcli.model.weights import save_model
 
     d = tmp_path_factory.mktemp("weights")
     paths = {}
@@ -236,7 +237,7 @@ class BicubicOfCentre(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        from depixcli.models import ModelConfig
+        from depixcli.model.config import ModelConfig
 
         self.config = ModelConfig(window=1, stride=2, width=4)
         self.dummy = torch.nn.Parameter(torch.zeros(1))

@@ -15,16 +15,12 @@ from depixcli.degrade import (
     paper_mosaic,
     random_mosaic,
 )
-from depixcli.models import (
-    GRID_CHANNELS,
-    Depixelator,
-    flip_maps,
-    grid_maps,
-    warp_dense,
-)
-from depixcli.reconstruct import Reconstructor
+from depixcli.model.config import GRID_CHANNELS
+from depixcli.model.grid import flip_maps, grid_maps, warp_dense
+from depixcli.model.nets import Depixelator
+from depixcli.model.reconstructor import Reconstructor
 from depixcli.train import align_loss, grow_state, train
-from depixcli.weights import save_model
+from depixcli.model.weights import save_model
 from tests.test_compact import COMPACT, FAST, S, tracks
 
 torch.set_num_threads(1)
@@ -133,7 +129,7 @@ def test_training_with_grid_maps_aligner_and_cpu_bf16_learns_and_exports(tmp_pat
     cfg = dataclasses.replace(FAST, model=ALIGNED, steps=4, cpu_bf16=True)
     r = train(cfg, tmp_path / "run", TRAIN, VAL, quiet=True)
     assert r.step == 4 and r.finished and "align" in r.last
-    from depixcli.weights import load_model
+    from depixcli.model.weights import load_model
 
     model = load_model(r.model_path)
     assert model.config.grid_input and model.config.align and model.aligner is not None

@@ -17,17 +17,10 @@ from depixcli.degrade import (
     random_mosaic,
 )
 from depixcli.errors import WeightsError
-from depixcli.models import (
-    AlignNet,
-    Depixelator,
-    ModelConfig,
-    PatchDiscriminator,
-    count_parameters,
-    to_lr,
-    warp,
-    window_indices,
-)
-from depixcli.weights import clean_state_dict, load_model, read_header, save_model
+from depixcli.model.config import ModelConfig, window_indices
+from depixcli.model.grid import to_lr, warp
+from depixcli.model.nets import AlignNet, Depixelator, PatchDiscriminator, count_parameters
+from depixcli.model.weights import clean_state_dict, load_model, read_header, save_model
 
 torch.set_num_threads(1)
 S = 32  # px, crop side in these tests

@@ -14,13 +14,14 @@ from depixcli.geometry.crop import head_box
 from depixcli.geometry.mosaic import apply_mosaic, grid_from_blocks
 from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
 from depixcli.io.video import probe, read_frames
-from depixcli.models import Depixelator, ModelConfig
+from depixcli.model.config import ModelConfig
+from depixcli.model.nets import Depixelator
+from depixcli.model.reconstructor import Reconstructor
+from depixcli.model.weights import default_weights_path
 from depixcli.reconstruct import (
-    Reconstructor,
     blend_mask,
     colour_match,
     crop_box_for_rect,
-    default_weights_path,
     face_box_from_rect,
     feather_width,
     is_full_frame,
@@ -28,7 +29,7 @@ from depixcli.reconstruct import (
     rect_for_face,
 )
 from depixcli.run import RunConfig, RunStats, reconstruct_pass, run_video, tracks_from_faces
-from depixcli.weights import save_model
+from depixcli.model.weights import save_model
 
 torch.set_num_threads(1)
 
@@ -120,7 +121,7 @@ def test_default_weights_from_env_and_clear_error(tmp_path, monkeypatch, tiny_we
 
 # ------------------------------------------------------------------------------------------ streaming
 def test_frames_without_mosaic_are_untouched_and_faces_change_inside_the_mask(tmp_path, tiny_weights):
-    from depixcli.weights import load_model
+    from depixcli.model.weights import load_model
 
     path = tmp_path / "part.mp4"
     mosaic_clip(path, 20, frames_with_mosaic=range(5, 14))
@@ -383,7 +384,7 @@ def test_whole_frame_mosaic_crop_video(tmp_path, tiny_weights):
 
 
 def test_faces_entering_and_leaving_and_memory_of_finished_tracks(tmp_path, tiny_weights):
-    from depixcli.weights import load_model
+    from depixcli.model.weights import load_model
 
     path = tmp_path / "many.mp4"
     write_test_clip(path, synthetic_face_frames(30, SIZE))
@@ -447,7 +448,7 @@ def test_detector_second_opinion_leaves_a_mosaic_without_a_face_alone(tmp_path, 
 
 @pytest.mark.gpu
 def test_cuda_bf16_matches_cpu_fp32_and_runs_end_to_end(tmp_path, clip, tiny_weights):
-    from depixcli.weights import load_model
+    from depixcli.model.weights import load_model
 
     stacks = np.random.default_rng(0).integers(0, 256, (4, TINY.frames, 32, 32, 3), dtype=np.uint8)
     cpu = Reconstructor(load_model(tiny_weights), "cpu")(stacks).astype(int)

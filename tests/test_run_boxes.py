@@ -7,8 +7,9 @@ from click.testing import CliRunner
 
 from depixcli.cli import main
 from depixcli.io.synthetic import write_test_clip
-from depixcli.models import Depixelator, ModelConfig
-from depixcli.weights import save_model
+from depixcli.model.config import ModelConfig
+from depixcli.model.nets import Depixelator
+from depixcli.model.weights import save_model
 
 skimage_data = pytest.importorskip("skimage.data")
 

@@ -70,7 +70,7 @@ class CentreOnly(torch.nn.Module):
 
     def __init__(self, shift_neighbour: bool = False):
         super().__init__()
-        from depixcli.models import ModelConfig
+        from depixcli.model.config import ModelConfig
 
         self.config = ModelConfig(window=1, stride=2, width=4)
         self.dummy = torch.nn.Parameter(torch.zeros(1))
@@ -87,7 +87,7 @@ class GridEcho(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        from depixcli.models import ModelConfig
+        from depixcli.model.config import ModelConfig
 
         self.config = ModelConfig(window=1, stride=2, width=4, arch="compact", use_stn=False, grid_input=True)
         self.dummy = torch.nn.Parameter(torch.zeros(1))
@@ -98,7 +98,7 @@ class GridEcho(torch.nn.Module):
 
 def test_reconstruct_runs_follow_the_window(astronaut):
     from depixcli.evaluate import EvalConfig, mosaic_stack
-    from depixcli.reconstruct import Reconstructor
+    from depixcli.model.reconstructor import Reconstructor
 
     class Track:
         frames = np.stack([head_crop(astronaut, dx=0.5 * t) for t in range(FRAMES)])
@@ -167,8 +167,9 @@ def test_eval_reports_flicker_columns(crop_dir):
 
 
 def test_cli_flicker_frames_option(crop_dir, tmp_path):
-    from depixcli.models import Depixelator, ModelConfig
-    from depixcli.weights import save_model
+    from depixcli.model.config import ModelConfig
+    from depixcli.model.nets import Depixelator
+    from depixcli.model.weights import save_model
 
     torch.manual_seed(0)
     w = tmp_path / "tiny.safetensors"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from depixcli.train import CHECKPOINT, load_checkpoint
-from depixcli.weights import load_model
+from depixcli.model.weights import load_model
 from tests.test_compact import COMPACT, FAST
 from tests.test_train import TRAIN, VAL, write_crop_dir
 

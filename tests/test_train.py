@@ -10,7 +10,8 @@ import torch
 from click.testing import CliRunner
 
 from depixcli.errors import ConfigError, WeightsError
-from depixcli.models import Depixelator, ModelConfig, PatchDiscriminator
+from depixcli.model.config import ModelConfig
+from depixcli.model.nets import Depixelator, PatchDiscriminator
 from depixcli.train import (
     CHECKPOINT,
     FrameBank,
@@ -20,7 +21,7 @@ from depixcli.train import (
     load_config,
     train,
 )
-from depixcli.weights import load_model, read_header
+from depixcli.model.weights import load_model, read_header
 
 torch.set_num_threads(1)
 S = 32  # px

