@@ -60,6 +60,7 @@ import numpy as np
 from depixcli.errors import ConfigError, InputError
 from depixcli.exposure import COVERED, UNCOVERED, ExposedRange, Timeline, exposed_ranges, repair_masks
 from depixcli.geometry.boxes import iou
+from depixcli.geometry.mosaic import circular_spread
 from depixcli.io.progress import bar_factory
 
 SFACE_THRESHOLD = 0.363  # cosine, SFace's published same-person threshold (OpenCV Zoo, LFW)
@@ -290,14 +291,6 @@ def crop_alignment(det: np.ndarray, box, size: int):
     b = to_crop(det[:4].reshape(2, 2) - 0.5, box, size) + 0.5  # continuous corners
     face = np.concatenate([[b[0, 0], b[0, 1], b[1, 0] - b[0, 0], b[1, 1] - b[0, 1]], lm.ravel(), [det[4]]])
     return Alignment(face.astype(np.float32), detected=True)
-
-
-def circular_spread(phase: np.ndarray) -> float:
-    """Circular standard deviation of phases in [0, 1) (cycles); 0 for a constant phase."""
-    if len(phase) == 0:
-        return 0.0
-    r = abs(np.mean(np.exp(2j * np.pi * np.asarray(phase))))
-    return float(math.sqrt(-2.0 * math.log(max(r, 1e-12))) / (2 * math.pi))
 
 
 def locate_face_grid(image: np.ndarray, face_box) -> tuple | None:

@@ -1,4 +1,5 @@
-"""Mosaic (pixelation) geometry: grids of constant-colour cells over a rectangle of a frame.
+"""Mosaic (pixelation) geometry: grids of constant-colour cells over a rectangle of a frame, and the circular spread
+of grid phases (`circular_spread`).
 
 A `MosaicGrid` is a rectangle `rect = (x0, y0, x1, y1)` (int px, half-open, continuous coordinates as in
 `depixcli.geometry.crop`: pixel column i covers [i, i + 1)) cut by vertical grid lines at `origin_x + k * cell_w`
@@ -166,3 +167,11 @@ def apply_mosaics(frame: np.ndarray, grids) -> np.ndarray:
     for g in grids:
         out = apply_mosaic(out, g)
     return out if out is not frame else frame.copy()
+
+
+def circular_spread(phase: np.ndarray) -> float:
+    """Circular standard deviation of phases in [0, 1) (cycles); 0 for a constant phase."""
+    if len(phase) == 0:
+        return 0.0
+    r = abs(np.mean(np.exp(2j * np.pi * np.asarray(phase))))
+    return float(math.sqrt(-2.0 * math.log(max(r, 1e-12))) / (2 * math.pi))
