@@ -148,7 +148,7 @@ def distractor_photos(csv_path: Path, count: int, max_border: float, seed: int,
 def gallery_embeddings(cache: Path, entries: list[tuple[str, Path]], identity, detector):
     """`(file names, owners, (G, 128) embeddings, notes)` of `(identity, photo)` entries; photos without a
     face are left out. Kept in `cache` (.npz) and reused while the list of photos is the same."""
-    from depixcli.audit import photo_embeddings
+    from depixcli.audit.plan import photo_embeddings
 
     files = [str(p) for _, p in entries]
     if cache.exists():
@@ -273,8 +273,9 @@ def main(argv=None) -> int:
         weights = args.weights or (rows[0]["weights"] if rows else weights)
         return report(args, rows, clips, weights, read_gallery_note(args.out))
 
-    from depixcli.audit import AuditConfig, audit_video
-    from depixcli.audit_report import write_sheet
+    from depixcli.audit.report import write_sheet
+    from depixcli.audit.verdict import AuditConfig
+    from depixcli.audit.video import audit_video
     from depixcli.faces.detect import load_detector
     from depixcli.faces.identity import SFaceIdentity
     from depixcli.pixelate import pixelate_video

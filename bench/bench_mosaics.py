@@ -151,7 +151,7 @@ def strip(path: Path, crops: list[np.ndarray]) -> None:
 def run_case(clean: list[np.ndarray], faces, cfaces, kind: str, fps: float, work: Path, logo: bool,
              sample_evidence: bool) -> dict | None:
     from depixcli import reconstruct
-    from depixcli.audit import attack_smooth
+    from depixcli.audit.attacks import attack_smooth
     from depixcli.io.encode import EncodeOptions
     from depixcli.io.synthetic import write_test_clip
     from depixcli.io.video import read_frames

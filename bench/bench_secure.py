@@ -70,7 +70,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from depixcli import dataset
-    from depixcli.audit import plan_tracks, score_pass
+    from depixcli.audit.plan import plan_tracks
+    from depixcli.audit.video import score_pass
     from depixcli.faces.detect import load_detector
     from depixcli.faces.identity import SFaceIdentity
     from depixcli.faces.track import build_tracks

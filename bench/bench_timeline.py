@@ -54,7 +54,8 @@ def anonymised(clean: Path, pix: Path, boxes, kind: str, drops: set, out: Path) 
 
 
 def timeline(args, clips, out: Path) -> dict:
-    from depixcli.audit import AuditConfig, audit_video
+    from depixcli.audit.verdict import AuditConfig
+    from depixcli.audit.video import audit_video
     from depixcli.faces.detect import load_detector
     from depixcli.faces.identity import SFaceIdentity
     from depixcli.io.sidecar import read_sidecar

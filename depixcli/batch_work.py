@@ -99,8 +99,9 @@ def _work(task: str, config, job, key: str) -> dict:
                                                                max_side=config.max_side))
         s = pixelate_video(job.input, job.output, config, job.extra, quiet=True, detector=det)
         return {"frames": s.frames, "tracks": s.tracks, "notes": s.notes}
-    from depixcli.audit import audit_video, gallery_photos
-    from depixcli.audit_report import write_json, write_sheet
+    from depixcli.audit.plan import gallery_photos
+    from depixcli.audit.report import write_json, write_sheet
+    from depixcli.audit.video import audit_video
     from depixcli.faces.identity import SFaceIdentity
     from depixcli.model.reconstructor import load_reconstructor
 

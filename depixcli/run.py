@@ -213,8 +213,8 @@ def mosaic_anchor(rects: np.ndarray, origins: np.ndarray, cells: np.ndarray) -> 
     "box" (the grid moves with a rect that jitters off its smoothed path by BOX_JITTER, as a per-frame
     detector box does), "face" (it moves smoothly with the mosaic), "static" (the mosaic moves less than
     MIN_MOTION_CELLS) or "unknown"."""
-    from depixcli.geometry.mosaic import circular_spread
     from depixcli.faces.track import smooth_boxes
+    from depixcli.geometry.mosaic import circular_spread
 
     ok = ~(np.isnan(origins).any(1) | np.isnan(cells).any(1) | np.isnan(rects).any(1))
     if ok.sum() < 2:

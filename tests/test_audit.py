@@ -8,7 +8,8 @@ import pytest
 import skimage.data
 from click.testing import CliRunner
 
-from depixcli.audit import NULL_MARGIN, analyse_mosaic, count_phases, judge
+from depixcli.audit.grid import analyse_mosaic, count_phases
+from depixcli.audit.verdict import NULL_MARGIN, judge
 from depixcli.cli import main
 from depixcli.geometry.mosaic import MosaicGrid
 from depixcli.io.synthetic import write_test_clip
@@ -177,7 +178,7 @@ def test_phase_count_and_verdict_rules():
     rng = np.random.default_rng(0)
     assert count_phases(0.01 + 0.01 * rng.standard_normal(50) % 1.0, np.full(50, 0.99)) == 1  # noise at a bin edge
     assert count_phases(np.linspace(0, 1, 64, endpoint=False), np.zeros(64)) == 4
-    from depixcli.audit import AttackScore
+    from depixcli.audit.verdict import AttackScore
 
     m = analyse_mosaic([], 10)
     low = {a: AttackScore(0.1, 0.0, 0.0, 0.3, 5, 34) for a in ("anonymised", "smoothed", "reconstructed")}

@@ -7,8 +7,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from depixcli.audit import ATTACKS, REID_MIN_GALLERY, AuditReport, MosaicAnalysis, track_audits, unreliable_reasons
-from depixcli.audit_report import contact_sheet, csv_rows, format_report
+from depixcli.audit.report import contact_sheet, csv_rows, format_report
+from depixcli.audit.verdict import (
+    ATTACKS,
+    REID_MIN_GALLERY,
+    AuditReport,
+    MosaicAnalysis,
+    track_audits,
+    unreliable_reasons,
+)
 from depixcli.exposure import FrameExposure, coverage, exposed_ranges, face_patch, frame_kind
 
 GOOD = {"score": 0.95, "self_cosine": 0.9, "contrast": 40.0, "detail": 1.0}
@@ -95,7 +102,7 @@ def test_contact_sheet_grid_with_legend():
 
 
 def test_recommendation_is_the_finest_ladder_step_that_holds():
-    from depixcli.audit import recommend
+    from depixcli.audit.verdict import recommend
 
     ladder = [{"blocks": n, "verdict": v, "median": {a: 0.1 for a in ATTACKS}, "matched": {}, "why": w}
               for n, v, w in ((16, "leaks", "reconstructed: median cosine 0.50"), (12, "leaks", "x"),

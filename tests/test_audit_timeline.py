@@ -25,7 +25,7 @@ KINDS = ("pixelate", "blur", "mosaic", "fill")
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """The clip, a tiny model, depix's pixelation of the clip with its boxes, and loaded models."""
-    from depixcli.audit import AuditConfig
+    from depixcli.audit.verdict import AuditConfig
     from depixcli.faces.detect import load_detector
     from depixcli.faces.identity import SFaceIdentity
     from depixcli.io.sidecar import read_sidecar
@@ -72,7 +72,7 @@ def _exposed(report) -> set[int]:
 def test_dropped_masks_are_exactly_the_exposed_frames(env, kind):
     """Masks dropped for 1 frame and for 5 frames: exactly those frames are reported, in two ranges with the
     right times; the same anonymisation without drops reports none."""
-    from depixcli.audit import audit_video
+    from depixcli.audit.video import audit_video
 
     report = audit_video(_anonymised(env, kind), env["dir"] / "clip.mp4", env["cfg"], **env["loaded"])
     assert _exposed(report) == DROPS, [r for t in report.tracks for r in t.exposed]
@@ -88,7 +88,7 @@ def test_dropped_masks_are_exactly_the_exposed_frames(env, kind):
 
 def test_partly_covered_mask(env):
     """A mask that covers only the lower half of the face on frames 10-11 is reported as partly covered."""
-    from depixcli.audit import audit_video
+    from depixcli.audit.video import audit_video
     from depixcli.exposure import other_tool
 
     d = env["dir"]
@@ -140,7 +140,7 @@ def test_cli_timeline_csv_json_fail_on_leak(env):
 def test_repair_masks_exposed_ranges_and_holds(env):
     """--repair: the copy audits as holding with no exposed frame; audio, frame count and timestamps kept;
     frames outside the masked ranges decode bit-exactly as before."""
-    from depixcli.audit import audit_video
+    from depixcli.audit.video import audit_video
 
     d = env["dir"]
     anon = _anonymised(env, "mosaic", name="torepair.mp4")

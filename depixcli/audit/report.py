@@ -18,7 +18,7 @@ import tempfile
 
 import numpy as np
 
-from depixcli.audit import (ATTACKS, LIMITS, REID_MIN_GALLERY, SFACE_THRESHOLD, AuditReport, TrackAudit, explain)
+from depixcli.audit.verdict import ATTACKS, LIMITS, REID_MIN_GALLERY, SFACE_THRESHOLD, AuditReport, TrackAudit, explain
 from depixcli.errors import OutputError
 from depixcli.exposure import COVERED, clock
 from depixcli.io.files import write_atomic
@@ -232,7 +232,7 @@ def _text(img, s, xy, scale=0.5, colour=(0, 0, 0), thick=1):
 
 
 def _tile(crop) -> np.ndarray:
-    from depixcli.audit import resize_square
+    from depixcli.audit.attacks import resize_square
 
     if crop is None:
         t = np.full((SHEET_TILE, SHEET_TILE, 3), 235, np.uint8)

@@ -1,0 +1,53 @@
+"""`depix audit ANONYMISED --original ORIGINAL`: does an anonymised video still show who is in it?
+
+Modules: `video` (`audit_video`: the two passes wired together), `plan` (pass 1 and the plan), `grid` (grid
+analysis), `attacks` (through `depix run`'s restore), `verdict` (config, scores, verdicts, the report) and
+`report` (its text, CSV, JSON and contact sheet).
+
+Data flow (two streaming passes over both videos in lockstep, one frame of each at a time; only the frames
+between `start` and `start + duration` s, numbered and timed as in the whole video: `window_frames`):
+
+  pass 1  decode both -> refuse different sizes / frame counts -> detect faces on the ORIGINAL (boxes and
+          landmarks only are kept) -> face tracks (`track.build_tracks`, as `depix pixelate` makes them)
+  plan    per track: the frames scored (those with a detection, evenly spread, at most `frames`), the
+          frames of its re-identification gallery entry, the frames of the model's window stacks
+  pass 2  decode both -> per track and frame needed: head crops of the original and the anonymised frame
+          (the same `geometry.head_box` of the original's face box in both), the mosaic located on the
+          anonymised frame (`locate.locate_mosaics` around the face) -> when a track's last needed frame
+          has passed: the three attacks, SFace cosines, mosaic analysis, verdict; its crops are dropped
+
+The three leaks of a track, scored on every scored frame against the original's head crop of that frame:
+  (a) `anonymised`: the anonymised face as it is;
+  (b) `smoothed`: a Gaussian blur of it, sigma `SMOOTH_SIGMA_CELLS` mosaic blocks (anyone can do this);
+  (c) `reconstructed`: depix's own reconstruction (`model.reconstructor.Reconstructor`, the model `depix run`
+      uses) from window stacks of anonymised head crops, colour-matched and blended over the mosaic as
+      `depix run` pastes it. The crop is the original's head box: the attack is told where the face is.
+Every candidate is aligned for SFace with the landmarks YuNet found on the ORIGINAL frame
+(`identity.SFaceIdentity.embed`), so all are cropped the same way. Per attack: the median cosine, the
+share of scored frames above SFace's same-person threshold (`SFACE_THRESHOLD`), and the re-identification
+rank: the mean embedding of the attack over the track's query frames against a gallery of one entry per
+face track of the video (mean original embedding over that track's gallery frames, `identity.query_span`
+/ `identity.gallery_frames`) plus one per `--gallery` photo; rank 1 = the person is the best match.
+
+Mosaic analysis (model-free; explains why a mosaic leaks), on the scored frames where a mosaic grid is
+found over the face: block size (px) and blocks across the mosaic; whether the grid is anchored to the
+image (its phase in frame coordinates stays put while the face moves) or to the face (the face's phase
+in the grid stays put); how many distinct grid phases the face shows (`PHASE_BINS` per axis: each new
+phase samples the face differently, the evidence a multi-frame model combines; one when the face's phase
+stays within `ANCHOR_SPREAD`); whether the block values
+are means of the original's pixels, centre samples, or neither (quantised, noised, stale or filled).
+
+Verdict per track: `leaks` when any attack has a median cosine >= `HOLD_MEDIAN` (and `NULL_MARGIN` above
+what a featureless face of the original's mean colour scores, which SFace puts at up to ~0.3), or puts at
+least `LEAK_SHARE` of the frames above `SFACE_THRESHOLD` (and `NULL_MARGIN` above the featureless face on
+that frame), or re-identifies the person at rank 1 in a
+gallery of at least `REID_MIN_GALLERY` entries (chance <= 1 / that) where a featureless face of the same
+colour does not (see `judge`); else `holds`. Where the original's face is not reliable (narrower than
+`SMALL_FACE`, detector score below `RELIABLE_SCORE`, contrast below `MIN_CONTRAST`, too few frames with fine
+detail, or SFace not matching it to itself across frames: `unreliable_reasons`) identity is `not judged`.
+The leak timeline (`depixcli.exposure`: coverage and the as-is cosine on every frame of every track, in
+pass 2) overrides both: a track with an exposed frame leaks. The video leaks when a track does.
+`strength_ladder` mosaics the original's own crops as `depix pixelate --blocks N` would and attacks them
+the same way, for the recommendation. Output (text, table, CSV, JSON, sheet): `depixcli.audit.report`.
+Frames are `(H, W, 3)` uint8 RGB; crops `(S, S, 3)` uint8 RGB.
+"""

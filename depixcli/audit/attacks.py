@@ -1,0 +1,185 @@
+"""The attacks on an anonymised face: as it is, smoothed, and reconstructed by `depix run`'s model and paste
+(`run_attacks`), their SFace cosines to the original, and the trials of stronger mosaics (`strength_ladder`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from depixcli.audit.grid import analyse_mosaic, crop_alignment, grid_in_crop
+from depixcli.audit.verdict import (
+    ATTACKS,
+    METRIC_CROP,
+    NULL_MARGIN,
+    SFACE_THRESHOLD,
+    SMOOTH_SIGMA_CELLS,
+    AttackScore,
+    MosaicAnalysis,
+    judge,
+)
+from depixcli.faces.identity import cosine
+from depixcli.geometry.boxes import scale_box
+from depixcli.geometry.crop import head_box
+from depixcli.geometry.mosaic import apply_mosaic, grid_from_blocks
+from depixcli.reconstruct import blend_mask, colour_match, colour_sigma, feather_width, rect_for_face
+
+if TYPE_CHECKING:
+    from depixcli.audit.plan import TrackPlan  # a plan holds these functions' inputs; plan imports attacks
+
+FALLBACK_CELLS = 16  # blocks across the mosaic assumed when no grid is found (smoothing sigma, colour match)
+LADDER_BLOCKS = (16, 12, 8, 6, 4)  # `depix pixelate --blocks N` tried on each face for the recommendation
+LADDER_SCALE = 1.3  # mosaic box / face box of those trials (pixelate's default)
+
+
+def attack_smooth(crop: np.ndarray, cell_crop_px: float) -> np.ndarray:
+    """The naive attack: a Gaussian blur of sigma SMOOTH_SIGMA_CELLS blocks (crop px per block given)."""
+    sigma = max(SMOOTH_SIGMA_CELLS * cell_crop_px, 1.0)
+    return cv2.GaussianBlur(crop, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+
+
+def blend_in_crop(anon: np.ndarray, recon: np.ndarray, box, rect, cell_px: float) -> np.ndarray:
+    """`depix run`'s paste done in crop space: colour match `recon` to `anon`, blend it over the mosaic `rect`.
+
+    anon, recon `(S, S, 3)` uint8 crops of `box`; rect xyxy and cell_px in frame px.
+    """
+    S = anon.shape[0]
+    k = S / box.size
+    sigma = max(colour_sigma(rect, cell_px) * k, 0.5)
+    matched = colour_match(recon.astype(np.float32), anon.astype(np.float32), sigma)
+    bx0, by0, _, _ = box.xyxy
+    r = ((rect[0] - bx0) * k, (rect[1] - by0) * k, (rect[2] - bx0) * k, (rect[3] - by0) * k)
+    mask = blend_mask(r, feather_width(rect) * k, (0, 0, S, S))[..., None]
+    out = anon.astype(np.float32) * (1 - mask) + matched * mask
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def resize_square(img: np.ndarray, size: int) -> np.ndarray:
+    if img.shape[0] == size:
+        return img
+    interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(img, (size, size), interpolation=interp)
+
+
+def flat_face(crop: np.ndarray) -> np.ndarray:
+    """The featureless face: a crop of the original's mean colour, flat (the no-information level)."""
+    blank = np.empty_like(crop)
+    blank[:] = np.rint(crop.reshape(-1, 3).mean(0)).astype(np.uint8)
+    return blank
+
+
+def identity_cosines(identity, original: np.ndarray, candidates: list, alignment) -> tuple[np.ndarray, np.ndarray]:
+    """The report's identity measure, in one place: SFace cosine of each candidate crop to the original
+    crop, all aligned with the original's landmarks. Returns `(cosines (N,), embeddings (1 + N, 128))`."""
+    e = identity.embed([original, *candidates], [alignment] * (1 + len(candidates)))
+    return np.asarray(cosine(e[:1], e[1:]), np.float64).reshape(-1), e
+
+
+def run_attacks(plan: TrackPlan, positions, anon: dict, model_in: dict, grids: dict, model, identity, batch_size: int):
+    """The three attacks on the anonymised crops of `positions` (`anon`: METRIC_CROP crops, `model_in`:
+    model-size crops of every stack position, `grids`: the mosaic grid over the face or None). Yields
+    `(position, cosines [featureless, anonymised, smoothed, reconstructed], embeddings (5, 128), recon crop)`."""
+    tr = plan.track
+    for i in range(0, len(positions), batch_size):
+        batch = positions[i:i + batch_size]
+        out = model(np.stack([np.stack([model_in[q] for q in plan.stacks[p]]) for p in batch]))
+        for p, r in zip(batch, out):
+            face = tr.boxes[p]
+            box = head_box(face)
+            grid = grids[p]
+            rect = grid.rect if grid is not None else rect_for_face(face)
+            cell = max(grid.cell_w, grid.cell_h) if grid is not None else (rect[2] - rect[0]) / FALLBACK_CELLS
+            recon = resize_square(blend_in_crop(model_in[p], r, box, rect, cell), METRIC_CROP)
+            smooth = attack_smooth(anon[p], cell * METRIC_CROP / box.size)
+            a = crop_alignment(plan.dets[p], box, METRIC_CROP)
+            cs, e = identity_cosines(identity, plan.orig[p], [flat_face(plan.orig[p]), anon[p], smooth, recon], a)
+            yield p, cs, e, recon
+
+
+def strength_ladder(plan: TrackPlan, model, identity, batch_size: int) -> list[dict]:
+    """The audit's own test of stronger mosaics on this face: per `LADDER_BLOCKS` N, the original's crops
+    mosaicked as `depix pixelate --blocks N` does (N x N over 1.3 x the face box), attacked as above on up
+    to `LADDER_FRAMES` scored frames. `[{"blocks", "verdict", "median": {attack: cosine}}]`, finest first."""
+    out = []
+    if not plan.ladder:
+        return out
+    for n in LADDER_BLOCKS:
+        grids, anon, model_in = {}, {}, {}
+        for p in set(plan.ladder) | {q for p in plan.ladder for q in plan.stacks[p]}:
+            face = plan.track.boxes[p]
+            box = head_box(face)
+            g = grid_from_blocks(scale_box(face, LADDER_SCALE), n)
+            grids[p] = g
+            if p in plan.orig_model:
+                model_in[p] = apply_mosaic(plan.orig_model[p], grid_in_crop(g, box, plan.orig_model[p].shape[0]))
+            if p in plan.ladder:
+                anon[p] = apply_mosaic(plan.orig[p], grid_in_crop(g, box, METRIC_CROP))
+        cos = {a: [] for a in ATTACKS}
+        null = []
+        for _, cs, _, _ in run_attacks(plan, plan.ladder, anon, model_in, grids, model, identity, batch_size):
+            null.append(cs[0])
+            for name, v in zip(ATTACKS, cs[1:]):
+                cos[name].append(v)
+        nl = np.array(null)
+        scores = {}
+        for a, c in cos.items():
+            c = np.array(c)
+            scores[a] = AttackScore(median=float(np.median(c)), above=float(np.mean(c >= SFACE_THRESHOLD)),
+                                    matched=float(np.mean((c >= SFACE_THRESHOLD) & (c - nl >= NULL_MARGIN))),
+                                    max=float(np.max(c)), rank=0, gallery=0)
+        verdict, why = judge(scores, MosaicAnalysis(1.0, None, None, None, "face", 1, "means", None),
+                             float(np.median(nl)))
+        out.append({"blocks": n, "verdict": verdict, "median": {a: round(s.median, 3) for a, s in scores.items()},
+                    "matched": {a: round(s.matched, 3) for a, s in scores.items()},
+                    "why": why[0] if verdict == "leaks" else ""})
+    return out
+
+
+def score_track(plan: TrackPlan, model, identity, batch_size: int) -> dict:
+    """Attacks and cosines of one track once all its frames are collected; frees its crops."""
+    frames = plan.timeline.frames
+
+    tr = plan.track
+    cos = {a: [] for a in ATTACKS}
+    probes = {a: [] for a in ATTACKS}
+    null, blanks = [], []  # cosine and embeddings of a featureless face: the original's mean colour, flat
+    own = []  # embeddings of the original face (its self-consistency: SFace's quality of the original)
+    excess = {a: [] for a in ATTACKS}  # per frame: cosine - the featureless face's cosine
+    worst = (-2.0, None)
+    for p, cs, e, recon in run_attacks(plan, plan.score, plan.anon, plan.model_in, plan.grids, model, identity,
+                                       batch_size):
+        c = cs[1:]
+        null.append(float(cs[0]))
+        own.append(e[0])
+        for name, v in zip(ATTACKS, c):
+            excess[name].append(float(v) - null[-1])
+        if p in plan.query:
+            blanks.append(e[1])
+        for name, v, emb in zip(ATTACKS, c, e[2:]):
+            cos[name].append(float(v))
+            if p in plan.query:
+                probes[name].append(emb)
+        if c[2] > worst[0]:
+            worst = (float(c[2]), p, {"original": plan.orig[p], "anonymised": plan.anon[p],
+                                      "reconstructed": recon, "cosines": [float(v) for v in c]})
+    obs = [{"grid": plan.grids[p], "face": tr.boxes[p], "errors": plan.errors[p]}
+           for p in plan.score if plan.grids[p] is not None]
+    mosaic = analyse_mosaic(obs, len(plan.score))
+    widths = [plan.dets[p][2] - plan.dets[p][0] for p in plan.score]
+    own = np.asarray(own, np.float32)
+    selfc = cosine(own, np.mean(own, axis=0, keepdims=True)).reshape(-1)
+    contrast = [float(plan.orig[p][32:96, 32:96].std()) for p in plan.score]  # grey levels, centre of the head
+    ladder = strength_ladder(plan, model, identity, batch_size)
+    for d in (plan.orig, plan.anon, plan.model_in, plan.grids, plan.errors, plan.orig_model):
+        d.clear()
+    return {
+        "plan": plan, "cos": cos, "excess": excess, "null": float(np.median(null)), "mosaic": mosaic,
+        "face_px": float(np.median(widths)),
+        "probe": {k: np.mean(v, axis=0) for k, v in probes.items()}, "probe_blank": np.mean(blanks, axis=0),
+        "entry": np.mean(plan.entry, axis=0), "worst": worst, "ladder": ladder,
+        "quality": {"score": float(np.median([plan.dets[p][4] for p in plan.score])),
+                    "self_cosine": float(np.median(selfc)), "contrast": float(np.median(contrast)),
+                    "detail": float(np.mean([f.cover is not None for f in frames])) if frames else 0.0},
+    }
