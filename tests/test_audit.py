@@ -14,6 +14,7 @@ from depixcli.cli import main
 from depixcli.geometry.mosaic import MosaicGrid
 from depixcli.io.synthetic import write_test_clip
 from depixcli.io.video import probe, read_frames
+from depixcli.secure import SecureMosaic, block_means
 
 N_FRAMES = 20
 W, H = 320, 240  # px
@@ -139,8 +140,15 @@ def test_image_anchored_grid_shows_many_phases(work):
     assert "  image " in row
 
 
-def test_secure_mosaic_holds(work):
+@pytest.fixture(scope="module")
+def secure(work):
+    """`depix pixelate --secure` of the clip and its sidecar, made once for the --secure tests (in any order)."""
     sec = _pixelate(work, "secure", "--secure", "--boxes-out", str(work / "secure_boxes.json"))
+    return sec, json.loads((work / "secure_boxes.json").read_text())
+
+
+def test_secure_mosaic_holds(work, secure):
+    sec, side = secure
     info = probe(sec)
     assert info.frames == N_FRAMES and (info.width, info.height) == (W, H)
     report, text = _audit(work, sec)
@@ -149,7 +157,6 @@ def test_secure_mosaic_holds(work):
     assert t["scores"]["reconstructed"]["median"] < max(0.2, t["featureless"] + NULL_MARGIN)
     assert t["mosaic"]["values"] in ("neither", "unclear") and t["mosaic"]["phases"] <= 1
     # the face is covered: inside the recorded grid the frame changed, and it shows few distinct colours
-    side = json.loads((work / "secure_boxes.json").read_text())
     assert side["config"]["secure"]["blocks"] == 6
     for src, dst, rec in zip(read_frames(work / "clip.mp4"), read_frames(sec), side["frames"]):
         x0, y0, x1, y1 = rec["faces"][0]["grid"]["rect"]
@@ -158,11 +165,9 @@ def test_secure_mosaic_holds(work):
         assert np.abs(a - b).mean() > 10
 
 
-def test_secure_values_held_between_refreshes(work):
-    sec = work / "secure.mp4"
-    if not sec.exists():
-        sec = _pixelate(work, "secure", "--secure")
-    side_frames = json.loads((work / "secure_boxes.json").read_text())["frames"]
+def test_secure_values_held_between_refreshes(secure):
+    sec, side = secure
+    side_frames = side["frames"]
     means = []
     for f, rec in zip(read_frames(sec), side_frames):
         g = MosaicGrid.from_dict(rec["faces"][0]["grid"])
@@ -191,3 +196,37 @@ def test_phase_count_and_verdict_rules():
     assert judge(rank1, m, featureless_rank=1)[0] == "holds"  # the face's colour alone finds it: not the mosaic
     assert judge({**low, "smoothed": AttackScore(0.15, 0.2, 0.2, 0.5, 5, 34)}, m)[0] == "leaks"  # 20 % above
     assert judge({**low, "smoothed": AttackScore(0.15, 0.2, 0.0, 0.5, 5, 34)}, m)[0] == "holds"  # ... as blank is
+
+
+def _inside_cells(grid: MosaicGrid, n: int) -> np.ndarray:
+    """`(n, n)` bool: the cells of an n x n face-anchored grid that lie wholly inside the W x H frame."""
+    x = grid.origin_x + np.arange(n) * grid.cell_w
+    y = grid.origin_y + np.arange(n) * grid.cell_h
+    return ((y >= 0) & (y + grid.cell_h <= H))[:, None] & ((x >= 0) & (x + grid.cell_w <= W))[None, :]
+
+
+def test_secure_values_are_noised_and_quantised(work, secure):
+    """--secure shows each block as a quantisation level (`step` apart) of its mean plus uniform noise of
+    `noise` steps: not the plain quantisation (the noise moves many blocks to a neighbouring level), and never
+    further from the mean than the noise and half a step (plus codec noise)."""
+    sec, side = secure
+    cfg = SecureMosaic()
+    levels = np.arange(256 // cfg.step) * cfg.step + (cfg.step - 1) / 2
+    hold = cfg.hold_frames(25)
+    first = side["tracks"][0]["first_frame"]
+    off_level, moved, far, n = [], 0, 0, 0
+    for src, dst, rec in zip(read_frames(work / "clip.mp4"), read_frames(sec), side["frames"]):
+        if (rec["index"] - first) % hold:
+            continue  # held values were taken from an earlier frame
+        grid = MosaicGrid.from_dict(rec["faces"][0]["grid"])
+        inside = _inside_cells(grid, cfg.blocks)
+        mean = block_means(src.image, grid, cfg.blocks)[inside]
+        shown = block_means(dst.image, grid, cfg.blocks)[inside]
+        off_level.append(np.abs(shown[..., None] - levels).min(-1).ravel())
+        plain = np.floor(mean / cfg.step) * cfg.step + (cfg.step - 1) / 2  # quantised without noise
+        moved += int((np.abs(shown - plain) > cfg.step / 2).sum())
+        far += int((np.abs(shown - mean) > cfg.step * (cfg.noise / 2 + 0.5) + 6).sum())
+        n += shown.size
+    assert n >= 3 * 36 * 2  # two refreshes of 6 x 6 blocks at least
+    assert np.median(np.concatenate(off_level)) < 3  # on a quantisation level, up to codec noise
+    assert moved / n > 0.25 and far == 0, (moved / n, far)

@@ -2,7 +2,16 @@ import numpy as np
 import pytest
 
 from depixcli.errors import BackendError
-from depixcli.faces.detect import DETECTORS, Detection, load_detector
+from depixcli.faces.detect import (
+    DETECTORS,
+    YUNET_FILE,
+    YUNET_NMS,
+    YUNET_THRESHOLD,
+    YUNET_TOP_K,
+    Detection,
+    load_detector,
+    package_file,
+)
 from depixcli.geometry.boxes import iou
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -32,10 +41,25 @@ def test_finds_the_face_in_a_photo(detector, astronaut):
     assert lm[0, 0] < lm[1, 0]  # right eye (image left) before left eye
 
 
+def _yunet_reference(image: np.ndarray):
+    """(box xyxy, score) of OpenCV's YuNet run directly on `image` as given (it reads BGR)."""
+    import cv2
+
+    net = cv2.FaceDetectorYN.create(str(package_file(*YUNET_FILE)), "", (image.shape[1], image.shape[0]),
+                                    YUNET_THRESHOLD, YUNET_NMS, YUNET_TOP_K)
+    _, faces = net.detect(image)
+    x, y, w, h = faces[0][:4]
+    return np.array([x, y, x + w, y + h]), float(faces[0][14])
+
+
 def test_is_colour_order_aware(astronaut):
-    """YuNet wants BGR: feeding RGB through the RGB API must give the same box as the reference."""
+    """The API takes RGB and gives YuNet BGR: its box and score are OpenCV's on the BGR image, not on the RGB one
+    (YuNet still finds the astronaut with her channels swapped, but with another score)."""
     d = load_detector("yunet").detect(astronaut)[0]
-    assert iou(d.box, ASTRONAUT_FACE) > 0.75
+    box_bgr, score_bgr = _yunet_reference(np.ascontiguousarray(astronaut[..., ::-1]))
+    box_rgb, score_rgb = _yunet_reference(astronaut)
+    assert abs(score_bgr - score_rgb) > 1e-3  # the channel order shows in the score
+    assert d.score == pytest.approx(score_bgr, abs=1e-6) and np.allclose(d.box, box_bgr, atol=1e-3)
 
 
 def test_no_face_in_plain_frames(detector):

@@ -1,4 +1,7 @@
-"""`depix run --boxes` refuses a sidecar made for another video (size or frame count), with one line."""
+"""`depix run --boxes`: a sidecar made for another video (size or frame count) is refused with one line; this
+video's sidecar is used as it records the faces."""
+
+import json
 
 import numpy as np
 import pytest
@@ -7,6 +10,7 @@ from click.testing import CliRunner
 
 from depixcli.cli import main
 from depixcli.io.synthetic import write_test_clip
+from depixcli.io.video import probe
 from depixcli.model.config import ModelConfig
 from depixcli.model.nets import Depixelator
 from depixcli.model.weights import save_model
@@ -44,9 +48,10 @@ def made(tmp_path_factory):
     return d
 
 
-def run(made, video, out):
+def run(made, video, out, *extra):
     return CliRunner().invoke(main, ["run", str(video), "-o", str(out), "--boxes", str(made / "a.json"),
-                                     "-w", str(made / "tiny.safetensors"), "--device", "cpu", "-q"])
+                                     "-w", str(made / "tiny.safetensors"), "--device", "cpu", "-q",
+                                     *(str(x) for x in extra)])
 
 
 @pytest.mark.parametrize("n, size, says", [(10, (320, 240), "made for a 224x160 video, this one is 320x240"),
@@ -61,6 +66,11 @@ def test_sidecar_of_another_video_is_refused(made, tmp_path, n, size, says):
 
 
 def test_sidecar_of_this_video_is_used(made, tmp_path):
-    r = run(made, made / "pix.mp4", tmp_path / "out.mp4")
+    """The sidecar's one face track is restored on its 10 frames, with the grid it records (8 x 8 blocks)."""
+    r = run(made, made / "pix.mp4", tmp_path / "out.mp4", "--json", tmp_path / "run.json")
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "out.mp4").stat().st_size > 0
+    stats = json.loads((tmp_path / "run.json").read_text())
+    assert stats["source"] == "boxes" and not stats["copied"] and stats["tracks"] == 1
+    assert stats["frames"] == stats["frames_with_faces"] == stats["stacks"] == 10
+    assert stats["mosaics"][0]["face_blocks"] == pytest.approx(8 / 1.3, abs=0.2)  # 8 blocks over 1.3 x the face
+    assert probe(tmp_path / "out.mp4").frames == 10
