@@ -15,6 +15,7 @@ from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, clipped_rect
 from depixcli.io.sidecar import read_sidecar
 from depixcli.io.synthetic import write_test_clip
 from depixcli.io.video import probe, read_frames
+from tests.test_video import assert_timing_and_audio_kept
 
 N_FRAMES = 20
 W, H = 320, 240  # px
@@ -53,6 +54,7 @@ def test_frames_fps_audio_kept(clip, pixelated):
     a, b = probe(clip), probe(out)
     assert b.frames == a.frames == N_FRAMES and b.fps == a.fps and (b.width, b.height) == (W, H)
     assert b.has_audio
+    assert_timing_and_audio_kept(clip, out)
     assert "20 frames, 1 face track in " in res.output
 
 

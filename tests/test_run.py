@@ -30,6 +30,7 @@ from depixcli.reconstruct import (
 )
 from depixcli.run import RunConfig, RunStats, reconstruct_pass, run_video, tracks_from_faces
 from depixcli.model.weights import save_model
+from tests.test_video import assert_timing_and_audio_kept
 
 torch.set_num_threads(1)
 
@@ -174,7 +175,7 @@ def test_region_keeps_frames_timestamps_fps_and_audio(tmp_path, clip, tiny_weigh
     assert "16 frames" in r.output and "1 face track" in r.output
     a, b = probe(src), probe(out)
     assert (b.frames, b.fps, b.width, b.height, b.has_audio) == (16, a.fps, a.width, a.height, True)
-    assert [f.pts for f in read_frames(src)] == [f.pts for f in read_frames(out)]
+    assert_timing_and_audio_kept(src, out)
     fin, fout = next(read_frames(src)).image, next(read_frames(out)).image
     diff = np.abs(fin.astype(int) - fout.astype(int)).max(-1)
     assert diff[grid.y0 + 4 : grid.y1 - 4, grid.x0 + 4 : grid.x1 - 4].mean() > 2 * diff[:, :40].mean() + 1
@@ -201,6 +202,7 @@ def test_boxes_sidecar(tmp_path, clip, tiny_weights):
     assert "1 face track(s) (boxes)" in r.output and "8 frames with faces" in r.output
     assert "block size (px): 5.8x7.8" in r.output  # the grid's block size, read from the sidecar
     assert probe(out).frames == 16
+    assert_timing_and_audio_kept(src, out)
 
 
 def test_sidecar_gaps_split_tracks_and_nothing_is_pasted_there(tmp_path):
@@ -347,6 +349,7 @@ def test_research_mode_side_by_side_with_scores(tmp_path, tiny_weights):
     assert "1 face track" in r.output and "face PSNR dB: pixelated" in r.output and "identity cosine" in r.output
     info = probe(out)
     assert (info.width, info.height, info.frames, info.has_audio) == (600, 200, 8, True)
+    assert_timing_and_audio_kept(src, out)
     left, middle, _ = np.split(next(read_frames(out)).image.astype(int), 3, axis=1)
     assert np.abs(left - frames[0]).mean() < 4  # the original, re-encoded
     assert np.abs(middle - left)[60:140, 60:140].mean() > 4  # the pixelated face differs from it
@@ -355,11 +358,12 @@ def test_research_mode_side_by_side_with_scores(tmp_path, tiny_weights):
 def test_located_mosaic_is_reconstructed(tmp_path, tiny_weights):
     grid = grid_from_blocks((109, 63, 211, 201), 8)  # px: over the synthetic face of a 320 x 240 clip
     src = tmp_path / "pix.mp4"
-    write_test_clip(src, [apply_mosaic(f, grid) for f in synthetic_face_frames(10, (320, 240))])
+    write_test_clip(src, [apply_mosaic(f, grid) for f in synthetic_face_frames(10, (320, 240))], audio=True)
     out = tmp_path / "out.mp4"
     r = run_cli(src, "-o", out, "-w", tiny_weights, "--preset", "ultrafast")
     assert r.exit_code == 0, r.output
     assert "1 face track(s) (located)" in r.output
+    assert_timing_and_audio_kept(src, out)
     w, h = (float(v) for v in re.search(r"block size \(px\): ([\d.]+)x([\d.]+)", r.output).groups())
     assert abs(w - grid.cell_w) < 0.3 and abs(h - grid.cell_h) < 0.3
     changed = 0

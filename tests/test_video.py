@@ -35,6 +35,13 @@ def _packets(path, kind):
         return [bytes(p) for p in container.demux(stream) if p.size]
 
 
+def assert_timing_and_audio_kept(src, out):
+    """`out` keeps the frame timestamps of `src` and its audio packets, bit for bit (stream copy)."""
+    assert [f.pts for f in read_frames(out)] == [f.pts for f in read_frames(src)]
+    audio = _packets(src, "audio")
+    assert audio and _packets(out, "audio") == audio
+
+
 def _psnr(a, b):
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return 10 * np.log10(255.0**2 / mse)
