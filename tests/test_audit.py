@@ -8,12 +8,15 @@ import pytest
 import skimage.data
 from click.testing import CliRunner
 
+from depixcli.audit.attacks import frame_region, restore_attack
 from depixcli.audit.grid import analyse_mosaic, count_phases
-from depixcli.audit.verdict import NULL_MARGIN, judge
+from depixcli.audit.verdict import METRIC_CROP, NULL_MARGIN, judge
 from depixcli.cli import main
-from depixcli.geometry.mosaic import MosaicGrid
+from depixcli.geometry.crop import crop, head_box
+from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, grid_from_blocks
 from depixcli.io.synthetic import write_test_clip
 from depixcli.io.video import probe, read_frames
+from depixcli.reconstruct import paste, rect_for_face
 from depixcli.secure import SecureMosaic, block_means
 
 N_FRAMES = 20
@@ -230,3 +233,24 @@ def test_secure_values_are_noised_and_quantised(work, secure):
     assert n >= 3 * 36 * 2  # two refreshes of 6 x 6 blocks at least
     assert np.median(np.concatenate(off_level)) < 3  # on a quantisation level, up to codec noise
     assert moved / n > 0.25 and far == 0, (moved / n, far)
+
+
+@pytest.mark.parametrize("located", [True, False])
+def test_reconstruction_attack_is_depix_runs_paste(located):
+    """The audit's `reconstructed` attack pastes as `depix run` does: on the frame region it keeps, it gives the
+    head crop of `restore.blend.paste` over the whole frame, evidence step and colour match included."""
+    frame = next(_frames(1))
+    face = np.array([70.0, 62.0, 170.0, 180.0])  # px, around the astronaut's face in the first frame
+    grid = grid_from_blocks(rect_for_face(face), 8)
+    mosaicked = apply_mosaic(frame, grid)
+    box = head_box(face)
+    source = crop(mosaicked, box, 48)
+    recon = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    if located:
+        whole = paste(mosaicked, recon, box, grid.rect, (grid.cell_w, grid.cell_h), source,
+                      origin=(grid.origin_x, grid.origin_y), values="unclear")
+    else:
+        whole = paste(mosaicked, recon, box, rect_for_face(face), None, source, values="unclear")
+    got = restore_attack(frame_region(mosaicked, face), recon, source, face, grid if located else None)
+    assert np.abs(got.astype(int) - crop(whole, box, METRIC_CROP).astype(int)).max() <= 1
+    assert np.abs(got.astype(int) - crop(mosaicked, box, METRIC_CROP).astype(int)).mean() > 5  # it did paste

@@ -22,9 +22,9 @@ from depixcli.audit.verdict import (
 )
 from depixcli.faces.identity import cosine
 from depixcli.geometry.boxes import scale_box
-from depixcli.geometry.crop import head_box
-from depixcli.geometry.mosaic import apply_mosaic, grid_from_blocks
-from depixcli.reconstruct import blend_mask, colour_match, colour_sigma, feather_width, rect_for_face
+from depixcli.geometry.crop import CropBox, crop, head_box
+from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, grid_from_blocks
+from depixcli.reconstruct import MAX_FEATHER, paste, rect_for_face
 
 if TYPE_CHECKING:
     from depixcli.audit.plan import TrackPlan  # a plan holds these functions' inputs; plan imports attacks
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 FALLBACK_CELLS = 16  # blocks across the mosaic assumed when no grid is found (smoothing sigma, colour match)
 LADDER_BLOCKS = (16, 12, 8, 6, 4)  # `depix pixelate --blocks N` tried on each face for the recommendation
 LADDER_SCALE = 1.3  # mosaic box / face box of those trials (pixelate's default)
+REGION_MARGIN = 2  # px kept around a paste's reach in the frame regions of the reconstruction attack
 
 
 def attack_smooth(crop: np.ndarray, cell_crop_px: float) -> np.ndarray:
@@ -40,20 +41,40 @@ def attack_smooth(crop: np.ndarray, cell_crop_px: float) -> np.ndarray:
     return cv2.GaussianBlur(crop, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
 
 
-def blend_in_crop(anon: np.ndarray, recon: np.ndarray, box, rect, cell_px: float) -> np.ndarray:
-    """`depix run`'s paste done in crop space: colour match `recon` to `anon`, blend it over the mosaic `rect`.
+def frame_region(frame: np.ndarray, face) -> tuple[np.ndarray, tuple[int, int]]:
+    """The part of `frame` a `depix run` paste over this face may read or change: its head box and the mosaic
+    rect `depix pixelate` puts over it, grown by the paste's feather and REGION_MARGIN px, inside the frame.
+    Returns a copy and its top-left corner `(x0, y0)` px in the frame."""
+    bx, rx = head_box(face).xyxy, rect_for_face(face)
+    pad = MAX_FEATHER + REGION_MARGIN
+    H, W = frame.shape[:2]
+    x0, y0 = max(int(np.floor(min(bx[0], rx[0]) - pad)), 0), max(int(np.floor(min(bx[1], rx[1]) - pad)), 0)
+    x1, y1 = min(int(np.ceil(max(bx[2], rx[2]) + pad)), W), min(int(np.ceil(max(bx[3], rx[3]) + pad)), H)
+    return frame[y0:y1, x0:x1].copy(), (x0, y0)
 
-    anon, recon `(S, S, 3)` uint8 crops of `box`; rect xyxy and cell_px in frame px.
-    """
-    S = anon.shape[0]
-    k = S / box.size
-    sigma = max(colour_sigma(rect, cell_px) * k, 0.5)
-    matched = colour_match(recon.astype(np.float32), anon.astype(np.float32), sigma)
-    bx0, by0, _, _ = box.xyxy
-    r = ((rect[0] - bx0) * k, (rect[1] - by0) * k, (rect[2] - bx0) * k, (rect[3] - by0) * k)
-    mask = blend_mask(r, feather_width(rect) * k, (0, 0, S, S))[..., None]
-    out = anon.astype(np.float32) * (1 - mask) + matched * mask
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+def shifted_grid(grid: MosaicGrid, dx: int, dy: int) -> MosaicGrid:
+    """`grid` in the coordinates of a frame region whose corner is `(dx, dy)` px in the frame."""
+    return MosaicGrid(grid.x0 - dx, grid.y0 - dy, grid.x1 - dx, grid.y1 - dy, grid.cell_w, grid.cell_h,
+                      grid.origin_x - dx, grid.origin_y - dy, grid.mode)
+
+
+def restore_attack(region, recon: np.ndarray, source_crop: np.ndarray, face, grid: MosaicGrid | None) -> np.ndarray:
+    """The `reconstructed` attack's head crop (METRIC_CROP px): the model's `recon` of the head box pasted over
+    the mosaic exactly as `depix run` pastes it (`restore.blend.paste`: evidence step, colour match, feathered
+    mask) into the frame `region` (`frame_region`), then cropped as the other attacks are. `grid`: the mosaic
+    located over the face (None: its rect is the one `depix pixelate` puts over the face, its blocks unknown)."""
+    image, (dx, dy) = region
+    box = head_box(face)
+    local = CropBox(box.cx - dx, box.cy - dy, box.size)
+    if grid is None:
+        x0, y0, x1, y1 = rect_for_face(face)
+        rect, cell, origin = (x0 - dx, y0 - dy, x1 - dx, y1 - dy), None, None
+    else:
+        g = shifted_grid(grid, dx, dy)
+        rect, cell, origin = g.rect, (g.cell_w, g.cell_h), (g.origin_x, g.origin_y)
+    pasted = paste(image, recon, local, rect, cell, source_crop, origin=origin, values="unclear")
+    return crop(pasted, local, METRIC_CROP)
 
 
 def resize_square(img: np.ndarray, size: int) -> np.ndarray:
@@ -77,9 +98,11 @@ def identity_cosines(identity, original: np.ndarray, candidates: list, alignment
     return np.asarray(cosine(e[:1], e[1:]), np.float64).reshape(-1), e
 
 
-def run_attacks(plan: TrackPlan, positions, anon: dict, model_in: dict, grids: dict, model, identity, batch_size: int):
+def run_attacks(plan: TrackPlan, positions, anon: dict, model_in: dict, grids: dict, regions: dict, model, identity,
+                batch_size: int):
     """The three attacks on the anonymised crops of `positions` (`anon`: METRIC_CROP crops, `model_in`:
-    model-size crops of every stack position, `grids`: the mosaic grid over the face or None). Yields
+    model-size crops of every stack position, `grids`: the mosaic grid over the face or None, `regions`: the
+    anonymised frame around the face, `frame_region`). Yields
     `(position, cosines [featureless, anonymised, smoothed, reconstructed], embeddings (5, 128), recon crop)`."""
     tr = plan.track
     for i in range(0, len(positions), batch_size):
@@ -91,7 +114,7 @@ def run_attacks(plan: TrackPlan, positions, anon: dict, model_in: dict, grids: d
             grid = grids[p]
             rect = grid.rect if grid is not None else rect_for_face(face)
             cell = max(grid.cell_w, grid.cell_h) if grid is not None else (rect[2] - rect[0]) / FALLBACK_CELLS
-            recon = resize_square(blend_in_crop(model_in[p], r, box, rect, cell), METRIC_CROP)
+            recon = restore_attack(regions[p], r, model_in[p], face, grid)
             smooth = attack_smooth(anon[p], cell * METRIC_CROP / box.size)
             a = crop_alignment(plan.dets[p], box, METRIC_CROP)
             cs, e = identity_cosines(identity, plan.orig[p], [flat_face(plan.orig[p]), anon[p], smooth, recon], a)
@@ -106,7 +129,7 @@ def strength_ladder(plan: TrackPlan, model, identity, batch_size: int) -> list[d
     if not plan.ladder:
         return out
     for n in LADDER_BLOCKS:
-        grids, anon, model_in = {}, {}, {}
+        grids, anon, model_in, regions = {}, {}, {}, {}
         for p in set(plan.ladder) | {q for p in plan.ladder for q in plan.stacks[p]}:
             face = plan.track.boxes[p]
             box = head_box(face)
@@ -116,9 +139,12 @@ def strength_ladder(plan: TrackPlan, model, identity, batch_size: int) -> list[d
                 model_in[p] = apply_mosaic(plan.orig_model[p], grid_in_crop(g, box, plan.orig_model[p].shape[0]))
             if p in plan.ladder:
                 anon[p] = apply_mosaic(plan.orig[p], grid_in_crop(g, box, METRIC_CROP))
+                image, (dx, dy) = plan.orig_regions[p]
+                regions[p] = (apply_mosaic(image, shifted_grid(g, dx, dy)), (dx, dy))
         cos = {a: [] for a in ATTACKS}
         null = []
-        for _, cs, _, _ in run_attacks(plan, plan.ladder, anon, model_in, grids, model, identity, batch_size):
+        attacked = run_attacks(plan, plan.ladder, anon, model_in, grids, regions, model, identity, batch_size)
+        for _, cs, _, _ in attacked:
             null.append(cs[0])
             for name, v in zip(ATTACKS, cs[1:]):
                 cos[name].append(v)
@@ -148,8 +174,9 @@ def score_track(plan: TrackPlan, model, identity, batch_size: int) -> dict:
     own = []  # embeddings of the original face (its self-consistency: SFace's quality of the original)
     excess = {a: [] for a in ATTACKS}  # per frame: cosine - the featureless face's cosine
     worst = (-2.0, None)
-    for p, cs, e, recon in run_attacks(plan, plan.score, plan.anon, plan.model_in, plan.grids, model, identity,
-                                       batch_size):
+    attacked = run_attacks(plan, plan.score, plan.anon, plan.model_in, plan.grids, plan.anon_regions, model,
+                           identity, batch_size)
+    for p, cs, e, recon in attacked:
         c = cs[1:]
         null.append(float(cs[0]))
         own.append(e[0])

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depixcli.audit.attacks import flat_face, identity_cosines
+from depixcli.audit.attacks import flat_face, frame_region, identity_cosines
 from depixcli.audit.grid import crop_alignment, locate_face_grid, value_errors
 from depixcli.audit.verdict import METRIC_CROP, NULL_MARGIN, SFACE_THRESHOLD, AuditConfig
 from depixcli.errors import InputError
@@ -117,6 +117,8 @@ class TrackPlan:
     timeline: Timeline = field(default_factory=Timeline)  # every frame's exposure
     ladder: list = field(default_factory=list)  # scored positions the strength ladder is tested on
     orig_model: dict = field(default_factory=dict)  # position -> model-size crop of the original (ladder stacks)
+    anon_regions: dict = field(default_factory=dict)  # scored position -> `attacks.frame_region` of the anonymised
+    orig_regions: dict = field(default_factory=dict)  # ladder position -> `attacks.frame_region` of the original
 
 
 def plan_tracks(tracks, per_frame, frames: int, geometry, ladder: bool = False) -> tuple[list[TrackPlan], list[str]]:
@@ -173,6 +175,9 @@ def collect_frame(plan: TrackPlan, k: int, orig: np.ndarray, anon: np.ndarray, i
         grid = locate_face_grid(anon, face)
         plan.grids[k] = grid
         plan.errors[k] = value_errors(orig, anon, grid) if grid is not None else None
+        plan.anon_regions[k] = frame_region(anon, face)
+    if k in plan.ladder:
+        plan.orig_regions[k] = frame_region(orig, face)
     if any(k in s for s in plan.stacks.values()):
         plan.model_in[k] = crop(anon, box, model_size)
     if any(k in plan.stacks[p] for p in plan.ladder):
