@@ -28,6 +28,15 @@ class ConfigError(DepixError):
     """A configuration file or value is invalid."""
 
 
+class OptionError(ConfigError):
+    """The value given for one option is invalid. `option` is the config field (`region`, `boxes`, ...); the
+    message speaks of the value only, and the CLI words it with the option's flag (`--region ...`)."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(message)
+        self.option = option
+
+
 class DepixWarning(UserWarning):
     """Something the user should know that is not an error (e.g. the output's pixel format differs from
     the input's). The CLI prints each as one `Warning: ...` line."""

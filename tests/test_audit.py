@@ -254,3 +254,11 @@ def test_reconstruction_attack_is_depix_runs_paste(located):
     got = restore_attack(frame_region(mosaicked, face), recon, source, face, grid if located else None)
     assert np.abs(got.astype(int) - crop(whole, box, METRIC_CROP).astype(int)).max() <= 1
     assert np.abs(got.astype(int) - crop(mosaicked, box, METRIC_CROP).astype(int)).mean() > 5  # it did paste
+
+
+def test_gallery_without_photos_names_the_flag(work, tmp_path):
+    """The library says what is wrong with the folder; the CLI names the flag it came from."""
+    res = CliRunner().invoke(main, ["audit", str(work / "clip.mp4"), "--original", str(work / "clip.mp4"), "-q",
+                                    "-w", str(work / "tiny.safetensors"), "--gallery", str(tmp_path)])
+    assert res.exit_code == 1 and res.output.strip().splitlines() == [
+        f"Error: --gallery {tmp_path}: no images (.jpg, .jpeg, .png, .bmp, .webp, .tif, .tiff)"]

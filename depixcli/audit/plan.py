@@ -14,7 +14,7 @@ import numpy as np
 from depixcli.audit.attacks import flat_face, frame_region, identity_cosines
 from depixcli.audit.grid import crop_alignment, locate_face_grid, value_errors
 from depixcli.audit.verdict import METRIC_CROP, NULL_MARGIN, SFACE_THRESHOLD, AuditConfig
-from depixcli.errors import InputError
+from depixcli.errors import InputError, OptionError
 from depixcli.exposure import FrameExposure, Timeline, coverage, face_patch
 from depixcli.faces.detect import load_detector
 from depixcli.faces.identity import gallery_frames, query_span, spread_frames
@@ -33,10 +33,10 @@ def gallery_photos(directory: str, identity, detector) -> tuple[list[str], np.nd
     """Embeddings of the largest face in each image of `directory`: `(names, (G, 128) embeddings, notes)`."""
     d = Path(directory)
     if not d.is_dir():
-        raise InputError(f"--gallery {directory}: not a directory")
+        raise OptionError("gallery", f"{directory}: not a directory")
     files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise InputError(f"--gallery {directory}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+        raise OptionError("gallery", f"{directory}: no images ({', '.join(IMAGE_EXTENSIONS)})")
     return photo_embeddings(files, identity, detector)
 
 

@@ -63,14 +63,15 @@ def interrupted_exit(signum: int | None = None) -> SystemExit:
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn library errors into a one-line `Error: ...` and exit code 1 (no traceback), and library
-    warnings (`DepixWarning`) into one `Warning: ...` line each on stderr, as they happen.
+    warnings (`DepixWarning`) into one `Warning: ...` line each on stderr, as they happen: the one warning
+    channel. An `OptionError` is worded with the flag of its option (`region` -> `--region ...`).
 
     Ctrl-C exits 130, SIGTERM 143 and SIGHUP 129, each with one line; outputs are written atomically by
     the library, so a stopped run leaves nothing half-written behind.
     """
     import warnings
 
-    from depixcli.errors import DepixError, DepixWarning
+    from depixcli.errors import DepixError, DepixWarning, OptionError
 
     shown = warnings.showwarning
 
@@ -85,10 +86,17 @@ def user_errors() -> Iterator[None]:
         warnings.showwarning = show
         try:
             yield
+        except OptionError as exc:
+            raise click.ClickException(f"{flag(exc.option)} {exc}") from None
         except DepixError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt as exc:
             raise interrupted_exit(getattr(exc, "signum", None)) from None
+
+
+def flag(option: str) -> str:
+    """The command-line flag of a config field: `side_by_side` -> `--side-by-side`."""
+    return "--" + option.replace("_", "-")
 
 
 class TimeParam(click.ParamType):
