@@ -64,7 +64,8 @@ def pixelate_config(way: str):
 
 def cut_clip(src: Path, dst: Path, max_frames: int) -> None:
     """The first `max_frames` frames of `src` -> `dst` (near-lossless H.264)."""
-    from depixcli.io.encode import EncodeOptions, VideoWriter
+    from depixcli.io.codec import EncodeOptions
+    from depixcli.io.encode import VideoWriter
     from depixcli.io.video import probe, read_frames
 
     info = probe(src)

@@ -28,7 +28,8 @@ import skimage.data
 from depixcli import dataset
 from depixcli.geometry.boxes import iou
 from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
-from depixcli.io.encode import EncodeOptions, h264_roundtrip
+from depixcli.io.codec import EncodeOptions
+from depixcli.io.encode import h264_roundtrip
 from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
 from depixcli.io.video import read_frames
 from depixcli.locate import locate_mosaics

@@ -152,7 +152,7 @@ def run_case(clean: list[np.ndarray], faces, cfaces, kind: str, fps: float, work
              sample_evidence: bool) -> dict | None:
     from depixcli import reconstruct
     from depixcli.audit.attacks import attack_smooth
-    from depixcli.io.encode import EncodeOptions
+    from depixcli.io.codec import EncodeOptions
     from depixcli.io.synthetic import write_test_clip
     from depixcli.io.video import read_frames
     from depixcli.reconstruct import MAX_FEATHER, interpolate_values, value_position

@@ -47,7 +47,8 @@ MOSAICS = ("blocks16", "blocks8", "size10", "opencv12")
 # ------------------------------------------------------------------------------------------ inputs
 def cut_clip(src: Path, dst: Path, max_frames: int):
     """The first `max_frames` frames of `src` (audio from `src`) -> `dst`; returns `dst`'s VideoInfo."""
-    from depixcli.io.encode import EncodeOptions, VideoWriter
+    from depixcli.io.codec import EncodeOptions
+    from depixcli.io.encode import VideoWriter
     from depixcli.io.video import probe, read_frames
 
     info = probe(src)

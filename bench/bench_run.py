@@ -48,7 +48,7 @@ def face_box(i: int, size: tuple[int, int], fps: float = FPS) -> tuple[float, fl
 def make_clip(path: Path, frames: int, size: tuple[int, int]) -> None:
     """Synthetic face clip, pixelated BLOCKS x BLOCKS over the face, with audio."""
     from depixcli.geometry.mosaic import apply_mosaic
-    from depixcli.io.encode import EncodeOptions
+    from depixcli.io.codec import EncodeOptions
     from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
     from depixcli.pixelate import PixelateConfig
 

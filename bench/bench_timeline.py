@@ -39,7 +39,8 @@ def drops_for(tracks) -> list[int]:
 
 def anonymised(clean: Path, pix: Path, boxes, kind: str, drops: set, out: Path) -> None:
     from depixcli.exposure import other_tool
-    from depixcli.io.encode import EncodeOptions, VideoWriter
+    from depixcli.io.codec import EncodeOptions
+    from depixcli.io.encode import VideoWriter
     from depixcli.io.video import probe, read_frames
 
     with VideoWriter(out, probe(clean), EncodeOptions(crf=18)) as w:

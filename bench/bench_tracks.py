@@ -126,7 +126,8 @@ def make_video(src: Path, dst: Path, info, kind: str, scale: float | None, track
     import cv2
 
     from depixcli.geometry.mosaic import apply_mosaic, clipped_rect
-    from depixcli.io.encode import EncodeOptions, VideoWriter
+    from depixcli.io.codec import EncodeOptions
+    from depixcli.io.encode import VideoWriter
     from depixcli.io.video import read_frames
     from depixcli.pixelate import PixelateConfig
 

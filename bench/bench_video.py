@@ -13,7 +13,8 @@ import os
 import tempfile
 import time
 
-from depixcli.io.encode import EncodeOptions, VideoWriter
+from depixcli.io.codec import EncodeOptions
+from depixcli.io.encode import VideoWriter
 from depixcli.io.synthetic import make_synthetic_clip, synthetic_face_frames
 from depixcli.io.video import read_frames
 

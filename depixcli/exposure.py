@@ -281,7 +281,8 @@ def repair_video(anonymised, out_path, masks: dict[int, list], quiet: bool = Tru
     re-encoded losslessly from their decoded samples (bit-exact outside the masks), others through RGB at
     `REPAIR_CRF`. Returns the frames masked."""
     from depixcli.geometry.mosaic import clipped_rect
-    from depixcli.io.encode import EncodeOptions, VideoWriter
+    from depixcli.io.codec import EncodeOptions
+    from depixcli.io.encode import VideoWriter
     from depixcli.io.video import probe, read_frames
     from depixcli.secure import SecureMosaic, apply_secure
 

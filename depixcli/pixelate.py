@@ -31,7 +31,8 @@ from depixcli.faces.detect import load_detector
 from depixcli.faces.track import build_tracks
 from depixcli.geometry.boxes import scale_box
 from depixcli.geometry.mosaic import MODES, MosaicGrid, apply_mosaics, grid_from_block_size, grid_from_blocks
-from depixcli.io.encode import EncodeOptions, VideoWriter
+from depixcli.io.codec import EncodeOptions
+from depixcli.io.encode import VideoWriter
 from depixcli.io.files import atomic_path
 from depixcli.io.progress import progress_bar
 from depixcli.io.sidecar import write_sidecar
@@ -53,7 +54,7 @@ class PixelateConfig:
     detector: str = "yunet"  # a key of depixcli.faces.detect.DETECTORS
     threshold: float | None = None  # detector score threshold (None: the detector's default)
     max_side: int = DETECT_MAX_SIDE  # px, detection runs on a copy downscaled to this long side
-    codec: str = "libx264"  # video encoder (depixcli.io.encode.EncodeOptions)
+    codec: str = "libx264"  # video encoder (depixcli.io.codec.EncodeOptions)
     crf: int = 18  # encoder constant rate factor, 0..51 (lower: better)
     preset: str = "medium"  # x264/x265 speed preset
     secure: SecureMosaic | None = None  # `--secure` (depixcli.secure): replaces blocks / block_size / mode / scale

@@ -1093,7 +1093,8 @@ def run_video(
     `progress_factory(desc, total)` returns a tqdm-like object (update/close); default: tqdm on stderr,
     silenced by `cfg.quiet`.
     """
-    from depixcli.io.encode import EncodeOptions, VideoWriter
+    from depixcli.io.codec import EncodeOptions
+    from depixcli.io.encode import VideoWriter
     from depixcli.io.video import check_paths, probe, window_info
 
     t_start = time.perf_counter()

@@ -232,7 +232,7 @@ def test_flat_backdrop_is_not_part_of_the_mosaic():
 def test_compressed_small_clip_found_on_nearly_every_frame(tmp_path):
     """The `depix run` test clip (320 x 240, 8 blocks over the synthetic face, next to a noisy 8 px
     background grid) after H.264 at crf 18 and 23: found on >= 9 of 10 frames."""
-    from depixcli.io.encode import EncodeOptions
+    from depixcli.io.codec import EncodeOptions
     from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
     from depixcli.io.video import read_frames
 

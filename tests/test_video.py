@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from depixcli.errors import ConfigError, DepixWarning, InputError, OutputError
-from depixcli.io.encode import EncodeOptions, VideoWriter
+from depixcli.io.codec import EncodeOptions
+from depixcli.io.encode import VideoWriter
 from depixcli.io.synthetic import make_synthetic_clip, synthetic_face_frames, write_test_clip
 from depixcli.io.video import check_paths, probe, read_frames
 

@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 from depixcli.cli import main
 from depixcli.errors import InputError
-from depixcli.io.encode import EncodeOptions, VideoWriter
+from depixcli.io.codec import EncodeOptions
+from depixcli.io.encode import VideoWriter
 from depixcli.io.synthetic import write_test_clip
 from depixcli.io.video import TimeWindow, probe, read_frames, window_info
 from tests.test_pixelate import _frames

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import click
 
-# = detect.DETECTORS and video.X264_PRESETS (less "placebo"), not imported here: --help stays instant
+# = faces.detect.DETECTORS and io.codec.X264_PRESETS (less "placebo"), not imported here: --help stays instant
 DETECTOR_NAMES = ("yunet", "centerface", "sfd")
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 STOP_SIGNALS = ("SIGTERM", "SIGHUP")  # handled as Ctrl-C (kill, docker stop, systemd, CI timeouts, closed terminal)

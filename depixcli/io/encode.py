@@ -1,10 +1,10 @@
-"""Streaming video encoding on PyAV: the atomic `VideoWriter` with audio pass-through, pixel-format and
-quality choice, and the one H.264 round trip of frames in memory (`h264_roundtrip`).
+"""Streaming video encoding on PyAV: the atomic `VideoWriter` with audio pass-through (its settings:
+`io.codec`), and the one H.264 round trip of frames in memory (`h264_roundtrip`).
 
 The writer converts RGB with BT.709, limited range, and tags the stream so.
 
 Pixel format: the writer keeps the source's chroma sampling (4:2:0, 4:2:2, 4:4:4) and bit depth (8, 10,
-12) when the encoder has that format (`output_pix_fmt`), else takes the closest one it has and says so
+12) when the encoder has that format (`io.codec.output_pix_fmt`), else takes the closest one it has and says so
 (a `DepixWarning`). Frames pass through depix as 8-bit RGB, so a 10-bit source keeps its format but is
 written with 8-bit precision; that is said too.
 
@@ -23,123 +23,22 @@ import io
 import math
 import os
 import warnings
-from dataclasses import dataclass
 from fractions import Fraction
 
 import av
 import numpy as np
 
 from depixcli.errors import ConfigError, DepixWarning, InputError, OutputError
+from depixcli.io.codec import EncodeOptions, set_quality, stream_pix_fmt
 from depixcli.io.files import commit, discard, temp_beside
 from depixcli.io.video import TIME_EPS_S, VideoInfo, error_reason, open_input
 
-CRF_RANGE = (0, 51)  # x264/x265 constant rate factor: 0 lossless .. 51 worst
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
-                "veryslow", "placebo")
-CRF_QSCALE_REF = 18  # crf that maps to MPEG-4 qscale 2 (visually lossless)
-CRF_PER_QSCALE_DOUBLING = 6  # +6 crf ~ half the bitrate, as doubling qscale
-QSCALE_RANGE = (1, 31)  # MPEG-4 / MPEG-2 quantiser scale
-FF_QP2LAMBDA = 118  # libavcodec: lambda per qscale unit
 X265_MIN_SIDE = 64  # px; libx265 4.x corrupts the heap on smaller frames (seen at 34x22, 34x34)
 AUDIO_LEAD_S = 0.5  # s of audio muxed ahead of the current video time while writing
 AAC_BITRATE = 192_000  # bit/s when the audio has to be re-encoded
 BT709 = 1  # AVCOL_SPC/PRI/TRC_BT709
 RANGE_JPEG = 2  # AVCOL_RANGE_JPEG (full range)
 RANGE_MPEG = 1  # AVCOL_RANGE_MPEG (limited, 16-235)
-
-
-@dataclass(frozen=True)
-class EncodeOptions:
-    codec: str = "libx264"  # libx264, libx265, libvpx-vp9 (crf); mpeg4, mpeg2video (qscale)
-    crf: int = 18  # constant rate factor; mapped to a qscale for MPEG-4-style encoders
-    preset: str = "medium"  # x264/x265 speed preset
-    pix_fmt: str | None = None  # None: the source's (`output_pix_fmt`)
-    colour: tuple[int, int, int, int] | None = None  # (colorspace, primaries, trc, range) tags; None: BT.709 limited
-
-    def __post_init__(self) -> None:
-        if not CRF_RANGE[0] <= self.crf <= CRF_RANGE[1]:
-            raise ConfigError(f"crf must be in {CRF_RANGE[0]}..{CRF_RANGE[1]}, got {self.crf}")
-        if self.preset not in X264_PRESETS:
-            raise ConfigError(f"preset must be one of {', '.join(X264_PRESETS)}, got {self.preset!r}")
-
-
-CHROMA_RANK = {"420": 0, "422": 1, "440": 1, "444": 2}  # chroma resolution, for "lower than the source"
-
-
-def _sampling_depth(pix_fmt: str) -> tuple[str, int]:
-    """("420" | "422" | "440" | "444", bits per component) of a pixel format; RGB and grey count as
-    4:4:4 and 4:2:0 (grey has no chroma to keep)."""
-    try:
-        f = av.VideoFormat(pix_fmt)
-    except (ValueError, av.error.FFmpegError):
-        return "420", 8
-    depth = max((c.bits for c in f.components), default=8)
-    if f.is_rgb or f.has_palette:
-        return "444", min(depth, 12)
-    if len(f.components) < 3:
-        return "420", depth
-    sampling = {(2, 2): "444", (1, 2): "422", (2, 1): "440", (1, 1): "420"}
-    return sampling.get((f.chroma_width(2), f.chroma_height(2)), "420"), depth
-
-
-def _yuv(sampling: str, depth: int) -> str:
-    return f"yuv{sampling}p" + (f"{depth}le" if depth > 8 else "")
-
-
-def output_pix_fmt(source: str, codec: av.codec.Codec, width: int, height: int) -> tuple[str, str | None]:
-    """The pixel format to encode a `source`-format video with `codec`, and a note when it is not the
-    source's sampling and depth (None when it is).
-
-    Prefers the source's chroma sampling, then its bit depth, then 8-bit; more chroma (4:4:4) is taken
-    when odd sides rule out subsampling. A format the encoder lacks is never chosen.
-    """
-    formats = {f.name for f in codec.video_formats or ()}
-    sampling, depth = _sampling_depth(source)
-    depths = [d for d in (12, 10, 8) if d <= max(depth, 8)]
-    samplings = [sampling] + [x for x in ("444", "422", "420") if x != sampling]
-    candidates = [_yuv(sp, d) for sp in samplings for d in depths]
-    supported = [c for c in candidates if c in formats] or ["yuv420p"]
-
-    def fits(name: str) -> bool:  # subsampled chroma needs even sides (x264/x265 crop otherwise)
-        sp = _sampling_depth(name)[0]
-        return not ((width % 2 and sp in ("420", "422")) or (height % 2 and sp in ("420", "440")))
-
-    chosen = next((c for c in supported if fits(c)), supported[0])
-    got_sampling, got_depth = _sampling_depth(chosen)
-    if CHROMA_RANK[got_sampling] >= CHROMA_RANK[sampling] and got_depth >= depth:
-        return chosen, None
-    return chosen, f"{codec.name} cannot write {source} here: encoded as {chosen}"
-
-
-def _pix_fmt(options: EncodeOptions, codec: av.codec.Codec, like: VideoInfo) -> tuple[str, list[str]]:
-    """Pixel format of the output stream and what to tell the user about it."""
-    if options.pix_fmt is not None:
-        return options.pix_fmt, []
-    chosen, note = output_pix_fmt(like.pix_fmt, codec, like.width, like.height)
-    notes = [note] if note else []
-    if _sampling_depth(chosen)[1] > 8:
-        notes.append(f"{like.pix_fmt} source: written as {chosen}, with 8-bit precision (depix works on 8-bit RGB)")
-    return chosen, [f"{like.path}: {n}" for n in notes]
-
-
-def set_quality(context: av.VideoCodecContext, options: EncodeOptions) -> None:
-    """Explicit quality for each encoder family (PyAV's default is a low fixed bitrate)."""
-    name = context.codec.name
-    if name in ("libx264", "libx265"):
-        opts = {"crf": str(options.crf), "preset": options.preset}
-        if name == "libx265":
-            opts["x265-params"] = "log-level=error"
-        context.options = opts
-    elif name == "libvpx-vp9":
-        context.options = {"crf": str(options.crf), "b": "0"}  # constant quality needs bitrate 0
-    elif name in ("mpeg4", "mpeg2video", "mpeg1video"):
-        qscale = 2 * 2 ** ((options.crf - CRF_QSCALE_REF) / CRF_PER_QSCALE_DOUBLING)
-        qscale = min(max(round(qscale), QSCALE_RANGE[0]), QSCALE_RANGE[1])
-        context.qscale = True  # fixed quantiser; PyAV frames carry no per-frame quality, so pin
-        context.global_quality = qscale * FF_QP2LAMBDA  # it with qmin = qmax as well
-        context.qmin = context.qmax = qscale
-    else:
-        raise ConfigError(f"codec {name!r}: no quality setting known; use libx264, libx265, libvpx-vp9 or mpeg4")
 
 
 class VideoWriter:
@@ -159,7 +58,6 @@ class VideoWriter:
     frame written is at 0, and only the audio from that frame to the end of the last one is kept, moved
     by the same amount (it starts within one audio packet of the first frame when stream-copied).
     """
-
     def __init__(self, out_path: str | os.PathLike, like: VideoInfo, options: EncodeOptions = EncodeOptions(),
                  audio_from: str | os.PathLike | None = None, part: bool = False) -> None:
         self.out_path = os.fspath(out_path)
@@ -208,7 +106,7 @@ class VideoWriter:
             raise ConfigError(f"libx265 needs frames of at least {X265_MIN_SIDE} px a side, got "
                               f"{like.width}x{like.height}; use libx264")
         stream.width, stream.height = like.width, like.height
-        stream.pix_fmt, self.notes = _pix_fmt(options, stream.codec_context.codec, like)
+        stream.pix_fmt, self.notes = stream_pix_fmt(options, stream.codec_context.codec, like)
         for note in self.notes:
             warnings.warn(note, DepixWarning, stacklevel=2)
         stream.time_base = like.time_base

@@ -11,7 +11,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from depixcli.io.encode import EncodeOptions, output_pix_fmt, set_quality
+from depixcli.io.codec import EncodeOptions, output_pix_fmt, set_quality
 from depixcli.io.video import VideoInfo, probe
 
 FACE_PERIOD_S = 4.0  # s per horizontal sweep of the synthetic face
