@@ -14,10 +14,11 @@ import time
 
 import torch
 
-from depixcli.degrade import random_mosaic
+from depixcli.train.degrade import random_mosaic
 from depixcli.model.config import ModelConfig
 from depixcli.model.nets import Depixelator
-from depixcli.train import TrainConfig, gan_step
+from depixcli.train.config import TrainConfig
+from depixcli.train.losses import gan_step
 
 SETTINGS = {  # name -> (grid_input, align, bf16, channels_last)
     "compact fp32": (False, False, False, False),

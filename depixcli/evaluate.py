@@ -224,9 +224,9 @@ def gaussian_baseline(mosaic, mask, cell_px: float):
     mask (N, 1, S, S) bool -> same shape; the frame outside the mask is left as it is."""
     import torch
 
-    from depixcli.degrade import _gaussian
+    from depixcli.model.evidence import gaussian_blur
 
-    blurred = torch.cat([_gaussian(m[None], GAUSSIAN_SIGMA * cell_px) for m in mosaic])
+    blurred = torch.cat([gaussian_blur(m[None], GAUSSIAN_SIGMA * cell_px) for m in mosaic])
     return torch.where(mask, blurred, mosaic)
 
 
@@ -253,8 +253,16 @@ def mosaic_stack(protocol: str, clean_u8: np.ndarray, seed: int, with_bicubic: b
     """
     import torch
 
-    from depixcli.degrade import (VALUE_CORNER, VALUE_MEAN, bicubic_baseline, block_means, face_mosaic,
-                                  paper_maps, paper_mosaic, random_mosaic)
+    from depixcli.train.degrade import (
+        VALUE_CORNER,
+        VALUE_MEAN,
+        bicubic_baseline,
+        block_means,
+        face_mosaic,
+        paper_maps,
+        paper_mosaic,
+        random_mosaic,
+    )
 
     x = _to_float(clean_u8)
     S = x.shape[-1]
@@ -271,7 +279,7 @@ def mosaic_stack(protocol: str, clean_u8: np.ndarray, seed: int, with_bicubic: b
         mosaic, bicubic, maps = mosaic[0], bicubic[0], maps[0]
         mask, cell, grid = (mosaic - x).abs().amax(1, keepdim=True) > 0, None, None
     else:
-        from depixcli.degrade import FACE_DROP, FACE_FRACTION
+        from depixcli.train.degrade import FACE_DROP, FACE_FRACTION
 
         cell = FACE_FRACTION * S / blocks
         box_lo = np.array([(1 - FACE_FRACTION) / 2 * S, ((1 - FACE_FRACTION) / 2 + FACE_DROP) * S])
@@ -297,7 +305,7 @@ def mosaic_stack(protocol: str, clean_u8: np.ndarray, seed: int, with_bicubic: b
     if not with_bicubic:
         return mosaic_u8
     if cell is None:  # random: per-sample grid unknown here; smooth at the median cell of its MosaicConfig
-        from depixcli.degrade import FACE_FRACTION, MosaicConfig
+        from depixcli.train.degrade import FACE_FRACTION, MosaicConfig
 
         mc = MosaicConfig()
         cell = FACE_FRACTION * S / ((mc.blocks_min + mc.blocks_max) / 2)
@@ -479,7 +487,7 @@ def _project(recon_u8: np.ndarray, observed_u8: np.ndarray, grids: Sequence) -> 
     grid is unknown (None) are returned unchanged."""
     import torch
 
-    from depixcli.degrade import project_to_mosaic
+    from depixcli.model.evidence import project_to_mosaic
 
     out = recon_u8.copy()
     known = [i for i, g in enumerate(grids) if g is not None]
@@ -527,7 +535,7 @@ def evaluate(
     import torch
 
     from depixcli.dataset import load_crops, read_index
-    from depixcli.degrade import MosaicConfig
+    from depixcli.train.degrade import MosaicConfig
     from depixcli.faces.identity import SFaceIdentity, load_dlib, rank1, spread_frames
     from depixcli.metrics import CHANNEL_NAMES
     from depixcli.temporal import FLICKER_METRICS, reconstruct_runs, run_starts, score_runs

@@ -250,7 +250,7 @@ def project_crop(recon: np.ndarray, source_crop: np.ndarray, origin, cell, rect)
     whose block means over the grid are the observed ones (smoothly). For block means only."""
     import torch
 
-    from depixcli.degrade import project_to_mosaic
+    from depixcli.model.evidence import project_to_mosaic
 
     S = recon.shape[0]
     crect = np.clip(np.asarray(rect, np.float64), 0, S)

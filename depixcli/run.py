@@ -246,7 +246,7 @@ def model_fallback(track: FaceTrack, grid_model: bool = False) -> str | None:
     tell where in a block the sample was taken: on deface mosaics of 4 val clips, bicubic interpolation of
     the samples beat the shipped model by 1.9 to 3.8 dB, bench/bench_mosaics.py). Such mosaics get
     interpolated block values (`reconstruct.interpolate_values`) instead."""
-    from depixcli.degrade import MosaicConfig
+    from depixcli.train.degrade import MosaicConfig
 
     n = face_blocks(track)
     if n is None:

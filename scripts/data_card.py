@@ -48,7 +48,7 @@ def main() -> None:
     val_ids = {r["identity"] for r in by_split.get("val", [])}
     print(f"\nPeople in both train and val: {len(train_ids & val_ids)}")
     if args.faces:
-        from depixcli.stills import MAX_BLACK_BORDER
+        from depixcli.train.stills import MAX_BLACK_BORDER
 
         faces = list(csv.DictReader(open(args.faces, newline="")))
         kept = [f for f in faces if float(f.get("black_border_frac") or 0) <= MAX_BLACK_BORDER

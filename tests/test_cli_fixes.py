@@ -80,10 +80,10 @@ def crop_dir(tmp_path):
 def test_train_on_cpu_defaults_to_the_cpu_recipe_and_says_so(crop_dir, tmp_path, monkeypatch):
     import torch
 
-    from depixcli.train import load_config
+    from depixcli.train.config import load_config
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    from depixcli.train import TrainConfig
+    from depixcli.train.config import TrainConfig
 
     run = tmp_path / "run"
     cfg_file = tmp_path / "c.json"  # TrainConfig's defaults (the paper's) with 32 px crops: the tiny test data

@@ -16,20 +16,15 @@ import torch
 from click.testing import CliRunner
 
 from depixcli.cli import main
-from depixcli.degrade import (
-    FACE_FRACTION,
-    VALUE_CENTRE,
-    VALUE_CORNER,
-    VALUE_MEAN,
-    face_mosaic,
-    grid_mosaic,
-    project_to_mosaic,
-)
+from depixcli.model.evidence import project_to_mosaic
+from depixcli.train.degrade import FACE_FRACTION, VALUE_CENTRE, VALUE_CORNER, VALUE_MEAN, face_mosaic, grid_mosaic
 from depixcli.io.files import TMP_TAG
 from depixcli.model.config import ModelConfig
 from depixcli.model.nets import CompactNet, Depixelator, count_parameters
-from depixcli.stills import MotionConfig, StillBank, load_stills, still_stacks
-from depixcli.train import CHECKPOINT, TrainConfig, load_checkpoint, train
+from depixcli.train.stills import MotionConfig, StillBank, load_stills, still_stacks
+from depixcli.train.checkpoint import load_checkpoint
+from depixcli.train.config import CHECKPOINT, TrainConfig
+from depixcli.train.loop import train
 from depixcli.model.weights import load_model, save_model
 
 torch.set_num_threads(1)
@@ -202,7 +197,7 @@ def test_compact_training_mixes_stills_and_logs_the_validation_protocols(tmp_pat
 def test_wall_time_checkpoints_without_step_checkpoints(tmp_path):
     cfg = dataclasses.replace(FAST, steps=6, ckpt_every=10**6, ckpt_minutes=1e-6)
     saves = []
-    import depixcli.train as train_mod
+    import depixcli.train.loop as train_mod
 
     orig = train_mod.save_checkpoint
     train_mod.save_checkpoint = lambda path, state: (saves.append(int(state["step"])), orig(path, state))

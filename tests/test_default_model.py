@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from depixcli.degrade import bicubic_baseline, block_means, paper_maps, paper_mosaic
+from depixcli.train.degrade import bicubic_baseline, block_means, paper_maps, paper_mosaic
 from depixcli.metrics import psnr
 from depixcli.model.nets import Depixelator, count_parameters
 from depixcli.model.reconstructor import Reconstructor

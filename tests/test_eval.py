@@ -368,7 +368,7 @@ def test_real_tool_mosaics_single_frame_and_projection_rows(crop_dir, astronaut)
     assert face.shape == image.shape == corner.shape == coded.shape == clean.shape
     assert not np.array_equal(face[2], image[2]) and not np.array_equal(corner, coded)
     # the face-anchored grid moves with the face: every frame's mosaic lines sit in the same place
-    from depixcli.degrade import FACE_FRACTION
+    from depixcli.train.degrade import FACE_FRACTION
 
     S = clean.shape[1]
     x0, x1 = int(np.ceil((1 - FACE_FRACTION) / 2 * S)), int((1 + FACE_FRACTION) / 2 * S)

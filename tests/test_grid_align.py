@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from depixcli.degrade import (
+from depixcli.train.degrade import (
     VALUE_CORNER,
     VALUE_MEAN,
     MosaicConfig,
@@ -19,7 +19,9 @@ from depixcli.model.config import GRID_CHANNELS
 from depixcli.model.grid import flip_maps, grid_maps, warp_dense
 from depixcli.model.nets import Depixelator
 from depixcli.model.reconstructor import Reconstructor
-from depixcli.train import align_loss, grow_state, train
+from depixcli.train.checkpoint import grow_state
+from depixcli.train.loop import train
+from depixcli.train.losses import align_loss
 from depixcli.model.weights import save_model
 from tests.test_compact import COMPACT, FAST, S, tracks
 
@@ -151,7 +153,8 @@ def test_init_grows_shipped_weights_into_a_grid_model(tmp_path):
     save_model(tmp_path / "old.safetensors", old, {})
     cfg = dataclasses.replace(FAST, model=GRID, steps=0, init=str(tmp_path / "old.safetensors"))
     train(cfg, tmp_path / "run", TRAIN, VAL, quiet=True)
-    from depixcli.train import CHECKPOINT, load_checkpoint
+    from depixcli.train.checkpoint import load_checkpoint
+    from depixcli.train.config import CHECKPOINT
 
     state = load_checkpoint(tmp_path / "run" / CHECKPOINT)["model"]
     head = state["recon.head.weight"]
@@ -162,7 +165,7 @@ def test_init_grows_shipped_weights_into_a_grid_model(tmp_path):
 
 def test_identity_term_is_zero_for_the_truth_and_its_gradient_reaches_the_output():
     from depixcli.faces.sface_torch import load_sface_net
-    from depixcli.train import identity_term
+    from depixcli.train.losses import identity_term
     from tests.test_compact import smooth_images
 
     net = load_sface_net("cpu")

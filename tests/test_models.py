@@ -6,16 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from depixcli.degrade import (
-    AugmentConfig,
-    MosaicConfig,
-    augment,
-    bicubic_baseline,
-    block_means,
-    jpeg_like,
-    paper_mosaic,
-    random_mosaic,
-)
+from depixcli.train.augment import AugmentConfig, augment
+from depixcli.train.degrade import MosaicConfig, bicubic_baseline, block_means, jpeg_like, paper_mosaic, random_mosaic
 from depixcli.errors import WeightsError
 from depixcli.model.config import ModelConfig, window_indices
 from depixcli.model.grid import to_lr, warp

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from depixcli.train import CHECKPOINT, load_checkpoint
+from depixcli.train.checkpoint import load_checkpoint
+from depixcli.train.config import CHECKPOINT
 from depixcli.model.weights import load_model
 from tests.test_compact import COMPACT, FAST
 from tests.test_train import TRAIN, VAL, write_crop_dir

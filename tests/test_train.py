@@ -12,15 +12,11 @@ from click.testing import CliRunner
 from depixcli.errors import ConfigError, WeightsError
 from depixcli.model.config import ModelConfig
 from depixcli.model.nets import Depixelator, PatchDiscriminator
-from depixcli.train import (
-    CHECKPOINT,
-    FrameBank,
-    TrainConfig,
-    gan_step,
-    load_checkpoint,
-    load_config,
-    train,
-)
+from depixcli.train.checkpoint import load_checkpoint
+from depixcli.train.config import CHECKPOINT, TrainConfig, load_config
+from depixcli.train.data import FrameBank
+from depixcli.train.loop import train
+from depixcli.train.losses import gan_step
 from depixcli.model.weights import load_model, read_header
 
 torch.set_num_threads(1)
@@ -121,7 +117,7 @@ def test_one_gan_step_changes_generator_and_discriminator():
 
 
 def test_validation_keeps_the_frozen_stn_in_eval_mode():
-    from depixcli.train import validate_recon
+    from depixcli.train.validate import validate_recon
 
     m = Depixelator(TINY)
     m.stn.eval()
@@ -192,7 +188,7 @@ def test_recon_stage_needs_a_trained_stn(tmp_path):
 
 
 def test_perceptual_networks_load_into_project_modules(tmp_path):
-    from depixcli.perceptual import FeatureNet, PerceptualLoss, export_features, load_feature_net
+    from depixcli.train.perceptual import FeatureNet, PerceptualLoss, export_features, load_feature_net
 
     x = torch.rand(1, 3, S, S)
     st = load_feature_net("vgg16-stlpips")

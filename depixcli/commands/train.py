@@ -94,7 +94,7 @@ PRESET_TEXT = {
 @click.option("--no-gan", is_flag=True, help="Ablation: no discriminator / adversarial loss (preset cpu: none).")
 @click.option("--perceptual", default=None, metavar="NAME|PATH",
               help="Feature network of the perceptual loss: vgg16-stlpips, mobilenetv2, none, or a weights file "
-                   "(.pth, or .safetensors from `python -m depixcli.perceptual`) "
+                   "(.pth, or .safetensors from `python -m depixcli.train.perceptual`) "
                    "[default: preset cpu: none; gpu: vgg16-stlpips].")
 @click.option("--vgg19", "vgg19_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="torchvision vgg19-dcbb9e9d.pth: use VGG-19 (the paper's layers) for the perceptual loss.")
@@ -137,7 +137,9 @@ def train_command(crop_dir, out_dir, config_file, preset, no_stn, no_gan, vgg19_
         import time
         from pathlib import Path
 
-        from depixcli.train import CHECKPOINT, CONFIG_FILE, TrainConfig, load_config, load_tracks, override, train
+        from depixcli.train.config import CHECKPOINT, CONFIG_FILE, TrainConfig, load_config, override
+        from depixcli.train.data import load_tracks
+        from depixcli.train.loop import train
 
         started = time.monotonic()
         run_cfg = Path(out_dir) / CONFIG_FILE
@@ -169,7 +171,7 @@ def train_command(crop_dir, out_dir, config_file, preset, no_stn, no_gan, vgg19_
         train_tracks, val_tracks = load_tracks(crop_dir, "train"), load_tracks(crop_dir, "val")
         stills = None
         if cfg.stills:
-            from depixcli.stills import load_stills
+            from depixcli.train.stills import load_stills
 
             stills = load_stills(cfg.stills, exclude=sorted({t.identity for t in val_tracks}))
         result = train(cfg, out_dir, train_tracks, val_tracks, quiet=quiet, started=started, stills=stills)

@@ -23,11 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from depixcli.errors import InputError
+from depixcli.geometry.crop import HEAD_SCALE
 
 STILL_SCALE = 2.0  # still crop side / face box side (FACES.md)
 MAX_BLACK_BORDER = 0.1  # share of near-black pixels (LFW alignment wedges) above which a still is dropped
@@ -68,8 +70,6 @@ def load_stills(csv_path: str | os.PathLike, exclude: Sequence[str] = (), max_bl
     Stills of people in `exclude` (e.g. the val split's identities) and stills with more near-black border than
     `max_black` are left out. Raises InputError for an unreadable CSV or image, or when nothing is left.
     """
-    import cv2
-
     path = Path(csv_path)
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -105,8 +105,6 @@ def still_stacks(stills: torch.Tensor, frames: int, size: int, gen: torch.Genera
     cover: share of the still's side that one output frame shows (default HEAD_SCALE / STILL_SCALE). Motion
     is a random walk of translation, zoom and rotation, drawn from `gen` (on the stills' device).
     """
-    from depixcli.geometry.crop import HEAD_SCALE
-
     B, P = stills.shape[0], stills.shape[1]
     dev = stills.device
     cover = cover or HEAD_SCALE / STILL_SCALE

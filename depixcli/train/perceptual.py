@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from depixcli.errors import BackendError, WeightsError
@@ -193,8 +195,6 @@ def load_feature_net(spec: str, taps: tuple[int, ...] | None = None) -> FeatureN
         if not path.is_file():
             raise WeightsError(f"feature network weights not found: {spec}")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError, safe_open
-
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
@@ -228,8 +228,6 @@ def load_feature_net(spec: str, taps: tuple[int, ...] | None = None) -> FeatureN
 
 def export_features(src: str, dst: str | os.PathLike, taps: tuple[int, ...] | None = None, half: bool = True) -> int:
     """Write the layers of `src` up to its deepest tap as a compact safetensors file; returns its size in bytes."""
-    from safetensors.torch import save_file
-
     net = load_feature_net(src, taps)
     sd = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in net.state_dict().items()}
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "kind": net.kind,

@@ -1,4 +1,4 @@
-"""Mosaic degradations and augmentation on torch batches (run on the training device, batched).
+"""Mosaic degradations on torch batches (run on the training device, batched): the forward model depix inverts.
 
 All images here are float in [0, 1], RGB, channels first: `(..., 3, S, S)`; stacks are `(B, F, 3, S, S)`.
 
@@ -7,7 +7,7 @@ All images here are float in [0, 1], RGB, channels first: `(..., 3, S, S)`; stac
 - `bicubic_baseline(lr, size)`: bicubic upsampling of n x n block means to size x size.
 - `random_mosaic(stack, gen, cfg)`: the randomised protocol used for training (see `MosaicConfig`); with
   `return_bicubic=True` also the bicubic baseline of its true block values, per frame.
-- `augment(stack, gen, cfg)`: flip, colour jitter, small scale/shift, identical for all frames of a stack.
+- `jpeg_like(x, quality)`: 8x8 DCT quantisation, the compression a mosaic passes through.
 """
 
 from __future__ import annotations
@@ -50,16 +50,6 @@ class MosaicConfig:
     noise_max: float = 0.01  # largest std of additive Gaussian noise (0..1 scale)
 
 
-@dataclass(frozen=True)
-class AugmentConfig:
-    p_flip: float = 0.5  # horizontal flip
-    brightness: float = 0.1  # +- additive
-    contrast: float = 0.15  # +- relative
-    saturation: float = 0.15  # +- relative
-    scale: float = 0.06  # +- relative zoom
-    shift: float = 0.04  # +- translation / crop side
-
-
 def block_means(x: torch.Tensor, blocks: int) -> torch.Tensor:
     """(..., 3, S, S) -> (..., 3, blocks, blocks) exact means of S/blocks-pixel square blocks."""
     S = x.shape[-1]
@@ -85,11 +75,13 @@ def bicubic_baseline(lr: torch.Tensor, size: int = 128) -> torch.Tensor:
     return y.clamp(0.0, 1.0).reshape(*lead, 3, size, size)
 
 
-def _uniform(gen: torch.Generator, n: int, lo: float, hi: float, device) -> torch.Tensor:
+def draw_uniform(gen: torch.Generator, n: int, lo: float, hi: float, device) -> torch.Tensor:
+    """(n,) floats uniform in [lo, hi), drawn from `gen`."""
     return torch.rand(n, generator=gen, device=device) * (hi - lo) + lo
 
 
-def _bernoulli(gen: torch.Generator, n: int, p: float, device) -> torch.Tensor:
+def draw_bernoulli(gen: torch.Generator, n: int, p: float, device) -> torch.Tensor:
+    """(n,) bools, each True with probability p, drawn from `gen`."""
     return torch.rand(n, generator=gen, device=device) < p
 
 
@@ -160,18 +152,19 @@ def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig =
     N = B * Fr
     x = stack.reshape(N, C, S, S).float()
 
-    face = _bernoulli(gen, B, cfg.p_face_box, dev)
-    side = torch.where(face, _uniform(gen, B, cfg.face_box_min, cfg.face_box_max, dev), torch.ones(B, device=dev)) * S
+    face = draw_bernoulli(gen, B, cfg.p_face_box, dev)
+    side = torch.where(face, draw_uniform(gen, B, cfg.face_box_min, cfg.face_box_max, dev),
+                       torch.ones(B, device=dev)) * S
     jit = (torch.rand(B, 2, generator=gen, device=dev) * 2 - 1) * cfg.face_box_jitter * S * face[:, None]
     centre = S / 2 + jit  # (B, 2) px, x then y
     blocks = torch.randint(cfg.blocks_min, cfg.blocks_max + 1, (B,), generator=gen, device=dev).float()
     cell = side / blocks  # (B,) px
     phase = torch.rand(B, 2, generator=gen, device=dev) * cfg.phase_max  # grid phase in cells
-    anchored = _bernoulli(gen, B, cfg.p_image_anchored, dev)
+    anchored = draw_bernoulli(gen, B, cfg.p_image_anchored, dev)
     steps = torch.randn(B, Fr, 2, generator=gen, device=dev) * cfg.drift_step * anchored[:, None, None]
     drift = torch.cumsum(steps, dim=1) - steps[:, :1]  # (B, F, 2) cells, zero at the first frame
     if cfg.p_box_anchored > 0:  # a jittering detection box carries the grid (deface): independent per frame
-        boxed = _bernoulli(gen, B, cfg.p_box_anchored, dev) & ~anchored
+        boxed = draw_bernoulli(gen, B, cfg.p_box_anchored, dev) & ~anchored
         jitter = torch.randn(B, Fr, 2, generator=gen, device=dev) * cfg.box_jitter
         drift = drift + jitter * boxed[:, None, None]
     box_lo = centre - side[:, None] / 2  # (B, 2) px
@@ -193,11 +186,11 @@ def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig =
         maps = maps.reshape(B, Fr, GRID_CHANNELS, S, S)
 
     if cfg.p_compress > 0:
-        compress = _bernoulli(gen, B, cfg.p_compress, dev).repeat_interleave(Fr)
+        compress = draw_bernoulli(gen, B, cfg.p_compress, dev).repeat_interleave(Fr)
         q = torch.randint(cfg.jpeg_quality_min, cfg.jpeg_quality_max + 1, (B,), generator=gen, device=dev)
         jpeg = jpeg_like(out, q.repeat_interleave(Fr))
         out = torch.where(compress[:, None, None, None], jpeg, out)
-    sigma = _uniform(gen, B, 0.0, cfg.noise_max, dev).repeat_interleave(Fr)[:, None, None, None]
+    sigma = draw_uniform(gen, B, 0.0, cfg.noise_max, dev).repeat_interleave(Fr)[:, None, None, None]
     out = out + sigma * torch.randn(out.shape, generator=gen, device=dev)
     out = out.clamp(0.0, 1.0).reshape(B, Fr, C, S, S)
     result = (out,) + ((bicubic.reshape(B, Fr, C, S, S),) if return_bicubic else ()) + ((maps,) if return_maps else ())
@@ -371,86 +364,3 @@ def jpeg_like(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     g = y - 0.344136 * cb - 0.714136 * cr
     b = y + 1.772 * cb
     return (torch.stack([r, g, b], 1) / 255).clamp(0.0, 1.0)
-
-
-def augment(stack: torch.Tensor, gen: torch.Generator, cfg: AugmentConfig = AugmentConfig()) -> torch.Tensor:
-    """Flip, colour jitter and small zoom/shift of clean stacks (B, F, 3, S, S) float [0,1]; one draw per stack,
-    the same for all its frames (and for any extra frames concatenated along F)."""
-    B, Fr, C, S, _ = stack.shape
-    dev = stack.device
-    x = stack.float()
-    flip = _bernoulli(gen, B, cfg.p_flip, dev)[:, None, None, None, None]
-    x = torch.where(flip, x.flip(-1), x)
-    bright = _uniform(gen, B, -cfg.brightness, cfg.brightness, dev)[:, None, None, None, None]
-    contrast = _uniform(gen, B, 1 - cfg.contrast, 1 + cfg.contrast, dev)[:, None, None, None, None]
-    sat = _uniform(gen, B, 1 - cfg.saturation, 1 + cfg.saturation, dev)[:, None, None, None, None]
-    grey = (0.299 * x[:, :, 0:1] + 0.587 * x[:, :, 1:2] + 0.114 * x[:, :, 2:3])
-    x = grey + (x - grey) * sat
-    mean = grey.mean(dim=(1, 2, 3, 4), keepdim=True)
-    x = (x - mean) * contrast + mean + bright
-    zoom = _uniform(gen, B, 1 - cfg.scale, 1 + cfg.scale, dev)
-    shift = (torch.rand(B, 2, generator=gen, device=dev) * 2 - 1) * cfg.shift * 2  # normalised coords
-    theta = torch.zeros(B, 2, 3, device=dev)
-    theta[:, 0, 0] = 1 / zoom
-    theta[:, 1, 1] = 1 / zoom
-    theta[:, :, 2] = shift
-    grid = F.affine_grid(theta, (B, C, S, S), align_corners=False).repeat_interleave(Fr, 0)
-    x = F.grid_sample(x.reshape(B * Fr, C, S, S), grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    return x.clamp(0.0, 1.0).reshape(B, Fr, C, S, S)
-
-
-PROJECT_ITERATIONS = 3  # passes of `project_to_mosaic` (each removes most of what is left of the block error)
-PROJECT_SIGMA = 0.5  # cells: Gaussian smoothing of the per-block correction (no block edges come back)
-
-
-def project_to_mosaic(recon: torch.Tensor, observed: torch.Tensor, origin: torch.Tensor, cell: torch.Tensor,
-                      rect: torch.Tensor, iterations: int = PROJECT_ITERATIONS,
-                      sigma_cells: float = PROJECT_SIGMA) -> torch.Tensor:
-    """Pull a reconstruction back to the evidence: pixelated again on the mosaic's grid, it should give the
-    block values that were observed.
-
-    recon, observed: (N, 3, S, S) float [0, 1] (observed: the mosaiced input); origin (N, 2) px: a grid line
-    (x, y); cell (N, 2) px: cell width and height; rect (N, 4) px (x0, y0, x1, y1): the mosaic area (whole cells).
-    Each pass measures, per cell inside rect, observed mean - reconstruction mean, spreads that correction
-    over the cell, smooths it with a Gaussian of `sigma_cells` cells (so no block edges return) and adds it.
-    Pixels outside rect are not changed. Returns (N, 3, S, S) float [0, 1].
-    """
-    N, C, S, _ = recon.shape
-    dev = recon.device
-    coords = torch.arange(S, device=dev, dtype=torch.float32) + 0.5
-    ix = torch.floor((coords[None, :] - origin[:, 0:1]) / cell[:, 0:1])  # (N, S)
-    iy = torch.floor((coords[None, :] - origin[:, 1:2]) / cell[:, 1:2])
-    inside = (((coords[None, :] >= rect[:, 0:1]) & (coords[None, :] < rect[:, 2:3]))[:, None, :]
-              & ((coords[None, :] >= rect[:, 1:2]) & (coords[None, :] < rect[:, 3:4]))[:, :, None])[:, None]
-    ncols = int((ix.max(1).values - ix.min(1).values).max().item()) + 1
-    nrows = int((iy.max(1).values - iy.min(1).values).max().item()) + 1
-    idx = ((iy - iy.min(1, keepdim=True).values)[:, :, None] * ncols
-           + (ix - ix.min(1, keepdim=True).values)[:, None, :]).long().reshape(N, 1, S * S)
-    w = inside.reshape(N, 1, S * S).float()
-    counts = torch.zeros(N, 1, nrows * ncols, device=dev).scatter_add_(2, idx, w).clamp_min(1.0)
-
-    def means(x: torch.Tensor) -> torch.Tensor:  # per-pixel mean of its cell (inside rect)
-        flat = x.reshape(N, C, S * S) * w
-        sums = torch.zeros(N, C, nrows * ncols, device=dev).scatter_add_(2, idx.expand(N, C, -1), flat)
-        return (sums / counts).gather(2, idx.expand(N, C, -1)).reshape(N, C, S, S)
-
-    target = means(observed.float())
-    out = recon.float()
-    for _ in range(iterations):
-        delta = torch.where(inside, target - means(out), torch.zeros_like(out))
-        smooth = torch.stack([_gaussian(delta[n : n + 1], float(sigma_cells * cell[n].mean()))[0] for n in range(N)])
-        out = torch.where(inside, out + smooth, out).clamp(0.0, 1.0)
-    return out
-
-
-def _gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (1, C, H, W) with replicated borders."""
-    if sigma <= 0:
-        return x
-    r = max(1, int(math.ceil(3 * sigma)))
-    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32, device=x.device) / sigma) ** 2)
-    k = k / k.sum()
-    C = x.shape[1]
-    y = F.pad(x, (r, r, r, r), mode="replicate")
-    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
-    return F.conv2d(y, k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
