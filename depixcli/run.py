@@ -12,7 +12,7 @@ Data flow (one function or module per arrow):
           whole mosaic rect (FaceTrack.crop_box)                                [decode thread]
           -> window stacks of crops (+ grid maps for a grid-input model) -> model in batches
              (model.reconstructor.Reconstructor)                                      [main thread]
-          -> paste: evidence step by value kind, leftover blocks removed, colour match, mask of the
+          -> paste: grid steps smoothed, evidence step by value kind, colour match, mask of the
              mosaic rect + a few px (reconstruct.paste)                          [paste thread]
           -> encode, audio copied (video.VideoWriter)                           [write thread]
 

@@ -468,7 +468,7 @@ def test_paste_is_half_pixel_exact(monkeypatch):
     from depixcli import reconstruct
     from depixcli.geometry.crop import CropBox, crop
 
-    monkeypatch.setattr(reconstruct, "LEFTOVER", False)  # the input's blocks would count as left over (when on)
+    monkeypatch.setattr(reconstruct, "STEPS", False)  # the input's block edges would be smoothed (grid steps)
 
     frame = apply_mosaic(next(synthetic_face_frames(1, SIZE)), grid_from_blocks((40, 20, 104, 84), 8))
     box = CropBox(72.0, 52.0, 64.0)  # 1 crop px = 1 frame px, aligned to the pixel grid
