@@ -287,8 +287,9 @@ def _sample_cols(image: np.ndarray, x: np.ndarray) -> np.ndarray:
     return image[:, i].transpose(1, 0, 2) * (1 - f) + image[:, j].transpose(1, 0, 2) * f
 
 
-def _smooth_steps_x(image: np.ndarray, lines: np.ndarray, cell: float, sigma: float) -> np.ndarray:
-    """One pass of `smooth_grid_steps` across the vertical grid `lines` of `image` (h, w, C) float32."""
+def _smooth_steps_x(image: np.ndarray, lines: np.ndarray, cell: float, sigma: float, rows) -> np.ndarray:
+    """One pass of `smooth_grid_steps` across the vertical grid `lines` of `image` (h, w, C) float32, on
+    `rows` (start, stop) only."""
     import cv2
 
     if lines.size == 0:
@@ -298,8 +299,10 @@ def _smooth_steps_x(image: np.ndarray, lines: np.ndarray, cell: float, sigma: fl
     yll, yrr = _sample_cols(image, lines - cell + a), _sample_cols(image, lines + cell - a)
     slope = 0.5 * ((yl - yll) + (yrr - yr)) / (cell - 2 * a)  # the cells' own gradient, next to the line
     step = (yr - yl) - 2 * a * slope  # (n, h, C): the change across the line beyond that gradient
+    inside = np.zeros((1, image.shape[0], 1), np.float32)
+    inside[:, rows[0]:rows[1]] = 1.0
     step = np.stack([cv2.GaussianBlur(s, (1, 0), sigmaX=0.1, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
-                     .reshape(s.shape) for s in step])  # along the line: one step per block side, smoothly
+                     .reshape(s.shape) for s in step * inside]) * inside  # along the line, smoothly, rect rows only
     xs = np.arange(image.shape[1], dtype=np.float32) + 0.5
     spread = np.clip((xs[None] - (lines[:, None] - cell / 2)) / cell, 0, 1)  # over the cell width
     core = np.clip((xs[None] - (lines[:, None] - a)) / (2 * a), 0, 1)  # over the step's own width
@@ -323,10 +326,12 @@ def smooth_grid_steps(recon: np.ndarray, origin, cell, rect) -> np.ndarray:
     if min(cw, ch) < MIN_BLOCK_PX:
         return recon
     lx, ly = _grid_lines(x0, x1, float(origin[0]), cw), _grid_lines(y0, y1, float(origin[1]), ch)
+    rows = (int(np.ceil(y0 - 0.5)), int(np.ceil(y1 - 0.5)))  # pixels whose centres lie inside the rect
+    cols = (int(np.ceil(x0 - 0.5)), int(np.ceil(x1 - 0.5)))
     out = recon.astype(np.float32)
     for _ in range(STEP_PASSES):
-        out = _smooth_steps_x(out, lx, cw, STEP_SIGMA * ch)
-        out = _smooth_steps_x(out.transpose(1, 0, 2), ly, ch, STEP_SIGMA * cw).transpose(1, 0, 2)
+        out = _smooth_steps_x(out, lx, cw, STEP_SIGMA * ch, rows)
+        out = _smooth_steps_x(out.transpose(1, 0, 2), ly, ch, STEP_SIGMA * cw, cols).transpose(1, 0, 2)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 

