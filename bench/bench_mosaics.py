@@ -43,6 +43,10 @@ import numpy as np
 
 KINDS = ("blocks16", "blocks8", "size10", "opencv12", "deface20", "centre16")
 SMALL_FACE = 80  # px, face width of the `small` size
+CLOSEUP = 512  # px, side of the `closeup` frames: a square around the face, scaled up or down to this
+CLOSEUP_FACES = 2.6  # closeup side / face width (hair, chin and some background in the frame)
+IDENTITY_CROP = 160  # px, head crops (geometry.head_box) scored by SFace
+SIZES = ("native", "small", "closeup")
 MOSAIC_SCALE = 1.3  # mosaic box / face box (depix pixelate, OpenCV recipe)
 DEFACE_GROW = 0.3  # deface's scale_bb: each side grows by (mask_scale - 1) x the box size, mask_scale 1.3
 DEFACE_SIZE = 20  # px, deface's default --mosaicsize
@@ -147,9 +151,42 @@ def strip(path: Path, crops: list[np.ndarray]) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(row, 1), cv2.COLOR_RGB2BGR))
 
 
+def identity(sface, face, clean: np.ndarray, out: np.ndarray, smooth: np.ndarray) -> tuple[float, float]:
+    """SFace cosine to the clean head crop of the output's and of the smoothing's, aligned on the clean crop
+    (depixcli.identity's protocol); nan without a face or SFace."""
+    if sface is None or face is None:
+        return float("nan"), float("nan")
+    from depixcli.geometry import crop, head_box
+    from depixcli.identity import cosine
+
+    box = head_box(face)
+    crops = [crop(x, box, IDENTITY_CROP) for x in (clean, out, smooth)]
+    al = sface.align(crops[0])
+    e = sface.embed(crops, [al] * 3)
+    return float(cosine(e[1], e[0])), float(cosine(e[2], e[0]))
+
+
+def closeup(frames: list[np.ndarray], faces: list) -> list[np.ndarray] | None:
+    """`CLOSEUP` px square frames around the median face box (CLOSEUP_FACES face widths), or None when the
+    square does not fit in the frame."""
+    import cv2
+
+    boxes = np.array([b for b in faces if b is not None], np.float64)
+    if not len(boxes):
+        return None
+    x0, y0, x1, y1 = np.median(boxes, axis=0)
+    side = int(round(CLOSEUP_FACES * (x1 - x0)))
+    H, W = frames[0].shape[:2]
+    side = min(side, H, W)
+    cx, cy = int(round((x0 + x1) / 2 - side / 2)), int(round((y0 + y1) / 2 - side / 2))
+    cx, cy = min(max(cx, 0), W - side), min(max(cy, 0), H - side)
+    return [cv2.resize(f[cy:cy + side, cx:cx + side], (CLOSEUP, CLOSEUP),
+                       interpolation=cv2.INTER_CUBIC if side < CLOSEUP else cv2.INTER_AREA) for f in frames]
+
+
 # ------------------------------------------------------------------------------------------ one case
 def run_case(clean: list[np.ndarray], faces, cfaces, kind: str, fps: float, work: Path, logo: bool,
-             sample_evidence: bool) -> dict | None:
+             sample_evidence: bool, sface=None) -> dict | None:
     from depixcli import reconstruct
     from depixcli.audit.attacks import attack_smooth
     from depixcli.io.codec import EncodeOptions
@@ -196,6 +233,7 @@ def run_case(clean: list[np.ndarray], faces, cfaces, kind: str, fps: float, work
         ring = np.ones(clean[t].shape[:2], bool)
         ring[max(y0 - g, 0):y1 + g, max(x0 - g, 0):x1 + g] = False
         d = np.abs(luma(restored[t]) - luma(mosaic[t]))
+        ident = identity(sface, faces[t], clean[t], restored[t], smooth)
         rows.append({
             "psnr_out": psnr(restored[t][sl], clean[t][sl]), "psnr_smooth": psnr(smooth[sl], clean[t][sl]),
             "psnr_bicubic": psnr(bic, clean[t][sl]), "psnr_mosaic": psnr(mosaic[t][sl], clean[t][sl]),
@@ -204,6 +242,7 @@ def run_case(clean: list[np.ndarray], faces, cfaces, kind: str, fps: float, work
             "changed_in": float((d[sl] > 0.5).mean()),
             "changed_out": float((d[ring] > OUTSIDE_LEVELS).mean()) if ring.any() else 0.0,
             "face_px": float(faces[t][2] - faces[t][0]) if faces[t] is not None else float("nan"),
+            "sface_out": ident[0], "sface_smooth": ident[1],
         })
         if t == mid:
             H, W = clean[t].shape[:2]
@@ -254,7 +293,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", default=None, help="clip file names to use instead of the first N")
     ap.add_argument("--max-frames", type=int, default=24)
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
-    ap.add_argument("--sizes", nargs="+", default=["native", "small"], choices=["native", "small"])
+    ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=SIZES)
+    ap.add_argument("--no-identity", action="store_true", help="skip the SFace scores")
     ap.add_argument("--sample-evidence", default="on", choices=["on", "off", "both"])
     ap.add_argument("--logo", action="store_true")
     args = ap.parse_args(argv)
@@ -266,6 +306,11 @@ def main(argv=None) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     yunet, centerface = load_detector("yunet"), load_detector("centerface")
+    sface = None
+    if not args.no_identity:
+        from depixcli.identity import SFaceIdentity
+
+        sface = SFaceIdentity()
     results = []
     for n, rel in enumerate(clips):
         path = root / rel
@@ -281,9 +326,14 @@ def main(argv=None) -> int:
                 k = SMALL_FACE / float(np.median(widths))
                 if k > 1 / 1.15:
                     continue
-            imgs = frames if k == 1.0 else [cv2.resize(f, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
-                                            for f in frames]
-            faces = smooth_track(raw if k == 1.0 else face_boxes(imgs, yunet))
+            if size == "closeup":
+                imgs = closeup(frames, raw)
+                if imgs is None:
+                    continue
+            else:
+                imgs = frames if k == 1.0 else [cv2.resize(f, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+                                                for f in frames]
+            faces = smooth_track(raw if size == "native" else face_boxes(imgs, yunet))
             cfaces = face_boxes(imgs, centerface)
             cases = [(kind, False) for kind in args.kinds]
             if args.logo and n == 0 and size == "native":
@@ -296,7 +346,7 @@ def main(argv=None) -> int:
                                                                else "/noevid")
                     work = out_dir / "work"
                     work.mkdir(exist_ok=True)
-                    got = run_case(list(imgs), faces, cfaces, kind, fps, work, logo, ev)
+                    got = run_case(list(imgs), faces, cfaces, kind, fps, work, logo, ev, sface)
                     if got is None:
                         continue
                     res, crops = got
@@ -308,20 +358,21 @@ def main(argv=None) -> int:
                     print(f"{Path(rel).name:40s} {name:18s} {size:6s} out {res['psnr_out']:.2f} smooth "
                           f"{res['psnr_smooth']:.2f} bicubic {res['psnr_bicubic']:.2f} leftover "
                           f"{res['leftover']:.2f} (mosaic {res['leftover_mosaic']:.2f}) changed in "
-                          f"{res['changed_in']:.3f} out {res['changed_out']:.4f} [{found}]", flush=True)
+                          f"{res['changed_in']:.3f} out {res['changed_out']:.4f} sface {res['sface_out']:.3f} "
+                          f"(smooth {res['sface_smooth']:.3f}) [{found}]", flush=True)
     (out_dir / "mosaics.json").write_text(json.dumps(results, indent=1))
     print("\n| kind | size | clips | PSNR out | - smoothing | - bicubic | leftover ratio | changed in rect |"
-          " changed outside |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          " changed outside | SFace out | SFace smoothing |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     keys = sorted({(r["kind"], r["size"]) for r in results})
     for kind, size in keys:
         rs = [r for r in results if r["kind"] == kind and r["size"] == size]
 
         def m(k, rs=rs):
-            return float(np.mean([r[k] for r in rs]))
+            return float(np.nanmean([r[k] for r in rs]))
         print(f"| {kind} | {size} | {len(rs)} | {m('psnr_out'):.2f} | {m('psnr_out') - m('psnr_smooth'):+.2f} | "
               f"{m('psnr_out') - m('psnr_bicubic'):+.2f} | {m('leftover'):.2f} | {m('changed_in'):.3f} | "
-              f"{m('changed_out'):.4f} |")
+              f"{m('changed_out'):.4f} | {m('sface_out'):.3f} | {m('sface_smooth'):.3f} |")
     return 0
 
 
