@@ -287,36 +287,47 @@ def _sample_cols(image: np.ndarray, x: np.ndarray) -> np.ndarray:
     return image[:, i].transpose(1, 0, 2) * (1 - f) + image[:, j].transpose(1, 0, 2) * f
 
 
-def _smooth_steps_x(image: np.ndarray, lines: np.ndarray, cell: float, sigma: float, rows) -> np.ndarray:
+def _smooth_steps_x(image: np.ndarray, mosaic: np.ndarray, lines: np.ndarray, cell: float, sigma: float,
+                    rows) -> np.ndarray:
     """One pass of `smooth_grid_steps` across the vertical grid `lines` of `image` (h, w, C) float32, on
-    `rows` (start, stop) only."""
+    `rows` (start, stop) only; `mosaic` (h, w, C) float32 is the mosaic in the same geometry."""
     import cv2
 
     if lines.size == 0:
         return image
     a = STEP_CORE * cell
-    yl, yr = _sample_cols(image, lines - a), _sample_cols(image, lines + a)
-    yll, yrr = _sample_cols(image, lines - cell + a), _sample_cols(image, lines + cell - a)
-    slope = 0.5 * ((yl - yll) + (yrr - yr)) / (cell - 2 * a)  # the cells' own gradient, next to the line
-    step = (yr - yl) - 2 * a * slope  # (n, h, C): the change across the line beyond that gradient
     inside = np.zeros((1, image.shape[0], 1), np.float32)
     inside[:, rows[0]:rows[1]] = 1.0
-    step = np.stack([cv2.GaussianBlur(s, (1, 0), sigmaX=0.1, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
-                     .reshape(s.shape) for s in step * inside]) * inside  # along the line, smoothly, rect rows only
+
+    def along(x):  # smoothed along the line, rect rows only
+        return np.stack([cv2.GaussianBlur(v, (1, 0), sigmaX=0.1, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
+                         .reshape(v.shape) for v in x * inside]) * inside
+
+    def step_at(x):  # (n, h, C): the change across x's core beyond the gradient on either side of it
+        yl, yr = _sample_cols(image, x - a), _sample_cols(image, x + a)
+        yll, yrr = _sample_cols(image, x - cell + a), _sample_cols(image, x + cell - a)
+        slope = 0.5 * ((yl - yll) + (yrr - yr)) / (cell - 2 * a)
+        return along((yr - yl) - 2 * a * slope)
+
+    step = step_at(lines)
+    blocks = along(_sample_cols(mosaic, lines + a) - _sample_cols(mosaic, lines - a))  # the mosaic's own step
+    step = np.clip(step, np.minimum(blocks, 0), np.maximum(blocks, 0))  # a leftover of the mosaic's step
     xs = np.arange(image.shape[1], dtype=np.float32) + 0.5
     spread = np.clip((xs[None] - (lines[:, None] - cell / 2)) / cell, 0, 1)  # over the cell width
     core = np.clip((xs[None] - (lines[:, None] - a)) / (2 * a), 0, 1)  # over the step's own width
     return image + np.einsum("nhc,nw->hwc", step, (spread - core).astype(np.float32))
 
 
-def smooth_grid_steps(recon: np.ndarray, origin, cell, rect) -> np.ndarray:
+def smooth_grid_steps(recon: np.ndarray, source_crop: np.ndarray, origin, cell, rect) -> np.ndarray:
     """Spread the steps a reconstruction keeps on the mosaic's grid lines over the cells beside them.
 
     A model output can keep a soft step (2-3 px wide) on every grid line and be flat inside the blocks:
     its gradient is concentrated on the grid, the leftover-block structure `bench/bench_mosaics.py`
     measures (4 to 6 times the truth's on val). Per grid line with a whole cell inside `rect` on both
     sides, the change across the line's core (STEP_CORE cells each side) beyond the cells' own gradient is
-    smoothed along the line (STEP_SIGMA cells) and spread evenly over the cell width instead: the image
+    smoothed along the line (STEP_SIGMA cells), kept within the mosaic's own step there (`source_crop`, the
+    mosaic in the same geometry: what is left of it, not an edge of the face), and spread evenly over the
+    cell width instead: the image
     keeps its values at the cell centres and every block side its total change, without the step.
     STEP_PASSES passes, x then y. `(S, S, 3)` uint8 in and out; grid in its px (`origin` (x, y) grid line,
     `cell` (w, h), `rect` xyxy)."""
@@ -329,9 +340,11 @@ def smooth_grid_steps(recon: np.ndarray, origin, cell, rect) -> np.ndarray:
     rows = (int(np.ceil(y0 - 0.5)), int(np.ceil(y1 - 0.5)))  # pixels whose centres lie inside the rect
     cols = (int(np.ceil(x0 - 0.5)), int(np.ceil(x1 - 0.5)))
     out = recon.astype(np.float32)
+    mosaic = source_crop.astype(np.float32)
+    mosaic_t = np.ascontiguousarray(mosaic.transpose(1, 0, 2))
     for _ in range(STEP_PASSES):
-        out = _smooth_steps_x(out, lx, cw, STEP_SIGMA * ch, rows)
-        out = _smooth_steps_x(out.transpose(1, 0, 2), ly, ch, STEP_SIGMA * cw, cols).transpose(1, 0, 2)
+        out = _smooth_steps_x(out, mosaic, lx, cw, STEP_SIGMA * ch, rows)
+        out = _smooth_steps_x(out.transpose(1, 0, 2), mosaic_t, ly, ch, STEP_SIGMA * cw, cols).transpose(1, 0, 2)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
@@ -407,7 +420,7 @@ def paste(
     if cell is not None:
         o, c, r = crop_grid(box, S, rect, origin, cell)
         if STEPS:
-            recon = smooth_grid_steps(recon, o, c, r)
+            recon = smooth_grid_steps(recon, source_crop, o, c, r)
         if PROJECT:
             recon = evidence_step(recon, source_crop, o, c, r, values)
         if values == "corner":  # the mosaic's blocks lie half a cell right of and below their samples

@@ -333,7 +333,7 @@ def test_soft_steps_a_reconstruction_keeps_on_the_grid_lines_are_spread_over_the
     o, c = (0.0, 0.0), (8.0, 8.0)
     truth = grid_energy(image[sl], o, c)
     assert grid_energy(left[sl], o, c) > 3 * truth
-    out = smooth_grid_steps(left, (100.0, 40.0), (8.0, 8.0), (100, 40, 228, 168))
+    out = smooth_grid_steps(left, mosaic, (100.0, 40.0), (8.0, 8.0), (100, 40, 228, 168))
     assert grid_energy(out[sl], o, c) < 1.2 * truth  # no leftover-block structure
     err = lambda x: np.abs(x.astype(float) - image)[sl].mean()  # noqa: E731
     assert err(out) < 1.2 * err(left)  # not much further from the truth (on val: +0.05 dB, bench_mosaics.py)
