@@ -157,7 +157,7 @@ def identity(sface, face, clean: np.ndarray, out: np.ndarray, smooth: np.ndarray
     if sface is None or face is None:
         return float("nan"), float("nan")
     from depixcli.geometry import crop, head_box
-    from depixcli.identity import cosine
+    from depixcli.faces.identity import cosine
 
     box = head_box(face)
     crops = [crop(x, box, IDENTITY_CROP) for x in (clean, out, smooth)]
@@ -308,7 +308,7 @@ def main(argv=None) -> int:
     yunet, centerface = load_detector("yunet"), load_detector("centerface")
     sface = None
     if not args.no_identity:
-        from depixcli.identity import SFaceIdentity
+        from depixcli.faces.identity import SFaceIdentity
 
         sface = SFaceIdentity()
     results = []
