@@ -156,7 +156,7 @@ def identity(sface, face, clean: np.ndarray, out: np.ndarray, smooth: np.ndarray
     (depixcli.identity's protocol); nan without a face or SFace."""
     if sface is None or face is None:
         return float("nan"), float("nan")
-    from depixcli.geometry import crop, head_box
+    from depixcli.geometry.crop import crop, head_box
     from depixcli.faces.identity import cosine
 
     box = head_box(face)
