@@ -1,4 +1,4 @@
-"""Flicker and tOF of consecutive reconstructions on val tracks (depixcli.temporal), per mosaic protocol.
+"""Flicker and tOF of consecutive reconstructions on val tracks (depixcli.evaluate.temporal), per mosaic protocol.
 
     python bench/bench_flicker.py CROPS -w weights/depix-default.safetensors \\
         [--protocols face16 face8 image16 image8 paper16] [--frames 8] [--max-tracks 20] [--json out.json]
@@ -18,11 +18,12 @@ import time
 import numpy as np
 
 from depixcli.dataset import load_crops, read_index
-from depixcli.evaluate import EvalConfig, track_boxes
+from depixcli.evaluate.config import EvalConfig
+from depixcli.evaluate.protocols import track_boxes
 from depixcli.faces.identity import spread_frames
-from depixcli.metrics import psnr
+from depixcli.evaluate.metrics import psnr
 from depixcli.model.reconstructor import load_reconstructor
-from depixcli.temporal import reconstruct_runs, run_starts, score_runs
+from depixcli.evaluate.temporal import reconstruct_runs, run_starts, score_runs
 
 ROWS = ("nearest", "bicubic", "gaussian", "model-F1", "model")
 

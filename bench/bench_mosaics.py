@@ -120,7 +120,7 @@ def draw_logo(image: np.ndarray, rect) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ scores
 def luma(x: np.ndarray) -> np.ndarray:
-    from depixcli.metrics import luma as _luma
+    from depixcli.evaluate.metrics import luma as _luma
 
     return _luma(x.astype(np.float64))
 

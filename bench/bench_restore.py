@@ -118,7 +118,7 @@ def located(pixelated: np.ndarray, restored: np.ndarray, rect: tuple[int, int, i
 
     Outside excludes the rect grown by the paste's feather (`reconstruct.feather_width`) plus 2 px.
     """
-    from depixcli.metrics import luma
+    from depixcli.evaluate.metrics import luma
     from depixcli.reconstruct import feather_width
 
     d = np.abs(luma(restored.astype(np.float64)) - luma(pixelated.astype(np.float64)))
@@ -241,7 +241,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from depixcli.evaluate import write_json
+    from depixcli.evaluate.report import write_json
     from depixcli.faces.identity import SFaceIdentity
 
     if args.threads:

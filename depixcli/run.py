@@ -1071,7 +1071,7 @@ def face_metrics(original: np.ndarray, pixelated: np.ndarray, result: np.ndarray
     PSNR (dB) and SSIM on luma; with an `identity.SFaceIdentity`, the cosine of SFace embeddings
     (all three crops aligned by the landmarks found on the original). -> {name: (pixelated, reconstructed)}
     """
-    from depixcli.metrics import psnr, ssim
+    from depixcli.evaluate.metrics import psnr, ssim
 
     o, p, r = (crop(img, box, METRIC_CROP) for img in (original, pixelated, result))
     scores = {

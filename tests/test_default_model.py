@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 
 from depixcli.train.degrade import bicubic_baseline, block_means, paper_maps, paper_mosaic
-from depixcli.metrics import psnr
+from depixcli.evaluate.metrics import psnr
 from depixcli.model.nets import Depixelator, count_parameters
 from depixcli.model.reconstructor import Reconstructor
 from depixcli.model.weights import FORMAT_VERSION, default_weights_path, load_model, read_header, shipped_weights_path

@@ -156,7 +156,7 @@ def test_grid_anchor_image_face_box_static():
 
 def test_out_of_range_mosaic_gets_interpolation_never_worse_than_smoothing():
     from depixcli.audit.attacks import attack_smooth
-    from depixcli.metrics import psnr
+    from depixcli.evaluate.metrics import psnr
 
     n = 5
     rect = rect_for_face(FACE)

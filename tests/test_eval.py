@@ -95,7 +95,7 @@ def test_gallery_frames_keep_away_from_queries():
 
 
 def test_queries_leave_the_track_tail_to_the_gallery():
-    from depixcli.evaluate import centre_frames
+    from depixcli.evaluate.protocols import centre_frames
 
     centres = centre_frames(75, 4)
     assert centres == [7, 21, 35, 49]  # spread over the first ceil(0.75 * 75) = 57 frames
@@ -134,7 +134,9 @@ def test_dlib_compare_ranks_the_same_face_closest(sface, astronaut):
 
 def test_dlib_is_the_second_judge_in_eval_by_default(crop_dir, monkeypatch):
     pytest.importorskip("dlib", reason="dlib extra not installed")  # scripts/install.sh installs it
-    from depixcli.evaluate import EvalConfig, evaluate, format_table
+    from depixcli.evaluate.config import EvalConfig
+    from depixcli.evaluate.report import format_table
+    from depixcli.evaluate.score import evaluate
 
     cfg = EvalConfig(protocols=("paper8",), frames_per_track=1, device="cpu", grid_examples=0, single_frame=False,
                      project=False)
@@ -249,7 +251,9 @@ class BicubicOfCentre(torch.nn.Module):
 
 
 def test_evaluate_library_with_stand_in_model(crop_dir):
-    from depixcli.evaluate import EvalConfig, evaluate, format_table
+    from depixcli.evaluate.config import EvalConfig
+    from depixcli.evaluate.report import format_table
+    from depixcli.evaluate.score import evaluate
 
     cfg = EvalConfig(protocols=("paper16",), frames_per_track=2, device="cpu", use_dlib=False, grid_examples=2,
                      single_frame=False, project=False)
@@ -271,7 +275,9 @@ def test_evaluate_library_with_stand_in_model(crop_dir):
 
 
 def test_random_protocol_is_seeded_and_independent_of_compared_models(crop_dir, weights, astronaut):
-    from depixcli.evaluate import EvalConfig, evaluate, mosaic_stack
+    from depixcli.evaluate.config import EvalConfig
+    from depixcli.evaluate.protocols import mosaic_stack
+    from depixcli.evaluate.score import evaluate
 
     clean = np.stack([head_crop(astronaut, dx=t) for t in range(5)])
     a, b, c = (mosaic_stack("random", clean, seed) for seed in (7, 7, 8))
@@ -308,7 +314,7 @@ def test_cli_eval_end_to_end(crop_dir, weights, tmp_path):
     p16, p8 = report["protocols"]["paper16"]["methods"], report["protocols"]["paper8"]["methods"]
     assert p16["bicubic"]["psnr"] > p8["bicubic"]["psnr"]  # finer mosaic, better baseline
     assert report["weights"]["F1"]["config"]["window"] == 0 and report["weights"]["noSTN"]["config"]["use_stn"] is False
-    from depixcli.evaluate import sha256_file
+    from depixcli.io.files import sha256_file
 
     assert report["weights"]["model"]["sha256"] == sha256_file(weights["main"])
     assert report["dataset"]["split"] == "val" and len(report["dataset"]["index_sha256"]) == 64
@@ -350,14 +356,16 @@ def test_cli_eval_errors(crop_dir, weights, tmp_path):
 
 def test_cli_protocol_names_match_the_library():
     from depixcli.commands.eval import BASELINE_NAMES, PROTOCOL_NAMES
-    from depixcli.evaluate import BASELINES, DEFAULT_PROTOCOLS, PROTOCOLS
+    from depixcli.evaluate.protocols import BASELINES, DEFAULT_PROTOCOLS, PROTOCOLS
 
     assert PROTOCOL_NAMES == DEFAULT_PROTOCOLS and set(PROTOCOL_NAMES) == set(PROTOCOLS)
     assert BASELINE_NAMES == BASELINES
 
 
 def test_real_tool_mosaics_single_frame_and_projection_rows(crop_dir, astronaut):
-    from depixcli.evaluate import EvalConfig, evaluate, mosaic_stack
+    from depixcli.evaluate.config import EvalConfig
+    from depixcli.evaluate.protocols import mosaic_stack
+    from depixcli.evaluate.score import evaluate
 
     clean = np.stack([head_crop(astronaut, dx=t) for t in range(5)])
     boxes = np.array([[100.0 + 3 * t, 80.0, 200.0] for t in range(5)])

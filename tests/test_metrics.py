@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from depixcli.metrics import gaussian_window, luma, psnr, ssim
+from depixcli.evaluate.metrics import gaussian_window, luma, psnr, ssim
 
 
 def test_psnr_constant_offset_luma_and_rgb():

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from depixcli.cli import main
 from tests.test_eval import head_crop
-from depixcli.temporal import face_mask, flicker, reconstruct_runs, run_starts, temporal_scores, tof
+from depixcli.evaluate.temporal import face_mask, flicker, reconstruct_runs, run_starts, temporal_scores, tof
 
 CROP = 128  # px
 FRAMES = 24
@@ -97,7 +97,8 @@ class GridEcho(torch.nn.Module):
 
 
 def test_reconstruct_runs_follow_the_window(astronaut):
-    from depixcli.evaluate import EvalConfig, mosaic_stack
+    from depixcli.evaluate.config import EvalConfig
+    from depixcli.evaluate.protocols import mosaic_stack
     from depixcli.model.reconstructor import Reconstructor
 
     class Track:
@@ -147,7 +148,9 @@ def crop_dir(tmp_path_factory, astronaut):
 
 
 def test_eval_reports_flicker_columns(crop_dir):
-    from depixcli.evaluate import EvalConfig, evaluate, format_table
+    from depixcli.evaluate.config import EvalConfig
+    from depixcli.evaluate.report import format_table
+    from depixcli.evaluate.score import evaluate
 
     cfg = EvalConfig(protocols=("face8",), frames_per_track=1, device="cpu", use_dlib=False, grid_examples=0,
                      flicker_frames=6)

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import asdict
 
@@ -15,6 +14,7 @@ from depixcli.errors import InputError
 from depixcli.exposure import repair_masks
 from depixcli.faces.detect import load_detector
 from depixcli.faces.identity import SFaceIdentity
+from depixcli.io.files import sha256_file
 from depixcli.io.progress import bar_factory
 from depixcli.io.video import probe
 from depixcli.model.reconstructor import load_reconstructor
@@ -43,15 +43,6 @@ def score_pass(pairs, plans: list[TrackPlan], model, identity, batch_size: int =
     for plan in pending:  # the second decode ended early
         done.append(score_track(plan, model, identity, batch_size))
     return sorted(done, key=lambda d: d["plan"].track.id)
-
-
-def sha256(path) -> str:
-    """Hex SHA-256 of a file's bytes (the report names exactly what was audited)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def audit_video(anonymised, original, config: AuditConfig = AuditConfig(), model=None, identity=None,
@@ -124,5 +115,5 @@ def audit_video(anonymised, original, config: AuditConfig = AuditConfig(), model
                        0 if gallery is None else len(gallery[0]), out, verdict, reasons, notes,
                        fps=float(info.fps), first_frame=clock[0][0], first_time=clock[0][1],
                        last_time=clock[-1][1],
-                       sha256={"anonymised": sha256(anonymised), "original": sha256(original)},
+                       sha256={"anonymised": sha256_file(anonymised), "original": sha256_file(original)},
                        parameters=asdict(config), masks=masks)

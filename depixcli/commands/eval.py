@@ -72,7 +72,9 @@ def eval_command(crop_dir, weights, name, compare, split, protocols, single_fram
     """
     import warnings
 
-    from depixcli.evaluate import EvalConfig, check_output, evaluate, format_table, write_grid, write_json
+    from depixcli.evaluate.config import EvalConfig
+    from depixcli.evaluate.report import check_output, format_table, write_grid, write_json
+    from depixcli.evaluate.score import evaluate
 
     if flicker_frames == 1:
         raise click.BadParameter("a flicker run needs at least 2 frames (0 skips it)", param_hint="--flicker-frames")

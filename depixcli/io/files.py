@@ -11,6 +11,7 @@ Policy (every output: videos, sidecars, JSON reports, weights):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -77,3 +78,12 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     """Write `data` (str: UTF-8) to `path` atomically; OutputError (one line, no temporary left) on failure."""
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks (reports name exactly what they measured)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from depixcli.metrics import psnr
+from depixcli.evaluate.metrics import psnr
 from depixcli.model.nets import Depixelator
 from depixcli.train.data import FrameBank, to_float
 from depixcli.train.degrade import PAPER_BLOCKS, bicubic_baseline, block_means, face_mosaic, paper_maps, paper_mosaic

@@ -20,6 +20,7 @@ Batched inputs return one value per image, shape `(N,)`; a single image returns 
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 R, G, B weights of Y'
 SSIM_WINDOW = 11  # px, side of the Gaussian window
@@ -85,8 +86,6 @@ def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.nd
 
 def _filter_valid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
     """Separable 'valid' correlation of `(..., H, W)` with the window `g` -> `(..., H-k+1, W-k+1)`."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
     x = sliding_window_view(x, g.size, axis=-1) @ g
     x = np.swapaxes(x, -1, -2)
     x = sliding_window_view(x, g.size, axis=-1) @ g

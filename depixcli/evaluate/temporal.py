@@ -23,11 +23,14 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
+import cv2
 import numpy as np
 
-from depixcli.evaluate import BASELINES, FLICKER_FRAMES, SEED_STRIDE, SINGLE_SUFFIX, EvalConfig, mosaic_stack
+from depixcli.evaluate.config import FLICKER_FRAMES, SINGLE_SUFFIX, EvalConfig
+from depixcli.evaluate.metrics import luma, to_unit_float
+from depixcli.evaluate.protocols import BASELINES, SEED_STRIDE, mosaic_stack
 from depixcli.faces.identity import CANONICAL_FACE_BOX, query_span
-from depixcli.metrics import luma, to_unit_float
+from depixcli.model.config import window_indices
 
 FLOW_PARAMS = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5, "poly_sigma": 1.2,
                "flags": 0}  # cv2.calcOpticalFlowFarneback: OpenCV's documented example values
@@ -59,8 +62,6 @@ def flicker(outputs: np.ndarray, truths: np.ndarray, mask: np.ndarray | None = N
 
 def _flows(run_u8: np.ndarray) -> np.ndarray:
     """`(T - 1, S, S, 2)` Farneback flows between consecutive frames of a uint8 RGB run (luma)."""
-    import cv2
-
     grey = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in run_u8]
     return np.stack([cv2.calcOpticalFlowFarneback(a, b, None, **FLOW_PARAMS) for a, b in zip(grey, grey[1:])])
 
@@ -104,8 +105,6 @@ def reconstruct_runs(protocol: str, tracks, runs: Sequence[tuple[int, int, int]]
     `batch_size` are used; boxes: per track its crop boxes `(T, 3)` in the source (`evaluate.track_boxes`;
     image-anchored grids follow them; None: no motion); single_frame: also rows NAME-F1.
     """
-    from depixcli.model.config import window_indices
-
     outs, truths, infer_s = [], [], 0.0
     reach = max([rec.geometry.reach for rec in models.values()], default=0)
     for r, (t, start, k) in enumerate(runs):
