@@ -249,12 +249,12 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
-    from depixcli import dataset
+    from depixcli.dataset.inputs import collect_inputs, readable_inputs
 
-    clips = dataset.collect_inputs(args.inputs)
+    clips = collect_inputs(args.inputs)
     if any(c.split is not None for c in clips):
         clips = [c for c in clips if c.split == args.split]
-    clips = dataset.readable_inputs(clips)
+    clips = readable_inputs(clips)
     every_clip = clips
     people = sorted({c.identity for c in clips})
     entries = [(ident, args.out / "gallery" / f"{ident}.png") for ident in people]

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from depixcli import dataset
+from depixcli.dataset.inputs import clip_frames, collect_inputs, readable_inputs
 from depixcli.faces.detect import load_detector
 from depixcli.geometry.boxes import iou
 
@@ -32,7 +32,7 @@ def main() -> None:
     cv2.setNumThreads(1)
     runs = [(r.split(":")[0], int(r.split(":")[1])) for r in args.runs.split(",")]
     dets = [load_detector(name, max_side=ms) for name, ms in runs]
-    clips = dataset.readable_inputs(dataset.collect_inputs(args.inputs))[:: args.clip_every]
+    clips = readable_inputs(collect_inputs(args.inputs))[:: args.clip_every]
     n = 0
     hit = np.zeros(len(runs))
     count = np.zeros(len(runs))
@@ -40,7 +40,7 @@ def main() -> None:
     ious = [[] for _ in runs]
     missed_clips = [dict() for _ in runs]
     for c in clips:
-        for i, img in enumerate(dataset._frames(c.path)):
+        for i, img in enumerate(clip_frames(c.path)):
             if i % args.every:
                 continue
             n += 1

@@ -22,7 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from depixcli import dataset
+from depixcli.dataset.config import CROP_SIZE, MIN_TRACK, PRESET, PrepareConfig
+from depixcli.dataset.crops import decode_track, read_index
+from depixcli.dataset.export import TrackWriter
+from depixcli.dataset.inputs import clip_fps_frames, clip_frames, collect_inputs, readable_inputs
 from depixcli.faces.detect import load_detector
 from depixcli.faces.track import TrackConfig, build_tracks
 from depixcli.geometry.crop import crop, head_box
@@ -33,45 +36,45 @@ def main() -> None:
     ap.add_argument("csv")
     ap.add_argument("--every", type=int, default=12, help="use every N-th clip of the CSV")
     ap.add_argument("--settings", default="14:yuv444p,17:yuv444p,20:yuv444p,23:yuv444p,17:yuv420p,20:yuv420p")
-    ap.add_argument("--preset", default=dataset.PRESET)
-    ap.add_argument("--size", type=int, default=dataset.CROP_SIZE)
+    ap.add_argument("--preset", default=PRESET)
+    ap.add_argument("--size", type=int, default=CROP_SIZE)
     ap.add_argument("--check", help="exported dataset directory to measure instead")
     args = ap.parse_args()
     if args.check:
         check(Path(args.check), args.every)
         return
-    clips = dataset.readable_inputs(dataset.collect_inputs([args.csv]))
+    clips = readable_inputs(collect_inputs([args.csv]))
     total_frames = sum(int(r["frames"]) for r in csv.DictReader(open(args.csv)))
     sample = clips[:: args.every]
     det = load_detector("yunet")
     tracks = []  # (fps, crops (T, S, S, 3))
     for c in sample:
-        fps, _ = dataset._video_fps_frames(c.path)
-        tr = build_tracks([det.detect(f) for f in dataset._frames(c.path)], TrackConfig(min_length=dataset.MIN_TRACK))
+        fps, _ = clip_fps_frames(c.path)
+        tr = build_tracks([det.detect(f) for f in clip_frames(c.path)], TrackConfig(min_length=MIN_TRACK))
         crops = {t.id: [] for t in tr}
-        for i, img in enumerate(dataset._frames(c.path)):
+        for i, img in enumerate(clip_frames(c.path)):
             for t in tr:
                 b = t.box_at(i)
                 if b is not None:
                     crops[t.id].append(crop(img, head_box(b), args.size))
         tracks += [(fps, np.stack(v)) for v in crops.values() if v]
     n = sum(len(v) for _, v in tracks)
-    n_src = sum(dataset._video_fps_frames(c.path)[1] for c in sample)
+    n_src = sum(clip_fps_frames(c.path)[1] for c in sample)
     print(f"{len(sample)} clips, {len(tracks)} tracks, {n} crop frames ({n / n_src:.3f} per source frame)")
     print(f"{'crf':>4} {'pix_fmt':>8} {'B/frame':>8} {'MiB all':>8} {'PSNR dB':>8} {'enc s':>6}")
     with tempfile.TemporaryDirectory() as tmp:
         for setting in args.settings.split(","):
             crf, pix = setting.split(":")
-            cfg = dataset.PrepareConfig(size=args.size, crf=int(crf), pix_fmt=pix, preset=args.preset)
+            cfg = PrepareConfig(size=args.size, crf=int(crf), pix_fmt=pix, preset=args.preset)
             size, se, t0 = 0, 0.0, time.time()
             for k, (fps, v) in enumerate(tracks):
                 p = Path(tmp) / f"t{k}.mp4"
-                w = dataset._TrackWriter(p, args.size, Fraction(fps), cfg)
+                w = TrackWriter(p, args.size, Fraction(fps), cfg)
                 for img in v:
                     w.write(img)
                 w.close()
                 size += p.stat().st_size
-                back = dataset._decode_track(p, args.size)
+                back = decode_track(p, args.size)
                 assert back.shape == v.shape, (back.shape, v.shape)
                 se += float(np.sum((back.astype(np.float64) - v) ** 2))
             psnr = 10 * np.log10(255**2 / (se / (n * args.size * args.size * 3)))
@@ -82,15 +85,15 @@ def main() -> None:
 def check(directory: Path, every: int) -> None:
     from depixcli.geometry.crop import CropBox
 
-    index = dataset.read_index(directory)
+    index = read_index(directory)
     size = index["crop_size"]
     entries = index["tracks"][::every]
     se, n, nbytes = 0.0, 0, 0
     for e in entries:
-        stored = dataset._decode_track(directory / e["file"], size)
+        stored = decode_track(directory / e["file"], size)
         first = e["first_frame"]
         ref = []
-        for i, img in enumerate(dataset._frames(Path(e["source"]))):
+        for i, img in enumerate(clip_frames(Path(e["source"]))):
             if first <= i < first + e["frames"]:
                 ref.append(crop(img, CropBox(*e["boxes"][i - first]), size))
         ref = np.stack(ref)

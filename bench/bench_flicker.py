@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from depixcli.dataset import load_crops, read_index
+from depixcli.dataset.crops import load_crops, read_index
 from depixcli.evaluate.config import EvalConfig
 from depixcli.evaluate.protocols import track_boxes
 from depixcli.faces.identity import spread_frames

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import skimage.data
 
-from depixcli import dataset
+from depixcli.dataset.inputs import collect_inputs
 from depixcli.geometry.boxes import iou
 from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
 from depixcli.io.codec import EncodeOptions
@@ -148,7 +148,7 @@ def main():
     if args.clips:
         whole = [0, 0]
         clean = [0, 0]
-        for clip in dataset.collect_inputs([args.clips])[:: args.clip_every]:
+        for clip in collect_inputs([args.clips])[:: args.clip_every]:
             img = next(read_frames(clip.path)).image
             clean[0] += len(locate_mosaics(img))
             clean[1] += 1

@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from depixcli import dataset
+from depixcli.dataset.inputs import collect_inputs
 from depixcli.errors import DepixError
 from depixcli.faces.detect import load_detector
 from depixcli.geometry.boxes import iou
@@ -66,7 +66,7 @@ def main() -> None:
 
     cv2.setNumThreads(1)
     os.makedirs(args.outdir, exist_ok=True)
-    clips = dataset.collect_inputs(args.inputs)[args.clip_offset:: args.clip_every]
+    clips = collect_inputs(args.inputs)[args.clip_offset:: args.clip_every]
     cfg = PixelateConfig(blocks=args.blocks, preset=args.preset)
     referees = {name: load_detector(name) for name in args.referees.split(",")}
     tot = {n: np.zeros(4, int) for n in referees}  # input faces, uncovered, leaks, mosaic false positives

@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
-    from depixcli import dataset
+    from depixcli.dataset.inputs import collect_inputs, readable_inputs
     from depixcli.audit.plan import plan_tracks
     from depixcli.audit.video import score_pass
     from depixcli.faces.detect import load_detector
@@ -79,10 +79,10 @@ def main(argv=None) -> int:
     from depixcli.model.reconstructor import load_reconstructor
     from depixcli.model.weights import default_weights_path
 
-    clips = dataset.collect_inputs(args.inputs)
+    clips = collect_inputs(args.inputs)
     if any(c.split is not None for c in clips):
         clips = [c for c in clips if c.split == args.split]
-    clips = dataset.readable_inputs(clips)[:: args.every]
+    clips = readable_inputs(clips)[:: args.every]
     weights = args.weights or str(default_weights_path())
     model = load_reconstructor(weights, "auto")
     identity = SFaceIdentity()

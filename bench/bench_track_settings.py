@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from depixcli import dataset
+from depixcli.dataset.config import MIN_TRACK
+from depixcli.dataset.inputs import clip_fps_frames, clip_frames, collect_inputs, readable_inputs
 from depixcli.faces.detect import load_detector
 from depixcli.faces.track import TrackConfig, build_tracks
 from depixcli.geometry.boxes import iou
@@ -26,7 +27,7 @@ def boxes_for(path, every, max_side, frames):
     t0 = time.perf_counter()
     per = [det.detect(f) if i % every == 0 else [] for i, f in enumerate(frames)]
     secs = time.perf_counter() - t0
-    tracks = build_tracks(per, TrackConfig(min_length=dataset.MIN_TRACK, max_gap=TrackConfig().max_gap * every))
+    tracks = build_tracks(per, TrackConfig(min_length=MIN_TRACK, max_gap=TrackConfig().max_gap * every))
     return tracks, secs
 
 
@@ -41,11 +42,11 @@ def main() -> None:
 
     cv2.setNumThreads(1)
     settings = [tuple(int(v) for v in s.split(":")) for s in args.settings.split(",")]
-    clips = dataset.readable_inputs(dataset.collect_inputs(args.inputs))[:: args.clip_every]
+    clips = readable_inputs(collect_inputs(args.inputs))[:: args.clip_every]
     stats = {s: {"cover": [], "dc": [], "ds": [], "se": 0.0, "n": 0, "secs": 0.0, "ref": 0} for s in settings}
     for c in clips:
         frames = []
-        for i, f in enumerate(dataset._frames(c.path)):
+        for i, f in enumerate(clip_frames(c.path)):
             if i >= args.max_frames:
                 break
             frames.append(f)
@@ -71,7 +72,7 @@ def main() -> None:
                     a = crop(frames[i], hr, 128).astype(np.float64)
                     st["se"] += float(np.mean((a - crop(frames[i], hb, 128)) ** 2))
                     st["n"] += 1
-    n_frames = sum(min(args.max_frames, dataset._video_fps_frames(c.path)[1]) for c in clips)
+    n_frames = sum(min(args.max_frames, clip_fps_frames(c.path)[1]) for c in clips)
     print(f"{len(clips)} clips, <= {args.max_frames} frames each; reference every={settings[0][0]} "
           f"max_side={settings[0][1]}: {stats[settings[0]]['secs'] / n_frames * 1000:.1f} ms/frame detector")
     print(f"{'every':>5} {'side':>5} {'covered':>8} {'centre %':>8} {'size %':>7} {'crop PSNR':>9} {'det ms/fr':>9}")

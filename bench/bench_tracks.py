@@ -279,9 +279,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default="tracks.json", help="file name of the results in OUTDIR")
     args = ap.parse_args(argv)
 
-    from depixcli import dataset
+    from depixcli.dataset.inputs import collect_inputs, readable_inputs
 
-    clips = [c for c in dataset.readable_inputs(dataset.collect_inputs([args.csv])) if c.split == args.split]
+    clips = [c for c in readable_inputs(collect_inputs([args.csv])) if c.split == args.split]
     if args.clips:
         clips = [c for c in clips if any(s in c.path.stem for s in args.clips)]
     clips = clips[:: args.clip_every]

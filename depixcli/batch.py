@@ -39,7 +39,7 @@ from depixcli.batch_work import (
     run_here,
     run_local,
 )
-from depixcli.dataset import VIDEO_EXTENSIONS
+from depixcli.dataset.inputs import VIDEO_EXTENSIONS
 from depixcli.errors import DepixError, InputError, OutputError
 from depixcli.pixelate import KEEP_EXTENSIONS
 

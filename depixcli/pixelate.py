@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from depixcli.dataset import collect_inputs
+from depixcli.dataset.inputs import collect_inputs
 from depixcli.errors import ConfigError, InputError, OutputError
 from depixcli.faces.detect import load_detector
 from depixcli.faces.track import build_tracks

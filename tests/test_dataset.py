@@ -13,7 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from depixcli.cli import main
-from depixcli.dataset import FORMAT_NAME, ClipInput, PrepareConfig, assign_splits, collect_inputs, load_crops, prepare
+from depixcli.dataset.config import PrepareConfig
+from depixcli.dataset.crops import FORMAT_NAME, load_crops
+from depixcli.dataset.export import prepare
+from depixcli.dataset.inputs import ClipInput, assign_splits, collect_inputs
 from depixcli.errors import ConfigError, InputError
 from depixcli.geometry.crop import CropBox, crop
 

@@ -193,7 +193,7 @@ def write_track(path, frames):
 @pytest.fixture(scope="module")
 def crop_dir(tmp_path_factory, astronaut):
     """index.json + tracks/*.mp4 (dataset.py's format): two people in val, one in train."""
-    from depixcli.dataset import FORMAT_NAME, FORMAT_VERSION
+    from depixcli.dataset.crops import FORMAT_NAME, FORMAT_VERSION
 
     d = tmp_path_factory.mktemp("crops")
     (d / "tracks").mkdir()

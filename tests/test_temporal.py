@@ -131,7 +131,7 @@ def crop_dir(tmp_path_factory, astronaut):
     """A one-person val dataset of a slowly moving face (dataset.py's format)."""
     import cv2
 
-    from depixcli.dataset import FORMAT_NAME, FORMAT_VERSION
+    from depixcli.dataset.crops import FORMAT_NAME, FORMAT_VERSION
 
     d = tmp_path_factory.mktemp("crops")
     (d / "tracks").mkdir()

@@ -50,7 +50,9 @@ def prepare_command(inputs, output, add, val_fraction, size, detector, threshold
     An interrupted run keeps the clips it finished (listed in index.json); rerun it with --add.
     """
     with user_errors():
-        from depixcli.dataset import PrepareConfig, collect_inputs, prepare
+        from depixcli.dataset.config import PrepareConfig
+        from depixcli.dataset.export import prepare
+        from depixcli.dataset.inputs import collect_inputs
 
         clips = collect_inputs(inputs)
         cfg = PrepareConfig(size=size, detector=detector, threshold=threshold, detect_every=detect_every,

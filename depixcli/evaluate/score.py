@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from depixcli.dataset import load_crops, read_index
+from depixcli.dataset.crops import load_crops, read_index
 from depixcli.errors import ConfigError, InputError
 from depixcli.evaluate.config import EvalConfig
 from depixcli.evaluate.judges import IdentityReference, identity_reference, score

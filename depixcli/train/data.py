@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from depixcli.dataset import load_crops, read_index
+from depixcli.dataset.crops import load_crops, read_index
 from depixcli.errors import InputError
 from depixcli.model.config import window_indices
 
