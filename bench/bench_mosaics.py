@@ -142,6 +142,13 @@ def grid_energy(img: np.ndarray, origin, cell) -> float:
     return e
 
 
+def nanmean(values) -> float:
+    """Mean of the finite values, nan when there are none (no identity scores: --no-identity)."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
 def strip(path: Path, crops: list[np.ndarray]) -> None:
     import cv2
 
@@ -251,7 +258,7 @@ def run_case(clean: list[np.ndarray], faces, cfaces, kind: str, fps: float, work
                 m = max(m, (y1 - y0) // 3 + 2 * LOGO_GAP)
             s2 = (slice(max(y0 - m, 0), min(y1 + m, H)), slice(max(x0 - m, 0), min(x1 + m, W)))
             strip_crops = [clean[t][s2], mosaic[t][s2], smooth[s2], restored[t][s2]]
-    res = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+    res = {k: nanmean([r[k] for r in rows]) for k in rows[0]}
     res.update(frames=len(rows), wall_s=wall, summary=stats.mosaics)
     return res, strip_crops
 
@@ -369,7 +376,7 @@ def main(argv=None) -> int:
         rs = [r for r in results if r["kind"] == kind and r["size"] == size]
 
         def m(k, rs=rs):
-            return float(np.nanmean([r[k] for r in rs]))
+            return nanmean([r[k] for r in rs])
         print(f"| {kind} | {size} | {len(rs)} | {m('psnr_out'):.2f} | {m('psnr_out') - m('psnr_smooth'):+.2f} | "
               f"{m('psnr_out') - m('psnr_bicubic'):+.2f} | {m('leftover'):.2f} | {m('changed_in'):.3f} | "
               f"{m('changed_out'):.4f} | {m('sface_out'):.3f} | {m('sface_smooth'):.3f} |")
