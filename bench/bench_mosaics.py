@@ -160,7 +160,7 @@ def strip(path: Path, crops: list[np.ndarray]) -> None:
 
 def identity(sface, face, clean: np.ndarray, out: np.ndarray, smooth: np.ndarray) -> tuple[float, float]:
     """SFace cosine to the clean head crop of the output's and of the smoothing's, aligned on the clean crop
-    (depixcli.identity's protocol); nan without a face or SFace."""
+    (depixcli.faces.identity's protocol); nan without a face or SFace."""
     if sface is None or face is None:
         return float("nan"), float("nan")
     from depixcli.geometry.crop import crop, head_box

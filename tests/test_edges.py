@@ -346,7 +346,7 @@ def test_soft_steps_a_reconstruction_keeps_on_the_grid_lines_are_spread_over_the
 
 def test_an_out_of_range_mosaic_of_unclear_kind_is_smoothed_never_worse_than_smoothing():
     from depixcli.audit.attacks import attack_smooth
-    from depixcli.metrics import psnr
+    from depixcli.evaluate.metrics import psnr
     from depixcli.run import mosaic_summary
 
     image = photo()
