@@ -78,7 +78,7 @@ class SecureMosaic:
         return max(1, round(self.hold_s * float(fps)))
 
 
-def block_means(frame: np.ndarray, grid: MosaicGrid, n: int) -> np.ndarray:
+def cell_means(frame: np.ndarray, grid: MosaicGrid, n: int) -> np.ndarray:
     """`(n, n, 3)` float64 means of the cells of an n x n face-anchored grid (cells outside the frame: 0)."""
     from depixcli.geometry.mosaic import cell_values
 
@@ -122,7 +122,7 @@ def apply_secure(frame: np.ndarray, faces, cfg: SecureMosaic, hold: int, held: d
         refresh = k // hold
         cur = held.get(track)
         if cur is None or cur[0] != refresh:
-            cur = (refresh, secure_values(block_means(frame, grid, cfg.blocks), cfg, track, refresh))
+            cur = (refresh, secure_values(cell_means(frame, grid, cfg.blocks), cfg, track, refresh))
             held[track] = cur
         out = paint(out, grid, cur[1])
     return out if out is not frame else frame.copy()

@@ -1,21 +1,21 @@
-"""Shared pytest setup: CPU-only by default, GPU tests behind the `gpu` marker; shared fixtures (the astronaut
-image, a tiny random model's weights file)."""
+"""Shared pytest setup: CPU-only by default, GPU tests behind the `gpu` marker (skipped without CUDA), `slow` for
+tests longer than a few seconds (run by default and in CI; `-m "not slow"` leaves them out); shared fixtures (the
+astronaut image, the tiny random model and its weights file, a pixelated synthetic face clip). Helpers that make
+test media live in tests/synthetic.py."""
 
 import os
 
 import pytest
 
+from tests.synthetic import TINY, mosaic_clip
+
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 def pytest_collection_modifyitems(config, items):
-    try:
-        import torch
+    import torch
 
-        has_cuda = torch.cuda.is_available()
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        has_cuda = False
-    if has_cuda:
+    if torch.cuda.is_available():
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
@@ -31,18 +31,28 @@ def astronaut():
     return skimage_data.astronaut()
 
 
+@pytest.fixture(scope="session")
+def tiny_config():
+    """The tiny paper-architecture config (32 px crops, window 1, stride 2) of `tiny_weights`."""
+    return TINY
+
+
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    """A random paper-architecture model at 32 px, saved as weights (for CLI tests where the output's values do not
-    matter)."""
+def tiny_weights(tmp_path_factory, tiny_config):
+    """A random model of `tiny_config`, saved as weights (for CLI tests where the output's values do not matter)."""
     import torch
 
-    from depixcli.model.config import ModelConfig
     from depixcli.model.nets import Depixelator
     from depixcli.model.weights import save_model
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    cfg = ModelConfig(crop_size=32, window=1, stride=2, stn_size=16, stn_widths=(4, 4, 4, 4, 4), width=4)
-    save_model(path, Depixelator(cfg), {"note": "random, for tests"})
+    save_model(path, Depixelator(tiny_config), {"note": "random, for tests"})
     return path
+
+
+@pytest.fixture(scope="module")
+def pixelated_clip(tmp_path_factory):
+    """(path, grid): a 16-frame synthetic face clip with audio, an 8 x 8 mosaic over the face on every frame."""
+    path = tmp_path_factory.mktemp("c") / "pix.mp4"
+    return path, mosaic_clip(path, 16, audio=True)

@@ -17,7 +17,7 @@ from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, grid_from_blocks
 from depixcli.io.synthetic import write_test_clip
 from depixcli.io.video import probe, read_frames
 from depixcli.reconstruct import paste, rect_for_face
-from depixcli.secure import SecureMosaic, block_means
+from depixcli.secure import SecureMosaic, cell_means
 
 N_FRAMES = 20
 W, H = 320, 240  # px
@@ -223,8 +223,8 @@ def test_secure_values_are_noised_and_quantised(work, secure):
             continue  # held values were taken from an earlier frame
         grid = MosaicGrid.from_dict(rec["faces"][0]["grid"])
         inside = _inside_cells(grid, cfg.blocks)
-        mean = block_means(src.image, grid, cfg.blocks)[inside]
-        shown = block_means(dst.image, grid, cfg.blocks)[inside]
+        mean = cell_means(src.image, grid, cfg.blocks)[inside]
+        shown = cell_means(dst.image, grid, cfg.blocks)[inside]
         off_level.append(np.abs(shown[..., None] - levels).min(-1).ravel())
         plain = np.floor(mean / cfg.step) * cfg.step + (cfg.step - 1) / 2  # quantised without noise
         moved += int((np.abs(shown - plain) > cfg.step / 2).sum())

@@ -71,7 +71,8 @@ def test_eval_malformed_index_is_one_line(tmp_path):
 
 @pytest.fixture()
 def crop_dir(tmp_path):
-    from tests.test_train import TRAIN, VAL, write_crop_dir
+    from tests.synthetic import write_crop_dir
+    from tests.test_train import TRAIN, VAL
 
     write_crop_dir(tmp_path / "crops", {"train": TRAIN, "val": VAL})
     return tmp_path / "crops"
@@ -142,20 +143,12 @@ def test_pixelate_summary_counts_tracks_in_english(clips, tmp_path):
     assert "1 face track in " in res.output and "faces (tracks)" not in res.output
 
 
-def test_run_pass_two_eta_is_timed_from_the_first_frame_out(tmp_path):
+def test_run_pass_two_eta_is_timed_from_the_first_frame_out(tmp_path, tiny_weights):
     """The pass-2 bar restarts its clock when the first frame leaves the (filled) pipeline."""
-    import torch
-
-    from depixcli.model.config import ModelConfig
-    from depixcli.model.nets import Depixelator
     from depixcli.run import RunConfig, run_video
-    from depixcli.model.weights import save_model
-    from tests.test_run import mosaic_clip
+    from tests.synthetic import mosaic_clip
 
-    torch.manual_seed(0)
-    w = tmp_path / "w.safetensors"
-    save_model(w, Depixelator(ModelConfig(crop_size=32, window=1, stride=2, stn_size=16,
-                                          stn_widths=(4, 4, 4, 4, 4), width=4)), {})
+    w = tiny_weights
     clip = tmp_path / "m.mp4"
     mosaic_clip(clip, 12)
     events = []

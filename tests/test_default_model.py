@@ -9,12 +9,12 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from depixcli.train.degrade import bicubic_baseline, block_means, paper_maps, paper_mosaic
 from depixcli.evaluate.metrics import psnr
 from depixcli.model.nets import Depixelator, count_parameters
 from depixcli.model.reconstructor import Reconstructor
 from depixcli.model.weights import FORMAT_VERSION, default_weights_path, load_model, read_header, shipped_weights_path
-from test_eval import head_crop
+from depixcli.train.degrade import bicubic_baseline, block_means, paper_maps, paper_mosaic
+from tests.synthetic import head_crop
 
 PAPER_BLOCKS = 16  # blocks across the crop: the paper's 16 x 16 protocol
 MIN_GAIN_DB = 1.0  # dB over bicubic the shipped model must reach (measured: see test below; untrained: < 0)

@@ -18,6 +18,7 @@ from depixcli.locate import border_value_errors, classify_values, locate_mosaics
 from depixcli.model.config import ModelConfig
 from depixcli.model.nets import Depixelator
 from depixcli.model.reconstructor import Reconstructor
+from depixcli.model.weights import save_model
 from depixcli.reconstruct import (
     MAX_FEATHER,
     cover_box,
@@ -38,8 +39,7 @@ from depixcli.run import (
     stack_maps,
     tracks_from_faces,
 )
-from depixcli.model.weights import save_model
-from test_run import TINY, tiny_weights  # noqa: F401 - the tiny random model fixture
+from tests.synthetic import TINY
 
 
 torch.set_num_threads(1)

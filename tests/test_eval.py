@@ -19,18 +19,12 @@ from depixcli.faces.identity import (
     gallery_frames,
     rank1,
 )
+from tests.synthetic import head_crop
 
 CROP = 128  # px
 FRAMES = 24  # per generated track
 
 torch.set_num_threads(1)
-
-
-def head_crop(image, dx=0.0, size=CROP):
-    """Head crop of the astronaut around YuNet's face box (measured once: x 178..268, y 62..176), shifted dx px."""
-    from depixcli.geometry.crop import crop, head_box
-
-    return crop(image, head_box((178.0 + dx, 62.6, 268.4 + dx, 176.4)), size)
 
 
 @pytest.fixture(scope="module")

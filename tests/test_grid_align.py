@@ -5,6 +5,12 @@ import dataclasses
 import numpy as np
 import torch
 
+from depixcli.model.config import GRID_CHANNELS
+from depixcli.model.grid import flip_maps, grid_maps, warp_dense
+from depixcli.model.nets import Depixelator
+from depixcli.model.reconstructor import Reconstructor
+from depixcli.model.weights import save_model
+from depixcli.train.checkpoint import grow_state
 from depixcli.train.degrade import (
     VALUE_CORNER,
     VALUE_MEAN,
@@ -15,14 +21,8 @@ from depixcli.train.degrade import (
     paper_mosaic,
     random_mosaic,
 )
-from depixcli.model.config import GRID_CHANNELS
-from depixcli.model.grid import flip_maps, grid_maps, warp_dense
-from depixcli.model.nets import Depixelator
-from depixcli.model.reconstructor import Reconstructor
-from depixcli.train.checkpoint import grow_state
 from depixcli.train.loop import train
 from depixcli.train.losses import align_loss
-from depixcli.model.weights import save_model
 from tests.test_compact import COMPACT, FAST, S, tracks
 
 torch.set_num_threads(1)

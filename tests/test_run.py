@@ -14,8 +14,6 @@ from depixcli.geometry.crop import head_box
 from depixcli.geometry.mosaic import apply_mosaic, grid_from_blocks
 from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
 from depixcli.io.video import probe, read_frames
-from depixcli.model.config import ModelConfig
-from depixcli.model.nets import Depixelator
 from depixcli.model.reconstructor import Reconstructor
 from depixcli.model.weights import default_weights_path
 from depixcli.reconstruct import (
@@ -29,38 +27,10 @@ from depixcli.reconstruct import (
     rect_for_face,
 )
 from depixcli.run import RunConfig, RunStats, reconstruct_pass, run_video, tracks_from_faces
-from depixcli.model.weights import save_model
+from tests.synthetic import FACE, SIZE, TINY, mosaic_clip
 from tests.test_video import assert_timing_and_audio_kept
 
 torch.set_num_threads(1)
-
-SIZE = (160, 120)  # px, w x h of the test clips
-FACE = (62.0, 34.0, 98.0, 82.0)  # px, a face box near the synthetic face's mean position
-TINY = ModelConfig(crop_size=32, window=1, stride=2, stn_size=16, stn_widths=(4, 4, 4, 4, 4), width=4)
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_model(path, Depixelator(TINY), {"note": "random, for tests"})
-    return path
-
-
-def mosaic_clip(path, n, frames_with_mosaic=None, audio=False, blocks=8):
-    """Synthetic face clip with an n x n mosaic over `rect_for_face(FACE)` on the chosen frames."""
-    grid = grid_from_blocks(rect_for_face(FACE), blocks)
-    chosen = range(n) if frames_with_mosaic is None else frames_with_mosaic
-    images = [apply_mosaic(f, grid) if i in chosen else f for i, f in enumerate(synthetic_face_frames(n, SIZE))]
-    write_test_clip(path, images, audio=audio)
-    return grid
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    path = tmp_path_factory.mktemp("c") / "pix.mp4"
-    grid = mosaic_clip(path, 16, audio=True)
-    return path, grid
 
 
 def run_cli(*args):
@@ -166,8 +136,8 @@ def test_buffered_frames_do_not_grow_with_video_length(tmp_path, tiny_weights, b
 
 
 # ------------------------------------------------------------------------------------------ CLI
-def test_region_keeps_frames_timestamps_fps_and_audio(tmp_path, clip, tiny_weights):
-    src, grid = clip
+def test_region_keeps_frames_timestamps_fps_and_audio(tmp_path, pixelated_clip, tiny_weights):
+    src, grid = pixelated_clip
     out = tmp_path / "out.mp4"
     r = run_cli(src, "-o", out, "-w", tiny_weights, "--device", "cpu", "--region",
                 f"{grid.x0},{grid.y0},{grid.x1 - grid.x0},{grid.y1 - grid.y0}", "--preset", "ultrafast")
@@ -192,8 +162,8 @@ def write_sidecar(path, n_frames, faces_by_track):
     path.write_text(json.dumps({"version": 1, "tracks": [], "frames": frames}))
 
 
-def test_boxes_sidecar(tmp_path, clip, tiny_weights):
-    src, grid = clip
+def test_boxes_sidecar(tmp_path, pixelated_clip, tiny_weights):
+    src, grid = pixelated_clip
     boxes = tmp_path / "tracks.json"
     write_sidecar(boxes, 16, {0: {t: FACE for t in range(4, 12)}})
     out = tmp_path / "out.mp4"
@@ -265,8 +235,8 @@ def test_different_mosaics_on_either_side_of_a_gap_are_not_linked(second):
     assert tracks[1].cells[0] == pytest.approx(second.get("cell", (6.0, 6.0)))
 
 
-def test_boxes_sidecar_without_faces_copies_the_video(tmp_path, clip, tiny_weights):
-    src, _ = clip
+def test_boxes_sidecar_without_faces_copies_the_video(tmp_path, pixelated_clip, tiny_weights):
+    src, _ = pixelated_clip
     boxes = tmp_path / "tracks.json"
     write_sidecar(boxes, 16, {})
     out = tmp_path / "out.mp4"
@@ -276,8 +246,8 @@ def test_boxes_sidecar_without_faces_copies_the_video(tmp_path, clip, tiny_weigh
 
 
 @pytest.mark.parametrize("content", [None, b"not a safetensors file at all"])
-def test_missing_or_corrupt_weights_is_one_line_exit_1(tmp_path, clip, content):
-    src, _ = clip
+def test_missing_or_corrupt_weights_is_one_line_exit_1(tmp_path, pixelated_clip, content):
+    src, _ = pixelated_clip
     w = tmp_path / "w.safetensors"
     if content is not None:
         w.write_bytes(content)
@@ -292,16 +262,16 @@ def test_missing_input_is_one_line_exit_1(tmp_path, tiny_weights):
     assert r.exit_code == 1 and r.output.count("\n") == 1 and "nope.mp4" in r.output
 
 
-def test_output_equal_to_input_is_refused(clip, tiny_weights):
-    src, _ = clip
+def test_output_equal_to_input_is_refused(pixelated_clip, tiny_weights):
+    src, _ = pixelated_clip
     before = src.read_bytes()
     r = run_cli(src, "-o", src, "-w", tiny_weights, "--region", "10,10,40,40")
     assert r.exit_code == 1 and "Error:" in r.output
     assert src.read_bytes() == before
 
 
-def test_bad_flags_exit_2(clip, tiny_weights):
-    src, _ = clip
+def test_bad_flags_exit_2(pixelated_clip, tiny_weights):
+    src, _ = pixelated_clip
     assert run_cli(src, "-o", "x.mp4", "--region", "1,2,3").exit_code == 2
     assert run_cli(src, "-o", "x.mp4", "--side-by-side").exit_code == 2
     assert run_cli(src, "-o", "x.mp4", "--region", "1,2,3,4", "--pixelate", "8").exit_code == 2
@@ -439,8 +409,8 @@ def test_pixelate_sidecar_and_locator_agree(tmp_path, tiny_weights):
 
 
 @pytest.mark.parametrize("region", ["0,0,12,12", "140,90,100,100", "0,0,160,40"])
-def test_mosaic_at_the_border_or_not_a_face_never_crashes(tmp_path, clip, tiny_weights, region):
-    src, _ = clip
+def test_mosaic_at_the_border_or_not_a_face_never_crashes(tmp_path, pixelated_clip, tiny_weights, region):
+    src, _ = pixelated_clip
     r = run_cli(src, "-o", tmp_path / "o.mp4", "-w", tiny_weights, "--region", region, "-q", "--preset", "ultrafast")
     assert r.exit_code == 0, r.output
     assert probe(tmp_path / "o.mp4").frames == 16
@@ -456,14 +426,14 @@ def test_detector_second_opinion_leaves_a_mosaic_without_a_face_alone(tmp_path, 
 
 
 @pytest.mark.gpu
-def test_cuda_bf16_matches_cpu_fp32_and_runs_end_to_end(tmp_path, clip, tiny_weights):
+def test_cuda_bf16_matches_cpu_fp32_and_runs_end_to_end(tmp_path, pixelated_clip, tiny_weights):
     from depixcli.model.weights import load_model
 
     stacks = np.random.default_rng(0).integers(0, 256, (4, TINY.frames, 32, 32, 3), dtype=np.uint8)
     cpu = Reconstructor(load_model(tiny_weights), "cpu")(stacks).astype(int)
     gpu = Reconstructor(load_model(tiny_weights), "cuda")(stacks).astype(int)
     assert np.abs(cpu - gpu).mean() < 4  # bf16 autocast: small rounding differences only
-    src, grid = clip
+    src, grid = pixelated_clip
     cfg = RunConfig(weights=str(tiny_weights), device="cuda", region=(grid.x0, grid.y0, 47, 62), quiet=True)
     stats = run_video(src, tmp_path / "o.mp4", cfg)
     assert stats.frames == probe(tmp_path / "o.mp4").frames == 16

@@ -11,13 +11,11 @@ from click.testing import CliRunner
 from depixcli.cli import main
 from depixcli.io.synthetic import write_test_clip
 from depixcli.io.video import probe
-from depixcli.model.config import ModelConfig
 from depixcli.model.nets import Depixelator
 from depixcli.model.weights import save_model
+from tests.synthetic import TINY
 
 skimage_data = pytest.importorskip("skimage.data")
-
-TINY = ModelConfig(crop_size=32, window=1, stride=2, stn_size=16, stn_widths=(4, 4, 4, 4, 4), width=4)
 
 
 def face_clip(path, n, size):

@@ -8,8 +8,8 @@ import torch
 from click.testing import CliRunner
 
 from depixcli.cli import main
-from tests.test_eval import head_crop
 from depixcli.evaluate.temporal import face_mask, flicker, reconstruct_runs, run_starts, temporal_scores, tof
+from tests.synthetic import head_crop
 
 CROP = 128  # px
 FRAMES = 24

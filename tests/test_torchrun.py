@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from depixcli.model.weights import load_model
 from depixcli.train.checkpoint import load_checkpoint
 from depixcli.train.config import CHECKPOINT
-from depixcli.model.weights import load_model
+from tests.synthetic import write_crop_dir
 from tests.test_compact import COMPACT, FAST
-from tests.test_train import TRAIN, VAL, write_crop_dir
+from tests.test_train import TRAIN, VAL
 
 RUN_FILES = ["checkpoint.pt", "config.json", "log.jsonl", "model.safetensors"]
 

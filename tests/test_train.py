@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,12 +11,13 @@ from click.testing import CliRunner
 from depixcli.errors import ConfigError, WeightsError
 from depixcli.model.config import ModelConfig
 from depixcli.model.nets import Depixelator, PatchDiscriminator
+from depixcli.model.weights import load_model, read_header
 from depixcli.train.checkpoint import load_checkpoint
 from depixcli.train.config import CHECKPOINT, TrainConfig, load_config
 from depixcli.train.data import FrameBank
 from depixcli.train.loop import train
 from depixcli.train.losses import gan_step
-from depixcli.model.weights import load_model, read_header
+from tests.synthetic import synthetic_tracks, write_crop_dir
 
 torch.set_num_threads(1)
 S = 32  # px
@@ -26,45 +26,8 @@ FAST = TrainConfig(model=TINY, steps=2, stn_steps=2, batch_size=2, perceptual="n
                    val_every=2, ckpt_every=100, val_samples=2, workers=1, device="cpu")
 
 
-def synthetic_tracks(n: int, T: int, seed: int, prefix: str) -> list:
-    """Moving blob + stripes tracks: objects with .frames (T, S, S, 3) uint8 RGB and .identity."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:S, 0:S]
-    out = []
-    for k in range(n):
-        phase = rng.uniform(0, 6)
-        frames = []
-        for t in range(T):
-            cx, cy = S / 2 + 4 * np.sin(t / 4 + phase), S / 2 + 3 * np.cos(t / 5)
-            img = np.stack([(np.sin((xx - cx) / 3) + 1) * 110, ((yy - cy) ** 2 + (xx - cx) ** 2 < 60) * 200.0,
-                            np.full((S, S), 40.0 + 30 * k)], -1)
-            frames.append(img.astype(np.uint8))
-        out.append(SimpleNamespace(frames=np.stack(frames), identity=f"{prefix}{k}"))
-    return out
-
-
 TRAIN = synthetic_tracks(2, 24, 0, "tr")
 VAL = synthetic_tracks(1, 16, 1, "va")
-
-
-def write_crop_dir(root, tracks_by_split: dict) -> None:
-    """A crop dataset in dataset.py's format (index.json + tracks/*.mp4), written with cv2."""
-    import cv2
-
-    (root / "tracks").mkdir(parents=True)
-    entries = []
-    for split, tracks in tracks_by_split.items():
-        for i, t in enumerate(tracks):
-            name = f"{split}{i}"
-            w = cv2.VideoWriter(str(root / "tracks" / f"{name}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (S, S))
-            for f in t.frames:
-                w.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-            w.release()
-            entries.append({"file": f"tracks/{name}.mp4", "track_id": name, "source": f"{name}.mp4",
-                            "identity": t.identity, "split": split, "fps": 25.0, "frames": len(t.frames),
-                            "first_frame": 0, "boxes": [[S / 2, S / 2, S]] * len(t.frames)})
-    index = {"format": "depix-crops", "version": 1, "crop_size": S, "tracks": entries}
-    (root / "index.json").write_text(json.dumps(index))
 
 
 def test_config_json_roundtrip_and_unknown_keys(tmp_path):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from depixcli.errors import ConfigError, DepixWarning, InputError, OutputError
+from depixcli.evaluate.metrics import psnr
 from depixcli.io.codec import EncodeOptions
 from depixcli.io.encode import VideoWriter
 from depixcli.io.synthetic import make_synthetic_clip, synthetic_face_frames, write_test_clip
@@ -41,11 +42,6 @@ def assert_timing_and_audio_kept(src, out):
     assert [f.pts for f in read_frames(out)] == [f.pts for f in read_frames(src)]
     audio = _packets(src, "audio")
     assert audio and _packets(out, "audio") == audio
-
-
-def _psnr(a, b):
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 10 * np.log10(255.0**2 / mse)
 
 
 def _leftovers(directory):
@@ -81,7 +77,7 @@ def test_round_trip_keeps_frames_fps_pts_and_size(tmp_path, size, fps, ext):
     assert all(f.image.shape == (size[1], size[0], 3) and f.image.dtype == np.uint8 for f in after)
     with av.open(out.path) as container:
         assert container.streams.video[0].format.name == ("yuv444p" if size[0] % 2 else "yuv420p")
-    assert min(_psnr(a.image, b.image) for a, b in zip(before, after, strict=True)) > 35
+    assert min(psnr(a.image, b.image, "rgb") for a, b in zip(before, after, strict=True)) > 35
 
 
 def test_pts_derived_from_index_when_not_given(tmp_path):
@@ -118,8 +114,8 @@ def test_crf_controls_size_and_quality(tmp_path):
     results = {}
     for crf in (12, 36):
         out = _copy(src, tmp_path / f"crf{crf}.mp4", options=EncodeOptions(crf=crf, preset="veryfast"))
-        psnr = np.mean([_psnr(a.image, b.image) for a, b in zip(read_frames(src), read_frames(out.path), strict=True)])
-        results[crf] = (os.path.getsize(out.path), psnr)
+        frames = zip(read_frames(src), read_frames(out.path), strict=True)
+        results[crf] = (os.path.getsize(out.path), np.mean([psnr(a.image, b.image, "rgb") for a, b in frames]))
     assert results[12][0] > 3 * results[36][0]
     assert results[12][1] > results[36][1] + 6
 
@@ -146,7 +142,7 @@ def test_rotation_metadata_gives_upright_frames(tmp_path, rotation):
         stored = container.streams.video[0]
         assert (stored.width, stored.height) == (SIZE if rotation == 180 else SIZE[::-1])
     frames = list(read_frames(path))
-    assert all(_psnr(f.image, ref) > 28 for f, ref in zip(frames, upright, strict=True))  # a wrong turn: ~15 dB
+    assert all(psnr(f.image, ref, "rgb") > 28 for f, ref in zip(frames, upright, strict=True))  # a wrong turn: ~15 dB
     out = _copy(path, tmp_path / "out.mp4", audio=False)  # written upright, no display matrix
     assert out.rotation == 0 and (out.width, out.height) == SIZE
 

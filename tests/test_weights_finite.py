@@ -8,14 +8,13 @@ from click.testing import CliRunner
 from depixcli.cli import main
 from depixcli.errors import WeightsError
 from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
-from depixcli.model.config import ModelConfig
 from depixcli.model.nets import Depixelator
 from depixcli.model.reconstructor import Reconstructor
 from depixcli.model.weights import load_model, save_model
+from tests.synthetic import TINY
 
 torch.set_num_threads(1)
 
-TINY = ModelConfig(crop_size=32, window=1, stride=2, stn_size=16, stn_widths=(4, 4, 4, 4, 4), width=4)
 REGION = "40,20,80,80"  # px, x,y,w,h of the face region given to `depix run`
 
 

@@ -9,7 +9,7 @@ from depixcli.evaluate.metrics import CHANNELS
 from depixcli.evaluate.protocols import DEFAULT_PROTOCOLS, PROTOCOLS
 
 SINGLE_SUFFIX = "-F1"  # model rows fed the centre frame repeated (--single-frame)
-PROJECT_SUFFIX = "+proj"  # model rows pulled back to the observed block values (degrade.project_to_mosaic)
+PROJECT_SUFFIX = "+proj"  # model rows pulled back to the observed block values (model.evidence.project_to_mosaic)
 FRAMES_PER_TRACK = 4  # centre frames evaluated per track
 FLICKER_FRAMES = 8  # consecutive frames per track reconstructed for the flicker / tOF columns (temporal.py)
 PSNR_CAP = 100.0  # dB, per-image PSNR ceiling before averaging

@@ -67,7 +67,7 @@ H264_CRF = 23  # x264 quality of the "-h264" protocols (the encoder's default): 
 BASELINES = ("nearest", "bicubic", "gaussian")
 GAUSSIAN_SIGMA = 0.5  # cells: the Gaussian smoothing baseline's sigma (blur of the mosaic inside its cells)
 RANDOM_WINDOW = 4  # random protocol: stack members each side of the centre mosaiced together
-RANDOM_STRIDE = 5  # frames between them (models.STRIDE)
+RANDOM_STRIDE = 5  # frames between them (model.config.STRIDE)
 SEED_STRIDE = 1_000_003  # sample seed = seed * SEED_STRIDE + sample number
 
 
@@ -139,7 +139,7 @@ def mosaic_stack(protocol: str, clean_u8: np.ndarray, seed: int, with_bicubic: b
     `bicubic_baseline(block_means)`; random: the one `random_mosaic` returns), and a Gaussian smoothing of the
     mosaic inside its cells; grid: the centre frame's grid as `project_to_mosaic` takes it (origin (2,), cell
     (2,), rect (4,) px), None for the random protocol and for point-sampled blocks; maps: every frame's grid
-    maps `(U, GRID_CHANNELS, S, S)` float (`models.grid_maps`).
+    maps `(U, GRID_CHANNELS, S, S)` float (`model.grid.grid_maps`).
     `boxes` (U, 3): the frames' crop boxes in the source (image-anchored protocols; None: no motion) and
     `centre_pos` the index of the scored frame. The mosaic does not depend on the flag.
     """

@@ -10,9 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from depixcli.errors import OutputError
 from depixcli.evaluate.config import PSNR_CAP
 from depixcli.evaluate.metrics import CHANNEL_NAMES
-from depixcli.errors import OutputError
 from depixcli.io.files import write_atomic
 
 GRID_LABEL_PX = 18  # px, height of the label bands in the PNG grid

@@ -13,7 +13,7 @@ the output changes from frame to frame exactly as the truth does:
 run of `FLICKER_FRAMES` consecutive frames; per protocol the frames the run and every model's windows reach are
 mosaiced together as one clip (one grid, one H.264 encode, as in a video), then every method reconstructs every
 frame of the run: the baselines frame by frame, each model from its own window and from its centre frame
-repeated (row NAME-F1, as in evaluate.py).
+repeated (row NAME-F1, as in methods.py).
 
 Images at this module's boundary are `(T, S, S, 3)` uint8 RGB runs.
 """

@@ -64,7 +64,7 @@ def to_float(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def load_tracks(crop_dir: str | os.PathLike, split: str, threads: int = 0) -> list:
-    """Tracks of one split of a crop dataset (see dataset.py), decoded into RAM by `threads` threads
+    """Tracks of one split of a crop dataset (see depixcli.dataset), decoded into RAM by `threads` threads
     (0: one per CPU core), each decoding the tracks of some identities."""
     ids = sorted({e["identity"] for e in read_index(crop_dir)["tracks"] if e["split"] == split})
     threads = max(1, min(threads or (os.cpu_count() or 1), len(ids)))

@@ -43,8 +43,8 @@ from depixcli.train.config import CHECKPOINT, CONFIG_FILE, LOG_FILE, MODEL_FILE,
 from depixcli.train.data import FrameBank
 from depixcli.train.dist import any_rank, barrier, init_distributed
 from depixcli.train.perceptual import describe
-from depixcli.train.stills import StillBank
 from depixcli.train.stages import Stage, recon_stage, stn_stage
+from depixcli.train.stills import StillBank
 from depixcli.train.validate import VAL_SEED
 
 SAVE_MARGIN_S = 20.0  # s kept free before --time-limit for the final checkpoint + export

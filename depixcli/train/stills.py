@@ -7,7 +7,7 @@ an image-anchored mosaic shows of a moving face: every frame samples the face at
 Data flow: faces.csv (file, identity, black_border_frac) -> `load_stills` -> StillBank (uint8 (N, P, P, 3)
 RGB in RAM) -> `StillBank.gather` (uint8 torch) -> `still_stacks` on the device: per frame an affine warp
 (random-walk translation, scale and rotation) resampled to S x S -> (B, F, 3, S, S) float [0, 1] RGB, the
-same layout as clip stacks, ready for `degrade.augment` and `degrade.random_mosaic`.
+same layout as clip stacks, ready for `augment.augment` and `degrade.random_mosaic`.
 
 The stills' crop convention (square of 2.0 x the face box, centred 0.1 box heights above the face centre,
 see FACES.md) is wider than the clips' (geometry.HEAD_SCALE = 1.8), so the central HEAD_SCALE / STILL_SCALE
