@@ -32,7 +32,7 @@ from depixcli.io.codec import EncodeOptions
 from depixcli.io.encode import h264_roundtrip
 from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
 from depixcli.io.video import read_frames
-from depixcli.locate import locate_mosaics
+from depixcli.locate.regions import locate_mosaics
 
 KINDS = ("blocks16", "blocks8", "size", "size_nonsquare", "opencv")
 

@@ -282,7 +282,7 @@ def mosaic_summary(track: FaceTrack) -> dict:
 def classified(track: FaceTrack, values: str | None = None, errors: np.ndarray | None = None) -> FaceTrack:
     """`track` with its value kind (`values`, else `locate.classify_values(errors)` when given), anchor and
     fallback filled in."""
-    from depixcli.locate import classify_values
+    from depixcli.locate.values import classify_values
 
     if values is None:
         values = classify_values(errors) if errors is not None and len(errors) else "unclear"
@@ -706,7 +706,9 @@ def locate_observations(path, stats: RunStats, progress, detector=None,
     a detector), and per frame the regions as found `[(rect, (origin_x, origin_y), evidence)]`, evidence
     (`locate.border_value_errors`, float32) on every EVIDENCE_EVERY-th frame, else None."""
     from depixcli.io.video import read_frames
-    from depixcli.locate import border_value_errors, locate_stream, with_partial_cells
+    from depixcli.locate.cells import with_partial_cells
+    from depixcli.locate.stream import locate_stream
+    from depixcli.locate.values import border_value_errors
 
     frames = _timed_iter(read_frames(path, window), stats, "decode")
     per_frame, faces, located = [], [], []

@@ -14,7 +14,8 @@ from depixcli.geometry.crop import CropBox, crop
 from depixcli.geometry.mosaic import apply_mosaic, grid_from_block_size, grid_from_blocks
 from depixcli.io.synthetic import write_test_clip
 from depixcli.io.video import read_frames
-from depixcli.locate import border_value_errors, classify_values, locate_mosaics
+from depixcli.locate.regions import locate_mosaics
+from depixcli.locate.values import border_value_errors, classify_values
 from depixcli.model.config import ModelConfig
 from depixcli.model.nets import Depixelator
 from depixcli.model.reconstructor import Reconstructor
@@ -269,7 +270,7 @@ def test_a_grid_input_model_runs_end_to_end_with_the_located_grids(tmp_path, mon
 
 
 def test_deface_partial_last_row_and_column_are_inside_the_located_rect():
-    from depixcli.locate import with_partial_cells
+    from depixcli.locate.cells import with_partial_cells
 
     for shift, rect in ((0, (97, 23, 231, 169)), (5, (90, 30, 226, 157)), (11, (101, 19, 229, 163))):
         m = corner_mosaic(photo(shift), rect, 20)  # 20 px blocks from the top-left corner: the last ones cut short

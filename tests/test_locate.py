@@ -9,7 +9,9 @@ import skimage.data
 from depixcli.geometry.boxes import iou as box_iou
 from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
 from depixcli.io.encode import h264_roundtrip
-from depixcli.locate import MosaicRegion, locate_mosaics, track_mosaics
+from depixcli.locate.config import MosaicRegion
+from depixcli.locate.regions import locate_mosaics
+from depixcli.run import tracks_from_rects
 
 H, W = 540, 960  # px, test frames
 
@@ -147,7 +149,8 @@ def test_no_false_positives():
 
 
 def test_track_over_frames():
-    """A mosaic moving over 8 frames, missed in one: one track, gap filled, block size median."""
+    """A mosaic moving over 8 frames, missed in one: `depix run`'s tracker makes one track, the gap filled, the
+    block size known there from the frames around it."""
     base = _scene(1)
     per_frame = []
     for t in range(8):
@@ -158,14 +161,14 @@ def test_track_over_frames():
             img = apply_mosaic(img, grid_from_blocks((x, y, x + 160, y + 200), 16))
         per_frame.append(locate_mosaics(_jpeg(img)))
     assert per_frame[4] == [] and all(len(p) == 1 for i, p in enumerate(per_frame) if i != 4)
-    tracks = track_mosaics(per_frame)
+    obs = [[(tuple(r.rect), (r.cell_w, r.cell_h)) for r in regions] for regions in per_frame]
+    tracks = tracks_from_rects(obs, base.shape[:2], 25.0)
     assert len(tracks) == 1
     tr = tracks[0]
-    assert list(tr.frames) == list(range(8)) and list(tr.filled) == [i == 4 for i in range(8)]
-    assert tr.cell_w == pytest.approx(10.0, rel=0.03) and tr.cell_h == pytest.approx(12.5, rel=0.03)
-    gap = tr.region_at(4)
-    assert isinstance(gap, MosaicRegion) and box_iou(gap.rect, (224, 162, 384, 362)) > 0.8
-    assert tr.region_at(9) is None
+    assert (tr.start, tr.count) == (0, 8) and list(tr.filled) == [i == 4 for i in range(8)]
+    assert tr.cells[4] == pytest.approx((10.0, 12.5), rel=0.03)
+    assert box_iou(tr.rect(4), (224, 162, 384, 362)) > 0.8
+    assert not tr.covers(8)
 
 
 # ------------------------------------------------------------------------- regressions found in `depix run`
@@ -201,13 +204,14 @@ def test_block_size_on_small_frames_with_few_rows_of_cells():
 def test_half_period_lock_is_undone():
     """Given a grid at half the block height (a sub-harmonic lock), the period check returns the true grid:
     every other line of the half grid carries no steps."""
-    from depixcli.locate import LocateConfig, _refine_period
+    from depixcli.locate.cells import refine_period
+    from depixcli.locate.config import LocateConfig
 
     frame, grid = _make_case(0)  # 16 blocks over 190 x 240 px: 11.875 x 15 px cells
     g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
     rect = clipped_rect(grid, frame.shape[:2])
     half = (grid.cell_h / 2, grid.origin_y + grid.cell_h / 2)
-    (pw, ox), (ph, oy) = _refine_period(g, rect, (grid.cell_w, grid.origin_x), half, LocateConfig())
+    (pw, ox), (ph, oy) = refine_period(g, rect, (grid.cell_w, grid.origin_x), half, LocateConfig())
     assert pw == pytest.approx(grid.cell_w) and ox == pytest.approx(grid.origin_x)
     assert ph == pytest.approx(grid.cell_h, rel=0.01)
     k = (oy - grid.origin_y) / grid.cell_h
@@ -248,7 +252,7 @@ def test_compressed_small_clip_found_on_nearly_every_frame(tmp_path):
 def test_one_mosaic_is_one_region():
     """A large mosaic crossed by a plain band of cells (no steps there) stays one region, and pieces of one
     grid found apart are merged."""
-    from depixcli.locate import _merge_regions
+    from depixcli.locate.regions import merge_regions
 
     img = _scene(3)
     img[150:530, 400:760] = _face(360, 380)
@@ -259,15 +263,15 @@ def test_one_mosaic_is_one_region():
     top = MosaicRegion((400, 140, 760, 300), 20.0, 20.0, 400.0, 140.0, 0.9)
     bottom = MosaicRegion((400, 300, 760, 540), 20.1, 19.9, 400.3, 300.2, 0.8)
     other = MosaicRegion((760, 140, 900, 300), 12.0, 12.0, 760.0, 140.0, 0.9)  # touches, another grid
-    merged = _merge_regions([top, bottom, other])
+    merged = merge_regions([top, bottom, other])
     assert sorted(r.rect for r in merged) == [(400, 140, 760, 540), (760, 140, 900, 300)]
 
 
 def test_stream_follows_known_mosaics_and_finds_one_that_appears_between_key_frames(monkeypatch):
     """locate_stream: the whole frame is searched on key frames only while the mosaic is followed; a second
     mosaic that appears between key frames is found from its first frame (followed back from the next key)."""
-    import depixcli.locate as locate
-    from depixcli.locate import KEY_EVERY, locate_stream
+    import depixcli.locate.stream as locate  # the module whose locate_mosaics locate_stream calls
+    from depixcli.locate.stream import KEY_EVERY, locate_stream
 
     whole = []
     monkeypatch.setattr(locate, "locate_mosaics", lambda f, c: whole.append(1) or locate_mosaics(f, c))
@@ -297,8 +301,8 @@ def test_stream_follows_a_zooming_mosaic_over_frames_the_whole_frame_search_miss
     """locate_stream, issue 11: a face coming closer (block size +2.5 % a frame, face-anchored 8 x 8 grid);
     the whole-frame search misses the last two frames before a key frame and that key frame. Following the
     mosaic from the frame before (at its grown block size, not the key frame's) finds it on all of them."""
-    import depixcli.locate as locate
-    from depixcli.locate import KEY_EVERY, locate_stream
+    import depixcli.locate.stream as locate  # the module whose locate_mosaics locate_stream calls
+    from depixcli.locate.stream import KEY_EVERY, locate_stream
 
     blind = {KEY_EVERY - 2, KEY_EVERY - 1, KEY_EVERY}
     base = _scene(1)
@@ -330,7 +334,8 @@ def test_an_axis_masked_by_a_texture_of_about_the_block_size_gets_its_period_fro
     holds the mosaic's grid lines (every 10 px from 30 to 140) and, as strongly, strands spaced 9.5-13.5 px
     apart. The plain period search finds nothing on x; with the y axis's period (or the windows' hint) a
     lower bar keeps 10 px and its phase, and nothing when y has no period either."""
-    from depixcli.locate import LocateConfig, _axis_periods, _masked_axis, _robust
+    from depixcli.locate.config import LocateConfig
+    from depixcli.locate.periods import axis_periods, masked_axis, robust
 
     cfg = LocateConfig()
     rng = np.random.default_rng(0)
@@ -339,10 +344,10 @@ def test_an_axis_masked_by_a_texture_of_about_the_block_size_gets_its_period_fro
     strands = np.cumsum(rng.uniform(9.5, 13.5, 40)).astype(int)
     strands = strands[strands < pm.size]
     pm[strands] += rng.uniform(100, 150, strands.size)
-    assert _axis_periods(pm, 0, 10.7, cfg) == [] and _axis_periods(_robust(pm), 0, 10.7, cfg) == []
-    found = _masked_axis(pm, 0, 10.7, [(10.0, 90.0, 0.6)], cfg)
+    assert axis_periods(pm, 0, 10.7, cfg) == [] and axis_periods(robust(pm), 0, 10.7, cfg) == []
+    found = masked_axis(pm, 0, 10.7, [(10.0, 90.0, 0.6)], cfg)
     assert any(p == pytest.approx(10.0, abs=0.05) and abs((o - 30.0) / p - round((o - 30.0) / p)) < 0.05
                for p, o, _ in found)
-    assert _masked_axis(pm, 0, 10.7, [], cfg) == []
+    assert masked_axis(pm, 0, 10.7, [], cfg) == []
     # neither the windows nor the other axis near 10 px: the strands' and the grid's periods are not taken
-    assert not any(8 < p < 14 for p, _, _ in _masked_axis(pm, 0, 20.0, [(20.0, 0.0, 0.6)], cfg))
+    assert not any(8 < p < 14 for p, _, _ in masked_axis(pm, 0, 20.0, [(20.0, 0.0, 0.6)], cfg))

@@ -13,7 +13,7 @@ import numpy as np
 from depixcli.audit.verdict import MosaicAnalysis
 from depixcli.faces.identity import Alignment
 from depixcli.geometry.mosaic import MosaicGrid, cell_values, circular_spread, clipped_rect
-from depixcli.locate import locate_mosaics
+from depixcli.locate.regions import locate_mosaics
 
 LOCATE_MARGIN = 0.6  # the locator looks at the face box grown by this many face sizes on each side
 LOCATE_FACE_PX = 160  # px: around larger faces the locator also tries a half-size copy (big blocks)
