@@ -61,7 +61,8 @@ DIRECT = """
 import sys, time
 from pathlib import Path
 from depixcli.errors import DepixError
-from depixcli.run import RunConfig, run_video
+from depixcli.restore.config import RunConfig
+from depixcli.restore.run import run_video
 src, out, preset = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 out.mkdir(parents=True, exist_ok=True)
 for clip in sorted(src.iterdir()):

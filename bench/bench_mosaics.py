@@ -23,9 +23,9 @@ The pixelated video (H.264 crf 18) goes through `run.run_video` with nothing giv
 at crf 0 so that "pixels changed outside" counts the paste, not the codec. Per frame with a mosaic, inside
 the true mosaic rect: PSNR (luma) of the output, of a Gaussian smoothing of the mosaic (sigma 0.5 block,
 `audit.attack_smooth`) and of bicubic interpolation of its block values on the true grid
-(`reconstruct.interpolate_values`) against the clean frame; the leftover-block ratio (energy of the
+(`restore.evidence.interpolate_values`) against the clean frame; the leftover-block ratio (energy of the
 luma gradient profile at the grid's own period, output / clean: 1 = no more block structure than the truth);
-and the share of pixels outside the rect grown by `reconstruct.MAX_FEATHER` + 1 px whose luma changed by
+and the share of pixels outside the rect grown by `restore.blend.MAX_FEATHER` + 1 px whose luma changed by
 more than OUTSIDE_LEVELS. Prints a table per kind and size, writes `OUTDIR/mosaics.json` and PNG strips
 `OUTDIR/<clip>__<kind>__<size>.png` (clean | pixelated | smoothing | output, around the mosaic).
 """
@@ -163,8 +163,8 @@ def identity(sface, face, clean: np.ndarray, out: np.ndarray, smooth: np.ndarray
     (depixcli.faces.identity's protocol); nan without a face or SFace."""
     if sface is None or face is None:
         return float("nan"), float("nan")
-    from depixcli.geometry.crop import crop, head_box
     from depixcli.faces.identity import cosine
+    from depixcli.geometry.crop import crop, head_box
 
     box = head_box(face)
     crops = [crop(x, box, IDENTITY_CROP) for x in (clean, out, smooth)]
@@ -194,13 +194,15 @@ def closeup(frames: list[np.ndarray], faces: list) -> list[np.ndarray] | None:
 # ------------------------------------------------------------------------------------------ one case
 def run_case(clean: list[np.ndarray], faces, cfaces, kind: str, fps: float, work: Path, logo: bool,
              sample_evidence: bool, sface=None) -> dict | None:
-    from depixcli import reconstruct
     from depixcli.audit.attacks import attack_smooth
     from depixcli.io.codec import EncodeOptions
     from depixcli.io.synthetic import write_test_clip
     from depixcli.io.video import read_frames
-    from depixcli.reconstruct import MAX_FEATHER, interpolate_values, value_position
-    from depixcli.run import RunConfig, run_video
+    from depixcli.restore import evidence as reconstruct
+    from depixcli.restore.blend import MAX_FEATHER
+    from depixcli.restore.config import RunConfig
+    from depixcli.restore.evidence import interpolate_values, value_position
+    from depixcli.restore.run import run_video
 
     made, truth = [], []
     for t, img in enumerate(clean):

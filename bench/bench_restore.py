@@ -116,10 +116,10 @@ def pixelate(kind: str, clean: Path, out: Path) -> list[list[tuple]]:
 def located(pixelated: np.ndarray, restored: np.ndarray, rect: tuple[int, int, int, int]) -> tuple[bool, float, float]:
     """Whether the run replaced the mosaic in `rect`: `(located, mean |change| inside, outside)` in grey levels.
 
-    Outside excludes the rect grown by the paste's feather (`reconstruct.feather_width`) plus 2 px.
+    Outside excludes the rect grown by the paste's feather (`restore.blend.feather_width`) plus 2 px.
     """
     from depixcli.evaluate.metrics import luma
-    from depixcli.reconstruct import feather_width
+    from depixcli.restore.blend import feather_width
 
     d = np.abs(luma(restored.astype(np.float64)) - luma(pixelated.astype(np.float64)))
     x0, y0, x1, y1 = rect
@@ -137,7 +137,7 @@ def score(clean: Path, pix: Path, restored: Path, faces: list[list[tuple]], iden
 
     from depixcli.geometry.crop import crop, head_box
     from depixcli.io.video import read_frames
-    from depixcli.run import face_metrics
+    from depixcli.restore.research import face_metrics
 
     sums: dict[str, list[float]] = {}
     hits, changes, scored, decoded = 0, [], 0, [0, 0, 0]
@@ -181,7 +181,8 @@ def score(clean: Path, pix: Path, restored: Path, faces: list[list[tuple]], iden
 def measure(clip: Path, kind: str, clean: Path, work: Path, args, identity) -> dict:
     """Pixelate `clean` as `kind`, restore it with automatic location, score; one result row."""
     from depixcli.io.video import probe
-    from depixcli.run import RunConfig, run_video
+    from depixcli.restore.config import RunConfig
+    from depixcli.restore.run import run_video
 
     pix, restored = work / f"{kind}.pixelated.mp4", work / f"{kind}.restored.mp4"
     t0 = time.perf_counter()
@@ -234,7 +235,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--no-project", action="store_true",
                     help="paste without pulling reconstructions back to the observed block means "
-                         "(reconstruct.PROJECT off), to measure what that step does")
+                         "(restore.blend.PROJECT off), to measure what that step does")
     args = ap.parse_args(argv)
     if args.max_frames < 1:
         ap.error("--max-frames must be >= 1")
@@ -247,9 +248,9 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.no_project:
-        import depixcli.reconstruct
+        import depixcli.restore.blend
 
-        depixcli.reconstruct.PROJECT = False
+        depixcli.restore.blend.PROJECT = False
     args.out.mkdir(parents=True, exist_ok=True)
     identity = SFaceIdentity()
     t_start = time.perf_counter()

@@ -76,7 +76,8 @@ def child(spec: dict) -> dict:
     """One run in this (fresh) process; returns its figures."""
     import torch
 
-    from depixcli.run import RunConfig, run_video
+    from depixcli.restore.config import RunConfig
+    from depixcli.restore.run import run_video
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])

@@ -187,7 +187,10 @@ def _nearest_face(tracks, t: int, box) -> int:
 # ------------------------------------------------------------------------------------------ scoring
 def measure(path: Path, info, truth: list[dict]) -> dict:
     """Pass 1 of `depix run` on `path`, scored against the true mosaic rects."""
-    from depixcli.run import LINK_GAP_S, RunStats, locate_observations, tracks_from_rects
+    from depixcli.faces.track import LINK_GAP_S
+    from depixcli.restore.config import RunStats
+    from depixcli.restore.find import locate_observations
+    from depixcli.restore.tracks import tracks_from_rects
 
     stats = RunStats()
     t0 = time.perf_counter()
@@ -238,11 +241,11 @@ def measure(path: Path, info, truth: list[dict]) -> dict:
 def _break_reason(a, b, per_frame, max_gap: int, face: int) -> dict:
     """Why FaceTracks a and b (consecutive on one face) were not linked (run.link_tracks' criteria)."""
     from depixcli.faces.track import Track
-    from depixcli.run import LINK_CELL, _edge_cell, _link_distance
+    from depixcli.faces.track import LINK_CELL, edge_cell, link_distance
 
     gap = b.start - a.end - 1
     missed = [t for t in range(a.end + 1, b.start) if not per_frame[t]]
-    ca, cb = _edge_cell(a.cells, last=True), _edge_cell(b.cells, last=False)
+    ca, cb = edge_cell(a.cells, last=True), edge_cell(b.cells, last=False)
     if gap < 0:
         reason = "overlap"
     elif gap > max_gap:
@@ -253,7 +256,7 @@ def _break_reason(a, b, per_frame, max_gap: int, face: int) -> dict:
         def as_track(tr):
             return Track(tr.id, np.arange(tr.start, tr.end + 1), tr.rects, np.ones(tr.count), tr.filled)
 
-        reason = "rect" if _link_distance(as_track(a), as_track(b), ca, cb, gap) is None else "link"
+        reason = "rect" if link_distance(as_track(a), as_track(b), ca, cb, gap) is None else "link"
     return {"face": face, "frame": int(b.start), "gap": int(gap), "reason": reason, "missed": missed,
             "cells": [[round(float(v), 2) for v in ca], [round(float(v), 2) for v in cb]],
             "end_rect": [round(float(v)) for v in a.rects[-1]], "start_rect": [round(float(v)) for v in b.rects[0]]}

@@ -88,7 +88,7 @@ def _work(task: str, config, job, key: str) -> dict:
     from depixcli.faces.detect import load_detector
 
     if task == "run":
-        from depixcli.run import run_video
+        from depixcli.restore.run import run_video
 
         stats = run_video(job.input, job.output, config)
         return {"frames": stats.frames, "tracks": stats.tracks}

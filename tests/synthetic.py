@@ -11,7 +11,7 @@ from depixcli.geometry.crop import crop, head_box
 from depixcli.geometry.mosaic import apply_mosaic, grid_from_blocks
 from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
 from depixcli.model.config import ModelConfig
-from depixcli.reconstruct import rect_for_face
+from depixcli.restore.blend import rect_for_face
 
 TINY = ModelConfig(crop_size=32, window=1, stride=2, stn_size=16, stn_widths=(4, 4, 4, 4, 4), width=4)  # random
 SIZE = (160, 120)  # px, w x h of the synthetic face clips

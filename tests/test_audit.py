@@ -16,7 +16,7 @@ from depixcli.geometry.crop import crop, head_box
 from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, grid_from_blocks
 from depixcli.io.synthetic import write_test_clip
 from depixcli.io.video import probe, read_frames
-from depixcli.reconstruct import paste, rect_for_face
+from depixcli.restore.blend import paste, rect_for_face
 from depixcli.secure import SecureMosaic, cell_means
 
 N_FRAMES = 20

@@ -19,8 +19,8 @@ from depixcli.io.synthetic import make_synthetic_clip
 from depixcli.io.video import probe
 from depixcli.model.config import ModelConfig
 from depixcli.model.nets import Depixelator
-from depixcli.run import RunConfig
 from depixcli.model.weights import save_model
+from depixcli.restore.config import RunConfig
 
 TINY = ModelConfig(crop_size=32, window=1, stride=2, stn_size=16, stn_widths=(4, 4, 4, 4, 4), width=4)
 REGION = "60,30,40,50"  # px x,y,w,h: the mosaic rect given to `depix run` (skips the locator: fast)

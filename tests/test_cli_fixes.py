@@ -145,7 +145,8 @@ def test_pixelate_summary_counts_tracks_in_english(clips, tmp_path):
 
 def test_run_pass_two_eta_is_timed_from_the_first_frame_out(tmp_path, tiny_weights):
     """The pass-2 bar restarts its clock when the first frame leaves the (filled) pipeline."""
-    from depixcli.run import RunConfig, run_video
+    from depixcli.restore.config import RunConfig
+    from depixcli.restore.run import run_video
     from tests.synthetic import mosaic_clip
 
     w = tiny_weights

@@ -20,26 +20,12 @@ from depixcli.model.config import ModelConfig
 from depixcli.model.nets import Depixelator
 from depixcli.model.reconstructor import Reconstructor
 from depixcli.model.weights import save_model
-from depixcli.reconstruct import (
-    MAX_FEATHER,
-    cover_box,
-    evidence_step,
-    interpolate_values,
-    paste,
-    project_samples,
-    rect_for_face,
-    value_position,
-)
-from depixcli.run import (
-    FaceTrack,
-    RunConfig,
-    RunStats,
-    mosaic_anchor,
-    model_fallback,
-    reconstruct_pass,
-    stack_maps,
-    tracks_from_faces,
-)
+from depixcli.restore.blend import MAX_FEATHER, cover_box, paste, rect_for_face
+from depixcli.restore.classify import mosaic_anchor, model_fallback
+from depixcli.restore.config import RunConfig, RunStats
+from depixcli.restore.evidence import evidence_step, interpolate_values, project_samples, value_position
+from depixcli.restore.stacks import reconstruct_pass, stack_maps
+from depixcli.restore.tracks import FaceTrack, tracks_from_faces
 from tests.synthetic import TINY
 
 
@@ -210,7 +196,7 @@ def test_interpolated_values_match_the_blocks_at_their_sample_points():
 
 
 def test_grid_maps_follow_each_frames_grid_into_crop_coordinates(tiny_weights, monkeypatch):  # noqa: F811
-    import depixcli.model.grid as models
+    import depixcli.restore.stacks as models  # stack_maps calls its grid_maps
     from depixcli.model.weights import load_model
 
     model = Reconstructor(load_model(tiny_weights), "cpu")
@@ -250,7 +236,7 @@ def test_summary_and_json_say_what_mosaic_was_found(tmp_path, tiny_weights):  # 
 
 
 def test_a_grid_input_model_runs_end_to_end_with_the_located_grids(tmp_path, monkeypatch):
-    import depixcli.model.grid as models
+    import depixcli.restore.stacks as models  # stack_maps calls its grid_maps
 
     calls = []
     real = models.grid_maps
@@ -322,7 +308,7 @@ def grid_energy(img, origin, cell):
 def test_soft_steps_a_reconstruction_keeps_on_the_grid_lines_are_spread_over_the_cells():
     import cv2
 
-    from depixcli.reconstruct import smooth_grid_steps
+    from depixcli.restore.evidence import smooth_grid_steps
 
     image = cv2.GaussianBlur(photo(), (0, 0), 2.0)  # as smooth as a model output
     grid = grid_from_blocks((100, 40, 228, 168), 16)  # 8 px cells
@@ -348,7 +334,7 @@ def test_soft_steps_a_reconstruction_keeps_on_the_grid_lines_are_spread_over_the
 def test_an_out_of_range_mosaic_of_unclear_kind_is_smoothed_never_worse_than_smoothing():
     from depixcli.audit.attacks import attack_smooth
     from depixcli.evaluate.metrics import psnr
-    from depixcli.run import mosaic_summary
+    from depixcli.restore.classify import mosaic_summary
 
     image = photo()
     rect = (97, 23, 237, 163)

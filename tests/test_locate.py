@@ -11,7 +11,7 @@ from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, clipped_rect, gri
 from depixcli.io.encode import h264_roundtrip
 from depixcli.locate.config import MosaicRegion
 from depixcli.locate.regions import locate_mosaics
-from depixcli.run import tracks_from_rects
+from depixcli.restore.tracks import tracks_from_rects
 
 H, W = 540, 960  # px, test frames
 

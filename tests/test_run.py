@@ -16,7 +16,7 @@ from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
 from depixcli.io.video import probe, read_frames
 from depixcli.model.reconstructor import Reconstructor
 from depixcli.model.weights import default_weights_path
-from depixcli.reconstruct import (
+from depixcli.restore.blend import (
     blend_mask,
     colour_match,
     crop_box_for_rect,
@@ -26,7 +26,10 @@ from depixcli.reconstruct import (
     paste,
     rect_for_face,
 )
-from depixcli.run import RunConfig, RunStats, reconstruct_pass, run_video, tracks_from_faces
+from depixcli.restore.config import RunConfig, RunStats
+from depixcli.restore.run import run_video
+from depixcli.restore.stacks import reconstruct_pass
+from depixcli.restore.tracks import tracks_from_faces
 from tests.synthetic import FACE, SIZE, TINY, mosaic_clip
 from tests.test_video import assert_timing_and_audio_kept
 
@@ -176,17 +179,17 @@ def test_boxes_sidecar(tmp_path, pixelated_clip, tiny_weights):
 
 
 def test_sidecar_gaps_split_tracks_and_nothing_is_pasted_there(tmp_path):
-    from depixcli.run import read_boxes_sidecar
+    from depixcli.io.sidecar import face_spans, read_sidecar
 
     path = tmp_path / "s.json"
     write_sidecar(path, 12, {3: {t: FACE for t in (0, 1, 2, 6, 7)}, 5: {t: (1, 2, 30, 40) for t in (4, 5)}})
-    spans = read_boxes_sidecar(path)
+    spans = face_spans(read_sidecar(path))
     assert [(s[0], len(s[1])) for s in spans] == [(0, 3), (4, 2), (6, 2)]
     tracks = tracks_from_faces(spans)
     assert tracks[0].cell(0) == pytest.approx(max(tracks[0].cells[0]))
     path.write_text(json.dumps({"tracks": []}))
     with pytest.raises(Exception, match="not a `depix pixelate` sidecar"):
-        read_boxes_sidecar(path)
+        read_sidecar(path)
 
 
 def moving_mosaic(frames, x0=40.0, speed=1.0, side=60.0, cell=(6.0, 6.0)):
@@ -200,7 +203,8 @@ def observations(n, *mosaics):
 
 def test_mosaic_missed_longer_than_the_tracker_gap_stays_one_track_with_filled_frames():
     from depixcli.faces.track import MAX_GAP
-    from depixcli.run import LINK_GAP_S, tracks_from_rects
+    from depixcli.faces.track import LINK_GAP_S
+    from depixcli.restore.tracks import tracks_from_rects
 
     fps = 25.0
     gap = range(20, 20 + MAX_GAP + 10)  # longer than build_tracks bridges, shorter than LINK_GAP_S
@@ -225,7 +229,7 @@ def test_mosaic_missed_longer_than_the_tracker_gap_stays_one_track_with_filled_f
     {"x0": 140.0},  # same block size, far away
 ])
 def test_different_mosaics_on_either_side_of_a_gap_are_not_linked(second):
-    from depixcli.run import tracks_from_rects
+    from depixcli.restore.tracks import tracks_from_rects
 
     first = moving_mosaic(range(20), speed=0.0)
     later = moving_mosaic(range(40, 60), **{"speed": 0.0, **second})
@@ -278,7 +282,7 @@ def test_bad_flags_exit_2(pixelated_clip, tiny_weights):
 
 
 def test_a_perfect_reconstruction_pastes_back_closer_to_the_original(monkeypatch):
-    from depixcli import reconstruct
+    from depixcli.restore import blend as reconstruct
 
     # the synthetic backdrop is itself 8 px blocks on the whole-frame mosaic's grid: to smooth_grid_steps
     # its steps are what a model leaves of the mosaic (a face's are not: tests/test_edges.py)
@@ -440,8 +444,8 @@ def test_cuda_bf16_matches_cpu_fp32_and_runs_end_to_end(tmp_path, pixelated_clip
 
 
 def test_paste_is_half_pixel_exact(monkeypatch):
-    from depixcli import reconstruct
     from depixcli.geometry.crop import CropBox, crop
+    from depixcli.restore import blend as reconstruct
 
     monkeypatch.setattr(reconstruct, "STEPS", False)  # the input's block edges would be smoothed (grid steps)
 
@@ -453,7 +457,7 @@ def test_paste_is_half_pixel_exact(monkeypatch):
 
 
 def test_a_part_of_the_mosaic_found_next_to_the_whole_is_not_a_second_crop():
-    from depixcli.run import tracks_from_rects
+    from depixcli.restore.tracks import tracks_from_rects
 
     whole = moving_mosaic(range(60))
     part = {t: ((r[0] + 6, r[1] + 30, r[0] + 36, r[3]), c) for t, (r, c) in whole.items() if 20 <= t < 32}
@@ -465,7 +469,7 @@ def test_a_part_of_the_mosaic_found_next_to_the_whole_is_not_a_second_crop():
 def test_a_frame_where_only_a_part_of_the_mosaic_is_found_is_pasted_on_the_whole_rect():
     """A low-contrast frame where the locator finds only a quarter of the mosaic (issue 11, deface's 20 px
     corner-sampled cells blending into the backdrop): its neighbours' rect is pasted there, not the part."""
-    from depixcli.run import tracks_from_rects
+    from depixcli.restore.tracks import tracks_from_rects
 
     whole = moving_mosaic(range(40))
     obs = dict(whole)
@@ -482,7 +486,7 @@ def test_a_frame_where_only_a_part_of_the_mosaic_is_found_is_pasted_on_the_whole
 def test_a_mosaic_shrinking_to_the_frame_border_is_not_a_part():
     """A face leaving the frame: its clipped rect shrinks for good (no larger rect after it), so each frame
     keeps its own observation."""
-    from depixcli.run import tracks_from_rects
+    from depixcli.restore.tracks import tracks_from_rects
 
     obs = {t: ((0.0, 30.0, 60.0 - 5.0 * max(t - 20, 0), 90.0), (6.0, 6.0)) for t in range(30)}
     tracks = tracks_from_rects(observations(30, obs), (120, 200), 25.0)
@@ -493,7 +497,7 @@ def test_a_mosaic_shrinking_to_the_frame_border_is_not_a_part():
 
 def test_face_anchored_block_size_that_grows_with_the_face_links_across_a_miss():
     from depixcli.faces.track import MAX_GAP
-    from depixcli.run import tracks_from_rects
+    from depixcli.restore.tracks import tracks_from_rects
 
     sizes = {t: 60.0 * (1 + 0.0015 * t) for t in range(100)}  # the face comes closer: +15 % over 100 frames
     seen = [t for t in range(100) if not 40 <= t < 40 + MAX_GAP + 8]

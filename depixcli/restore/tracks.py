@@ -1,0 +1,209 @@
+"""FaceTracks: what `depix run` restores of one face on consecutive frames (mosaic rect, head-crop box, block
+size, grid line per frame), made from located mosaic rects (`tracks_from_rects`), face spans of a sidecar or
+--pixelate (`tracks_from_faces`) or a fixed --region (`region_track`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from depixcli.errors import OptionError
+from depixcli.faces.track import (
+    LINK_EDGE_FRAMES,
+    LINK_GAP_S,
+    TrackConfig,
+    build_tracks,
+    link_tracks,
+    merge_concurrent,
+    smooth_boxes,
+)
+from depixcli.geometry.boxes import iou
+from depixcli.geometry.crop import CropBox
+from depixcli.geometry.mosaic import grid_from_blocks
+from depixcli.restore.blend import cover_box, crop_box_for_face, crop_box_for_rect, feather_width, rect_for_face
+from depixcli.restore.classify import classified
+from depixcli.restore.config import MATCH_IOU
+
+PARTIAL_AREA = 0.6  # an observed rect this much smaller than its neighbours' (both sides) is a part of the mosaic
+COVER_MARGIN = 0.02  # crop sides: a crop reaches this far past the mosaic's feather (crop-edge pixels)
+
+
+@dataclass(frozen=True)
+class FaceTrack:
+    """One face to reconstruct on the consecutive frames `start .. start + N - 1`."""
+
+    id: int
+    start: int  # first frame index
+    rects: np.ndarray  # (N, 4) float px xyxy: the mosaic area replaced on each frame
+    boxes: np.ndarray  # (N, 3) float px (cx, cy, size): head crop fed to the model, temporally smooth
+    cells: np.ndarray  # (N, 2) float px (cell_w, cell_h) of the mosaic grid; nan when unknown
+    grids: tuple | None = None  # the mosaic.MosaicGrid of each frame, when known (--pixelate applies them)
+    filled: np.ndarray | None = None  # (N,) bool: no mosaic observed on the frame, rect interpolated
+    origins: np.ndarray | None = None  # (N, 2) float px: a grid line (x, y) per frame; nan / None when unknown
+    values: str = "unclear"  # block value kind: mean | centre | corner | unclear (restored as means)
+    anchor: str = "unknown"  # what the grid is fixed to: image | face | box | static | unknown
+    fallback: str | None = None  # why the model is not used (then: interpolated block values), else None
+
+    @property
+    def count(self) -> int:
+        return len(self.rects)
+
+    @property
+    def end(self) -> int:
+        """Last frame index (inclusive)."""
+        return self.start + self.count - 1
+
+    def covers(self, t: int) -> bool:
+        return self.start <= t <= self.end
+
+    def crop_box(self, t: int) -> CropBox:
+        """The head crop of frame t, grown where needed to cover the whole mosaic rect and its feather."""
+        cx, cy, s = self.boxes[t - self.start]
+        rect = self.rect(t)
+        return cover_box(CropBox(float(cx), float(cy), float(s)), rect, feather_width(rect) + COVER_MARGIN * s)
+
+    def origin(self, t: int) -> tuple[float, float] | None:
+        """A grid line (x, y) px on frame t, or None when unknown."""
+        if self.origins is None or np.isnan(self.origins[t - self.start]).any():
+            return None
+        return tuple(float(v) for v in self.origins[t - self.start])
+
+    def cell_wh(self, t: int) -> tuple[float, float] | None:
+        """Cell (w, h) px on frame t, or None when unknown."""
+        c = self.cells[t - self.start]
+        return None if np.isnan(c).any() else (float(c[0]), float(c[1]))
+
+    def rect(self, t: int) -> tuple[float, float, float, float]:
+        return tuple(float(v) for v in self.rects[t - self.start])
+
+    def cell(self, t: int) -> float | None:
+        c = self.cells[t - self.start]
+        return None if np.isnan(c).any() else float(max(c))
+
+
+def _boxes_array(boxes: list[CropBox]) -> np.ndarray:
+    return np.array([[b.cx, b.cy, b.size] for b in boxes], dtype=np.float64).reshape(-1, 3)
+
+
+def region_track(region: tuple[int, int, int, int], frames: int, frame_hw: tuple[int, int]) -> FaceTrack:
+    """`--region x,y,w,h`: the same mosaic rect on every frame."""
+    x, y, w, h = region
+    H, W = frame_hw
+    if x >= W or y >= H:
+        raise OptionError("region", f"{x},{y},{w},{h} lies outside the {W}x{H} frame")
+    rect = (float(x), float(y), float(min(x + w, W)), float(min(y + h, H)))
+    box = crop_box_for_rect(rect, frame_hw)
+    n = max(frames, 1)
+    return FaceTrack(0, 0, np.tile(rect, (n, 1)), np.tile(_boxes_array([box]), (n, 1)), np.full((n, 2), np.nan))
+
+
+def tracks_from_rects(
+    per_frame: list[list[tuple[tuple, tuple | None]]], frame_hw: tuple[int, int], fps: float
+) -> list[FaceTrack]:
+    """Link per-frame mosaic observations `(rect xyxy, (cell_w, cell_h) | None)` into FaceTracks.
+
+    Association and short gap filling are track.build_tracks'; tracks of one mosaic that it split (the
+    locator missed more frames in a row than its gap limit, or a partial rect threw off its motion
+    prediction) are joined again: `merge_concurrent` where they run at the same time (else each would be
+    a crop of that face on the same frames), `link_tracks` over gaps up to LINK_GAP_S. Then the rects are smoothed
+    over time. The paste rect of a frame is the observation itself where there is one (the mosaic is
+    exactly there), the smoothed rect otherwise (`filled`), also where the observation is only a part of
+    the mosaic (`_partial`: its neighbours on both sides are much larger); the crop box always comes from
+    the smoothed rect, so the model sees a steady crop.
+    """
+    rect_lists = [[np.asarray(r, np.float64) for r, _ in obs] for obs in per_frame]
+    raw = build_tracks(rect_lists, TrackConfig(sigma=0.0))  # consecutive frames, short gaps interpolated
+    max_gap = max(round(LINK_GAP_S * float(fps)), 0)
+    raw = merge_concurrent(raw, [_track_cells(tr, per_frame) for tr in raw])
+    out = []
+    for tr in link_tracks(raw, [_track_cells(tr, per_frame) for tr in raw], max_gap):
+        start = int(tr.frames[0])
+        part = _partial(np.asarray(tr.boxes, np.float64), tr.filled)
+        boxes = np.asarray(tr.boxes, np.float64).copy()
+        good = ~part & ~tr.filled
+        if part.any() and good.any():  # a part of the mosaic: the rect from its neighbours instead
+            idx = np.arange(len(boxes))
+            boxes[part] = np.stack([np.interp(idx[part], idx[good], boxes[good, c]) for c in range(4)], 1)
+        smooth = smooth_boxes(boxes, TrackConfig().sigma)
+        rects = smooth.copy()
+        cells = np.full((len(smooth), 2), np.nan)
+        filled = np.ones(len(smooth), bool)
+        for i, t in enumerate(range(start, start + len(smooth))):
+            best = None if part[i] else _observation(per_frame[t], smooth[i])
+            if best is not None:
+                rects[i] = best[0]
+                filled[i] = False
+                if best[1] is not None:
+                    cells[i] = best[1]
+        known = ~np.isnan(cells[:, 0])
+        if known.any():
+            cells[~known] = np.median(cells[known], axis=0)
+        boxes = _boxes_array([crop_box_for_rect(r, frame_hw) for r in smooth])
+        out.append(FaceTrack(len(out), start, rects, boxes, cells, filled=filled))
+    return out
+
+
+def _partial(boxes: np.ndarray, filled: np.ndarray) -> np.ndarray:
+    """`(N,)` bool: observed rects (`boxes` `(N, 4)` xyxy px, `filled` where none) that are only a part of
+    the mosaic: smaller than PARTIAL_AREA x the median area of the LINK_EDGE_FRAMES observations before
+    them and of those after them (a dip, not a face leaving the frame or shrinking)."""
+    obs = np.flatnonzero(~filled)
+    area = (boxes[obs, 2] - boxes[obs, 0]) * (boxes[obs, 3] - boxes[obs, 1])
+    out = np.zeros(len(boxes), bool)
+    k = LINK_EDGE_FRAMES
+    for n, i in enumerate(obs):
+        before, after = area[max(n - k, 0):n], area[n + 1:n + 1 + k]
+        if len(before) and len(after):
+            out[i] = area[n] < PARTIAL_AREA * min(float(np.median(before)), float(np.median(after)))
+    return out
+
+
+def _observation(obs: list[tuple[tuple, tuple | None]], box: np.ndarray) -> tuple | None:
+    """The observation `(rect, cell | None)` of one frame overlapping `box` most (IoU > MATCH_IOU), or None."""
+    best, best_iou = None, MATCH_IOU
+    for r, c in obs:
+        overlap = iou(r, box)
+        if overlap > best_iou:
+            best, best_iou = (r, c), overlap
+    return best
+
+
+def _track_cells(tr, per_frame) -> np.ndarray:
+    """`(N, 2)` px (cell_w, cell_h) of a track.Track's frames where it was observed; nan elsewhere."""
+    out = np.full((len(tr.frames), 2), np.nan)
+    for i, (t, box, filled) in enumerate(zip(tr.frames, tr.boxes, tr.filled)):
+        best = None if filled else _observation(per_frame[int(t)], box)
+        if best is not None and best[1] is not None:
+            out[i] = best[1]
+    return out
+
+
+def tracks_from_faces(spans, blocks: int | None = None) -> list[FaceTrack]:
+    """FaceTracks from face spans `(start, (N, 4) tight face boxes xyxy[, N MosaicGrids])` on consecutive frames.
+
+    The crop is the head box of the face. The mosaic is the span's grids when given (a sidecar that
+    records them: exact), else `blocks` x `blocks` cells over the face (--pixelate: the grid is applied
+    in pass 2, so it is exact too), else the rect `depix pixelate` puts over a face, block size unknown.
+    """
+    out = []
+    for span in spans:
+        start, faces = span[0], np.asarray(span[1], np.float64).reshape(-1, 4)
+        grids = tuple(span[2]) if len(span) > 2 and span[2] is not None else None
+        if len(faces) == 0:
+            continue
+        boxes = _boxes_array([crop_box_for_face(f) for f in faces])
+        if grids is None and blocks is not None:
+            grids = tuple(grid_from_blocks(rect_for_face(f), blocks) for f in faces)
+        if grids is None:
+            rects = np.array([rect_for_face(f) for f in faces])
+            cells = np.full((len(faces), 2), np.nan)
+            out.append(classified(FaceTrack(len(out), int(start), rects, boxes, cells)))
+            continue
+        rects = np.array([g.rect for g in grids], np.float64)
+        cells = np.array([(g.cell_w, g.cell_h) for g in grids], np.float64)
+        origins = np.array([(g.origin_x, g.origin_y) for g in grids], np.float64)
+        values = "centre" if all(g.mode == "center" for g in grids) else "mean"
+        out.append(classified(FaceTrack(len(out), int(start), rects, boxes, cells, grids, origins=origins), values))
+    return out
