@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from depixcli.geometry.boxes import iou
+from depixcli.geometry.boxes import iou, overlap_smaller
 
 MAX_GAP = 12  # frames, longest run of missed detections bridged by interpolation (~0.5 s at 25 fps)
 SIGMA = 1.5  # frames, Gaussian smoothing of box centre and size (~5 frames of support)
@@ -238,13 +238,9 @@ def _concurrent(a, b) -> bool:
         return False
     same = 0
     for k, m in zip(ia, ib):
-        p, q = a[1][k], b[1][m]
-        iw = min(p[2], q[2]) - max(p[0], q[0])
-        ih = min(p[3], q[3]) - max(p[1], q[1])
-        small = min((p[2] - p[0]) * (p[3] - p[1]), (q[2] - q[0]) * (q[3] - q[1]))
         ca, cb = a[3][k], b[3][m]
         cells_ok = np.isnan(ca).any() or np.isnan(cb).any() or np.all(np.abs(ca / cb - 1) <= 2 * LINK_CELL)
-        same += iw > 0 and ih > 0 and iw * ih >= MERGE_OVERLAP * max(small, 1.0) and cells_ok
+        same += overlap_smaller(a[1][k], b[1][m]) >= MERGE_OVERLAP and cells_ok
     return same >= MERGE_SHARE * len(common)
 
 
