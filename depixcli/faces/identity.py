@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import cv2
 
 from depixcli.errors import BackendError
 
@@ -137,8 +138,6 @@ class SFaceIdentity:
     """YuNet alignment + SFace embeddings (CPU, OpenCV DNN). Not thread-safe: one per thread."""
 
     def __init__(self, models_dir: str | os.PathLike | None = None, threshold: float = DETECT_THRESHOLD):
-        import cv2
-
         yunet, sface = find_model_files(models_dir)
         self.model_files = (yunet, sface)
         try:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from depixcli.errors import BackendError
+from depixcli.faces.identity import CANONICAL_LANDMARKS, find_model_files
 
 FACE_SIZE = 112  # px, side of SFace's aligned input
 EMBED_DIM = 128  # SFace feature size
@@ -138,8 +139,6 @@ def _put_bn(bn: nn.BatchNorm2d | nn.BatchNorm1d, w: dict[str, np.ndarray], prefi
 
 def build_sface_net(path: str | os.PathLike | None = None) -> SFaceNet:
     """`SFaceNet` with the dequantised weights of the SFace ONNX (default: `identity.find_model_files`'s)."""
-    from depixcli.faces.identity import find_model_files
-
     path = find_model_files()[1] if path is None else path
     w = onnx_weights(path)
     net = SFaceNet()
@@ -207,8 +206,6 @@ def align_faces(images: torch.Tensor, matrices: np.ndarray | torch.Tensor) -> to
 
 def canonical_landmarks(size: int) -> np.ndarray:
     """`(5, 2)` landmarks of a depix head crop of side `size` (identity.CANONICAL_LANDMARKS), pixel-index px."""
-    from depixcli.faces.identity import CANONICAL_LANDMARKS
-
     return CANONICAL_LANDMARKS * size - 0.5
 
 

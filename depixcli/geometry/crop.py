@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import cv2
 
 HEAD_SCALE = 1.8  # head crop side / max(face box w, h): includes hair and chin, as in the paper's crops
 HEAD_SHIFT = 0.1  # head crop centre moved up by this fraction of the face box height (hair > chin)
@@ -55,8 +56,6 @@ def crop(frame: np.ndarray, box: CropBox, out_size: int) -> np.ndarray:
 
     Downscaling is anti-aliased (Gaussian prefilter of the region), so crops of large faces do not alias.
     """
-    import cv2
-
     s = box.size / out_size
     x0, y0, x1, y1 = box.xyxy
     pad = int(np.ceil(2 * max(s, 1.0))) + 2
@@ -84,8 +83,6 @@ def uncrop(image: np.ndarray, box: CropBox, frame_hw: tuple[int, int]) -> tuple[
     Returns `(patch, (x0, y0, x1, y1))`: the patch covers the integer frame region it touches
     (clipped to the frame); outside the crop the patch is 0. Use the same call on a mask to blend.
     """
-    import cv2
-
     H, W = frame_hw
     x0, y0, x1, y1 = box.xyxy
     rx0, ry0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
