@@ -1,8 +1,8 @@
 """Measure issue 15: is every kind of real mosaic restored edge to edge, better than smoothing, and nothing else?
 
     python bench/bench_mosaics.py ../shared/data/clips.csv -o OUTDIR [--clips 4] [--max-frames 24]
-        [--kinds blocks16 blocks8 size10 opencv12 deface20 centre16] [--sizes native small]
-        [--sample-evidence both|on|off] [--logo]
+        [--kinds blocks16 blocks8 size10 opencv12 deface20 centre16] [--sizes native small closeup]
+        [--sample-evidence both|on|off] [--logo] [--only CLIP ...] [--no-identity]
 
 Run from the repository root with depix importable (`PYTHONPATH=.`). Over the first `--clips` val clips of
 clips.csv (split == val), first `--max-frames` frames, each mosaic kind is made without depix's help
@@ -16,7 +16,8 @@ for `depix run` to find:
 - `centre16`: 16 x 16 centre samples (`--value center`).
 
 Each at the clip's native size and (`small`) scaled so that faces are about SMALL_FACE px wide (clips whose
-faces are already narrower than SMALL_FACE x 1.15 are skipped there). `--logo` adds, on the first clip,
+faces are already narrower than SMALL_FACE x 1.15 are skipped there), and (`closeup`) a CLOSEUP px square around
+the face (CLOSEUP_FACES face widths): the 512 px close-up of issue 15. `--logo` adds, on the first clip,
 `blocks16` with a white logo drawn LOGO_GAP px right of the mosaic on every frame.
 
 The pixelated video (H.264 crf 18) goes through `run.run_video` with nothing given; its output is written
@@ -28,6 +29,39 @@ luma gradient profile at the grid's own period, output / clean: 1 = no more bloc
 and the share of pixels outside the rect grown by `restore.blend.MAX_FEATHER` + 1 px whose luma changed by
 more than OUTSIDE_LEVELS. Prints a table per kind and size, writes `OUTDIR/mosaics.json` and PNG strips
 `OUTDIR/<clip>__<kind>__<size>.png` (clean | pixelated | smoothing | output, around the mosaic).
+SFace cosine (depixcli.faces.identity, aligned on the clean head crop) of the output and of the smoothing to
+the clean frame, unless --no-identity.
+
+Last run (shipped weights/depix-default.safetensors, CPU, training paused; 2 val clips x 8 frames, 3.6 min):
+
+    PYTHONPATH=. /work/notes/quiet.sh python bench/bench_mosaics.py ../shared/data/clips.csv -o OUTDIR \
+        --only lipnet__bbaf2n.mpg lipnet__lrwp9a.mpg --max-frames 8 --logo
+
+| kind | size | clips | PSNR | -smooth | -bicubic | leftover | changed in | changed out | SFace | SFace smooth |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| blocks16 | closeup | 2 | 25.53 | +3.25 | +0.66 | 1.03 | 0.935 | 0.0000 | 0.579 | 0.316 |
+| blocks16 | native | 2 | 25.71 | +3.40 | +0.83 | 0.61 | 0.934 | 0.0000 | 0.568 | 0.297 |
+| blocks16 | small | 2 | 26.21 | +3.58 | +0.84 | 1.09 | 0.927 | 0.0000 | 0.544 | 0.316 |
+| blocks16+logo | native | 1 | 25.80 | +3.58 | +0.81 | 0.46 | 0.934 | 0.0000 | 0.554 | 0.324 |
+| blocks8 | closeup | 2 | 22.16 | +3.40 | +1.57 | 0.52 | 0.959 | 0.0000 | 0.284 | -0.010 |
+| blocks8 | native | 2 | 22.13 | +3.35 | +1.45 | 0.58 | 0.952 | 0.0000 | 0.210 | -0.035 |
+| blocks8 | small | 2 | 21.53 | +2.66 | +0.84 | 0.45 | 0.954 | 0.0000 | 0.157 | -0.017 |
+| centre16 | closeup | 2 | 23.79 | +1.38 | +0.25 | 1.51 | 0.945 | 0.0000 | 0.512 | 0.369 |
+| centre16 | native | 2 | 23.61 | +1.21 | +0.16 | 0.61 | 0.941 | 0.0000 | 0.397 | 0.346 |
+| centre16 | small | 2 | 24.35 | +1.40 | +0.23 | 1.23 | 0.939 | 0.0006 | 0.476 | 0.382 |
+| deface20 | closeup | 2 | 23.55 | +2.59 | -0.44 | 1.33 | 0.962 | 0.0002 | 0.439 | 0.393 |
+| deface20 | native | 2 | 20.38 | +2.03 | -0.34 | 1.38 | 0.977 | 0.0004 | 0.111 | 0.020 |
+| deface20 | small | 2 | 18.22 | +0.62 | -0.50 | 0.89 | 0.972 | 0.0055 | 0.001 | -0.029 |
+| opencv12 | closeup | 2 | 23.73 | +3.05 | +0.75 | 0.59 | 0.952 | 0.0000 | 0.396 | 0.130 |
+| opencv12 | native | 2 | 24.18 | +3.48 | +1.31 | 0.87 | 0.949 | 0.0000 | 0.392 | 0.091 |
+| opencv12 | small | 2 | 24.73 | +3.81 | +1.48 | 1.12 | 0.942 | 0.0000 | 0.351 | 0.086 |
+| size10 | closeup | 2 | 28.22 | +1.56 | -0.48 | 1.31 | 0.908 | 0.0002 | 0.843 | 0.794 |
+| size10 | native | 2 | 25.67 | +2.35 | +0.62 | 0.57 | 0.929 | 0.0004 | 0.580 | 0.458 |
+| size10 | small | 2 | 24.80 | +2.93 | +1.05 | 1.05 | 0.938 | 0.0000 | 0.392 | 0.202 |
+
+Leftover ratio before smooth_grid_steps (same clips): 3.4 (blocks16 native), 4.7 (centre16), 6.4 (size10
+close-up), 1.5 (deface20); deface20 small was -1.31 dB under smoothing before the corner threshold and the
+smoothed fallback for unclear kinds. deface20 stays under bicubic of its samples (the model, not the paste).
 """
 
 from __future__ import annotations
