@@ -2,7 +2,9 @@
 
 Data flow:
   plan     inputs -> `Job`s: a folder (walked recursively) or a glob mirrors its tree under the output
-           folder, a file keeps its name, a CSV (`input` or `file`, optional `output`, `original`) says so
+           folder, a file keeps its name, a CSV (`input` or `file`, optional `output`, `original`, `boxes`)
+           says so; further outputs (sidecars, sheets, logs, repaired videos) and run's input sidecars
+           lie in their own folders at the same relative path
   resume   the result manifest (JSONL, `MANIFEST_NAME` in the output folder) -> the jobs still to do: a job
            is finished when its last record is `done` with the same config and input (size, mtime) and every
            output file it lists still has the recorded size and SHA-256; an input that failed with an
@@ -15,7 +17,8 @@ Data flow:
            locally the pool is rebuilt), a few times (`batch_work`).
   record   one JSON line per video as it finishes, appended and fsynced by this process alone; outputs
            are written atomically by the entry points, and temporary files a killed worker left beside
-           an output are removed at the end.
+           an output are removed at the end, also when the batch is stopped (Ctrl-C, SIGTERM: local
+           workers are terminated at once, see `batch_work.run_local`).
 
 On a cluster every worker needs depix installed and the same paths (a shared file system).
 """
@@ -30,9 +33,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from depixcli.batch_work import (
+    CONNECT_TIMEOUT_S,
     config_key,
+    connect_cluster,
     file_digest,
     input_fingerprints,
     run_cluster,
@@ -50,18 +56,47 @@ GLOB_CHARS = "*?["
 TEMP_TAGS = (".depix-tmp-", ".tmp")  # temporary names of video.VideoWriter / atomic.write_atomic / audit
 
 
+EXTRA_SUFFIX = {"boxes": ".json", "sheet": ".png", "csv": ".csv", "repair": None}  # None: a video (see _video_rel)
+BOXES_SUFFIX = ".json"  # run: the sidecar of IN/x/clip.mp4 is BOXES/x/clip.json (as `pixelate --boxes-out` names it)
+
+
 @dataclass(frozen=True)
 class Job:
     input: str
     output: str  # the result: video (run, pixelate) or JSON report (audit)
     original: str | None = None  # audit: the video before anonymisation
-    extra: str | None = None  # second output: pixelate's boxes sidecar, audit's contact sheet
+    boxes: str | None = None  # run: the `depix pixelate` sidecar of the input
+    extras: tuple[tuple[str, str], ...] = ()  # (kind, path) of further outputs, kinds of EXTRA_SUFFIX: pixelate's
+    # boxes sidecar; audit's contact sheet, redaction log and repaired video
+
+    def extra(self, kind: str) -> str | None:
+        """The path of the further output `kind`, or None."""
+        return dict(self.extras).get(kind)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The files the job reads."""
+        return tuple(p for p in (self.input, self.original, self.boxes) if p is not None)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The files the job writes."""
+        return (self.output, *(p for _, p in self.extras))
+
+
+class Item(NamedTuple):
+    """One input of a batch, before its outputs are named (`expand_inputs`)."""
+    src: Path
+    rel: str  # output path relative to the output folder (or absolute, from a CSV)
+    original: Path | None = None  # from a CSV's `original` column
+    boxes: Path | None = None  # from a CSV's `boxes` column
 
 
 @dataclass(frozen=True)
 class BatchConfig:
     jobs: int = 1  # local worker processes (1: in this process)
     cluster: str | None = None  # Dask scheduler address; None: $DASK_SCHEDULER_ADDRESS, else local
+    connect_timeout: float = CONNECT_TIMEOUT_S  # s to reach the Dask scheduler before giving up
     manifest: str | None = None  # result manifest; None: <output>/MANIFEST_NAME
     retry_failed: bool = False  # redo inputs that failed as unreadable although unchanged
     quiet: bool = True  # no progress bar
@@ -69,6 +104,8 @@ class BatchConfig:
     def __post_init__(self) -> None:
         if self.jobs < 1:
             raise DepixError(f"jobs must be >= 1, got {self.jobs}")
+        if not self.connect_timeout > 0:
+            raise DepixError(f"the cluster connect timeout must be > 0 s, got {self.connect_timeout}")
 
 
 @dataclass
@@ -117,8 +154,8 @@ def _videos_under(root: Path) -> list[Path]:
     return out
 
 
-def _read_manifest_csv(path: Path) -> list[tuple[Path, str, Path | None]]:
-    """CSV rows -> (input, output relative to the output folder (or absolute), original or None)."""
+def _read_manifest_csv(path: Path) -> list[Item]:
+    """CSV rows (`input` or `file`, optional `output`, `original`, `boxes`; paths relative to the CSV) -> Items."""
     import csv
 
     try:
@@ -135,7 +172,8 @@ def _read_manifest_csv(path: Path) -> list[tuple[Path, str, Path | None]]:
             raise InputError(f"{path}:{n}: empty '{column}'")
         src = path.parent / row[column]
         original = path.parent / row["original"] if row.get("original") else None
-        out.append((src, row.get("output") or src.name, original))
+        boxes = path.parent / row["boxes"] if row.get("boxes") else None
+        out.append(Item(src, row.get("output") or src.name, original, boxes))
     return out
 
 
@@ -145,73 +183,99 @@ def _outside(root: Path, out_dir: Path) -> None:
         raise OutputError(f"{out_dir}: the output folder lies inside the input folder {root}; choose another")
 
 
-def expand_inputs(inputs, output_dir) -> list[tuple[Path, str, Path | None]]:
-    """Each input -> (video, output path relative to the output folder, original from a CSV or None).
+def expand_inputs(inputs, output_dirs) -> list[Item]:
+    """Each input -> an `Item`: the video and its output path relative to the output folder.
 
     A folder's videos and a glob's matches keep their path below the folder (the glob's fixed part); a
-    file keeps its name. Raises InputError for a folder without videos or a glob without matches."""
-    out_dir = Path(output_dir)
-    items: list[tuple[Path, str, Path | None]] = []
+    file keeps its name. Raises InputError for a folder without videos or a glob without matches,
+    OutputError when one of `output_dirs` lies inside an input folder."""
+    out_dirs = [Path(d) for d in ([output_dirs] if isinstance(output_dirs, (str, os.PathLike)) else output_dirs)]
+    items: list[Item] = []
     for raw in inputs:
         raw = os.fspath(raw)
         p = Path(raw)
         if p.is_dir():
-            _outside(p, out_dir)
+            for d in out_dirs:
+                _outside(p, d)
             found = _videos_under(p)
             if not found:
                 raise InputError(f"{p}: folder holds no video files ({', '.join(VIDEO_EXTENSIONS)})")
-            items += [(f, str(f.relative_to(p)), None) for f in found]
+            items += [Item(f, str(f.relative_to(p))) for f in found]
         elif raw.lower().endswith(".csv") and p.is_file():
             items += _read_manifest_csv(p)
         elif _is_pattern(raw) and not p.exists():
             parts = p.parts
             fixed = next(i for i, part in enumerate(parts) if _is_pattern(part))
             root = Path(*parts[:fixed]) if fixed else Path(".")
-            _outside(root, out_dir)
+            for d in out_dirs:
+                _outside(root, d)
             found = [Path(f) for f in sorted(glob.glob(raw, recursive=True))
                      if os.path.isfile(f) and Path(f).suffix.lower() in VIDEO_EXTENSIONS]
             if not found:
                 raise InputError(f"{raw}: no video file matches")
-            items += [(f, str(f.relative_to(root)), None) for f in found]
+            items += [Item(f, str(f.relative_to(root))) for f in found]
         else:
-            items.append((p, p.name, None))  # a missing file becomes a failed record, not a stop
+            items.append(Item(p, p.name))  # a missing file becomes a failed record, not a stop
     return items
 
 
-def plan_jobs(task: str, inputs, output_dir, originals=None, extra_dir=None) -> list[Job]:
+def plan_jobs(task: str, inputs, output_dir, originals=None, extras=None, boxes=None) -> list[Job]:
     """The jobs of a batch: outputs under `output_dir` (mirroring the inputs, see `expand_inputs`).
 
     run / pixelate: videos keep their container when it takes H.264 (`pixelate.KEEP_EXTENSIONS`), others
     become `.mp4`; audit: `<name>.json` reports. `originals` (audit): the folder holding the original of
-    each input at the same relative path (any video extension). `extra_dir`: pixelate's sidecars
-    (`<name>.json`), audit's contact sheets (`<name>.png`). Raises InputError when two inputs would write
-    the same output, OutputError when the output folder lies inside an input folder."""
+    each input at the same relative path (any video extension). `extras`: {kind: folder} of further
+    outputs at the same relative path (kinds and suffixes: EXTRA_SUFFIX): pixelate's `boxes` sidecars,
+    audit's `sheet`, `csv` and `repair`. `boxes` (run): the folder of the inputs' sidecars at the same
+    relative path with BOXES_SUFFIX (a CSV's `boxes` column overrides it). Raises InputError when two
+    inputs would write the same output, OutputError when an output folder lies inside an input folder
+    or an output would overwrite an input."""
     if task not in TASKS:
         raise DepixError(f"unknown batch task {task!r}; one of {', '.join(TASKS)}")
     out_dir = Path(output_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"{out_dir}: many inputs need an output folder, and this is a file")
+    extra_dirs = {k: Path(v) for k, v in (extras or {}).items() if v is not None}
+    unknown = set(extra_dirs) - set(EXTRA_SUFFIX)
+    if unknown:
+        raise DepixError(f"unknown batch outputs {sorted(unknown)}; known: {', '.join(EXTRA_SUFFIX)}")
+    for d in (out_dir, *extra_dirs.values()):
+        if d.exists() and not d.is_dir():
+            raise OutputError(f"{d}: many inputs need an output folder, and this is a file")
     jobs, seen = [], {}
-    for src, rel, original in expand_inputs(inputs, out_dir):
-        rel_path = Path(rel)
-        if task == "audit":
-            rel_path = rel_path.with_suffix(".json")
-        elif rel_path.suffix.lower() not in KEEP_EXTENSIONS:
-            rel_path = rel_path.with_suffix(".mp4")
-        out = out_dir / rel_path
+    videos_out = [out_dir, *(d for k, d in extra_dirs.items() if EXTRA_SUFFIX[k] is None)]  # never walked as inputs
+    for item in expand_inputs(inputs, videos_out):
+        rel = Path(item.rel)
+        rel_path = rel.with_suffix(".json") if task == "audit" else _video_rel(rel)
+        original = item.original
         if original is None and originals is not None:
-            original = _original_for(Path(originals), Path(rel))
-        extra = None
-        if extra_dir is not None:
-            extra = str(Path(extra_dir) / rel_path.with_suffix(".png" if task == "audit" else ".json"))
-        key = os.path.normpath(os.path.abspath(out))
-        if key in seen:
-            raise InputError(f"{seen[key]} and {src} would both write {out}")
-        seen[key] = src
-        jobs.append(Job(os.path.abspath(src), os.path.abspath(out),
-                        os.path.abspath(original) if original is not None else None,
-                        os.path.abspath(extra) if extra is not None else None))
+            original = _original_for(Path(originals), rel)
+        sidecar = item.boxes if task == "run" else None  # a CSV's `boxes` column is run's input
+        if sidecar is None and boxes is not None:
+            sidecar = Path(boxes) / rel.with_suffix(BOXES_SUFFIX)
+        outs = [("output", out_dir / rel_path)]
+        outs += [(k, d / (rel_path.with_suffix(EXTRA_SUFFIX[k]) if EXTRA_SUFFIX[k] else _video_rel(rel)))
+                 for k, d in extra_dirs.items()]
+        for _, out in outs:
+            key = os.path.normpath(os.path.abspath(out))
+            if key in seen:
+                raise InputError(f"{seen[key]} and {item.src} would both write {out}")
+            seen[key] = item.src
+        jobs.append(Job(_abs(item.src), _abs(outs[0][1]), _abs(original), _abs(sidecar),
+                        tuple((k, _abs(p)) for k, p in outs[1:])))
+    sources = {os.path.normpath(p) for j in jobs for p in j.sources}
+    for j in jobs:
+        for out in j.outputs:
+            if os.path.normpath(out) in sources:
+                raise OutputError(f"{out}: would overwrite an input of the batch; choose other output folders")
     return jobs
+
+
+def _abs(p) -> str | None:
+    return os.path.abspath(p) if p is not None else None
+
+
+def _video_rel(rel: Path) -> Path:
+    """The relative path of an output video: the input's container when it takes H.264, else `.mp4`."""
+    return rel if rel.suffix.lower() in KEEP_EXTENSIONS else rel.with_suffix(".mp4")
 
 
 def _original_for(originals: Path, rel: Path) -> Path:
@@ -272,9 +336,7 @@ def cluster_address(cfg: BatchConfig) -> str | None:
 
 def _sweep_temps(job: Job) -> None:
     """Remove temporary files a killed worker left beside the outputs of `job`."""
-    for out in (job.output, job.extra):
-        if out is None:
-            continue
+    for out in job.outputs:
         p = Path(out)
         if not p.parent.is_dir():
             continue
@@ -306,6 +368,7 @@ def run_batch(task: str, config, jobs: list[Job], cfg: BatchConfig = BatchConfig
     address = cluster_address(cfg)
     engine = (f"Dask cluster {address}" if address else f"{cfg.jobs} local processes" if cfg.jobs > 1
               else "this process")
+    client = connect_cluster(address, cfg.connect_timeout) if todo and address else None
     result = BatchResult(len(jobs), previous=previous, manifest=manifest, engine=engine)
     bar = tqdm(total=len(todo), unit="video", desc=f"{task} batch", disable=cfg.quiet or not todo,
                dynamic_ncols=True, file=sys.stderr)
@@ -328,19 +391,22 @@ def run_batch(task: str, config, jobs: list[Job], cfg: BatchConfig = BatchConfig
                 on_record(rec)
         bar.update(1)
 
+    finished = False
     try:
-        if todo and address:
-            run_cluster(task, config, todo, address, record)
+        if client is not None:
+            run_cluster(task, config, todo, client, record)
         elif cfg.jobs > 1 and len(todo) > 1:
             run_local(task, config, todo, cfg.jobs, record)
         else:
             run_here(task, config, todo, record)
-    finally:
+        finished = True
+    finally:  # also when stopped (Ctrl-C, SIGTERM): each manifest line is a whole record
         bar.close()
         if log is not None:
             log.close()
-    for job in todo:
-        _sweep_temps(job)
+        if finished or not address:  # local workers are gone; cluster workers may still be writing theirs
+            for job in todo:
+                _sweep_temps(job)
     result.wall_s = time.perf_counter() - t0
     return result
 

@@ -11,6 +11,8 @@ Engines, all calling `on_record(record)` in this process as videos finish:
   `run_here`     one after another in this process;
   `run_local`    N spawned worker processes, each with len(CPU affinity) // N torch / OpenCV threads; when
                  a worker dies the pool is rebuilt and the videos it held are redone (MAX_ATTEMPTS tries);
+                 workers ignore SIGINT (a terminal's Ctrl-C reaches the whole process group): when this
+                 process is stopped (Ctrl-C, SIGTERM) it terminates them at once, mid-video;
   `run_cluster`  Dask distributed: the same function submitted per video; Dask reschedules a video whose
                  worker died (its `distributed.scheduler.allowed-failures`) and then raises KilledWorker.
 Detectors and models stay loaded in a worker between videos of the same settings.
@@ -28,8 +30,9 @@ from collections import Counter
 
 from depixcli.errors import BackendError, DepixError, InputError, OutputError
 
-CONNECT_TIMEOUT_S = 30  # s to reach the Dask scheduler
+CONNECT_TIMEOUT_S = 10.0  # s to reach the Dask scheduler (Dask's own default is 30)
 MAX_ATTEMPTS = 3  # tries per video when local worker processes die under it
+STOP_WAIT_S = 2.0  # s a terminated worker gets before it is killed
 
 
 # ------------------------------------------------------------------------------------------ records
@@ -56,8 +59,8 @@ def file_digest(path) -> list:
 
 
 def input_fingerprints(job) -> dict[str, list[int] | None]:
-    """{path: fingerprint} of the input (and original) of a job."""
-    return {p: fingerprint(p) for p in (job.input, job.original) if p is not None}
+    """{path: fingerprint} of the files a job reads (`batch.Job.sources`)."""
+    return {p: fingerprint(p) for p in job.sources}
 
 
 # ------------------------------------------------------------------------------------------ work
@@ -88,20 +91,26 @@ def _work(task: str, config, job, key: str) -> dict:
     from depixcli.faces.detect import load_detector
 
     if task == "run":
+        from depixcli.io.sidecar import SidecarError
         from depixcli.restore.run import run_video
 
-        stats = run_video(job.input, job.output, config)
+        if job.boxes is not None:
+            config = dataclasses.replace(config, boxes=job.boxes)
+        try:
+            stats = run_video(job.input, job.output, config)
+        except SidecarError as exc:  # the library names the file; say which option gave it, as the CLI does
+            raise InputError(f"--boxes {exc}") from None
         return {"frames": stats.frames, "tracks": stats.tracks}
     if task == "pixelate":
         from depixcli.pixelate import pixelate_video
 
         det = _resource("detector", key, lambda: load_detector(config.detector, threshold=config.threshold,
                                                                max_side=config.max_side))
-        s = pixelate_video(job.input, job.output, config, job.extra, quiet=True, detector=det)
+        s = pixelate_video(job.input, job.output, config, job.extra("boxes"), quiet=True, detector=det)
         return {"frames": s.frames, "tracks": s.tracks, "notes": s.notes}
     from depixcli.audit.plan import gallery_photos
-    from depixcli.audit.report import write_json, write_sheet
-    from depixcli.audit.video import audit_video
+    from depixcli.audit.report import write_csv, write_json, write_sheet
+    from depixcli.audit.video import audit_video, repair
     from depixcli.faces.identity import SFaceIdentity
     from depixcli.model.reconstructor import load_reconstructor
 
@@ -114,12 +123,18 @@ def _work(task: str, config, job, key: str) -> dict:
     gallery = None
     if config.gallery is not None:
         gallery = _resource("gallery", key, lambda: gallery_photos(config.gallery, identity, det))
-    report = audit_video(job.input, job.original, config, model=model, identity=identity, detector=det,
-                         gallery=gallery)
+    reuse = {"model": model, "identity": identity, "detector": det, "gallery": gallery}
+    report = audit_video(job.input, job.original, config, **reuse)
+    if job.extra("repair") is not None:
+        repair(report, job.extra("repair"), config, **reuse)
     write_json(report, job.output)
-    if job.extra is not None:
-        write_sheet(report, job.extra)
-    return {"frames": report.frames, "tracks": len(report.tracks), "verdict": report.verdict}
+    for kind, write in (("sheet", write_sheet), ("csv", write_csv)):
+        if job.extra(kind) is not None:
+            write(report, job.extra(kind))
+    out = {"frames": report.frames, "tracks": len(report.tracks), "verdict": report.verdict}
+    if report.repair is not None:
+        out["repaired_verdict"] = report.repair["verdict"]
+    return out
 
 
 def process_job(task: str, config, job, threads=None) -> dict:
@@ -140,10 +155,10 @@ def process_job(task: str, config, job, threads=None) -> dict:
            "inputs": input_fingerprints(job), "worker": f"{socket.gethostname()}:{os.getpid()}"}
     t0 = time.perf_counter()
     try:
-        for d in {job.output, job.extra} - {None}:
+        for d in job.outputs:
             os.makedirs(os.path.dirname(os.path.abspath(d)), exist_ok=True)
         rec.update(_work(task, config, job, key))
-        rec["files"] = {p: file_digest(p) for p in (job.output, job.extra) if p is not None}
+        rec["files"] = {p: file_digest(p) for p in job.outputs}
     except Exception as exc:  # noqa: BLE001 - any error of one video is recorded; the batch goes on
         kind = ("input" if isinstance(exc, InputError) else "output" if isinstance(exc, (OutputError, OSError))
                 else "depix" if isinstance(exc, DepixError) else "bug")
@@ -167,9 +182,37 @@ def run_here(task, config, jobs, on_record) -> None:
         on_record(process_job(task, config, job))
 
 
+def _worker_init() -> None:
+    """In each local worker process: Ctrl-C is for the batch process, which then stops the workers; tqdm
+    gets a thread lock instead of its default multiprocessing one, a semaphore that a terminated worker
+    would leave for the resource tracker to report at exit (the bars are off in workers anyway)."""
+    import signal
+    import threading
+
+    from tqdm import tqdm
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tqdm.set_lock(threading.RLock())
+
+
+def _stop_workers(pool) -> None:
+    """Terminate the worker processes of a ProcessPoolExecutor now, mid-video (their outputs are only
+    temporary files until renamed); `shutdown` alone would wait for every video in progress."""
+    stop = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if stop is not None:
+        stop()
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.join(STOP_WAIT_S)
+        if proc.is_alive():
+            proc.kill()
+
+
 def run_local(task, config, jobs, n: int, on_record) -> None:
     """`n` worker processes (spawned), the CPU threads shared out; a pool whose worker dies is rebuilt and
-    the videos it held are redone."""
+    the videos it held are redone. Stopped (KeyboardInterrupt, `Stopped`), it terminates its workers."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
@@ -178,7 +221,8 @@ def run_local(task, config, jobs, n: int, on_record) -> None:
     tries: Counter = Counter()
     pending = list(jobs)
     while pending:
-        pool = ProcessPoolExecutor(min(n, len(pending)), mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(min(n, len(pending)), mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_init)
         try:
             futures = {pool.submit(process_job, task, config, job, threads): job for job in pending}
             pending = []
@@ -193,21 +237,42 @@ def run_local(task, config, jobs, n: int, on_record) -> None:
                         continue
                     rec = lost_record(task, config, job, f"worker process died {tries[job]} times")
                 on_record(rec)
+        except BaseException:
+            _stop_workers(pool)
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_cluster(task, config, jobs, address: str, on_record) -> None:
-    """The same `process_job` on the Dask cluster whose scheduler is at `address`."""
+def connect_cluster(address: str, timeout: float = CONNECT_TIMEOUT_S):
+    """A Dask `Client` of the scheduler at `address`. Raises BackendError when Dask is not installed, the
+    address is malformed, or the scheduler does not answer within `timeout` s."""
     try:
-        from distributed import Client, as_completed
-        from distributed.scheduler import KilledWorker
+        from distributed import Client
+        from distributed.comm import parse_address
+        from distributed.comm.registry import get_backend
     except ImportError:
         raise BackendError("a cluster needs Dask distributed: pip install 'depix[cluster]'") from None
     try:
-        client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise BackendError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        get_backend(parse_address(address)[0])  # before Client: a half-built one hangs at exit
+    except ValueError as exc:
+        raise BackendError(f"{address}: not a Dask scheduler address such as tcp://10.0.0.5:8786 "
+                           f"({_first_line(exc)})") from None
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        why = "" if "timed out" in str(exc).lower() else f" ({_first_line(exc)})"
+        raise BackendError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s{why}; is it running "
+                           f"and reachable from here? (--cluster-timeout sets the wait)") from None
+
+
+def run_cluster(task, config, jobs, client, on_record) -> None:
+    """The same `process_job` on the Dask cluster of `client` (`connect_cluster`), which it closes.
+    Stopped, it drops the videos not started; those in progress on the workers run to their end (Dask
+    cannot stop a running task) and are not recorded, so a rerun redoes them."""
+    from distributed import as_completed
+    from distributed.scheduler import KilledWorker
+
     try:
         threads = _worker_threads(client)
         token = hashlib.sha256(f"{time.time_ns()}-{os.getpid()}".encode()).hexdigest()[:8]
@@ -224,6 +289,11 @@ def run_cluster(task, config, jobs, address: str, on_record) -> None:
             on_record(rec)
     finally:
         client.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _worker_threads(client) -> dict[str, int]:

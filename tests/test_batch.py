@@ -4,36 +4,30 @@ import dataclasses
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 
-from depixcli.batch import BatchConfig, plan_jobs, read_manifest, run_batch
+from depixcli.batch import BatchConfig, is_finished, plan_jobs, read_manifest, run_batch
+from depixcli.batch_work import config_key
 from depixcli.cli import main
 from depixcli.errors import InputError, OutputError
 from depixcli.io.synthetic import make_synthetic_clip
-from depixcli.io.video import probe
-from depixcli.model.config import ModelConfig
-from depixcli.model.nets import Depixelator
-from depixcli.model.weights import save_model
+from depixcli.io.video import probe, read_frames
 from depixcli.restore.config import RunConfig
 
-TINY = ModelConfig(crop_size=32, window=1, stride=2, stn_size=16, stn_widths=(4, 4, 4, 4, 4), width=4)
 REGION = "60,30,40,50"  # px x,y,w,h: the mosaic rect given to `depix run` (skips the locator: fast)
 LONG_FRAMES = 600  # frames of the clip a worker is killed on (seconds of work, so the kill lands mid-video)
 BOUND_S = 240  # s: a batch that takes longer than this has hung
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_model(path, Depixelator(TINY), {"note": "random, for tests"})
-    return str(path)
+STOP_FRAMES = 1800  # frames of the clip a batch is stopped on (its video alone takes far longer than STOP_BOUND_S)
+STOP_BOUND_S = 5  # s from SIGTERM / Ctrl-C to the exit of a --jobs 2 batch (measured: about 1 s)
+UNREACHABLE_BOUND_S = 8  # s to give up on a closed scheduler port with --cluster-timeout 1
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +50,8 @@ GOOD = {"a.mp4": 12, "sub/b.mov": 8, "sub/deep/c.mp4": 10}
 
 
 def run_args(src, out, weights, *more):
-    return ["run", str(src), "-o", str(out), "-w", weights, "--region", REGION, "--preset", "ultrafast", "-q", *more]
+    return ["run", str(src), "-o", str(out), "-w", str(weights), "--region", REGION, "--preset", "ultrafast", "-q",
+            *more]
 
 
 def outputs(out: Path) -> dict[str, list]:
@@ -75,9 +70,9 @@ def test_plan_mirrors_a_folder_a_glob_and_a_csv(tree, tmp_path):
     jobs = plan_jobs("run", [str(tree)], out)
     assert [os.path.relpath(j.output, out) for j in jobs] == ["a.mp4", "sub/b.mov", "sub/cut.mp4", "sub/deep/c.mp4"]
     assert all(os.path.isabs(j.input) and os.path.isabs(j.output) for j in jobs)  # workers may run elsewhere
-    jobs = plan_jobs("pixelate", [str(tree / "sub" / "**" / "*.mp4")], out, extra_dir=tmp_path / "boxes")
+    jobs = plan_jobs("pixelate", [str(tree / "sub" / "**" / "*.mp4")], out, extras={"boxes": tmp_path / "boxes"})
     assert [os.path.relpath(j.output, out) for j in jobs] == ["cut.mp4", "deep/c.mp4"]  # below the glob's root
-    assert jobs[1].extra == str(tmp_path / "boxes" / "deep" / "c.json")
+    assert jobs[1].extra("boxes") == str(tmp_path / "boxes" / "deep" / "c.json")
     originals = tmp_path / "orig"
     (originals / "sub").mkdir(parents=True)
     (originals / "sub" / "b.mp4").write_bytes(b"x")  # an .mp4 original of the anonymised .mov
@@ -99,6 +94,28 @@ def test_plan_mirrors_a_folder_a_glob_and_a_csv(tree, tmp_path):
     assert [os.path.basename(j.output) for j in plan_jobs("run", [str(tmp_path / "mpeg")], out)] == ["x.mp4"]
     with pytest.raises(InputError, match="no video file matches"):
         plan_jobs("run", [str(tree / "*.mkv")], out)
+
+
+def test_plan_names_further_outputs_and_sidecars_at_the_same_relative_path(tree, tmp_path):
+    out, more = tmp_path / "reports", {k: tmp_path / k for k in ("sheet", "csv", "repair")}
+    jobs = plan_jobs("audit", [str(tree)], out, originals=tmp_path / "orig", extras=more)
+    b = jobs[1]
+    assert os.path.relpath(b.output, out) == "sub/b.json"
+    assert {k: os.path.relpath(b.extra(k), tmp_path) for k in more} == {
+        "sheet": "sheet/sub/b.png", "csv": "csv/sub/b.csv", "repair": "repair/sub/b.mov"}  # .mov takes H.264
+    assert b.outputs == (b.output, b.extra("sheet"), b.extra("csv"), b.extra("repair"))
+    with pytest.raises(OutputError, match="inside the input folder"):  # repaired videos would become inputs
+        plan_jobs("audit", [str(tree)], out, originals=tmp_path / "orig", extras={"repair": tree / "fixed"})
+    (tmp_path / "l.csv").write_text(f"input,original\n{tree / 'sub' / 'b.mov'},{tree / 'a.mp4'}\n")
+    with pytest.raises(OutputError, match="would overwrite an input"):  # repair/b.mov = the input
+        plan_jobs("audit", [str(tmp_path / "l.csv")], out, extras={"repair": tree / "sub"})
+    jobs = plan_jobs("run", [str(tree)], tmp_path / "out", boxes=tmp_path / "boxes")
+    assert [os.path.relpath(j.boxes, tmp_path) for j in jobs] == [
+        "boxes/a.json", "boxes/sub/b.json", "boxes/sub/cut.json", "boxes/sub/deep/c.json"]
+    (tmp_path / "l.csv").write_text(f"input,boxes\n{tree / 'a.mp4'},a.sidecar.json\n{tree / 'sub' / 'b.mov'},\n")
+    jobs = plan_jobs("run", [str(tmp_path / "l.csv")], tmp_path / "out", boxes=tmp_path / "boxes")
+    assert [j.boxes for j in jobs] == [str(tmp_path / "a.sidecar.json"), str(tmp_path / "boxes" / "b.json")]
+    assert [j.boxes for j in plan_jobs("pixelate", [str(tmp_path / "l.csv")], tmp_path / "out")] == [None, None]
 
 
 def test_batch_options_need_many_inputs(tree, tmp_path, tiny_weights):
@@ -137,7 +154,7 @@ def test_rerun_redoes_what_is_unfinished_or_changed(tree, tmp_path, tiny_weights
     for rel in ("a.mp4", "sub/deep/c.mp4"):
         (src / Path(rel).name).write_bytes((tree / rel).read_bytes())
     out = tmp_path / "out"
-    cfg = RunConfig(weights=tiny_weights, region=(60, 30, 40, 50), preset="ultrafast")
+    cfg = RunConfig(weights=str(tiny_weights), region=(60, 30, 40, 50), preset="ultrafast")
     jobs = plan_jobs("run", [str(src)], out)
     first = run_batch("run", cfg, jobs, output_dir=out)
     assert [r["status"] for r in first.records] == ["done", "done"]
@@ -154,8 +171,8 @@ def test_rerun_redoes_what_is_unfinished_or_changed(tree, tmp_path, tiny_weights
 
 
 # ------------------------------------------------------------------------------------------ engines
-def descendants() -> list[int]:
-    """PIDs of the processes this test process started (children, grandchildren, ...)."""
+def descendants(root: int | None = None) -> list[int]:
+    """PIDs of the processes `root` (default: this test process) started (children, grandchildren, ...)."""
     parent: dict[int, int] = {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -163,7 +180,7 @@ def descendants() -> list[int]:
                 parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, IndexError, ValueError):
                 continue
-    out, todo = [], [os.getpid()]
+    out, todo = [], [root or os.getpid()]
     while todo:
         p = todo.pop()
         kids = [c for c, pp in parent.items() if pp == p]
@@ -186,16 +203,22 @@ def writer_of(directory: Path) -> tuple[int, str] | None:
     return None
 
 
-def kill_mid_video(out: Path, batch: threading.Thread) -> tuple[int, str]:
-    """Wait until a worker writes the long clip's output, SIGKILL it; returns (pid, temp file)."""
+def writing_long(out: Path, alive) -> tuple[int, str]:
+    """Wait until a worker writes the long clip's output; (pid, temp file)."""
     deadline = time.monotonic() + BOUND_S
-    while time.monotonic() < deadline and batch.is_alive():
+    while time.monotonic() < deadline and alive():
         found = writer_of(out)
         if found is not None and "long.mp4" in found[1]:
-            os.kill(found[0], signal.SIGKILL)
             return found
         time.sleep(0.005)
     pytest.fail("no worker was seen writing long.mp4")
+
+
+def kill_mid_video(out: Path, batch: threading.Thread) -> tuple[int, str]:
+    """Wait until a worker writes the long clip's output, SIGKILL it; returns (pid, temp file)."""
+    found = writing_long(out, batch.is_alive)
+    os.kill(found[0], signal.SIGKILL)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +241,18 @@ def reference(batch_in, tiny_weights, tmp_path_factory):
     return outputs(out)
 
 
+@pytest.fixture(scope="module")
+def stop_in(tmp_path_factory, batch_in):
+    """The short clips of `batch_in` and a longer long.mp4 (a batch gets stopped on it)."""
+    d = tmp_path_factory.mktemp("stop") / "in"
+    d.mkdir()
+    for f in batch_in.iterdir():
+        if f.name != "long.mp4":
+            (d / f.name).write_bytes(f.read_bytes())
+    make_synthetic_clip(d / "long.mp4", STOP_FRAMES)
+    return d
+
+
 def run_in_thread(fn) -> tuple[threading.Thread, list]:
     box: list = []
     t = threading.Thread(target=lambda: box.append(fn()), daemon=True)
@@ -238,7 +273,7 @@ def check_complete(out: Path, reference: dict, killed_pid: int) -> None:
 
 def test_local_jobs_survive_a_killed_worker_with_identical_outputs(batch_in, reference, tiny_weights, tmp_path):
     out = tmp_path / "out"
-    cfg = RunConfig(weights=tiny_weights, region=(60, 30, 40, 50), preset="ultrafast")
+    cfg = RunConfig(weights=str(tiny_weights), region=(60, 30, 40, 50), preset="ultrafast")
     jobs = plan_jobs("run", [str(batch_in)], out)
     batch, box = run_in_thread(lambda: run_batch("run", cfg, jobs, BatchConfig(jobs=2), output_dir=out))
     pid, _ = kill_mid_video(out, batch)
@@ -266,28 +301,143 @@ def test_cluster_gives_identical_outputs_and_survives_a_killed_worker(batch_in, 
     assert r.exit_code == 0 and r.output == ""  # finished: nothing to do, the (closed) cluster is not contacted
 
 
-def test_cluster_env_name_matches_library():
+def test_cli_constants_match_library():
     from depixcli.batch import CLUSTER_ENV
-    from depixcli.commands.batch import CLUSTER_ENV as CLI_ENV
+    from depixcli.batch_work import CONNECT_TIMEOUT_S
+    from depixcli.commands import batch as cli
 
-    assert CLI_ENV == CLUSTER_ENV == "DASK_SCHEDULER_ADDRESS"
+    assert cli.CLUSTER_ENV == CLUSTER_ENV == "DASK_SCHEDULER_ADDRESS"
+    assert cli.CONNECT_TIMEOUT_S == CONNECT_TIMEOUT_S
+
+
+def test_unreachable_cluster_fails_fast_with_one_line(tree, tmp_path, tiny_weights):
+    pytest.importorskip("distributed", reason="the cluster extra is not installed")
+    with socket.socket() as s:  # a loopback port nobody listens on: connections are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    r = CliRunner().invoke(main, run_args(tree, out, tiny_weights, "--cluster", f"tcp://127.0.0.1:{port}",
+                                          "--cluster-timeout", "1"))
+    took = time.monotonic() - t0
+    assert r.exit_code == 1 and took < UNREACHABLE_BOUND_S, (took, r.output)
+    assert r.output.splitlines() == [f"Error: cannot reach the Dask scheduler at tcp://127.0.0.1:{port} within 1 s; "
+                                     "is it running and reachable from here? (--cluster-timeout sets the wait)"]
+    assert not out.exists()  # nothing started, nothing written
+    r = CliRunner().invoke(main, run_args(tree, out, tiny_weights, "--cluster", "udp://127.0.0.1:8786"))
+    assert r.exit_code == 1 and len(r.output.splitlines()) == 1
+    assert r.output.startswith("Error: udp://127.0.0.1:8786: not a Dask scheduler address")
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
+def test_stopping_jobs_2_ends_workers_promptly_and_leaves_a_consistent_manifest(stop_in, tiny_weights, tmp_path,
+                                                                                how):
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "depixcli", *run_args(stop_in, out, tiny_weights, "-j", "2")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        writer, tmp = writing_long(out, lambda: proc.poll() is None)
+        workers = [p for p in descendants(proc.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        t0 = time.monotonic()
+        if how == "SIGTERM":  # kill, docker stop, systemd: the batch process alone
+            proc.send_signal(signal.SIGTERM)
+        else:  # a terminal's Ctrl-C: SIGINT to the whole foreground process group, workers included
+            os.killpg(proc.pid, signal.SIGINT)
+        text, _ = proc.communicate(timeout=BOUND_S)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert took < STOP_BOUND_S, f"took {took:.1f} s to stop"
+    assert proc.returncode == (143 if how == "SIGTERM" else 130), text
+    assert text.strip().splitlines() == ["Interrupted (SIGTERM)." if how == "SIGTERM" else "Interrupted."]
+    assert writer in workers and len(workers) == 2
+    assert not [p for p in workers if Path(f"/proc/{p}").exists()]  # every worker ended
+    assert not Path(tmp).exists() and leftovers(out) == [] and not (out / "long.mp4").exists()
+    lines = (out / "depix-batch.jsonl").read_text().splitlines() if (out / "depix-batch.jsonl").exists() else []
+    recs = [json.loads(line) for line in lines]  # whole lines only
+    assert all(r["status"] == "done" and not r["output"].endswith("long.mp4") for r in recs)
+    cfg = RunConfig(weights=str(tiny_weights), region=(60, 30, 40, 50), preset="ultrafast")
+    key = config_key("run", cfg)
+    for job in plan_jobs("run", [str(stop_in)], out):
+        rec = next((r for r in recs if r["output"] == job.output), None)
+        assert is_finished(job, rec, key) == (rec is not None)  # each recorded output verifies
 
 
 # ------------------------------------------------------------------------------------------ audit
-def test_audit_batch_from_a_csv_writes_reports_and_fails_on_a_leak(tmp_path, tiny_weights):
+def frames_of(path) -> list:
+    return [f.image for f in read_frames(path)]
+
+
+def test_audit_batch_from_a_csv_writes_what_one_audit_writes_and_fails_on_a_leak(tmp_path, tiny_weights):
     make_synthetic_clip(tmp_path / "orig.mp4", 12, (320, 240))
     (tmp_path / "copy.mp4").write_bytes((tmp_path / "orig.mp4").read_bytes())  # "anonymised": unchanged
     (tmp_path / "list.csv").write_text("input,original\ncopy.mp4,orig.mp4\nmissing.mp4,orig.mp4\n")
+    same = ["-w", str(tiny_weights), "--frames", "4", "-q", "--nothing-else-identifies"]
     args = ["audit", str(tmp_path / "list.csv"), "--json", str(tmp_path / "reports"), "--sheet",
-            str(tmp_path / "sheets"), "-w", tiny_weights, "--frames", "4", "-q", "--fail-on-leak"]
+            str(tmp_path / "sheets"), "--csv", str(tmp_path / "logs"), "--repair", str(tmp_path / "fixed"), *same,
+            "--fail-on-leak"]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 1 and "Failed: " in r.output and "missing.mp4" in r.output  # a failure beats a leak
     report = json.loads((tmp_path / "reports" / "copy.json").read_text())
-    assert report["verdict"] == "leaks" and (tmp_path / "sheets" / "copy.png").stat().st_size > 0
+    assert report["verdict"] == "leaks" and report["confirmed"]
+    assert (tmp_path / "sheets" / "copy.png").stat().st_size > 0
     recs = read_manifest(tmp_path / "reports" / "depix-batch.jsonl")
     rec = recs[str(tmp_path / "reports" / "copy.json")]
     assert rec["verdict"] == "leaks" and rec["tracks"] == len(report["tracks"]) >= 1 and rec["frames"] == 12
-    assert set(rec["files"]) == {str(tmp_path / "reports" / "copy.json"), str(tmp_path / "sheets" / "copy.png")}
+    assert rec["repaired_verdict"] == report["repair"]["verdict"] and report["repair"]["frames_masked"] > 0
+    assert set(rec["files"]) == {str(tmp_path / d / f"copy.{ext}") for d, ext in (
+        ("reports", "json"), ("sheets", "png"), ("logs", "csv"), ("fixed", "mp4"))}
+    one = CliRunner().invoke(main, ["audit", str(tmp_path / "copy.mp4"), "--original", str(tmp_path / "orig.mp4"),
+                                    "--json", str(tmp_path / "one.json"), "--csv", str(tmp_path / "one.csv"),
+                                    "--repair", str(tmp_path / "one.mp4"), *same])
+    assert one.exit_code == 0, one.output
+    alone = json.loads((tmp_path / "one.json").read_text())
+    assert (tmp_path / "logs" / "copy.csv").read_text() == (tmp_path / "one.csv").read_text()
+    assert {**report["repair"], "output": None} == {**alone["repair"], "output": None}
+    assert report["confirmed"] == alone["confirmed"] and report["verdict"] == alone["verdict"]
+    repaired, repaired_alone = frames_of(tmp_path / "fixed" / "copy.mp4"), frames_of(tmp_path / "one.mp4")
+    assert len(repaired) == 12 and all((a == b).all() for a, b in zip(repaired, repaired_alone))
     (tmp_path / "list.csv").write_text("input,original\ncopy.mp4,orig.mp4\n")
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 3 and r.output == ""  # finished earlier, nothing run: the recorded leak still counts
+
+
+# ------------------------------------------------------------------------------------------ run --boxes
+def test_run_many_inputs_with_a_folder_of_sidecars(tmp_path, tiny_weights):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    make_synthetic_clip(src / "a.mp4", 10, (320, 240))
+    make_synthetic_clip(src / "sub" / "b.mp4", 8, (320, 240))
+    boxes, pix = tmp_path / "boxes", tmp_path / "pix"
+    r = CliRunner().invoke(main, ["pixelate", str(src), "-o", str(pix), "--boxes-out", str(boxes), "--blocks", "8",
+                                  "--preset", "ultrafast", "-q"])
+    assert r.exit_code == 0, r.output
+    w = ["-w", str(tiny_weights), "--preset", "ultrafast", "-q"]
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["run", str(pix), "-o", str(out), "--boxes", str(boxes), *w])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["run", str(pix / "sub" / "b.mp4"), "-o", str(tmp_path / "b.mp4"), "--boxes",
+                                  str(boxes / "sub" / "b.json"), *w])
+    assert r.exit_code == 0, r.output
+    assert (out / "sub" / "b.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()  # as one video with its sidecar
+    recs = {os.path.relpath(k, out): v for k, v in read_manifest(out / "depix-batch.jsonl").items()}
+    assert recs["sub/b.mp4"]["tracks"] >= 1 and str(boxes / "sub" / "b.json") in recs["sub/b.mp4"]["inputs"]
+    st = (boxes / "sub" / "b.json").stat()
+    os.utime(boxes / "sub" / "b.json", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a changed sidecar
+    lines = len((out / "depix-batch.jsonl").read_text().splitlines())
+    r = CliRunner().invoke(main, ["run", str(pix), "-o", str(out), "--boxes", str(boxes), *w])
+    assert r.exit_code == 0 and [json.loads(x)["output"] for x in (out / "depix-batch.jsonl").read_text().splitlines()][
+        lines:] == [str(out / "sub" / "b.mp4")]  # redoes its video alone
+    (boxes / "a.json").unlink()
+    r = CliRunner().invoke(main, ["run", str(pix), "-o", str(tmp_path / "out2"), "--boxes", str(boxes), *w])
+    assert r.exit_code == 1 and r.output.splitlines()[0] == f"Failed: {pix / 'a.mp4'}: --boxes {boxes / 'a.json'}: " \
+                                                            "file not found"
+    assert (tmp_path / "out2" / "sub" / "b.mp4").is_file()  # the others are done
+    r = CliRunner().invoke(main, ["run", str(pix), "-o", str(tmp_path / "out3"), "--boxes",
+                                  str(boxes / "sub" / "b.json"), *w])
+    assert r.exit_code == 2 and "with many inputs, a folder of `depix pixelate` sidecars" in r.output
+    r = CliRunner().invoke(main, ["run", str(pix / "sub" / "b.mp4"), "-o", str(tmp_path / "x.mp4"), "--boxes",
+                                  str(boxes), *w])
+    assert r.exit_code == 2 and "is a folder (for many inputs)" in r.output and not (tmp_path / "out3").exists()

@@ -51,6 +51,7 @@ class AuditConfig:
     recommend: bool = True  # try stronger mosaics on each face for a recommendation (LADDER_BLOCKS)
     start: float = 0.0  # s, audit from this timestamp on
     duration: float | None = None  # s, audit this long (None: to the end)
+    confirmed: bool = False  # the user confirmed nothing but the faces identifies the people (--nothing-else-...)
     quiet: bool = True
 
     def __post_init__(self) -> None:

@@ -1,17 +1,17 @@
 """`audit_video`: the two passes of `depix audit` over both videos in lockstep, wired together (see
-`depixcli.audit`).
+`depixcli.audit`); `repair`: --repair's masked copy, audited again.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from depixcli.audit.attacks import score_track
 from depixcli.audit.plan import TrackPlan, collect_frame, find_faces, gallery_photos, plan_tracks, window_frames
 from depixcli.audit.verdict import AuditConfig, AuditReport, track_audits
 from depixcli.errors import InputError
-from depixcli.exposure import repair_masks
+from depixcli.exposure import repair_masks, repair_video
 from depixcli.faces.detect import load_detector
 from depixcli.faces.identity import SFaceIdentity
 from depixcli.io.files import sha256_file
@@ -116,4 +116,14 @@ def audit_video(anonymised, original, config: AuditConfig = AuditConfig(), model
                        fps=float(info.fps), first_frame=clock[0][0], first_time=clock[0][1],
                        last_time=clock[-1][1],
                        sha256={"anonymised": sha256_file(anonymised), "original": sha256_file(original)},
-                       parameters=asdict(config), masks=masks)
+                       parameters=asdict(config), masks=masks, confirmed=config.confirmed)
+
+
+def repair(report: AuditReport, out_path, config: AuditConfig = AuditConfig(), quiet: bool = True, **reuse) -> None:
+    """--repair: write `report`'s anonymised video to `out_path` with every exposed range masked
+    (`exposure.repair_video`), audit that copy again against the same original and record the outcome in
+    `report.repair`. `reuse`: `audit_video`'s model, identity, detector, gallery."""
+    masked = repair_video(report.anonymised, out_path, report.masks, quiet=quiet)
+    again = audit_video(out_path, report.original, replace(config, recommend=False), **reuse)
+    report.repair = {"output": os.fspath(out_path), "frames_masked": masked, "verdict": again.verdict,
+                     "exposed_frames": sum(t.exposed_frames for t in again.tracks), "reasons": again.reasons}

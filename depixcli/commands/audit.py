@@ -35,13 +35,14 @@ LEAK_EXIT = 3  # exit status with --fail-on-leak when the verdict is leaks (1: e
               help="Frames scored per face track, evenly spread (0: every frame).")
 @click.option("--detector", type=click.Choice(["yunet", "centerface"]), default="yunet",
               help="Face detector run on the original (its landmarks align every face).")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--csv", "csv_path", type=click.Path(), default=None,
               help="Write a redaction log here: one CSV line per track and exposed range (track, start, end, "
-                   "frames, seconds, what was found, verdict, reason).")
-@click.option("--repair", "repair_path", type=click.Path(dir_okay=False), default=None,
+                   "frames, seconds, what was found, verdict, reason); for many inputs, a folder of <name>.csv.")
+@click.option("--repair", "repair_path", type=click.Path(), default=None,
               help="Write a copy of ANONYMISED with every exposed range masked (depix's secure mosaic over the "
                    "original's face tracks; audio, timestamps and all other pixels kept), audit it again and "
-                   "print its verdict.")
+                   "print its verdict (for many inputs, a folder of repaired videos mirroring the input tree; "
+                   "the manifest records each repaired verdict).")
 @click.option("--start", type=click.FloatRange(min=0), default=0.0, help="Audit from this time on (seconds).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Audit this many seconds from --start (default: to the end).")
@@ -73,15 +74,15 @@ def audit_command(ctx, anonymised, original, json_path, sheet_path, gallery, wei
     with user_errors():
         from depixcli.audit.report import check_outputs, format_report, write_csv, write_json, write_sheet
         from depixcli.audit.verdict import AuditConfig
-        from depixcli.audit.video import audit_video
+        from depixcli.audit.video import audit_video, repair
 
         cfg = AuditConfig(weights=weights, device=device, frames=frames, gallery=gallery, detector=detector,
-                          recommend=recommend, start=start, duration=duration, quiet=quiet)
+                          recommend=recommend, start=start, duration=duration, confirmed=confirmed, quiet=quiet)
         if batch_requested([anonymised]):
-            if json_path is None or csv_path or repair_path:
-                raise click.UsageError("many inputs need --json FOLDER for their reports, and take no --csv or "
-                                       "--repair")
-            records = batch_command("audit", [anonymised], json_path, cfg, originals=original, extra=sheet_path,
+            if json_path is None:
+                raise click.UsageError("many inputs need --json FOLDER for their reports")
+            extras = {"sheet": sheet_path, "csv": csv_path, "repair": repair_path}
+            records = batch_command("audit", [anonymised], json_path, cfg, originals=original, extras=extras,
                                     quiet=quiet)
             if fail_on_leak and any(r.get("verdict") == "leaks" for r in records):
                 ctx.exit(LEAK_EXIT)
@@ -91,17 +92,8 @@ def audit_command(ctx, anonymised, original, json_path, sheet_path, gallery, wei
         outputs = [p for p in (json_path, sheet_path, csv_path, repair_path) if p]
         check_outputs(outputs, [anonymised, original])
         report = audit_video(anonymised, original, cfg)
-        report.confirmed = confirmed
         if repair_path:
-            from dataclasses import replace
-
-            from depixcli.exposure import repair_video
-
-            masked = repair_video(anonymised, repair_path, report.masks, quiet=quiet)
-            again = audit_video(repair_path, original, replace(cfg, recommend=False))
-            report.repair = {"output": repair_path, "frames_masked": masked, "verdict": again.verdict,
-                             "exposed_frames": sum(t.exposed_frames for t in again.tracks),
-                             "reasons": again.reasons}
+            repair(report, repair_path, cfg, quiet=quiet)
         if json_path:
             write_json(report, json_path)
         if sheet_path:

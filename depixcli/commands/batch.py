@@ -10,16 +10,17 @@ import click
 
 META = "depix.batch"  # click context meta key holding the batch options of the command being run
 CLUSTER_ENV = "DASK_SCHEDULER_ADDRESS"  # = batch.CLUSTER_ENV (not imported here: --help stays instant)
+CONNECT_TIMEOUT_S = 10.0  # = batch_work.CONNECT_TIMEOUT_S
 
 
 def batch_options(f):
-    """Add --jobs, --cluster, --results and --retry-failed to a command; they reach `batch_command`
-    through the click context, so the command's own signature does not change."""
+    """Add --jobs, --cluster, --cluster-timeout, --results and --retry-failed to a command; they reach
+    `batch_command` through the click context, so the command's own signature does not change."""
 
     @functools.wraps(f)
-    def wrapper(*args, jobs, cluster, results, retry_failed, **kwargs):
-        click.get_current_context().meta[META] = {"jobs": jobs, "cluster": cluster, "manifest": results,
-                                                  "retry_failed": retry_failed}
+    def wrapper(*args, jobs, cluster, cluster_timeout, results, retry_failed, **kwargs):
+        click.get_current_context().meta[META] = {"jobs": jobs, "cluster": cluster, "connect_timeout": cluster_timeout,
+                                                  "manifest": results, "retry_failed": retry_failed}
         return f(*args, **kwargs)
 
     options = [
@@ -30,6 +31,9 @@ def batch_options(f):
                      help="Many inputs: run on the Dask cluster whose scheduler is at ADDRESS (e.g. "
                           f"tcp://10.0.0.5:8786; default ${CLUSTER_ENV}). Needs `pip install 'depix[cluster]'`, "
                           "depix on every worker and the same paths."),
+        click.option("--cluster-timeout", type=click.FloatRange(min=0, min_open=True), default=CONNECT_TIMEOUT_S,
+                     metavar="SECONDS", help="Many inputs: give up (exit 1) when the Dask scheduler cannot be "
+                                             "reached within this time."),
         click.option("--results", type=click.Path(dir_okay=False), default=None,
                      help="Many inputs: the JSONL result manifest (one line per video) [default: "
                           "OUTPUT/depix-batch.jsonl]; a rerun skips the videos it lists as finished."),
@@ -54,19 +58,32 @@ def batch_requested(inputs) -> bool:
     return False
 
 
-def batch_command(task: str, inputs, output, config, *, originals=None, extra=None, quiet: bool = False,
+def batch_command(task: str, inputs, output, config, *, originals=None, extras=None, quiet: bool = False,
                   skip_unreadable: bool = False) -> list[dict]:
     """Plan, run and report a batch; returns the records of every video (this run's and, for those
-    skipped, the earlier run's). Exit 1 (ClickException) while a video of the batch is failed (in this
-    run, or unreadable in an earlier one and unchanged), except unreadable inputs with `skip_unreadable`."""
+    skipped, the earlier run's). `extras`: {kind: folder} of further outputs (`batch.plan_jobs`); a run
+    config's `boxes` is the folder of the inputs' sidecars. Exit 1 (ClickException) while a video of the
+    batch is failed (in this run, or unreadable in an earlier one and unchanged), except unreadable inputs
+    with `skip_unreadable`."""
+    import os
+
     from depixcli.batch import BatchConfig, format_summary, plan_jobs, run_batch
 
     opts = click.get_current_context().meta.get(META, {})
     cfg = BatchConfig(jobs=opts.get("jobs", 1), cluster=opts.get("cluster"), manifest=opts.get("manifest"),
-                      retry_failed=opts.get("retry_failed", False), quiet=quiet)
-    if getattr(config, "boxes", None) is not None:
-        raise click.UsageError("--boxes is one video's sidecar: not with many inputs")
-    jobs = plan_jobs(task, inputs, output, originals=originals, extra_dir=extra)
+                      retry_failed=opts.get("retry_failed", False), quiet=quiet,
+                      connect_timeout=opts.get("connect_timeout", CONNECT_TIMEOUT_S))
+    boxes = getattr(config, "boxes", None)
+    if boxes is not None and not os.path.isdir(boxes):
+        raise click.BadParameter(f"{boxes}: with many inputs, a folder of `depix pixelate` sidecars "
+                                 "<name>.json at the inputs' relative paths (as `pixelate --boxes-out FOLDER` "
+                                 "writes them)", param_hint="--boxes")
+    jobs = plan_jobs(task, inputs, output, originals=originals, extras=extras, boxes=boxes)
+    sidecar = next((j.boxes for j in jobs if j.boxes is not None), None)
+    if sidecar is not None:
+        import dataclasses
+
+        dataclasses.replace(config, boxes=sidecar)  # a CSV's `boxes` with --region: ConfigError before any work
     skipped: list[str] = []
 
     def report(rec: dict) -> None:
@@ -77,6 +94,8 @@ def batch_command(task: str, inputs, output, config, *, originals=None, extra=No
             click.echo(f"Failed: {where}{rec['error']}", err=True)
         elif not quiet:
             extra_text = f", {rec['verdict']}" if rec.get("verdict") else ""
+            if rec.get("repaired_verdict"):
+                extra_text += f" (repaired: {rec['repaired_verdict']})"
             click.echo(f"{rec['output']}: {rec['frames']} frames, {rec['tracks']} track(s), {rec['fps'] or 0:.1f} fps"
                        f"{extra_text}", err=True)
 

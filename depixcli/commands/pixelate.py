@@ -81,7 +81,7 @@ def pixelate_command(inputs, output, blocks, block_size, secure, mode, scale, de
                            f"{s.fps:.1f} fps" + (f"; boxes: {s.sidecar}" if s.sidecar else ""), err=True)
 
         if batch_requested(inputs):
-            batch_command("pixelate", inputs, output, cfg, extra=boxes_out, quiet=quiet,
+            batch_command("pixelate", inputs, output, cfg, extras={"boxes": boxes_out}, quiet=quiet,
                           skip_unreadable=skip_unreadable)
             return
         skipped: list[str] = []

@@ -1,5 +1,7 @@
 """`depix run IN -o OUT`: reconstruct the pixelated faces of a video."""
 
+import os
+
 import click
 
 from depixcli.commands.batch import batch_command, batch_options, batch_requested
@@ -28,8 +30,10 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, help="Face stacks per model call.")
 @click.option("--region", default=None, metavar="X,Y,W,H", callback=lambda ctx, param, value: parse_region(value),
               help="The mosaic's rectangle in px, on every frame (skips mosaic detection).")
-@click.option("--boxes", type=click.Path(dir_okay=False), default=None,
-              help="Sidecar JSON of faces and mosaic grids written by `depix pixelate` (skips mosaic detection).")
+@click.option("--boxes", type=click.Path(), default=None,
+              help="Sidecar JSON of faces and mosaic grids written by `depix pixelate` (skips mosaic detection); for "
+                   "many inputs, the folder of sidecars <name>.json at the inputs' relative paths, as `depix "
+                   "pixelate --boxes-out FOLDER` writes them (or a CSV's `boxes` column).")
 @click.option("--pixelate", type=click.IntRange(min=1), default=None, metavar="N",
               help="Research mode on clean video: detect faces, pixelate them N x N, reconstruct, and print "
                    "PSNR/SSIM/identity of the face regions.")
@@ -78,6 +82,9 @@ def run_command(input_path, output_path, weights, device, batch_size, region, bo
         if batch_requested([input_path]):
             batch_command("run", [input_path], output_path, cfg, quiet=quiet)
             return
+        if boxes is not None and os.path.isdir(boxes):
+            raise click.BadParameter(f"{boxes} is a folder (for many inputs); for one video give its sidecar file",
+                                     param_hint="--boxes")
         try:
             stats = run_video(input_path, output_path, cfg)
         except SidecarError as exc:  # the library names the file; the flag is the CLI's
