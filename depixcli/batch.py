@@ -9,8 +9,8 @@ Data flow:
            is finished when its last record is `done` with the same config and input (size, mtime) and every
            output file it lists still has the recorded size and SHA-256; an input that failed with an
            InputError (corrupt, not a video) stays failed until it changes (or `retry_failed`)
-  work     `batch_work.process_job` per video, calling the library entry point (`run.run_video`,
-           `pixelate.pixelate_video`, `audit.audit_video`): in this process (jobs = 1), in `jobs` local
+  work     `batch_work.process_job` per video, calling the library entry point (`restore.run.run_video`,
+           `pixelate.pixelate_video`, `audit.video.audit_video`): in this process (jobs = 1), in `jobs` local
            worker processes (the CPU threads shared out among them), or on a Dask cluster (`cluster`
            address, or $DASK_SCHEDULER_ADDRESS). Errors become `failed` records: one bad video never
            stops the batch. A worker that dies is replaced and its video redone (Dask reschedules it;

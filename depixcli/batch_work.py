@@ -1,7 +1,7 @@
 """Per-video work of a batch (`depixcli.batch`), and where it runs: here, local processes or Dask.
 
-`process_job` calls the library entry point of the task (`run.run_video`, `pixelate.pixelate_video`,
-`audit.audit_video` + `audit_report.write_json`) on one `batch.Job` and returns its record (a dict, one JSON line
+`process_job` calls the library entry point of the task (`restore.run.run_video`, `pixelate.pixelate_video`,
+`audit.video.audit_video` + `audit.report.write_json`) on one `batch.Job` and returns its record (a dict, one JSON line
 of the result manifest): input, output, original, task, status (done | failed), frames, tracks, fps,
 seconds, error (one line) and error_kind (input | output | depix | bug | worker), config (`config_key`),
 inputs ({path: [size, mtime_ns]}), files ({output path: [size, SHA-256]}), worker (host:pid) and, for
