@@ -160,8 +160,11 @@ def luma(x: np.ndarray) -> np.ndarray:
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((luma(a) - luma(b)) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
+    """Luma PSNR of uint8 images (`metrics.psnr`), at most `PSNR_CAP` dB as in `depix eval`."""
+    from depixcli.evaluate.config import PSNR_CAP
+    from depixcli.evaluate.metrics import psnr as luma_psnr
+
+    return min(float(luma_psnr(a, b)), PSNR_CAP)
 
 
 def grid_energy(img: np.ndarray, origin, cell) -> float:
