@@ -204,3 +204,19 @@ def test_cli_trains_from_a_crop_dir_with_config_file(tmp_path):
     assert res.exit_code == 1 and "unknown train config keys" in res.output
     res = CliRunner().invoke(main, ["train", "-h"])
     assert res.exit_code == 0 and "--time-limit" in res.output and "--no-stn" in res.output
+
+
+def test_option_errors_name_the_option_and_the_cli_words_the_flag(tmp_path):
+    """The library says what is wrong with a value (no flag names); `depix train` prefixes the flag."""
+    from depixcli.cli import main
+    from depixcli.errors import OptionError
+
+    no_stn = dataclasses.replace(FAST, stage="stn", model=dataclasses.replace(TINY, use_stn=False))
+    with pytest.raises(OptionError) as err:
+        no_stn.validate()
+    assert err.value.option == "stage" and "--" not in str(err.value)
+    write_crop_dir(tmp_path / "crops", {"train": TRAIN, "val": VAL})
+    (tmp_path / "cfg.json").write_text(json.dumps(dataclasses.replace(FAST, stn_steps=0).to_dict()))
+    res = CliRunner().invoke(main, ["train", str(tmp_path / "crops"), "-o", str(tmp_path / "run"), "--config",
+                                    str(tmp_path / "cfg.json"), "--stage", "recon", "-q"])
+    assert res.exit_code == 1 and res.output.startswith("Error: --stage recon: the STN is untrained"), res.output

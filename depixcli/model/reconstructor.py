@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from depixcli.errors import ConfigError, WeightsError
+from depixcli.errors import OptionError, WeightsError
 from depixcli.model.config import window_indices
 from depixcli.model.grid import flip_maps
 from depixcli.model.weights import default_weights_path, load_model
@@ -21,11 +21,11 @@ FLIP_ENSEMBLE = True  # average each reconstruction with that of the mirrored st
 
 
 def resolve_device(name: str) -> str:
-    """`auto` -> `cuda` when available, else `cpu`; asking for `cuda` without a GPU raises ConfigError."""
+    """`auto` -> `cuda` when available, else `cpu`; asking for `cuda` without a GPU raises OptionError."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+        raise OptionError("device", "cuda: no CUDA device is available (use cpu or auto)")
     return name
 
 

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from depixcli.errors import ConfigError, check_keys
+from depixcli.errors import ConfigError, OptionError, check_keys
 from depixcli.model.config import ModelConfig
 from depixcli.train.augment import AugmentConfig
 from depixcli.train.degrade import MosaicConfig
@@ -91,7 +91,7 @@ class TrainConfig:
         if self.batch_size < 1 or self.steps < 0 or self.stn_steps < 0:
             raise ConfigError("batch_size must be >= 1 and steps, stn_steps >= 0")
         if self.stage == "stn" and not self.model.use_stn:
-            raise ConfigError("--stage stn with --no-stn: nothing to train")
+            raise OptionError("stage", "stn: this model has no STN to train (use_stn is off)")
         if not 0.0 <= self.stills_fraction < 1.0:
             raise ConfigError(f"stills_fraction must be in [0, 1), got {self.stills_fraction}")
         self.model.validate()

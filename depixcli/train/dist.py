@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from depixcli.errors import ConfigError
+from depixcli.errors import OptionError
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,9 @@ def init_distributed(device: str) -> tuple[Dist, torch.device]:
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
-        raise ConfigError(f"bad device {device!r}: {exc}") from None
+        raise OptionError("device", f"{device!r} is not a device: {exc}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda but CUDA is not available")
+        raise OptionError("device", f"{device}: CUDA is not available")
     return Dist(), dev
 
 

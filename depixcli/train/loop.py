@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from depixcli.errors import ConfigError, OutputError
+from depixcli.errors import ConfigError, OptionError, OutputError
 from depixcli.io.files import write_atomic
 from depixcli.io.progress import progress_bar
 from depixcli.model.nets import Depixelator, PatchDiscriminator, count_parameters
@@ -132,8 +132,8 @@ class Trainer:
         self.run_stn = cfg.stage in ("stn", "all") and mc.use_stn and mc.window > 0
         self.run_recon = cfg.stage in ("recon", "all")
         if self.run_recon and mc.use_stn and mc.window > 0 and self.done["stn"] == 0 and not self.run_stn:
-            raise ConfigError("the STN is untrained: run --stage stn (or all) first into this directory, or use "
-                              "--no-stn")
+            raise OptionError("stage", "recon: the STN is untrained: run the stn stage (or all) first into this "
+                                       "directory, or train a model without an STN")
         vrng = np.random.default_rng(VAL_SEED)
         n_val = min(cfg.val_samples, len(self.val_bank))
         self.val_stacks = self.val_bank.stacks(vrng, n_val, mc.window, mc.stride)
