@@ -36,6 +36,12 @@ def head_crop(image, dx=0.0, size=128):
     return crop(image, head_box((x0 + dx, y0, x1 + dx, y1)), size)
 
 
+def area_mosaic(img, blocks=16):
+    """The paper's mosaic of a whole image: `blocks` x `blocks` area means (OpenCV INTER_AREA), nearest-upsampled."""
+    small = cv2.resize(img, (blocks, blocks), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, img.shape[:2][::-1], interpolation=cv2.INTER_NEAREST)
+
+
 def synthetic_tracks(n: int, T: int, seed: int, prefix: str, S: int = TRACK_SIZE) -> list:
     """Moving blob + stripes tracks: objects with .frames (T, S, S, 3) uint8 RGB and .identity."""
     rng = np.random.default_rng(seed)

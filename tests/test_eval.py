@@ -19,7 +19,7 @@ from depixcli.faces.identity import (
     gallery_frames,
     rank1,
 )
-from tests.synthetic import head_crop
+from tests.synthetic import area_mosaic, head_crop
 
 CROP = 128  # px
 FRAMES = 24  # per generated track
@@ -32,13 +32,6 @@ def sface():
     return SFaceIdentity()
 
 
-def mosaic16(img):
-    import cv2
-
-    small = cv2.resize(img, (16, 16), interpolation=cv2.INTER_AREA)
-    return cv2.resize(small, img.shape[:2][::-1], interpolation=cv2.INTER_NEAREST)
-
-
 # ------------------------------------------------------------------------------------------------ identity
 
 
@@ -48,7 +41,7 @@ def test_sface_cosine_self_is_one_and_mosaic_is_lower(sface, astronaut):
     assert a.detected
     # YuNet's eyes land near the canonical head-crop landmarks (within 6 % of the crop side)
     assert np.abs(a.landmarks[:2] + 0.5 - CANONICAL_LANDMARKS[:2] * CROP).max() < 0.06 * CROP
-    emb = sface.embed([gt, gt, mosaic16(gt)], [a, a, a])
+    emb = sface.embed([gt, gt, area_mosaic(gt)], [a, a, a])
     assert emb.shape == (3, 128)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     cos = cosine(emb[:1], emb)
@@ -120,7 +113,7 @@ def test_dlib_compare_ranks_the_same_face_closest(sface, astronaut):
     assert dlib is not None, note
     gt = head_crop(astronaut)
     again = head_crop(astronaut, dx=2.0)  # the same face, re-cropped
-    dist, cos = dlib.compare(gt, sface.align(gt), [gt, again, mosaic16(gt)])
+    dist, cos = dlib.compare(gt, sface.align(gt), [gt, again, area_mosaic(gt)])
     assert dist[0] == pytest.approx(0.0, abs=1e-5) and cos[0] == pytest.approx(1.0, abs=1e-5)
     assert dist[1] < DLIB_THRESHOLD < dist[2]  # dlib's same-person threshold: re-crop in, mosaic out
     assert cos[1] > cos[2]

@@ -15,24 +15,11 @@ from depixcli.faces.sface_torch import (
     identity_loss,
     onnx_weights,
 )
+from tests.synthetic import area_mosaic, head_crop
 
 CROP = 128  # px
 
 torch.set_num_threads(1)
-
-
-def head_crop(image, dx=0.0, size=CROP):
-    """Head crop of the astronaut around YuNet's face box (x 178..268, y 62..176), shifted dx px."""
-    from depixcli.geometry.crop import crop, head_box
-
-    return crop(image, head_box((178.0 + dx, 62.6, 268.4 + dx, 176.4)), size)
-
-
-def mosaic(img, blocks=16):
-    import cv2
-
-    small = cv2.resize(img, (blocks, blocks), interpolation=cv2.INTER_AREA)
-    return cv2.resize(small, img.shape[:2][::-1], interpolation=cv2.INTER_NEAREST)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +38,8 @@ def crops():
     img = skimage_data.astronaut()
     gt = head_crop(img)
     mirrored = np.ascontiguousarray(img[:, ::-1])
-    return [gt, head_crop(np.ascontiguousarray(img[..., ::-1])), head_crop(mirrored, 512 - 268.4 - 178.0), mosaic(gt)]
+    swapped = np.ascontiguousarray(img[..., ::-1])
+    return [gt, head_crop(swapped), head_crop(mirrored, 512 - 268.4 - 178.0), area_mosaic(gt)]
 
 
 def as_tensor(images):
