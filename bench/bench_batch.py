@@ -11,7 +11,7 @@ Run from the repository root with depix importable (`pip install -e ".[cluster]"
 corrupt file (the first half of a synthetic clip's bytes). `time MODE` times one configuration, a fresh
 `python -m depixcli run` process from start to exit, and appends its row to DIR/timings.jsonl (one call per
 mode, so that each fits a quiet window of the machine):
-  direct     one process calling `run.run_video` on each clip in turn (no batch): the work itself;
+  direct     one process calling `restore.run.run_video` on each clip in turn (no batch): the work itself;
   jobs1      `depix run DIR -o OUT` (in the CLI process);
   rerun      the jobs1 command again: only the resume check (every output hashed), nothing run;
   jobs2      `--jobs 2`: two worker processes, one torch thread each;
