@@ -7,7 +7,8 @@
 #
 # CROPDIR: a `depix prepare` export of ../shared/data/clips.csv; FACES_CSV: ../shared/data/faces.csv;
 # RUNS: output folder; MINUTES: wall-clock length of the learning-rate schedule (the runs keep going at the
-# final rate afterwards until stopped: `pkill -TERM -f "depixcli train"` checkpoints and exports first).
+# final rate afterwards until stopped: `pkill -TERM -f "depixcli train"` checkpoints and exports first; with
+# NPROC=2 signal the ranks only, `pkill -TERM -f -- "-u -m depixcli train"`, so torchrun does not print a traceback).
 #   grid    compact net, F=5 (w=2, d=3), grid maps of every frame as input, clips + stills, L1, bf16 on CPU
 #   align   the same + a flow aligner at 32 px warping the neighbours onto the centre (its loss on clean frames)
 #   align-id  align + the SFace identity loss on 2 stacks of every batch (weight 0.005; 0.05 killed the net: output = input within 250 steps); branch it from align by
