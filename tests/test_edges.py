@@ -151,8 +151,11 @@ def test_out_of_range_mosaic_gets_interpolation_never_worse_than_smoothing():
     assert "finer" in model_fallback(fine)
     coarse = FaceTrack(0, 0, np.tile(rect, (n, 1)), np.tile([160.0, 90.0, 180.0], (n, 1)), np.full((n, 2), 40.0))
     assert "coarser" in model_fallback(coarse)
-    ok = FaceTrack(0, 0, np.tile(rect, (n, 1)), np.tile([160.0, 90.0, 180.0], (n, 1)), np.full((n, 2), 8.0))
+    ok = FaceTrack(0, 0, np.tile(rect, (n, 1)), np.tile([160.0, 90.0, 180.0], (n, 1)), np.full((n, 2), 8.0),
+                   values="mean")
     assert model_fallback(ok) is None
+    assert model_fallback(dataclasses.replace(ok, values="unclear")) is None  # (no evidence: means, the usual)
+    assert "point samples" in model_fallback(dataclasses.replace(ok, values="samples"))  # smoothed, not means
     deface = dataclasses.replace(ok, values="corner")
     assert "top-left samples" in model_fallback(deface)  # the shipped model cannot place them in their blocks
     assert model_fallback(deface, grid_model=True) is None  # a model with grid maps can
@@ -350,3 +353,19 @@ def test_an_out_of_range_mosaic_of_unclear_kind_is_smoothed_never_worse_than_smo
     track = FaceTrack(0, 0, np.tile(rect, (n, 1)).astype(float), np.tile([167.0, 93.0, 180.0], (n, 1)),
                       np.full((n, 2), 20.0), values="unclear", fallback="coarser")
     assert mosaic_summary(track)["restored_with"] == "smoothed mosaic"
+
+
+def test_top_left_samples_on_too_few_blocks_are_samples_never_block_means():
+    # border rows (near, e_mean, e_centre, e_corner, rough values, samples, means) as deface's 20 px mosaic on
+    # 3 frames of a val clip gave them: 14 blocks along the top and left sides, the top-left pixel 4x closer
+    rows = np.tile([1.0, 20.0, 34.0, 4.5, 5.0, 10.0, 5.0], (14, 1))
+    assert classify_values(rows) == "samples"
+    assert classify_values(np.tile(rows, (2, 1))) == "corner"  # enough blocks: told
+
+
+def test_point_samples_of_unknown_position_are_not_pulled_to_block_means():
+    image = photo()
+    rect = (100, 40, 220, 160)
+    m = corner_mosaic(image, rect, 12)
+    kept = evidence_step(image, m, (100.0, 40.0), (12.0, 12.0), rect, "samples")
+    assert np.array_equal(kept, image)

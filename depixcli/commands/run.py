@@ -104,6 +104,7 @@ def run_command(input_path, output_path, weights, device, batch_size, region, bo
 
 # ------------------------------------------------------------------------------------------ summary text
 VALUE_NAMES = {"mean": "block means", "centre": "centre samples", "corner": "top-left samples",
+               "samples": "point samples (too few blocks to place them)",
                "unclear": "block values of unclear kind (restored as means)"}
 ANCHOR_NAMES = {"image": "grid fixed to the image", "face": "grid moving with the face",
                 "box": "grid moving with a jittery box (e.g. deface)", "static": "grid and face still",
@@ -133,7 +134,7 @@ def format_summary(stats, out_path) -> str:
     for m in stats.mosaics:
         size = "x".join(f"{v:.1f}" for v in m["block_px"]) + " px blocks" if m["block_px"] else "block size unknown"
         across = f" ({m['face_blocks']:.1f} across the face)" if m["face_blocks"] is not None else ""
-        how = "model" if m["fallback_reason"] is None else f"interpolated block values ({m['fallback_reason']})"
+        how = m["restored_with"] + (f" ({m['fallback_reason']})" if m["fallback_reason"] else "")
         lines.append(f"track {m['track']}: {VALUE_NAMES[m['values']]}, {ANCHOR_NAMES[m['anchor']]}, "
                      f"{size}{across}; restored with {how}")
     for name, v in stats.metrics.items():

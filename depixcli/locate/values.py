@@ -76,17 +76,18 @@ def border_value_errors(frame: np.ndarray, region: MosaicRegion) -> np.ndarray:
 
 def classify_values(errors: np.ndarray) -> str:
     """Value kind of a mosaic from `border_value_errors` rows (pooled over its frames): one of VALUE_KINDS,
-    or "unclear" (too few textured border blocks, or no hypothesis clearly better). Top-left samples match
+    "samples" (top-left samples favoured, on fewer than VALUE_CORNER_BLOCKS blocks: point samples, never read as
+means) or "unclear" (too few textured border blocks, or no hypothesis clearly better). Top-left samples match
     the pixel next to them across the top and left sides far better than anything else; block means and
     centre samples are told apart by how rough the values are along the border."""
     errors = np.asarray(errors, np.float64).reshape(-1, 7)
     near = errors[errors[:, 0] > 0]
     if len(errors) < VALUE_MIN_BLOCKS:
         return "unclear"
-    if len(near) >= VALUE_CORNER_BLOCKS:
+    if len(near):
         e_mean, e_centre, e_corner = np.median(near[:, 1:4], axis=0)
         if e_corner < VALUE_CORNER_RATIO * min(e_mean, e_centre):
-            return "corner"
+            return "corner" if len(near) >= VALUE_CORNER_BLOCKS else "samples"  # too few to place: not means
     rough = errors[~np.isnan(errors[:, 4])]
     if len(rough) < VALUE_MIN_BLOCKS:
         return "unclear"

@@ -209,7 +209,8 @@ def paste(
 
     `cell_px`: the mosaic's cell side or (w, h) px, None when unknown; `origin`: a grid line (x, y) px (None:
     a side of `rect`, see `grid_origin`); `values`: the block value kind ("mean", "centre", "corner",
-    "unclear"). `source_crop` is the same crop of `frame` (the model's centre input; recomputed when None).
+    "unclear", "samples": point samples of unknown position). `source_crop` is the same crop of `frame` (the
+    model's centre input; recomputed when None).
     With the grid known, the reconstruction first goes through the evidence step of its value kind
     (`evidence_step`, when PROJECT). Then its low frequencies are replaced by those of `source_crop`
     (colour match, in crop space; for corner samples the mosaic is moved by the half cell between a block's
@@ -233,7 +234,7 @@ def paste(
     if recon is None:
         if cell is None:
             return out
-        fill = (smooth_values(frame, rect, cell) if values == "unclear" else
+        fill = (smooth_values(frame, rect, cell) if values in ("unclear", "samples") else
                 interpolate_values(frame, rect, origin, cell, value_position(values, cell)))
         if fill is not None:
             patch, (x0, y0, x1, y1) = fill

@@ -58,7 +58,8 @@ def face_blocks(track: FaceTrack) -> float | None:
 
 def model_fallback(track: FaceTrack, grid_model: bool = False) -> str | None:
     """Why the model should not restore this track, or None: blocks across the face outside the range it
-    was trained on (`degrade.MosaicConfig`), or top-left samples for a model without grid input (it cannot
+    was trained on (`degrade.MosaicConfig`), point samples it cannot place in their blocks ("samples": smoothed
+    instead, never worse than smoothing), or top-left samples for a model without grid input (it cannot
     tell where in a block the sample was taken: on deface mosaics of 4 val clips, bicubic interpolation of
     the samples beat the shipped model by 1.9 to 3.8 dB, bench/bench_mosaics.py). Such mosaics get
     interpolated block values (`reconstruct.interpolate_values`) instead."""
@@ -70,6 +71,8 @@ def model_fallback(track: FaceTrack, grid_model: bool = False) -> str | None:
         return f"{n:.0f} blocks across the face, finer than the model's {mc.blocks_min}-{mc.blocks_max}"
     if n < mc.blocks_min / RANGE_SLACK:
         return f"{n:.1f} blocks across the face, coarser than the model's {mc.blocks_min}-{mc.blocks_max}"
+    if track.values == "samples":  # deface's samples on 3 frames of a val clip, restored by the model as block
+        return "point samples, too few blocks to place them"  # means: 1.4 dB under smoothing (bench_mosaics.py)
     if track.values == "corner" and not grid_model:
         return "top-left samples, and this model has no grid input"
     return None
@@ -87,7 +90,7 @@ def mosaic_summary(track: FaceTrack) -> dict:
         "block_px": [round(float(v), 2) for v in np.median(known, axis=0)] if len(known) else None,
         "face_blocks": None if blocks is None else round(blocks, 1),
         "restored_with": "model" if track.fallback is None else (
-            "smoothed mosaic" if track.values == "unclear" else "interpolated block values"),
+            "smoothed mosaic" if track.values in ("unclear", "samples") else "interpolated block values"),
         "fallback_reason": track.fallback,
     }
 

@@ -210,7 +210,10 @@ def smooth_grid_steps(recon: np.ndarray, source_crop: np.ndarray, origin, cell, 
 def evidence_step(recon: np.ndarray, source_crop: np.ndarray, origin, cell, rect, values: str) -> np.ndarray:
     """Pull a `(S, S, 3)` uint8 reconstruction back to what the mosaic observed, by its value kind (grid in crop
     px): block means (and "unclear") -> `project_crop`; point samples ("centre", "corner") ->
-    `project_samples` when SAMPLE_EVIDENCE, else unchanged. Samples are never pulled to block means."""
+    `project_samples` when SAMPLE_EVIDENCE, else unchanged; point samples of unknown position ("samples")
+    unchanged. Samples are never pulled to block means."""
+    if values == "samples":
+        return recon
     if values in ("centre", "corner"):
         if not SAMPLE_EVIDENCE:
             return recon

@@ -42,7 +42,7 @@ class FaceTrack:
     grids: tuple | None = None  # the mosaic.MosaicGrid of each frame, when known (--pixelate applies them)
     filled: np.ndarray | None = None  # (N,) bool: no mosaic observed on the frame, rect interpolated
     origins: np.ndarray | None = None  # (N, 2) float px: a grid line (x, y) per frame; nan / None when unknown
-    values: str = "unclear"  # block value kind: mean | centre | corner | unclear (restored as means)
+    values: str = "unclear"  # block value kind: mean | centre | corner | samples | unclear (restored as means)
     anchor: str = "unknown"  # what the grid is fixed to: image | face | box | static | unknown
     fallback: str | None = None  # why the model is not used (then: interpolated block values), else None
 
