@@ -1,6 +1,11 @@
 """Encoder settings: what the writer is told (`EncodeOptions`), the output pixel format chosen for a source
 (`output_pix_fmt`: its chroma sampling and bit depth where the encoder has them) and the quality setting
 of each encoder (`set_quality`: crf, or a qscale for MPEG-4-style encoders).
+
+libx264 runs without its macroblock tree (`mbtree=0`): with it, on some content (B-frames, real or panning
+footage) x264 reads heap memory it never wrote, so the same frames gave different bytes from one encode to
+the next in one process, and between processes (`--jobs`, the cluster); proven by glibc's MALLOC_PERTURB_,
+which changes the output with the tree on and not with it off (tests/test_video.py).
 """
 
 from __future__ import annotations
@@ -100,6 +105,8 @@ def set_quality(context: av.VideoCodecContext, options: EncodeOptions) -> None:
     name = context.codec.name
     if name in ("libx264", "libx265"):
         opts = {"crf": str(options.crf), "preset": options.preset}
+        if name == "libx264":  # x264's macroblock tree reads uninitialised heap memory on some content (its
+            opts["mbtree"] = "0"  # bytes then depend on what the process did before); off: reproducible
         if name == "libx265":
             opts["x265-params"] = "log-level=error"
         context.options = opts
