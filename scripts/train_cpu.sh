@@ -13,7 +13,7 @@
 #   align   the same + a flow aligner at 32 px warping the neighbours onto the centre (its loss on clean frames)
 #   align-id  align + the SFace identity loss on 2 stacks of every batch (weight 0.005; 0.05 killed the net: output = input within 250 steps); branch it from align by
 #           copying align's checkpoint.pt and config.json into RUNS/align-id first (ONLY=align-id)
-# THREADS (default 1) torch threads per run. NPROC=2 runs each run as NPROC data-parallel torchrun ranks on
+# LR (default 3e-4) peak learning rate. THREADS (default 1) torch threads per run. NPROC=2 runs each run as NPROC data-parallel torchrun ranks on
 # one core each (gradients averaged over ranks, batch 16 per rank): both cores on one design (ONLY=align-id). Logs: RUNS/<name>/log.jsonl (losses, samples/s, validation
 # every 10 min), RUNS/<name>.out.
 set -euo pipefail
@@ -32,7 +32,7 @@ run() {  # name, extra flags...
     OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS setsid nohup "${LAUNCH[@]}" train "$CROPS" \
         -o "$RUNS/$name" --arch compact --window 2 --stride 3 --stage recon --no-gan --perceptual none \
         --grid-input --cpu-bf16 --stills "$FACES" \
-        --batch-size 16 --lr 3e-4 --steps 10000000 --schedule-minutes "$MINUTES" --workers 1 --seed 0 \
+        --batch-size 16 --lr "${LR:-3e-4}" --steps 10000000 --schedule-minutes "$MINUTES" --workers 1 --seed 0 \
         --val-minutes 10 --val-every 1000000 --ckpt-minutes 5 --ckpt-every 1000000 --log-every 100 -q "$@" \
         >>"$RUNS/$name.out" 2>&1 &
 }
