@@ -47,6 +47,7 @@ from depixcli.batch_work import (
 )
 from depixcli.dataset.inputs import VIDEO_EXTENSIONS
 from depixcli.errors import DepixError, InputError, OutputError
+from depixcli.io.progress import progress_bar
 from depixcli.pixelate import KEEP_EXTENSIONS
 
 TASKS = ("run", "pixelate", "audit")
@@ -350,8 +351,6 @@ def run_batch(task: str, config, jobs: list[Job], cfg: BatchConfig = BatchConfig
     """Run `jobs` (from `plan_jobs`) not finished by an earlier run; append a record per video to the
     manifest and call `on_record(record)` as each finishes. `config` is the task's RunConfig,
     PixelateConfig or AuditConfig (progress bars are turned off in it)."""
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     if hasattr(config, "quiet"):
         config = dataclasses.replace(config, quiet=True)
@@ -370,8 +369,7 @@ def run_batch(task: str, config, jobs: list[Job], cfg: BatchConfig = BatchConfig
               else "this process")
     client = connect_cluster(address, cfg.connect_timeout) if todo and address else None
     result = BatchResult(len(jobs), previous=previous, manifest=manifest, engine=engine)
-    bar = tqdm(total=len(todo), unit="video", desc=f"{task} batch", disable=cfg.quiet or not todo,
-               dynamic_ncols=True, file=sys.stderr)
+    bar = progress_bar(len(todo), f"{task} batch", unit="video", quiet=cfg.quiet or not todo, file=sys.stderr)
     log = None  # opened at the first record: a batch that cannot start leaves no file behind
 
     def record(rec: dict) -> None:
@@ -387,7 +385,7 @@ def run_batch(task: str, config, jobs: list[Job], cfg: BatchConfig = BatchConfig
             raise OutputError(f"{manifest}: cannot write the result manifest ({exc.strerror or exc})") from None
         result.records.append(rec)
         if on_record is not None:
-            with tqdm.external_write_mode(file=sys.stderr):
+            with bar.external_write_mode(file=sys.stderr):
                 on_record(rec)
         bar.update(1)
 
