@@ -85,12 +85,16 @@ class VideoWriter:
 
     def __enter__(self) -> VideoWriter:
         self._tmp = temp_beside(self.out_path)
+        self._or_discard(self._open)
+        return self
+
+    def _or_discard(self, step) -> None:
+        """Run `step()`; on any failure (Ctrl-C included) remove the temporary file, then re-raise."""
         try:
-            self._open()
+            step()
         except BaseException:
             self._discard()
             raise
-        return self
 
     def _open(self) -> None:
         try:
@@ -252,11 +256,7 @@ class VideoWriter:
         if exc_type is not None:
             self._discard()
             return False
-        try:
-            self._finish()
-        except BaseException:
-            self._discard()
-            raise
+        self._or_discard(self._finish)
         return False
 
     def _finish(self) -> None:
