@@ -12,6 +12,7 @@ from depixcli.locate.config import MosaicRegion
 from depixcli.locate.periods import gray
 
 VALUE_KINDS = ("mean", "centre", "corner")  # block value: cell mean | centre sample | top-left pixel (deface)
+SMOOTHED_KINDS = ("unclear", "samples")  # kinds whose values cannot be placed in their blocks: a fallback smooths
 VALUE_TEXTURE = 6.0  # grey levels: outside border segments flatter than this (std) say nothing about the values
 VALUE_CORNER_RATIO = 0.6  # corner samples when their error is below this share of the best other hypothesis's
 
@@ -76,8 +77,8 @@ def border_value_errors(frame: np.ndarray, region: MosaicRegion) -> np.ndarray:
 
 def classify_values(errors: np.ndarray) -> str:
     """Value kind of a mosaic from `border_value_errors` rows (pooled over its frames): one of VALUE_KINDS,
-    "samples" (top-left samples favoured, on fewer than VALUE_CORNER_BLOCKS blocks: point samples, never read as
-means) or "unclear" (too few textured border blocks, or no hypothesis clearly better). Top-left samples match
+    "samples" (top-left samples favoured, on fewer than VALUE_CORNER_BLOCKS blocks: point samples, never read
+    as means) or "unclear" (too few textured border blocks, or no hypothesis clearly better). Top-left samples match
     the pixel next to them across the top and left sides far better than anything else; block means and
     centre samples are told apart by how rough the values are along the border."""
     errors = np.asarray(errors, np.float64).reshape(-1, 7)

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from depixcli.geometry.crop import CropBox, crop, head_box, uncrop
+from depixcli.locate.values import SMOOTHED_KINDS
 from depixcli.restore.evidence import (
     crop_grid,
     evidence_step,
@@ -234,7 +235,7 @@ def paste(
     if recon is None:
         if cell is None:
             return out
-        fill = (smooth_values(frame, rect, cell) if values in ("unclear", "samples") else
+        fill = (smooth_values(frame, rect, cell) if values in SMOOTHED_KINDS else
                 interpolate_values(frame, rect, origin, cell, value_position(values, cell)))
         if fill is not None:
             patch, (x0, y0, x1, y1) = fill

@@ -12,7 +12,7 @@ import numpy as np
 
 from depixcli.faces.track import smooth_boxes
 from depixcli.geometry.mosaic import circular_spread
-from depixcli.locate.values import classify_values
+from depixcli.locate.values import SMOOTHED_KINDS, classify_values
 from depixcli.restore.blend import MOSAIC_SCALE
 from depixcli.train.degrade import MosaicConfig
 
@@ -62,7 +62,8 @@ def model_fallback(track: FaceTrack, grid_model: bool = False) -> str | None:
     instead, never worse than smoothing), or top-left samples for a model without grid input (it cannot
     tell where in a block the sample was taken: on deface mosaics of 4 val clips, bicubic interpolation of
     the samples beat the shipped model by 1.9 to 3.8 dB, bench/bench_mosaics.py). Such mosaics get
-    interpolated block values (`reconstruct.interpolate_values`) instead."""
+    interpolated block values (`restore.evidence.interpolate_values`) or, for SMOOTHED_KINDS, a
+    smoothed mosaic (`restore.blend.smooth_values`) instead."""
     n = face_blocks(track)
     if n is None:
         return None
@@ -90,7 +91,7 @@ def mosaic_summary(track: FaceTrack) -> dict:
         "block_px": [round(float(v), 2) for v in np.median(known, axis=0)] if len(known) else None,
         "face_blocks": None if blocks is None else round(blocks, 1),
         "restored_with": "model" if track.fallback is None else (
-            "smoothed mosaic" if track.values in ("unclear", "samples") else "interpolated block values"),
+            "smoothed mosaic" if track.values in SMOOTHED_KINDS else "interpolated block values"),
         "fallback_reason": track.fallback,
     }
 
