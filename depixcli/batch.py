@@ -47,6 +47,7 @@ from depixcli.batch_work import (
 )
 from depixcli.dataset.inputs import VIDEO_EXTENSIONS
 from depixcli.errors import DepixError, InputError, OutputError
+from depixcli.io.files import TMP_TAG
 from depixcli.io.progress import progress_bar
 from depixcli.pixelate import KEEP_EXTENSIONS
 
@@ -54,7 +55,7 @@ TASKS = ("run", "pixelate", "audit")
 MANIFEST_NAME = "depix-batch.jsonl"  # result manifest, in the output folder unless given
 CLUSTER_ENV = "DASK_SCHEDULER_ADDRESS"  # Dask's own variable for the scheduler address
 GLOB_CHARS = "*?["
-TEMP_TAGS = (".depix-tmp-", ".tmp")  # temporary names of video.VideoWriter / atomic.write_atomic / audit
+TEMP_TAGS = (TMP_TAG,)  # temporary names of every depix writer (io.files: the one atomic-write policy)
 
 
 EXTRA_SUFFIX = {"boxes": ".json", "sheet": ".png", "csv": ".csv", "repair": None}  # None: a video (see _video_rel)
@@ -324,7 +325,7 @@ def is_finished(job: Job, record: dict | None, key: str, retry_failed: bool = Fa
         return False
     for path, (size, digest) in record.get("files", {}).items():
         try:
-            if os.path.getsize(path) != size or file_digest(path)[1] != digest:
+            if file_digest(path) != [size, digest]:
                 return False
         except OSError:
             return False

@@ -29,6 +29,7 @@ import time
 from collections import Counter
 
 from depixcli.errors import BackendError, DepixError, InputError, OutputError
+from depixcli.io.files import sha256_file
 
 CONNECT_TIMEOUT_S = 10.0  # s to reach the Dask scheduler (Dask's own default is 30)
 MAX_ATTEMPTS = 3  # tries per video when local worker processes die under it
@@ -53,9 +54,8 @@ def fingerprint(path) -> list[int] | None:
 
 
 def file_digest(path) -> list:
-    """[size, SHA-256 hex] of a file."""
-    with open(path, "rb") as f:
-        return [os.fstat(f.fileno()).st_size, hashlib.file_digest(f, "sha256").hexdigest()]
+    """[size, SHA-256 hex] of a file (the manifest's record of an output)."""
+    return [os.path.getsize(path), sha256_file(path)]
 
 
 def input_fingerprints(job) -> dict[str, list[int] | None]:
