@@ -21,7 +21,8 @@ from depixcli.model.nets import Depixelator
 from depixcli.model.reconstructor import Reconstructor
 from depixcli.model.weights import save_model
 from depixcli.restore.blend import MAX_FEATHER, cover_box, paste, rect_for_face
-from depixcli.restore.classify import mosaic_anchor, model_fallback
+from depixcli.restore.classify import mosaic_anchor, restore_method
+from depixcli.restore.config import FUSION, INTERPOLATION, MODEL, SMOOTHING
 from depixcli.restore.config import RunConfig, RunStats
 from depixcli.restore.evidence import evidence_step, interpolate_values, project_samples, value_position
 from depixcli.restore.stacks import reconstruct_pass, stack_maps
@@ -148,17 +149,23 @@ def test_out_of_range_mosaic_gets_interpolation_never_worse_than_smoothing():
     n = 5
     rect = rect_for_face(FACE)
     fine = FaceTrack(0, 0, np.tile(rect, (n, 1)), np.tile([160.0, 90.0, 180.0], (n, 1)), np.full((n, 2), 2.5))
-    assert "finer" in model_fallback(fine)
+    method, reason = restore_method(fine)
+    assert method == SMOOTHING and "finer" in reason  # (unclear kind: smoothed)
+    assert restore_method(dataclasses.replace(fine, values="mean"))[0] == INTERPOLATION
+    assert restore_method(dataclasses.replace(fine, values="centre"))[0] == FUSION  # samples: fused at any size
     coarse = FaceTrack(0, 0, np.tile(rect, (n, 1)), np.tile([160.0, 90.0, 180.0], (n, 1)), np.full((n, 2), 40.0))
-    assert "coarser" in model_fallback(coarse)
+    assert "coarser" in restore_method(coarse)[1]
     ok = FaceTrack(0, 0, np.tile(rect, (n, 1)), np.tile([160.0, 90.0, 180.0], (n, 1)), np.full((n, 2), 8.0),
                    values="mean")
-    assert model_fallback(ok) is None
-    assert model_fallback(dataclasses.replace(ok, values="unclear")) is None  # (no evidence: means, the usual)
-    assert "point samples" in model_fallback(dataclasses.replace(ok, values="samples"))  # smoothed, not means
+    assert restore_method(ok) == (MODEL, None)
+    assert restore_method(dataclasses.replace(ok, values="unclear")) == (MODEL, None)  # (no evidence: means)
+    assert restore_method(dataclasses.replace(ok, values="centre")) == (MODEL, None)
+    method, reason = restore_method(dataclasses.replace(ok, values="samples"))  # fused, never pulled to means
+    assert method == FUSION and "point samples" in reason
     deface = dataclasses.replace(ok, values="corner")
-    assert "top-left samples" in model_fallback(deface)  # the shipped model cannot place them in their blocks
-    assert model_fallback(deface, grid_model=True) is None  # a model with grid maps can
+    method, reason = restore_method(deface)  # the shipped model cannot place them in their blocks
+    assert method == FUSION and "top-left samples" in reason
+    assert restore_method(deface, grid_model=True) == (MODEL, None)  # a model with grid maps can
     image = photo()
     for px in (4, 6):  # 20 to 30 blocks across the face
         grid = grid_from_block_size(scale_box(FACE, 1.3), px)
@@ -351,7 +358,7 @@ def test_an_out_of_range_mosaic_of_unclear_kind_is_smoothed_never_worse_than_smo
     assert np.array_equal(out[:23], m[:23]) and np.array_equal(out[:, 237:], m[:, 237:])
     n = 3
     track = FaceTrack(0, 0, np.tile(rect, (n, 1)).astype(float), np.tile([167.0, 93.0, 180.0], (n, 1)),
-                      np.full((n, 2), 20.0), values="unclear", fallback="coarser")
+                      np.full((n, 2), 20.0), values="unclear", method=SMOOTHING, fallback="coarser")
     assert mosaic_summary(track)["restored_with"] == "smoothed mosaic"
 
 

@@ -12,7 +12,6 @@ from depixcli.locate.config import MosaicRegion
 from depixcli.locate.periods import gray
 
 VALUE_KINDS = ("mean", "centre", "corner")  # block value: cell mean | centre sample | top-left pixel (deface)
-SMOOTHED_KINDS = ("unclear", "samples")  # kinds whose values cannot be placed in their blocks: a fallback smooths
 VALUE_TEXTURE = 6.0  # grey levels: outside border segments flatter than this (std) say nothing about the values
 VALUE_CORNER_RATIO = 0.6  # corner samples when their error is below this share of the best other hypothesis's
 

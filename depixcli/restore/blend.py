@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from depixcli.geometry.crop import CropBox, crop, head_box, uncrop
-from depixcli.locate.values import SMOOTHED_KINDS
+from depixcli.restore.config import METHODS, SMOOTHING
 from depixcli.restore.evidence import (
     crop_grid,
     evidence_step,
@@ -205,6 +205,7 @@ def paste(
     inplace: bool = False,
     origin=None,
     values: str = "mean",
+    fill: tuple[np.ndarray, tuple] | None = None,
 ) -> np.ndarray:
     """Replace the mosaic `rect` of `frame` with the `(S, S, 3)` uint8 reconstruction `recon` of crop `box`.
 
@@ -218,8 +219,10 @@ def paste(
     sample and its centre), it is warped back with `geometry.uncrop` (the half-pixel correct inverse of
     `geometry.crop`) and blended with a mask that is 1 on the whole rect and ramps to 0 within
     `feather_width` px outside it. Rect pixels the crop does not cover (or all of them, with `recon` None:
-    the fallback for mosaics the model cannot handle) get `interpolate_values` of the mosaic, with the grid
-    known. Returns an `(H, W, 3)` uint8 frame (`frame` itself, changed, when `inplace`); pixels outside the
+    the fallback for mosaics the model cannot handle) get `fill` when given (`(patch (h, w, C) float32, (x0, y0,
+    x1, y1))` frame px, as `interpolate_values` returns it: e.g. `restore.fusion.fuse_samples`), else, with the
+    grid known, `interpolate_values` of the mosaic, or `smooth_values` for the kinds `config.METHODS` smooths.
+    Returns an `(H, W, 3)` uint8 frame (`frame` itself, changed, when `inplace`); pixels outside the
     mask keep their exact values.
     """
     H, W = frame.shape[:2]
@@ -231,12 +234,12 @@ def paste(
     origin = grid_origin(rect, origin, (H, W)) if cell is not None else None
     feather = feather_width(rect)
     rect_b = _past_frame_borders(rect, (H, W), feather)
-    fill = None  # (patch, (x0, y0, x1, y1)): interpolated block values for rect pixels the model does not cover
     if recon is None:
-        if cell is None:
+        if fill is None and cell is None:
             return out
-        fill = (smooth_values(frame, rect, cell) if values in SMOOTHED_KINDS else
-                interpolate_values(frame, rect, origin, cell, value_position(values, cell)))
+        if fill is None:
+            fill = (smooth_values(frame, rect, cell) if METHODS.get(values, METHODS["unclear"])[1] == SMOOTHING
+                    else interpolate_values(frame, rect, origin, cell, value_position(values, cell)))
         if fill is not None:
             patch, (x0, y0, x1, y1) = fill
             out[y0:y1, x0:x1] = np.clip(np.rint(patch), 0, 255).astype(np.uint8)
@@ -256,10 +259,11 @@ def paste(
         patch[iy0 - ry0:iy1 - ry0, ix0 - rx0:ix1 - rx0] = warped[iy0 - py0:iy1 - py0, ix0 - px0:ix1 - px0]
     covered = _inside_crop(box, S, region)
     mask = blend_mask(rect_b, feather, region)
+    edge_fill = None  # (patch, (x0, y0, x1, y1)): interpolated block values for rect pixels the model does not cover
     if cell is not None and (covered[mask >= 1.0] < 1.0).any():  # mosaic outside the crop: interpolated values
-        fill = interpolate_values(frame, rect, origin, cell, value_position(values, cell))
-    if fill is not None:
-        fpatch, (x0, y0, x1, y1) = fill
+        edge_fill = interpolate_values(frame, rect, origin, cell, value_position(values, cell))
+    if edge_fill is not None:
+        fpatch, (x0, y0, x1, y1) = edge_fill
         full = patch.astype(np.float32)
         sub = (slice(y0 - ry0, y1 - ry0), slice(x0 - rx0, x1 - rx0))
         cov = covered[sub][..., None]

@@ -1,5 +1,6 @@
 """What kind of mosaic a FaceTrack is: block values (means, centre or top-left samples), grid anchor (image,
-face, box, static), and whether the model restores it or interpolated block values do (`classified`).
+face, box, static), and how it is restored: the model, fused samples, interpolated or smoothed block values
+(`classified`, `restore_method`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import numpy as np
 
 from depixcli.faces.track import smooth_boxes
 from depixcli.geometry.mosaic import circular_spread
-from depixcli.locate.values import SMOOTHED_KINDS, classify_values
+from depixcli.locate.values import classify_values
 from depixcli.restore.blend import MOSAIC_SCALE
+from depixcli.restore.config import GRID_MODEL_METHODS, METHODS, MODEL
 from depixcli.train.degrade import MosaicConfig
 
 if TYPE_CHECKING:
@@ -56,27 +58,31 @@ def face_blocks(track: FaceTrack) -> float | None:
     return float(np.median(w / MOSAIC_SCALE / track.cells[ok, 0]))
 
 
-def model_fallback(track: FaceTrack, grid_model: bool = False) -> str | None:
-    """Why the model should not restore this track, or None: blocks across the face outside the range it
-    was trained on (`degrade.MosaicConfig`), point samples it cannot place in their blocks ("samples": smoothed
-    instead, never worse than smoothing), or top-left samples for a model without grid input (it cannot
-    tell where in a block the sample was taken: on deface mosaics of 4 val clips, bicubic interpolation of
-    the samples beat the shipped model by 1.9 to 3.8 dB, bench/bench_mosaics.py). Such mosaics get
-    interpolated block values (`restore.evidence.interpolate_values`) or, for SMOOTHED_KINDS, a
-    smoothed mosaic (`restore.blend.smooth_values`) instead."""
+def restore_method(track: FaceTrack, grid_model: bool = False) -> tuple[str, str | None]:
+    """How this track is restored and why not by the model: `(method, reason)`, reason None for the model.
+    By `config.METHODS` (`GRID_MODEL_METHODS` for a model with grid input) of its value kind, inside or outside
+    the range of blocks across the face the model was trained on (`degrade.MosaicConfig`, RANGE_SLACK): point
+    samples are fused over frames (`restore.fusion`), block means out of range interpolated
+    (`evidence.interpolate_values`), values of unclear kind out of range smoothed (`blend.smooth_values`)."""
     n = face_blocks(track)
+    inside, outside = (GRID_MODEL_METHODS if grid_model else METHODS).get(track.values, METHODS["unclear"])
     if n is None:
-        return None
+        return MODEL, None  # block size unknown: nothing but the model can restore it
     mc = MosaicConfig()
     if n > mc.blocks_max * RANGE_SLACK:
-        return f"{n:.0f} blocks across the face, finer than the model's {mc.blocks_min}-{mc.blocks_max}"
+        return outside, f"{n:.0f} blocks across the face, finer than the model's {mc.blocks_min}-{mc.blocks_max}"
     if n < mc.blocks_min / RANGE_SLACK:
-        return f"{n:.1f} blocks across the face, coarser than the model's {mc.blocks_min}-{mc.blocks_max}"
-    if track.values == "samples":  # deface's samples on 3 frames of a val clip, restored by the model as block
-        return "point samples, too few blocks to place them"  # means: 1.4 dB under smoothing (bench_mosaics.py)
-    if track.values == "corner" and not grid_model:
-        return "top-left samples, and this model has no grid input"
-    return None
+        return outside, f"{n:.1f} blocks across the face, coarser than the model's {mc.blocks_min}-{mc.blocks_max}"
+    if inside != MODEL:
+        return inside, SAMPLE_REASONS.get(track.values, "point samples")
+    return MODEL, None
+
+
+SAMPLE_REASONS = {  # why point samples in the model's range are not restored by it
+    "corner": "top-left samples, and this model has no grid input to place them",
+    "samples": "point samples, too few blocks to tell where (taken as top-left samples)",
+    "centre": "centre samples",
+}
 
 
 def mosaic_summary(track: FaceTrack) -> dict:
@@ -90,17 +96,22 @@ def mosaic_summary(track: FaceTrack) -> dict:
         "anchor": track.anchor,
         "block_px": [round(float(v), 2) for v in np.median(known, axis=0)] if len(known) else None,
         "face_blocks": None if blocks is None else round(blocks, 1),
-        "restored_with": "model" if track.fallback is None else (
-            "smoothed mosaic" if track.values in SMOOTHED_KINDS else "interpolated block values"),
+        "restored_with": track.method,
         "fallback_reason": track.fallback,
     }
 
 
 def classified(track: FaceTrack, values: str | None = None, errors: np.ndarray | None = None) -> FaceTrack:
     """`track` with its value kind (`values`, else `locate.classify_values(errors)` when given), anchor and
-    fallback filled in."""
+    restore method (for a model without grid input; `restore_method`) filled in."""
     if values is None:
         values = classify_values(errors) if errors is not None and len(errors) else "unclear"
     origins = track.origins if track.origins is not None else np.full((track.count, 2), np.nan)
     track = dataclasses.replace(track, values=values, anchor=mosaic_anchor(track.rects, origins, track.cells))
-    return dataclasses.replace(track, fallback=model_fallback(track))
+    return with_method(track)
+
+
+def with_method(track: FaceTrack, grid_model: bool = False) -> FaceTrack:
+    """`track` with `method` and `fallback` (the reason) from `restore_method`."""
+    method, reason = restore_method(track, grid_model)
+    return dataclasses.replace(track, method=method, fallback=reason)

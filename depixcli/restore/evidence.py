@@ -22,8 +22,9 @@ SAMPLE_EVIDENCE = True  # point-sampled blocks: fix each sample point's neighbou
 
 def value_position(values: str, cell) -> tuple[float, float]:
     """Where in its cell a block's value comes from, in cells (x, y): the centre for block means and centre
-    samples, the top-left pixel's centre for corner samples (`values` "corner"; `cell` (w, h) px)."""
-    if values == "corner":
+    samples, the top-left pixel's centre for corner samples (`values` "corner", and "samples": top-left samples
+    favoured on too few blocks; `cell` (w, h) px)."""
+    if values in ("corner", "samples"):
         cw, ch = (float(cell), float(cell)) if np.isscalar(cell) else (float(cell[0]), float(cell[1]))
         return (0.5 / cw, 0.5 / ch)
     return (0.5, 0.5)

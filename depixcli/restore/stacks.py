@@ -21,8 +21,9 @@ from depixcli.model.config import window_indices
 from depixcli.model.grid import grid_maps
 from depixcli.model.reconstructor import Reconstructor, gather_stack
 from depixcli.restore.blend import paste
-from depixcli.restore.config import RunConfig, RunStats
+from depixcli.restore.config import FUSION, MODEL, RunConfig, RunStats
 from depixcli.restore.evidence import crop_grid, grid_origin, value_position
+from depixcli.restore.fusion import FUSION_REACH, fuse_track_frame, track_samples
 from depixcli.restore.pipeline import END, Aborted, get, join_workers, put, timed_iter, worker
 from depixcli.restore.tracks import FaceTrack
 
@@ -38,8 +39,9 @@ class PendingFrame:
     # unless --pixelate, which keeps it for the side-by-side view and the scores)
     original: np.ndarray | None  # --pixelate: the clean frame
     waiting: set  # ids of tracks whose reconstruction of this frame is still to come
-    recons: dict  # track id -> (S, S, 3) uint8 reconstruction
-    crops: dict  # track id -> (S, S, 3) uint8 crop of `image` (the model's centre input)
+    recons: dict  # track id -> (S, S, 3) uint8 reconstruction (fused samples: (patch, region) frame px)
+    crops: dict  # track id -> (S, S, 3) uint8 crop of `image` (the model's centre input; fused samples:
+    # the frame's restore.fusion.FrameSamples)
 
 
 def stack_maps(model: Reconstructor, tracks: list[FaceTrack], centres: list[int], frame_hw) -> np.ndarray | None:
@@ -107,7 +109,8 @@ def reconstruct_pass(
 
 def decode_crops(path, tracks: list[FaceTrack], size: int, cfg: RunConfig, stats: RunStats, put_item) -> None:
     """Decode thread: each frame (--pixelate: mosaicked with its tracks' grids, the clean frame kept) and the
-    `size` px crop of every track on it -> `put_item((frame, image, original, {track id: crop}))`; END last."""
+    `size` px crop of every track on it (tracks restored by fused samples: the frame's samples instead) ->
+    `put_item((frame, image, original, {track id: crop}))`; END last."""
     for frame in timed_iter(read_frames(path, cfg.window), stats, "decode"):
         t = frame.index
         active = [tr for tr in tracks if tr.covers(t)]
@@ -122,7 +125,8 @@ def decode_crops(path, tracks: list[FaceTrack], size: int, cfg: RunConfig, stats
         elif cfg.pixelate is not None:
             original = image
         t0 = time.perf_counter()
-        crops = {tr.id: crop(image, tr.crop_box(t), size) for tr in active}
+        crops = {tr.id: track_samples(tr, image, t) if tr.method == FUSION else crop(image, tr.crop_box(t), size)
+                 for tr in active}
         stats.add("crop", time.perf_counter() - t0)
         put_item((frame, image, original, crops))
     put_item(END)
@@ -143,6 +147,10 @@ def paste_frames(by_id: dict, cfg: RunConfig, stats: RunStats, get_item, put_ite
             image = image.copy()  # the pixelated input is shown / scored next to the result
         for tid, recon in item.recons.items():
             tr = by_id[tid]
+            if tr.method == FUSION:
+                paste(image, None, tr.crop_box(t), tr.rect(t), tr.cell_wh(t), inplace=True, origin=tr.origin(t),
+                      values=tr.values, fill=recon)
+                continue
             paste(image, recon, tr.crop_box(t), tr.rect(t), tr.cell_wh(t), item.crops[tid], inplace=True,
                   origin=tr.origin(t), values=tr.values)
         stats.add("paste", time.perf_counter() - t0)
@@ -161,8 +169,9 @@ def write_frames(write, get_item) -> None:
 class StackScheduler:
     """The model side of pass 2 (main thread): frames wait in order until every track on them has its
     reconstruction; a track's frame is reconstructed (in batches of `batch_size` stacks) as soon as all frames
-    of its window stack are decoded; crops are dropped once no pending stack needs them. Finished frames
-    leave in order through `emit`. Holds about w*d + batch frames and w*d crops per running track."""
+    of its window stack are decoded (fused samples: the FUSION_REACH frames each side); crops are dropped once
+    no pending stack needs them. Finished frames leave in order through `emit`. Holds about max(w*d,
+    FUSION_REACH) + batch frames and as many crops per running track."""
 
     def __init__(self, tracks: list[FaceTrack], model: Reconstructor, batch_size: int, stats: RunStats,
                  frame_hw: tuple[int, int], emit) -> None:
@@ -208,15 +217,20 @@ class StackScheduler:
             self.crops[tr.id], self.next_job[tr.id] = {}, tr.start
         for tid, c in new_crops.items():
             self.crops[tid][t] = c
-        reach = self.model.geometry.reach
         for tid in self.next_job:
-            end = self.by_id[tid].end
+            end, reach = self.by_id[tid].end, self.reach(tid)
             while self.next_job[tid] <= end and min(self.next_job[tid] + reach, end) <= t:
                 self.jobs.append((tid, self.next_job[tid]))
                 self.next_job[tid] += 1
         self.stats.max_buffered_frames = max(self.stats.max_buffered_frames, len(self.pending))
         self.stats.max_buffered_crops = max(self.stats.max_buffered_crops, sum(len(s) for s in self.crops.values()))
         return t
+
+    def reach(self, tid: int) -> int:
+        """Frames each side of a frame that its reconstruction reads: the model's stack, the fused samples'
+        FUSION_REACH, none for interpolated or smoothed block values."""
+        method = self.by_id[tid].method
+        return self.model.geometry.reach if method == MODEL else FUSION_REACH if method == FUSION else 0
 
     def crop_at(self, tid: int, f: int) -> np.ndarray:
         store = self.crops[tid]
@@ -225,13 +239,18 @@ class StackScheduler:
         return store[max(k for k in store if k <= f)]  # the video ended before the track did
 
     def run_batch(self, n: int) -> None:
-        """Reconstruct the next `n` scheduled stacks (tracks with a fallback get none: their frames are
-        interpolated at paste time) and drop the crops no pending stack needs any more."""
+        """Reconstruct the next `n` scheduled stacks (by the model, or fused samples; interpolated or smoothed
+        block values get none: they are made at paste time) and drop the crops no pending stack needs any more."""
         batch = [self.jobs.popleft() for _ in range(min(n, len(self.jobs)))]
         if not batch:
             return
-        todo = [(tid, t) for tid, t in batch if self.by_id[tid].fallback is None]  # the others: no model
+        todo = [(tid, t) for tid, t in batch if self.by_id[tid].method == MODEL]
         out = dict(zip(todo, self.reconstruct(todo))) if todo else {}
+        for tid, t in batch:
+            if self.by_id[tid].method == FUSION:
+                t0 = time.perf_counter()
+                out[tid, t] = fuse_track_frame(self.by_id[tid], self.by_frame[t].image, t, self.crops[tid])
+                self.stats.add("fusion", time.perf_counter() - t0)
         for tid, t in batch:
             p = self.by_frame[t]
             p.recons[tid] = out.get((tid, t))
@@ -261,7 +280,7 @@ class StackScheduler:
             if tid not in oldest and self.next_job[tid] > self.by_id[tid].end:  # track finished: drop its crops
                 del self.crops[tid], self.next_job[tid]
                 continue
-            keep_from = oldest.get(tid, self.next_job[tid]) - self.model.geometry.reach
+            keep_from = oldest.get(tid, self.next_job[tid]) - self.reach(tid)
             store = self.crops[tid]
             for f in [f for f in store if f < keep_from]:
                 del store[f]

@@ -44,7 +44,8 @@ class FaceTrack:
     origins: np.ndarray | None = None  # (N, 2) float px: a grid line (x, y) per frame; nan / None when unknown
     values: str = "unclear"  # block value kind: mean | centre | corner | samples | unclear (restored as means)
     anchor: str = "unknown"  # what the grid is fixed to: image | face | box | static | unknown
-    fallback: str | None = None  # why the model is not used (then: interpolated block values), else None
+    method: str = "model"  # how it is restored: config.MODEL | FUSION | INTERPOLATION | SMOOTHING
+    fallback: str | None = None  # why the model is not used (`classify.restore_method`), else None
 
     @property
     def count(self) -> int:
