@@ -124,7 +124,7 @@ def fuse_samples(image: np.ndarray, rect, origin, cell, value_pos, frames: list[
         vals.append(s.values[inside])
         wts.append(np.full(int(inside.sum()), np.exp(-0.5 * (dt / TIME_SIGMA) ** 2)))
     if not pts:
-        return patch, (x0, y0, x1, y1)
+        return np.clip(patch, 0, 255), (x0, y0, x1, y1)
     p = np.concatenate(pts)
     v = np.concatenate(vals).astype(np.float64)
     w = np.concatenate(wts)
