@@ -15,7 +15,7 @@ from depixcli.faces.track import smooth_boxes
 from depixcli.geometry.mosaic import circular_spread
 from depixcli.locate.values import classify_values
 from depixcli.restore.blend import MOSAIC_SCALE
-from depixcli.restore.config import GRID_MODEL_METHODS, METHODS, MODEL
+from depixcli.restore.config import METHODS, MODEL
 from depixcli.train.degrade import MosaicConfig
 
 if TYPE_CHECKING:
@@ -58,14 +58,14 @@ def face_blocks(track: FaceTrack) -> float | None:
     return float(np.median(w / MOSAIC_SCALE / track.cells[ok, 0]))
 
 
-def restore_method(track: FaceTrack, grid_model: bool = False) -> tuple[str, str | None]:
+def restore_method(track: FaceTrack) -> tuple[str, str | None]:
     """How this track is restored and why not by the model: `(method, reason)`, reason None for the model.
-    By `config.METHODS` (`GRID_MODEL_METHODS` for a model with grid input) of its value kind, inside or outside
+    By `config.METHODS` of its value kind, inside or outside
     the range of blocks across the face the model was trained on (`degrade.MosaicConfig`, RANGE_SLACK): point
     samples are fused over frames (`restore.fusion`), block means out of range interpolated
     (`evidence.interpolate_values`), values of unclear kind out of range smoothed (`blend.smooth_values`)."""
     n = face_blocks(track)
-    inside, outside = (GRID_MODEL_METHODS if grid_model else METHODS).get(track.values, METHODS["unclear"])
+    inside, outside = METHODS.get(track.values, METHODS["unclear"])
     if n is None:
         return MODEL, None  # block size unknown: nothing but the model can restore it
     mc = MosaicConfig()
@@ -79,7 +79,7 @@ def restore_method(track: FaceTrack, grid_model: bool = False) -> tuple[str, str
 
 
 SAMPLE_REASONS = {  # why point samples in the model's range are not restored by it
-    "corner": "top-left samples, and this model has no grid input to place them",
+    "corner": "top-left samples: the model stays under their interpolation",
     "samples": "point samples, too few blocks to tell where (taken as top-left samples)",
     "centre": "centre samples",
 }
@@ -103,7 +103,7 @@ def mosaic_summary(track: FaceTrack) -> dict:
 
 def classified(track: FaceTrack, values: str | None = None, errors: np.ndarray | None = None) -> FaceTrack:
     """`track` with its value kind (`values`, else `locate.classify_values(errors)` when given), anchor and
-    restore method (for a model without grid input; `restore_method`) filled in."""
+    restore method (`restore_method`) filled in."""
     if values is None:
         values = classify_values(errors) if errors is not None and len(errors) else "unclear"
     origins = track.origins if track.origins is not None else np.full((track.count, 2), np.nan)
@@ -111,7 +111,7 @@ def classified(track: FaceTrack, values: str | None = None, errors: np.ndarray |
     return with_method(track)
 
 
-def with_method(track: FaceTrack, grid_model: bool = False) -> FaceTrack:
+def with_method(track: FaceTrack) -> FaceTrack:
     """`track` with `method` and `fallback` (the reason) from `restore_method`."""
-    method, reason = restore_method(track, grid_model)
+    method, reason = restore_method(track)
     return dataclasses.replace(track, method=method, fallback=reason)

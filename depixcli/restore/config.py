@@ -14,9 +14,9 @@ POLL_S = 0.1  # s, how often a blocked thread checks whether the run was aborted
 MATCH_IOU = 0.3  # IoU: a frame's mosaic observation must overlap its track's box this much to be pasted there
 
 # How a track is restored (`restore.classify.restore_method`), by its block value kind: (inside the model's range
-# of blocks across the face, outside it). Point samples are fused over frames (`restore.fusion`): on deface's
-# mosaics of val clips the model without grid input stayed 0.3 to 0.5 dB under bicubic interpolation of the
-# samples, which fusion never is (bench/bench_mosaics.py); the model keeps block means and centre samples.
+# of blocks across the face, outside it). Top-left samples are fused over frames (`restore.fusion`): on deface's
+# mosaics of val clips the model (with grid input too) stayed under bicubic interpolation of the samples, which
+# fusion never is (bench/bench_mosaics.py); the model keeps block means and centre samples, where it wins.
 MODEL = "model"
 FUSION = "fused samples"  # restore.fusion.fuse_samples: the samples of frames t-k..t+k, registered to frame t
 INTERPOLATION = "interpolated block values"  # restore.evidence.interpolate_values
@@ -28,7 +28,6 @@ METHODS = {
     "corner": (FUSION, FUSION),
     "samples": (FUSION, FUSION),  # top-left samples favoured on few blocks: fused as top-left samples
 }
-GRID_MODEL_METHODS = {**METHODS, "corner": (MODEL, FUSION)}  # a model with grid input places top-left samples
 
 
 @dataclass(frozen=True)

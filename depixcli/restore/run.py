@@ -15,7 +15,7 @@ from depixcli.io.files import atomic_path
 from depixcli.io.progress import bar_factory
 from depixcli.io.video import check_paths, probe, read_frames, window_info
 from depixcli.model.reconstructor import load_reconstructor
-from depixcli.restore.classify import mosaic_summary, with_method
+from depixcli.restore.classify import mosaic_summary
 from depixcli.restore.config import RunConfig, RunStats
 from depixcli.restore.find import find_tracks
 from depixcli.restore.research import MetricSums
@@ -40,7 +40,6 @@ def run_video(
     stats = RunStats()
     with contextlib.closing(make_progress("pass 1/2 find", info.frames or None)) as bar:
         tracks = find_tracks(in_path, info, cfg, stats, bar)  # pass 1: decode, locate, track, classify
-    tracks = [with_method(tr, model.uses_grid) for tr in tracks]
     count_tracks(stats, tracks)
     if not tracks:
         copy_or_reencode(in_path, out_path, info, options, stats, cfg.window)
