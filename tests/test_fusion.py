@@ -17,7 +17,7 @@ from depixcli.restore.blend import MAX_FEATHER
 from depixcli.restore.classify import with_method
 from depixcli.restore.config import FUSION, RunConfig, RunStats
 from depixcli.restore.evidence import interpolate_values, value_position
-from depixcli.restore.fusion import frame_samples, fuse_samples
+from depixcli.restore.fusion import SAMPLE_INTERPOLATION, frame_samples, fuse_samples
 from depixcli.restore.stacks import reconstruct_pass
 from depixcli.restore.tracks import FaceTrack
 from tests.test_edges import FACE, corner_mosaic, photo
@@ -68,9 +68,11 @@ def test_fusion_of_moving_grids_beats_one_frames_interpolation_and_keeps_the_sam
         truth = clean[0][sl]
         single, region = fuse_first(mosaics, rects, anchors, 1)
         assert region == RECT
-        bicubic = interpolate_values(mosaics[0], RECT, RECT[:2], (CELL, CELL), value_position("corner", CELL))[0]
-        assert np.abs(single - np.clip(bicubic, 0, 255)).max() <= 0.01  # one frame: interpolation of its samples
+        vp = value_position("corner", CELL)
+        own = interpolate_values(mosaics[0], RECT, RECT[:2], (CELL, CELL), vp, SAMPLE_INTERPOLATION)[0]
+        assert np.abs(single - np.clip(own, 0, 255)).max() <= 0.01  # one frame: the interpolation of its samples
         one = psnr(u8(single), truth)
+        assert one > psnr(u8(interpolate_values(mosaics[0], RECT, RECT[:2], (CELL, CELL), vp)[0]), truth)  # bicubic
         for k, gain in ((5, 1.0), (7, 1.5)):
             fused, _ = fuse_first(mosaics, rects, anchors, k)
             assert psnr(u8(fused), truth) > one + gain, (motion, k)
@@ -104,7 +106,8 @@ def test_pass_2_fuses_deface_tracks_edge_to_edge_and_touches_nothing_outside(tmp
         x0, y0, x1, y1 = rects[t]
         d = np.abs(after.astype(int) - before).max(-1)
         inside = d[y0:y1, x0:x1] > 0
-        assert inside.mean() > 0.95 and inside.mean(0).min() > 0.9 and inside.mean(1).min() > 0.9  # no row left
+        assert inside.mean() > 0.95 and inside.mean(0).min() > 0.8 and inside.mean(1).min() > 0.8  # no row left
+        # (only the samples keep their values: one pixel of each block, the truth there)
         outside = np.ones(d.shape, bool)
         outside[y0 - g:y1 + g, x0 - g:x1 + g] = False
         assert d[outside].max() == 0

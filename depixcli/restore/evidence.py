@@ -62,11 +62,13 @@ def _grid(rect, origin, cell, frame_hw):
     return MosaicGrid(x0, y0, x1, y1, float(cell[0]), float(cell[1]), float(origin[0]), float(origin[1]))
 
 
-def interpolate_values(image: np.ndarray, rect, origin, cell, value_pos=(0.5, 0.5)) -> tuple[np.ndarray, tuple] | None:
-    """Bicubic interpolation of the block values of the mosaic in `image` (`(H, W, C)` uint8, frame or crop):
-    each block's value (its mean, which for a mosaic is its one colour) placed where it was taken
-    (`value_pos`, cells) on the grid (`origin`, `cell` (w, h) px) of `rect`. Returns `(patch (h, w, C)
-    float32, (x0, y0, x1, y1))` over the rect's integer pixels inside the image, or None when none are."""
+def interpolate_values(image: np.ndarray, rect, origin, cell, value_pos=(0.5, 0.5),
+                       interpolation: int = cv2.INTER_CUBIC) -> tuple[np.ndarray, tuple] | None:
+    """Bicubic (`interpolation`: a cv2 flag) interpolation of the block values of the mosaic in `image`
+    (`(H, W, C)` uint8, frame or crop): each block's value (its mean, which for a mosaic is its one colour)
+    placed where it was taken (`value_pos`, cells) on the grid (`origin`, `cell` (w, h) px) of `rect`. Returns
+    `(patch (h, w, C) float32, (x0, y0, x1, y1))` over the rect's integer pixels inside the image, or None when
+    none are."""
     grid = _grid(rect, origin, cell, image.shape[:2])
     if grid is None:
         return None
@@ -79,15 +81,16 @@ def interpolate_values(image: np.ndarray, rect, origin, cell, value_pos=(0.5, 0.
     mx = np.broadcast_to(u[None, :], (y1 - y0, x1 - x0)).astype(np.float32)
     my = np.broadcast_to(v[:, None], (y1 - y0, x1 - x0)).astype(np.float32)
     src = np.ascontiguousarray(values.astype(np.float32))
-    out = cv2.remap(src, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    out = cv2.remap(src, mx, my, interpolation, borderMode=cv2.BORDER_REPLICATE)
     return out.reshape(y1 - y0, x1 - x0, -1), grid.rect
 
 
-def project_samples(recon: np.ndarray, source_crop: np.ndarray, origin, cell, rect, value_pos) -> np.ndarray:
+def project_samples(recon: np.ndarray, source_crop: np.ndarray, origin, cell, rect, value_pos,
+                    interpolation: int = cv2.INTER_CUBIC) -> np.ndarray:
     """The evidence step for point-sampled blocks: `(S, S, 3)` uint8 reconstruction -> `(S, S, 3)` uint8 that
     takes, at each block's sample point (`value_pos` in cells on the grid `origin`, `cell` (w, h) crop px),
-    the block value observed in `source_crop`; the correction is interpolated bicubically between the
-    sample points (smooth, no block edges) and applied inside `rect` (crop px) only."""
+    the block value observed in `source_crop`; the correction is interpolated bicubically (`interpolation`)
+    between the sample points (smooth, no block edges) and applied inside `rect` (crop px) only."""
     grid = _grid(rect, origin, cell, recon.shape[:2])
     if grid is None:
         return recon
@@ -107,7 +110,7 @@ def project_samples(recon: np.ndarray, source_crop: np.ndarray, origin, cell, re
     v = (np.arange(y0, y1) + 0.5 - grid.origin_y) / grid.cell_h - value_pos[1] - ky0
     mu = np.broadcast_to(u[None, :], (y1 - y0, x1 - x0)).astype(np.float32)
     mv = np.broadcast_to(v[:, None], (y1 - y0, x1 - x0)).astype(np.float32)
-    corr = cv2.remap(delta, mu, mv, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE).reshape(y1 - y0, x1 - x0, -1)
+    corr = cv2.remap(delta, mu, mv, interpolation, borderMode=cv2.BORDER_REPLICATE).reshape(y1 - y0, x1 - x0, -1)
     out = recon.astype(np.float32)
     out[y0:y1, x0:x1] += corr
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
