@@ -17,7 +17,8 @@ OVERRIDES = {
     "compact_blocks": "model_compact_blocks", "stills": "stills", "stills_fraction": "stills_fraction",
     "ckpt_minutes": "ckpt_minutes", "val_minutes": "val_minutes", "init": "init",
     "grid_input": "model_grid_input", "align": "model_align", "w_align": "w_align", "cpu_bf16": "cpu_bf16",
-    "w_identity": "w_identity", "identity_samples": "identity_samples",
+    "w_identity": "w_identity", "identity_samples": "identity_samples", "w_temporal": "w_temporal",
+    "temporal_samples": "temporal_samples",
 }
 # --preset: TrainConfig changes (as OVERRIDES' targets) applied to a new run before the flags given
 PRESETS = {
@@ -78,6 +79,11 @@ PRESET_TEXT = {
               help="Weight of the SFace identity loss (needs `pip install depix[train]` for onnx); 0: none.")
 @click.option("--identity-samples", type=click.IntRange(min=1), default=4,
               help="Stacks of each batch the identity loss sees (about 90 ms each on one CPU core).")
+@click.option("--w-temporal", type=click.FloatRange(min=0), default=0.0,
+              help="Weight of the temporal loss mean |(y[t+1] - y[t]) - (g[t+1] - g[t])|: some clip stacks are "
+                   "also reconstructed one frame later with the same mosaic draw; 0: none.")
+@click.option("--temporal-samples", type=click.IntRange(min=1), default=4,
+              help="Clip stacks of each batch the temporal loss sees (each costs one more stack's step).")
 @click.option("--cpu-bf16/--no-cpu-bf16", default=False, help="bf16 autocast on CPU (AVX-512 BF16 CPUs).")
 @click.option("--stills", type=click.Path(dir_okay=False, exists=True), default=None, metavar="CSV",
               help="faces.csv of still head crops (file, identity, black_border_frac): each becomes a moving "

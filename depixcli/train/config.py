@@ -67,6 +67,8 @@ class TrainConfig:
     cpu_bf16: bool = False  # bf16 autocast on CPU too (AVX-512 BF16)
     w_identity: float = 0.0  # weight of the SFace identity loss (1 - cosine to the ground truth's embedding)
     identity_samples: int = 4  # stacks of each batch the identity loss sees (SFace costs ~90 ms each on a core)
+    w_temporal: float = 0.0  # weight of the temporal loss mean |(y[t+1] - y[t]) - (g[t+1] - g[t])|; 0 = none
+    temporal_samples: int = 4  # clip stacks of each batch also reconstructed one frame later for it
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -92,6 +94,9 @@ class TrainConfig:
             raise ConfigError("batch_size must be >= 1 and steps, stn_steps >= 0")
         if self.stage == "stn" and not self.model.use_stn:
             raise OptionError("stage", "stn: this model has no STN to train (use_stn is off)")
+        if self.w_temporal < 0 or self.temporal_samples < 1:
+            raise ConfigError(f"w_temporal must be >= 0 and temporal_samples >= 1, got {self.w_temporal}, "
+                              f"{self.temporal_samples}")
         if not 0.0 <= self.stills_fraction < 1.0:
             raise ConfigError(f"stills_fraction must be in [0, 1), got {self.stills_fraction}")
         self.model.validate()

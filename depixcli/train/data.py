@@ -42,8 +42,21 @@ class FrameBank:
     def stacks(self, rng: np.random.Generator, n: int, window: int, stride: int) -> np.ndarray:
         """(n, 2w+1) global frame indices of random stacks."""
         t, c = self._centres(rng, n)
+        return self._windows(t, c, window, stride)
+
+    def next_stacks(self, idx: np.ndarray, window: int, stride: int) -> np.ndarray:
+        """(n, 2w+1) global frame indices of the stacks one frame after the stacks `idx` (n, 2w+1) of `stacks`
+        (same window and stride), in the same tracks; a stack centred on its track's last frame gets the one
+        before it instead (the temporal loss is symmetric)."""
+        g = idx[:, window]
+        t = np.searchsorted(self.starts, g, side="right") - 1
+        c = g - self.starts[t]
+        nxt = np.where(c + 1 < self.lengths[t], c + 1, np.maximum(c - 1, 0))
+        return self._windows(t, nxt, window, stride)
+
+    def _windows(self, t: np.ndarray, c: np.ndarray, window: int, stride: int) -> np.ndarray:
         return np.array([[self.starts[ti] + i for i in window_indices(ci, self.lengths[ti], window, stride)]
-                         for ti, ci in zip(t, c)], dtype=np.int64)
+                         for ti, ci in zip(t, c)], dtype=np.int64).reshape(len(t), 2 * window + 1)
 
     def pairs(self, rng: np.random.Generator, n: int, max_offset: int) -> np.ndarray:
         """(n, 2) global indices (A, B) of frames of one track at most max_offset apart."""

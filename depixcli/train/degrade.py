@@ -12,6 +12,7 @@ All images here are float in [0, 1], RGB, channels first: `(..., 3, S, S)`; stac
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -133,7 +134,7 @@ def paper_maps(lead: tuple[int, ...], blocks: int, size: int, device=None) -> to
 
 
 def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig = MosaicConfig(),
-                  return_bicubic: bool = False, return_maps: bool = False):
+                  return_bicubic: bool = False, return_maps: bool = False, next_stack: torch.Tensor | None = None):
     """Randomised mosaic of clean stacks (B, F, 3, S, S) float [0,1] -> pixelated stacks, same shape.
 
     Per stack: a face box (whole crop or a face-sized box), n blocks across it, grid phase, block value
@@ -146,11 +147,17 @@ def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig =
     values (before compression and noise) placed at the cell centres, over the mosaiced cells; the clean
     input elsewhere. For a whole-crop grid of S/n px cells on the crop's corner it equals
     `bicubic_baseline(block_means(x, n), S)`. The mosaic and the draws from `gen` do not depend on the flag.
+
+    next_stack (n <= B, F, 3, S, S): the stacks one frame later of the first n stacks (temporal loss), pixelated
+    with the same draw: same box, blocks, phase, value kind, compression and noise level; the drift walk of
+    an image-anchored grid one step further (one more step of its random walk, shifting every member alike);
+    a jittering box's grid jitters afresh (its jitter is independent per frame), and noise is new. The
+    result then gets one more element: the next mosaic (and its maps with `return_maps`), as
+    (mosaic_next, maps_next or None). Its draws come after all of the batch's, so the batch's mosaic is the
+    same with and without it.
     """
     B, Fr, C, S, _ = stack.shape
     dev = stack.device
-    N = B * Fr
-    x = stack.reshape(N, C, S, S).float()
 
     face = draw_bernoulli(gen, B, cfg.p_face_box, dev)
     side = torch.where(face, draw_uniform(gen, B, cfg.face_box_min, cfg.face_box_max, dev),
@@ -162,39 +169,83 @@ def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig =
     phase = torch.rand(B, 2, generator=gen, device=dev) * cfg.phase_max  # grid phase in cells
     anchored = draw_bernoulli(gen, B, cfg.p_image_anchored, dev)
     steps = torch.randn(B, Fr, 2, generator=gen, device=dev) * cfg.drift_step * anchored[:, None, None]
-    drift = torch.cumsum(steps, dim=1) - steps[:, :1]  # (B, F, 2) cells, zero at the first frame
+    walk = torch.cumsum(steps, dim=1) - steps[:, :1]  # (B, F, 2) cells, zero at the first frame
+    drift, boxed = walk, None
     if cfg.p_box_anchored > 0:  # a jittering detection box carries the grid (deface): independent per frame
         boxed = draw_bernoulli(gen, B, cfg.p_box_anchored, dev) & ~anchored
         jitter = torch.randn(B, Fr, 2, generator=gen, device=dev) * cfg.box_jitter
-        drift = drift + jitter * boxed[:, None, None]
+        drift = walk + jitter * boxed[:, None, None]
     box_lo = centre - side[:, None] / 2  # (B, 2) px
-    origin = box_lo[:, None, :] + (phase[:, None, :] + drift) * cell[:, None, None]  # (B, F, 2) a grid line, px
 
     kind = torch.full((B,), VALUE_MEAN, device=dev, dtype=torch.long)
     u = torch.rand(B, generator=gen, device=dev)
     kind = torch.where(u < cfg.p_center_sample, VALUE_CENTRE, kind)
     kind = torch.where((u >= cfg.p_center_sample) & (u < cfg.p_center_sample + cfg.p_corner_sample), VALUE_CORNER,
                        kind)
-    # static bound on cells per side (no device sync): the smallest cell is face_box_min * S / blocks_max
-    max_cells = int(math.ceil(cfg.blocks_max / min(cfg.face_box_min, 1.0))) + 2
-    out, bicubic, mask = grid_mosaic(x, origin.reshape(N, 2), cell.repeat_interleave(Fr),
-                                     box_lo.repeat_interleave(Fr, 0), side.repeat_interleave(Fr),
-                                     kind.repeat_interleave(Fr), max_cells, with_bicubic=return_bicubic)
-    maps = None
-    if return_maps:
-        maps = mosaic_maps(origin.reshape(N, 2), cell.repeat_interleave(Fr), mask, kind.repeat_interleave(Fr))
-        maps = maps.reshape(B, Fr, GRID_CHANNELS, S, S)
-
+    compress = quality = None
     if cfg.p_compress > 0:
-        compress = draw_bernoulli(gen, B, cfg.p_compress, dev).repeat_interleave(Fr)
-        q = torch.randint(cfg.jpeg_quality_min, cfg.jpeg_quality_max + 1, (B,), generator=gen, device=dev)
-        jpeg = jpeg_like(out, q.repeat_interleave(Fr))
-        out = torch.where(compress[:, None, None, None], jpeg, out)
-    sigma = draw_uniform(gen, B, 0.0, cfg.noise_max, dev).repeat_interleave(Fr)[:, None, None, None]
-    out = out + sigma * torch.randn(out.shape, generator=gen, device=dev)
-    out = out.clamp(0.0, 1.0).reshape(B, Fr, C, S, S)
-    result = (out,) + ((bicubic.reshape(B, Fr, C, S, S),) if return_bicubic else ()) + ((maps,) if return_maps else ())
+        compress = draw_bernoulli(gen, B, cfg.p_compress, dev)
+        quality = torch.randint(cfg.jpeg_quality_min, cfg.jpeg_quality_max + 1, (B,), generator=gen, device=dev)
+    sigma = draw_uniform(gen, B, 0.0, cfg.noise_max, dev)
+    draw = _MosaicDraw(box_lo, side, cell, phase, kind, compress, quality, sigma, cfg)
+    out, bicubic, maps = draw.apply(stack, drift, gen, return_bicubic, return_maps)
+    result = (out,) + ((bicubic,) if return_bicubic else ()) + ((maps,) if return_maps else ())
+    if next_stack is not None:
+        n = len(next_stack)
+        one = torch.randn(n, 1, 2, generator=gen, device=dev) * cfg.drift_step * anchored[:n, None, None]
+        drift_next = walk[:n] + one
+        if boxed is not None:
+            jitter = torch.randn(n, Fr, 2, generator=gen, device=dev) * cfg.box_jitter
+            drift_next = drift_next + jitter * boxed[:n, None, None]
+        out_next, _, maps_next = draw.select(n).apply(next_stack, drift_next, gen, False, return_maps)
+        result += ((out_next, maps_next),)
     return result if len(result) > 1 else out
+
+
+@dataclass(frozen=True)
+class _MosaicDraw:
+    """`random_mosaic`'s per-stack draw: box_lo (B, 2), side (B,), cell (B,) px, phase (B, 2) cells, kind (B,)
+    VALUE_*, compress (B,) bool and quality (B,) or None, sigma (B,) noise std."""
+
+    box_lo: torch.Tensor
+    side: torch.Tensor
+    cell: torch.Tensor
+    phase: torch.Tensor
+    kind: torch.Tensor
+    compress: torch.Tensor | None
+    quality: torch.Tensor | None
+    sigma: torch.Tensor
+    cfg: MosaicConfig
+
+    def select(self, n: int) -> _MosaicDraw:
+        """The draw of the first n stacks."""
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name)[:n] for f in dataclasses.fields(self)
+                                            if isinstance(getattr(self, f.name), torch.Tensor)})
+
+    def apply(self, stack: torch.Tensor, drift: torch.Tensor, gen: torch.Generator, with_bicubic: bool,
+              with_maps: bool):
+        """Pixelate (B, F, 3, S, S) with this draw and per-frame grid drift (B, F, 2) cells; the noise is drawn
+        from `gen` -> (mosaic, bicubic or None, maps or None), (B, F, ...) each."""
+        B, Fr, C, S, _ = stack.shape
+        N = B * Fr
+        cfg = self.cfg
+        origin = self.box_lo[:, None, :] + (self.phase[:, None, :] + drift) * self.cell[:, None, None]  # (B, F, 2)
+        # static bound on cells per side (no device sync): the smallest cell is face_box_min * S / blocks_max
+        max_cells = int(math.ceil(cfg.blocks_max / min(cfg.face_box_min, 1.0))) + 2
+        cell, kind = self.cell.repeat_interleave(Fr), self.kind.repeat_interleave(Fr)
+        out, bicubic, mask = grid_mosaic(stack.reshape(N, C, S, S).float(), origin.reshape(N, 2), cell,
+                                         self.box_lo.repeat_interleave(Fr, 0), self.side.repeat_interleave(Fr),
+                                         kind, max_cells, with_bicubic=with_bicubic)
+        maps = None
+        if with_maps:
+            maps = mosaic_maps(origin.reshape(N, 2), cell, mask, kind).reshape(B, Fr, GRID_CHANNELS, S, S)
+        if self.compress is not None:
+            jpeg = jpeg_like(out, self.quality.repeat_interleave(Fr))
+            out = torch.where(self.compress.repeat_interleave(Fr)[:, None, None, None], jpeg, out)
+        sigma = self.sigma.repeat_interleave(Fr)[:, None, None, None]
+        out = out + sigma * torch.randn(out.shape, generator=gen, device=out.device)
+        out = out.clamp(0.0, 1.0).reshape(B, Fr, C, S, S)
+        return out, bicubic.reshape(B, Fr, C, S, S) if bicubic is not None else None, maps
 
 
 def face_mosaic(stack: torch.Tensor, blocks: int, offsets: torch.Tensor | None = None, kind: int = VALUE_MEAN,

@@ -45,7 +45,7 @@ from depixcli.train.dist import any_rank, barrier, init_distributed
 from depixcli.train.perceptual import describe
 from depixcli.train.stages import Stage, recon_stage, stn_stage
 from depixcli.train.stills import StillBank
-from depixcli.train.validate import VAL_SEED
+from depixcli.train.validate import FLICKER_STACKS, VAL_SEED
 
 SAVE_MARGIN_S = 20.0  # s kept free before --time-limit for the final checkpoint + export
 FIRST_SAVE_S = 5.0  # s, assumed length of a checkpoint + export until the first one is timed
@@ -138,6 +138,7 @@ class Trainer:
         n_val = min(cfg.val_samples, len(self.val_bank))
         self.val_stacks = self.val_bank.stacks(vrng, n_val, mc.window, mc.stride)
         self.val_pairs = self.val_bank.pairs(vrng, n_val, max(mc.window * mc.stride, 1))
+        self.val_next = self.val_bank.next_stacks(self.val_stacks[:FLICKER_STACKS], mc.window, mc.stride)
         self.last: dict = {}  # the last log record
         self.last_val: dict = {}  # the last value of every validation key
         self.perceptual_name = describe(cfg.perceptual) if self.run_recon and cfg.w_perceptual > 0 else "none"

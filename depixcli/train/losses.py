@@ -1,5 +1,6 @@
 """Losses and the optimisation steps: the aligner's photometric loss (`stn_loss`), the compact aligner's loss
-(`align_loss`), the SFace identity term (`identity_term`) and one generator + discriminator update (`gan_step`).
+(`align_loss`), the SFace identity term (`identity_term`), the temporal term (`temporal_term`) and one
+generator + discriminator update (`gan_step`).
 
 Images are `(N, 3, S, S)` float in [0, 1], RGB; stacks `(B, F, 3, S, S)` with the centre frame at F // 2.
 """
@@ -46,13 +47,23 @@ def identity_term(sface, fake: torch.Tensor, hr: torch.Tensor, samples: int) -> 
     return identity_loss(identity_embedding(fake[sel].float().clamp(0.0, 1.0), net=sface), want)
 
 
+def temporal_term(fake_next: torch.Tensor, fake: torch.Tensor, hr_next: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """Mean |(y[t+1] - y[t]) - (g[t+1] - g[t])| (0 when the output changes as the truth does): outputs and truths
+    at t and t+1, (n, 3, S, S) float [0, 1] each."""
+    return F.l1_loss(fake_next.float() - fake.float(), hr_next.float() - hr.float())
+
+
 def gan_step(g, d_train, d_frozen, perc, opt_g, opt_d, mosaic, hr, cfg: TrainConfig, autocast, maps=None,
-             clean=None, sface=None) -> dict:
+             clean=None, sface=None, nxt=None) -> dict:
     """One generator + discriminator update.
 
     mosaic: (B, F, 3, S, S), hr: (B, 3, S, S) float [0,1]; maps: the mosaic's grid maps (B, F, 4, S, S) or None;
     clean: the clean stack (B, F, 3, S, S) for the compact aligner's loss (`align_loss`, weight cfg.w_align);
     sface: the frozen `sface_torch.SFaceNet` of the identity loss (`identity_term`, weight cfg.w_identity) or None.
+    nxt: (mosaic, maps or None, hr) of the stacks one frame later of the batch's first n stacks, pixelated with
+    the same draws (`degrade.random_mosaic`'s next_stack), for the temporal loss (`temporal_term`, weight
+    cfg.w_temporal), or None. They go through the generator in the same forward as the batch (one DDP forward,
+    one backward).
     `g`, `d_train` may be DDP-wrapped; `d_frozen` is the bare discriminator used for the generator's
     adversarial term (no gradient sync for D there).
     """
@@ -61,8 +72,16 @@ def gan_step(g, d_train, d_frozen, perc, opt_g, opt_d, mosaic, hr, cfg: TrainCon
     # generator: D frozen
     if d_frozen is not None:
         d_frozen.requires_grad_(False)
+    B = len(mosaic)
+    if nxt is not None:  # one forward over the batch and the next stacks
+        mosaic_in = torch.cat([mosaic, nxt[0]])
+        maps_in = torch.cat([maps, nxt[1]]) if maps is not None and nxt[1] is not None else None
+    else:
+        mosaic_in, maps_in = mosaic, maps
     with autocast():
-        fake, flow = g(mosaic, maps, with_flow=True)
+        fake, flow = g(mosaic_in, maps_in, with_flow=True)
+        fake, fake_next = fake[:B], fake[B:]
+        flow = flow[:B] if flow is not None else None
         l1 = F.l1_loss(fake.float(), hr)
         lp = perc(fake, hr).float() if perc is not None else zero
         if d_frozen is not None:
@@ -72,12 +91,17 @@ def gan_step(g, d_train, d_frozen, perc, opt_g, opt_d, mosaic, hr, cfg: TrainCon
             adv = zero
         la = align_loss(flow, clean) if flow is not None and clean is not None and cfg.w_align > 0 else zero
     lid = identity_term(sface, fake, hr, cfg.identity_samples) if sface is not None else zero  # fp32
+    lt = temporal_term(fake_next, fake[:len(fake_next)], nxt[2], hr[:len(fake_next)]) if nxt is not None else zero
     loss_g = cfg.w_l1 * l1 + cfg.w_perceptual * lp + cfg.w_adv * adv + cfg.w_align * la + cfg.w_identity * lid
+    if nxt is not None:
+        loss_g = loss_g + cfg.w_temporal * lt
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()
     out = {"loss_g": loss_g.detach(), "l1": l1.detach(), "perceptual": lp.detach(), "adv": adv.detach(),
            "align": la.detach(), "identity": lid.detach()}
+    if nxt is not None:
+        out["temporal"] = lt.detach()
     if d_frozen is None:
         return out
     # discriminator: fake detached

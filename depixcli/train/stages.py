@@ -94,7 +94,7 @@ def recon_stage(tr: Trainer) -> Stage:
     stacks = prefetch(tr.pool, functools.partial(sample_recon, tr), functools.partial(gather_recon, tr),
                       cfg.workers + 1)
     validate = functools.partial(validate_recon, model, tr.val_bank, tr.val_stacks, tr.dev,
-                                 cfg.batch_size, tr.autocast)
+                                 cfg.batch_size, tr.autocast, tr.val_next)
     step = functools.partial(recon_step, tr, stacks, g, d_train, perc, sface)
     return Stage("recon", cfg.steps, step, tr.opt_g, validate, export=True, shown="l1",
                  val_minutes=cfg.val_minutes)
@@ -107,31 +107,51 @@ def sample_recon(tr: Trainer) -> tuple[np.ndarray, np.ndarray | None]:
             tr.stills.sample(tr.np_rng, tr.n_still) if tr.n_still else None)
 
 
-def gather_recon(tr: Trainer, idx: tuple[np.ndarray, np.ndarray | None]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """uint8 clip stacks (B, F, S, S, 3) and still crops of one batch's indices (`sample_recon`)."""
-    return tr.bank.gather(idx[0]), tr.stills.gather(idx[1]) if tr.n_still else None
+def temporal_count(tr: Trainer) -> int:
+    """Clip stacks of each batch the temporal loss sees (0: off). Stills get none: their motion is drawn on the
+    device (`still_stacks`), so a still has no next frame to gather."""
+    return min(tr.cfg.temporal_samples, tr.cfg.batch_size - tr.n_still) if tr.cfg.w_temporal > 0 else 0
+
+
+def gather_recon(tr: Trainer, idx: tuple[np.ndarray, np.ndarray | None]) -> tuple:
+    """uint8 clip stacks (B, F, S, S, 3), still crops, and the stacks one frame later of the first
+    `temporal_count` clip stacks (or None) of one batch's indices (`sample_recon`). No random draw: a run with
+    and without the temporal loss samples the same batches."""
+    n, mc = temporal_count(tr), tr.cfg.model
+    nxt = tr.bank.gather(tr.bank.next_stacks(idx[0][:n], mc.window, mc.stride)) if n else None
+    return tr.bank.gather(idx[0]), tr.stills.gather(idx[1]) if tr.n_still else None, nxt
 
 
 def recon_step(tr: Trainer, stacks, g, d_train, perc, sface) -> dict:
     """One generator + discriminator update (`losses.gan_step`) on the next batch of `stacks`: still photos become
-    moving stacks, then augmentation and a randomised mosaic (with grid maps, some zeroed: grid not located)."""
+    moving stacks, then augmentation and a randomised mosaic (with grid maps, some zeroed: grid not located); with
+    the temporal loss, the stacks one frame later of the first clip stacks, with the same draws."""
     cfg, mc = tr.cfg, tr.cfg.model
-    clips, still = next(stacks)
+    clips, still, nxt = next(stacks)
     stack = to_float(clips, tr.dev)  # (B, F, 3, S, S) float [0, 1]
     if still is not None:
         stack = torch.cat([stack, still_stacks(still.to(tr.dev), mc.frames, tr.S, tr.gen, cfg.motion)], 0)
-    stack = augment(stack, tr.gen, cfg.augment)
+    if nxt is None:
+        stack = augment(stack, tr.gen, cfg.augment)
+    else:  # the next stacks get their stacks' draws: augmentation, mosaic, grid known or not
+        stack, nxt = augment(stack, tr.gen, cfg.augment, extra=to_float(nxt, tr.dev))
     hr = stack[:, mc.window]
-    maps = None
+    maps = mosaic_next = maps_next = None
     if mc.grid_input:
-        mosaic, maps = random_mosaic(stack, tr.gen, cfg.mosaic, return_maps=True)
+        mosaic, maps, *more = random_mosaic(stack, tr.gen, cfg.mosaic, return_maps=True, next_stack=nxt)
         known = torch.rand(len(maps), generator=tr.gen, device=tr.dev) >= cfg.p_unknown_grid
         maps = maps * known[:, None, None, None, None]
+        if more:
+            mosaic_next, maps_next = more[0]
+            maps_next = maps_next * known[: len(maps_next), None, None, None, None]
+    elif nxt is not None:
+        mosaic, (mosaic_next, _) = random_mosaic(stack, tr.gen, cfg.mosaic, next_stack=nxt)
     else:
         mosaic = random_mosaic(stack, tr.gen, cfg.mosaic)
     k = tr.done["recon"]
     tr.set_lr(tr.opt_g, cfg.lr, k, cfg.steps)
     if tr.opt_d is not None:
         tr.set_lr(tr.opt_d, cfg.lr_d, k, cfg.steps)
+    following = (mosaic_next, maps_next, nxt[:, mc.window]) if nxt is not None else None
     return gan_step(g, d_train, tr.disc, perc, tr.opt_g, tr.opt_d, mosaic, hr, cfg, tr.autocast, maps,
-                    stack, sface)
+                    stack, sface, following)
