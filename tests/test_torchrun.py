@@ -1,5 +1,6 @@
 """`torchrun --nproc-per-node 2 -m depixcli train` on CPU (gloo): both ranks finish, only rank 0 writes,
-the same command with more steps resumes. A tiny model for a few steps on generated crops."""
+the same command with more steps resumes (here with the temporal loss turned on). A tiny model for a few steps on
+generated crops."""
 
 import dataclasses
 import json
@@ -18,10 +19,10 @@ from tests.test_train import TRAIN, VAL
 RUN_FILES = ["checkpoint.pt", "config.json", "log.jsonl", "model.safetensors"]
 
 
-def torchrun(crops, run, cfg, steps, logs):
+def torchrun(crops, run, cfg, steps, logs, *flags):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "--log-dir", str(logs), "--redirects", "3", "-m", "depixcli", "train", str(crops), "-o", str(run),
-           "--config", str(cfg), "--steps", str(steps), "--device", "cpu"]
+           "--config", str(cfg), "--steps", str(steps), "--device", "cpu", *flags]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     per_rank = {int(p.parent.name): p.read_text() for p in Path(logs).rglob("stderr.log")}
@@ -46,11 +47,14 @@ def test_two_ranks_on_cpu_train_write_once_and_resume(tmp_path):
     meta = load_model(run / "model.safetensors").meta["train"]
     assert meta["world_size"] == 2 and meta["steps"] == 3 and meta["complete"] is True
 
-    res, ranks = torchrun(crops, run, tmp_path / "cfg.json", 5, tmp_path / "logs2")
+    # resumed with the temporal loss: its stacks go through the same DDP forward and backward
+    res, ranks = torchrun(crops, run, tmp_path / "cfg.json", 5, tmp_path / "logs2", "--w-temporal", "0.5",
+                          "--temporal-samples", "1")
     assert res.returncode == 0, res.stderr[-3000:]
     assert "done: stn step 0, recon step 5" in ranks[0]
-    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 4, 5]  # resumed at step 4, not restarted
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5]  # resumed at step 4, not restarted
+    assert [r.get("temporal", 0) > 0 for r in log] == [False] * 3 + [True] * 2
     ck = load_checkpoint(run / CHECKPOINT)
     assert int(ck["step"]) == 5 and int(ck["opt_g"]["state"][0]["step"]) == 5
     assert sorted(p.name for p in run.iterdir()) == RUN_FILES
