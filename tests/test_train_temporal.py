@@ -46,22 +46,25 @@ def test_next_mosaic_of_a_static_clip_with_a_still_grid_is_the_same_mosaic():
     x = torch.rand(1, 1, 3, 32, 32).expand(6, 3, -1, -1, -1).contiguous()  # every frame the same
     for cfg in (STILL, dataclasses.replace(STILL, p_compress=1.0), dataclasses.replace(STILL, p_image_anchored=0.0)):
         gen = torch.Generator().manual_seed(1)
-        mos, maps, (mos_n, maps_n) = random_mosaic(x, gen, cfg, return_maps=True, next_stack=x[:4])
+        mos, maps, draw = random_mosaic(x, gen, cfg, return_maps=True, return_draw=True)
+        mos_n, maps_n = draw.following(x[:4], gen, with_maps=True)
         assert torch.equal(mos_n, mos[:4]) and torch.equal(maps_n, maps[:4])
         assert not torch.equal(mos, x)
     # with drift the next frame's grid differs
     gen = torch.Generator().manual_seed(1)
-    mos, (mos_n, _) = random_mosaic(x, gen, dataclasses.replace(STILL, p_image_anchored=1.0, drift_step=0.3),
-                                    next_stack=x)
-    assert not torch.equal(mos_n, mos)
+    mos, draw = random_mosaic(x, gen, dataclasses.replace(STILL, p_image_anchored=1.0, drift_step=0.3),
+                              return_draw=True)
+    mos_n, maps_n = draw.following(x, gen)
+    assert not torch.equal(mos_n, mos) and maps_n is None
 
 
 def test_the_batch_mosaic_and_augmentation_do_not_depend_on_the_next_stacks():
     x = torch.rand(4, 3, 3, 32, 32)
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     plain = random_mosaic(x, g1, return_maps=True)
-    with_next = random_mosaic(x, g2, return_maps=True, next_stack=x[:2])
-    assert all(torch.equal(a, b) for a, b in zip(plain, with_next[:2]))
+    with_draw = random_mosaic(x, g2, return_maps=True, return_draw=True)
+    assert all(torch.equal(a, b) for a, b in zip(plain, with_draw[:2]))
+    assert torch.equal(g1.get_state(), g2.get_state())
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     a = augment(x, g1)
     b, extra = augment(x, g2, extra=x[:2])
@@ -77,7 +80,8 @@ def test_the_next_grid_moves_by_one_step_of_the_drift_walk(monkeypatch):
     B, Fr, step = 600, 3, 0.3
     x = torch.rand(B, Fr, 3, 16, 16)
     cfg = dataclasses.replace(STILL, p_image_anchored=1.0, drift_step=step, p_compress=0.0)
-    random_mosaic(x, torch.Generator().manual_seed(0), cfg, next_stack=x)
+    gen = torch.Generator().manual_seed(0)
+    random_mosaic(x, gen, cfg, return_draw=True)[1].following(x, gen)
     (o, cell), (o_n, _) = origins
     o, o_n, cell = o.reshape(B, Fr, 2), o_n.reshape(B, Fr, 2), cell.reshape(B, Fr)[:, 0]
     shift = (o_n - o) / cell[:, None, None]  # cells
@@ -86,7 +90,7 @@ def test_the_next_grid_moves_by_one_step_of_the_drift_walk(monkeypatch):
     assert shift[:, 0].std().item() == pytest.approx(step, rel=0.1)
     assert within.std().item() == pytest.approx(step, rel=0.1)
     origins.clear()  # a face-anchored grid does not move
-    random_mosaic(x, torch.Generator().manual_seed(0), dataclasses.replace(cfg, p_image_anchored=0.0), next_stack=x)
+    random_mosaic(x, gen, dataclasses.replace(cfg, p_image_anchored=0.0), return_draw=True)[1].following(x, gen)
     assert torch.equal(origins[0][0], origins[1][0])
 
 
@@ -143,6 +147,7 @@ def test_training_with_the_temporal_loss_on_the_shipped_recipe(tmp_path):
     assert r0.finished and all("temporal" not in rec for rec in log_of(tmp_path / "p"))
     rng_t, rng_p = (load_checkpoint(tmp_path / d / CHECKPOINT)["rng"] for d in ("t", "p"))
     assert rng_t["numpy"] == rng_p["numpy"]  # batch sampling
+    assert log_of(tmp_path / "p")[0]["l1"] == pytest.approx(log[0]["l1"], rel=1e-3)  # the same first batch
 
 
 def test_an_older_run_resumes_with_the_temporal_flag(tmp_path):

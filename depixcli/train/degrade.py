@@ -6,7 +6,8 @@ All images here are float in [0, 1], RGB, channels first: `(..., 3, S, S)`; stac
 - `block_means(x, blocks)`: the same n x n means as a LR image.
 - `bicubic_baseline(lr, size)`: bicubic upsampling of n x n block means to size x size.
 - `random_mosaic(stack, gen, cfg)`: the randomised protocol used for training (see `MosaicConfig`); with
-  `return_bicubic=True` also the bicubic baseline of its true block values, per frame.
+  `return_bicubic=True` also the bicubic baseline of its true block values, per frame; with `return_draw=True`
+  its `MosaicDraw`, which pixelates the stacks one frame later alike (`MosaicDraw.following`).
 - `jpeg_like(x, quality)`: 8x8 DCT quantisation, the compression a mosaic passes through.
 """
 
@@ -134,7 +135,7 @@ def paper_maps(lead: tuple[int, ...], blocks: int, size: int, device=None) -> to
 
 
 def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig = MosaicConfig(),
-                  return_bicubic: bool = False, return_maps: bool = False, next_stack: torch.Tensor | None = None):
+                  return_bicubic: bool = False, return_maps: bool = False, return_draw: bool = False):
     """Randomised mosaic of clean stacks (B, F, 3, S, S) float [0,1] -> pixelated stacks, same shape.
 
     Per stack: a face box (whole crop or a face-sized box), n blocks across it, grid phase, block value
@@ -148,13 +149,8 @@ def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig =
     input elsewhere. For a whole-crop grid of S/n px cells on the crop's corner it equals
     `bicubic_baseline(block_means(x, n), S)`. The mosaic and the draws from `gen` do not depend on the flag.
 
-    next_stack (n <= B, F, 3, S, S): the stacks one frame later of the first n stacks (temporal loss), pixelated
-    with the same draw: same box, blocks, phase, value kind, compression and noise level; the drift walk of
-    an image-anchored grid one step further (one more step of its random walk, shifting every member alike);
-    a jittering box's grid jitters afresh (its jitter is independent per frame), and noise is new. The
-    result then gets one more element: the next mosaic (and its maps with `return_maps`), as
-    (mosaic_next, maps_next or None). Its draws come after all of the batch's, so the batch's mosaic is the
-    same with and without it.
+    With `return_draw`, the result gets one more element: the `MosaicDraw` made, whose `following` pixelates
+    the stacks one frame later (temporal loss) with the same draw. The draws from `gen` do not depend on it.
     """
     B, Fr, C, S, _ = stack.shape
     dev = stack.device
@@ -187,25 +183,18 @@ def random_mosaic(stack: torch.Tensor, gen: torch.Generator, cfg: MosaicConfig =
         compress = draw_bernoulli(gen, B, cfg.p_compress, dev)
         quality = torch.randint(cfg.jpeg_quality_min, cfg.jpeg_quality_max + 1, (B,), generator=gen, device=dev)
     sigma = draw_uniform(gen, B, 0.0, cfg.noise_max, dev)
-    draw = _MosaicDraw(box_lo, side, cell, phase, kind, compress, quality, sigma, cfg)
+    draw = MosaicDraw(box_lo, side, cell, phase, kind, compress, quality, sigma, walk, anchored, boxed, cfg)
     out, bicubic, maps = draw.apply(stack, drift, gen, return_bicubic, return_maps)
-    result = (out,) + ((bicubic,) if return_bicubic else ()) + ((maps,) if return_maps else ())
-    if next_stack is not None:
-        n = len(next_stack)
-        one = torch.randn(n, 1, 2, generator=gen, device=dev) * cfg.drift_step * anchored[:n, None, None]
-        drift_next = walk[:n] + one
-        if boxed is not None:
-            jitter = torch.randn(n, Fr, 2, generator=gen, device=dev) * cfg.box_jitter
-            drift_next = drift_next + jitter * boxed[:n, None, None]
-        out_next, _, maps_next = draw.select(n).apply(next_stack, drift_next, gen, False, return_maps)
-        result += ((out_next, maps_next),)
+    result = ((out,) + ((bicubic,) if return_bicubic else ()) + ((maps,) if return_maps else ())
+              + ((draw,) if return_draw else ()))
     return result if len(result) > 1 else out
 
 
 @dataclass(frozen=True)
-class _MosaicDraw:
+class MosaicDraw:
     """`random_mosaic`'s per-stack draw: box_lo (B, 2), side (B,), cell (B,) px, phase (B, 2) cells, kind (B,)
-    VALUE_*, compress (B,) bool and quality (B,) or None, sigma (B,) noise std."""
+    VALUE_*, compress (B,) bool and quality (B,) or None, sigma (B,) noise std, walk (B, F, 2) cells (the
+    drift's random walk), anchored (B,) bool (image-anchored), boxed (B,) bool (box-anchored) or None."""
 
     box_lo: torch.Tensor
     side: torch.Tensor
@@ -215,12 +204,29 @@ class _MosaicDraw:
     compress: torch.Tensor | None
     quality: torch.Tensor | None
     sigma: torch.Tensor
+    walk: torch.Tensor
+    anchored: torch.Tensor
+    boxed: torch.Tensor | None
     cfg: MosaicConfig
 
-    def select(self, n: int) -> _MosaicDraw:
+    def select(self, n: int) -> MosaicDraw:
         """The draw of the first n stacks."""
         return dataclasses.replace(self, **{f.name: getattr(self, f.name)[:n] for f in dataclasses.fields(self)
                                             if isinstance(getattr(self, f.name), torch.Tensor)})
+
+    def following(self, next_stack: torch.Tensor, gen: torch.Generator, with_maps: bool = False):
+        """Pixelate the stacks one frame later (n <= B, F, 3, S, S) of the first n stacks with the same draw: same
+        box, blocks, phase, value kind, compression and noise level; an image-anchored grid's drift walk one
+        step further (one more step of its random walk, shifting every member alike); a jittering box's grid
+        jitters afresh (independent per frame, as in `random_mosaic`); new noise. Draws from `gen`.
+        -> (mosaic (n, F, 3, S, S), maps (n, F, GRID_CHANNELS, S, S) or None)."""
+        n, Fr = next_stack.shape[:2]
+        dev, cfg, d = next_stack.device, self.cfg, self.select(n)
+        drift = d.walk + torch.randn(n, 1, 2, generator=gen, device=dev) * cfg.drift_step * d.anchored[:, None, None]
+        if d.boxed is not None:
+            drift = drift + torch.randn(n, Fr, 2, generator=gen, device=dev) * cfg.box_jitter * d.boxed[:, None, None]
+        out, _, maps = d.apply(next_stack, drift, gen, False, with_maps)
+        return out, maps
 
     def apply(self, stack: torch.Tensor, drift: torch.Tensor, gen: torch.Generator, with_bicubic: bool,
               with_maps: bool):

@@ -136,22 +136,22 @@ def recon_step(tr: Trainer, stacks, g, d_train, perc, sface) -> dict:
     else:  # the next stacks get their stacks' draws: augmentation, mosaic, grid known or not
         stack, nxt = augment(stack, tr.gen, cfg.augment, extra=to_float(nxt, tr.dev))
     hr = stack[:, mc.window]
-    maps = mosaic_next = maps_next = None
+    maps = known = None
     if mc.grid_input:
-        mosaic, maps, *more = random_mosaic(stack, tr.gen, cfg.mosaic, return_maps=True, next_stack=nxt)
+        mosaic, maps, draw = random_mosaic(stack, tr.gen, cfg.mosaic, return_maps=True, return_draw=True)
         known = torch.rand(len(maps), generator=tr.gen, device=tr.dev) >= cfg.p_unknown_grid
         maps = maps * known[:, None, None, None, None]
-        if more:
-            mosaic_next, maps_next = more[0]
-            maps_next = maps_next * known[: len(maps_next), None, None, None, None]
-    elif nxt is not None:
-        mosaic, (mosaic_next, _) = random_mosaic(stack, tr.gen, cfg.mosaic, next_stack=nxt)
     else:
-        mosaic = random_mosaic(stack, tr.gen, cfg.mosaic)
+        mosaic, draw = random_mosaic(stack, tr.gen, cfg.mosaic, return_draw=True)
+    following = None
+    if nxt is not None:  # after all of the batch's draws: the batch is the same as without the temporal loss
+        mosaic_next, maps_next = draw.following(nxt, tr.gen, with_maps=mc.grid_input)
+        if known is not None:
+            maps_next = maps_next * known[: len(maps_next), None, None, None, None]
+        following = (mosaic_next, maps_next, nxt[:, mc.window])
     k = tr.done["recon"]
     tr.set_lr(tr.opt_g, cfg.lr, k, cfg.steps)
     if tr.opt_d is not None:
         tr.set_lr(tr.opt_d, cfg.lr_d, k, cfg.steps)
-    following = (mosaic_next, maps_next, nxt[:, mc.window]) if nxt is not None else None
     return gan_step(g, d_train, tr.disc, perc, tr.opt_g, tr.opt_d, mosaic, hr, cfg, tr.autocast, maps,
                     stack, sface, following)
