@@ -13,8 +13,8 @@
 #   align   the same + a flow aligner at 32 px warping the neighbours onto the centre (its loss on clean frames)
 #   align-id  align + the SFace identity loss on 2 stacks of every batch (weight 0.005; 0.05 killed the net: output = input within 250 steps); branch it from align by
 #           copying align's checkpoint.pt and config.json into RUNS/align-id first (ONLY=align-id)
-#   align-t  align-id + the temporal loss (WT, default WT_DEFAULT, on TS stacks of every batch, default 4): those
-#           clip stacks are also reconstructed one frame later with the same mosaic draw, and the change of the
+#   align-t  align-id + the temporal loss (WT, default 0.3: ~20 % of the L1 at the start, on TS clip stacks of every
+#           batch, default 4): those clip stacks are also reconstructed one frame later with the same mosaic draw, and the change of the
 #           output between the two is held to the truth's (mean |Δoutput - Δtruth|); branch it from align-id the
 #           same way (copy its checkpoint.pt and config.json into RUNS/align-t; ONLY=align-t)
 # LR (default 3e-4) peak learning rate. THREADS (default 1) torch threads per run. NPROC=2 runs each run as NPROC data-parallel torchrun ranks on
@@ -47,7 +47,7 @@ for name in ${ONLY:-grid align}; do
         grid) run grid "${INIT_FLAGS[@]}" ;;
         align) run align --align "${INIT_FLAGS[@]}" ;;
         align-id) run align-id --align --w-identity 0.005 --identity-samples 2 "${INIT_FLAGS[@]}" ;;
-        align-t) run align-t --align --w-identity 0.005 --identity-samples 2 --w-temporal "${WT:-WT_DEFAULT}" \
+        align-t) run align-t --align --w-identity 0.005 --identity-samples 2 --w-temporal "${WT:-0.3}" \
             --temporal-samples "${TS:-4}" "${INIT_FLAGS[@]}" ;;
     esac
 done
