@@ -369,6 +369,19 @@ def test_top_left_samples_on_too_few_blocks_are_samples_never_block_means():
     assert classify_values(np.tile(rows, (2, 1))) == "corner"  # enough blocks: told
 
 
+def test_point_samples_are_top_left_ones_where_the_top_and_left_sides_match_them_better_than_centres():
+    # medians of the rows deface's 20 px mosaic of a soft 80 px face gave through H.264 (8 frames of a val clip):
+    # top-left samples 2.5 grey levels off the pixels next to them, centre samples 4.0 (not below 0.6 x 4.0),
+    # values as rough as samples
+    near = np.tile([1.0, 16.6, 4.0, 2.5, 40.0, 30.0, 16.0], (16, 1))
+    far = np.tile([0.0, 16.0, 5.0, 9.0, 40.0, 30.0, 16.0], (4, 1))
+    assert classify_values(np.concatenate([near, far])) == "corner"
+    assert classify_values(np.concatenate([near[:8], far])) == "samples"  # too few to be sure: still not means
+    centre = near.copy()
+    centre[:, 2:4] = [2.5, 4.0]  # centre samples match the pixel across from their centre better
+    assert classify_values(np.concatenate([centre, far])) == "centre"
+
+
 def test_point_samples_of_unknown_position_are_not_pulled_to_block_means():
     image = photo()
     rect = (100, 40, 220, 160)
