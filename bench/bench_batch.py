@@ -38,6 +38,9 @@ import time
 from itertools import zip_longest
 from pathlib import Path
 
+from depixcli.batch.records import file_digest, read_manifest
+from depixcli.io.synthetic import make_synthetic_clip
+
 CORRUPT_SHARE = 0.5  # the corrupt input: the first half of a generated clip's bytes
 CORRUPT_FRAMES = 24  # frames of the generated clip it is cut from
 MODES = ("direct", "jobs1", "rerun", "jobs2", "cluster")
@@ -88,16 +91,12 @@ for clip in sorted(src.iterdir()):
 
 def same_outputs(out: Path, ref: Path) -> tuple[int, int]:
     """(videos of `ref` that `out` holds byte for byte, videos of `ref`)."""
-    from depixcli.batch_work import file_digest
-
     videos = sorted(p.name for p in ref.glob("*.mp4"))
     same = sum((out / v).is_file() and file_digest(out / v) == file_digest(ref / v) for v in videos)
     return same, len(videos)
 
 
 def prepare(args) -> None:
-    from depixcli.io.synthetic import make_synthetic_clip
-
     work = args.workdir.resolve()
     pix = work / "pixelated"
     shutil.rmtree(work, ignore_errors=True)
@@ -146,7 +145,7 @@ def time_mode(args) -> None:
         subprocess.run([sys.executable, "-c", DIRECT, str(pix), str(out), args.preset], check=True)
         s, rc, err = time.perf_counter() - t0, 0, ""
     elif mode == "cluster":
-        from distributed import LocalCluster
+        from distributed import LocalCluster  # the optional `cluster` extra: only this mode needs it
 
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()
@@ -166,8 +165,6 @@ def time_mode(args) -> None:
            "load_start": round(load0, 2), "load_end": round(os.getloadavg()[0], 2),
            "cluster_start_s": round(started, 2) if started is not None else None}
     if mode != "direct":
-        from depixcli.batch import read_manifest
-
         recs = read_manifest(out / "depix-batch.jsonl")
         failed = [os.path.basename(r["input"]) for r in recs.values() if r["status"] == "failed"]
         row.update(done=sum(r["status"] == "done" for r in recs.values()), failed=failed,

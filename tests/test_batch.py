@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
-from depixcli.batch import BatchConfig, is_finished, plan_jobs, read_manifest, run_batch
-from depixcli.batch_work import config_key
+from depixcli.batch.plan import plan_jobs
+from depixcli.batch.records import config_key, is_finished, read_manifest
+from depixcli.batch.run import BatchConfig, run_batch
 from depixcli.cli import main
 from depixcli.errors import InputError, OutputError
 from depixcli.io.synthetic import make_synthetic_clip
@@ -123,6 +125,20 @@ def test_batch_options_need_many_inputs(tree, tmp_path, tiny_weights):
     assert r.exit_code == 2 and "many inputs" in r.output
     r = CliRunner().invoke(main, ["audit", str(tree), "--original", str(tree)])
     assert r.exit_code == 2 and "--json" in r.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_failed_video_is_worded_with_the_flag_of_its_option(tree, tmp_path, tiny_weights):
+    """The library records the value (`option` names its config field); the CLI words it with the flag."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.mp4").write_bytes((tree / "a.mp4").read_bytes())
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, run_args(src, out, tiny_weights, "--device", "cuda"))
+    assert r.exit_code == 1 and r.output.splitlines()[0] == (
+        f"Failed: {src / 'a.mp4'}: --device cuda: no CUDA device is available (use cpu or auto)")
+    rec = read_manifest(out / "depix-batch.jsonl")[str(out / "a.mp4")]
+    assert rec["option"] == "device" and rec["error"] == "cuda: no CUDA device is available (use cpu or auto)"
 
 
 # ------------------------------------------------------------------------------------------ resume
@@ -302,8 +318,8 @@ def test_cluster_gives_identical_outputs_and_survives_a_killed_worker(batch_in, 
 
 
 def test_cli_constants_match_library():
-    from depixcli.batch import CLUSTER_ENV
-    from depixcli.batch_work import CONNECT_TIMEOUT_S
+    from depixcli.batch.engines import CONNECT_TIMEOUT_S
+    from depixcli.batch.run import CLUSTER_ENV
     from depixcli.commands import batch as cli
 
     assert cli.CLUSTER_ENV == CLUSTER_ENV == "DASK_SCHEDULER_ADDRESS"
@@ -434,6 +450,8 @@ def test_run_many_inputs_with_a_folder_of_sidecars(tmp_path, tiny_weights):
     r = CliRunner().invoke(main, ["run", str(pix), "-o", str(tmp_path / "out2"), "--boxes", str(boxes), *w])
     assert r.exit_code == 1 and r.output.splitlines()[0] == f"Failed: {pix / 'a.mp4'}: --boxes {boxes / 'a.json'}: " \
                                                             "file not found"
+    rec = read_manifest(tmp_path / "out2" / "depix-batch.jsonl")[str(tmp_path / "out2" / "a.mp4")]
+    assert rec["option"] == "boxes" and rec["error"] == f"{boxes / 'a.json'}: file not found"  # the flag is the CLI's
     assert (tmp_path / "out2" / "sub" / "b.mp4").is_file()  # the others are done
     r = CliRunner().invoke(main, ["run", str(pix), "-o", str(tmp_path / "out3"), "--boxes",
                                   str(boxes / "sub" / "b.json"), *w])

@@ -1,16 +1,21 @@
-"""Many inputs for `depix run`, `pixelate` and `audit`: the shared options and the call of `depixcli.batch`.
+"""Many inputs for `depix run`, `pixelate` and `audit`: the shared options, the call of `depixcli.batch` and its
+wording (a line per failed video, with the flag of the option it is about; the summary).
 
 A command adds `@batch_options` and, once it has built its config, hands a folder, glob or CSV input to
 `batch_command` (see `depixcli.batch` for planning, resume and the engines).
 """
 
+import dataclasses
 import functools
+import os
 
 import click
 
+from depixcli.commands.common import flag
+
 META = "depix.batch"  # click context meta key holding the batch options of the command being run
-CLUSTER_ENV = "DASK_SCHEDULER_ADDRESS"  # = batch.CLUSTER_ENV (not imported here: --help stays instant)
-CONNECT_TIMEOUT_S = 10.0  # = batch_work.CONNECT_TIMEOUT_S
+CLUSTER_ENV = "DASK_SCHEDULER_ADDRESS"  # = batch.run.CLUSTER_ENV (not imported here: --help stays instant)
+CONNECT_TIMEOUT_S = 10.0  # = batch.engines.CONNECT_TIMEOUT_S
 
 
 def batch_options(f):
@@ -48,7 +53,7 @@ def batch_options(f):
 def batch_requested(inputs) -> bool:
     """Whether `inputs` are many (a folder, a glob, a CSV, several files); --jobs / --cluster / --results
     on a single video are a usage error."""
-    from depixcli.batch import is_batch
+    from depixcli.batch.plan import is_batch
 
     if is_batch(inputs):
         return True
@@ -61,13 +66,12 @@ def batch_requested(inputs) -> bool:
 def batch_command(task: str, inputs, output, config, *, originals=None, extras=None, quiet: bool = False,
                   skip_unreadable: bool = False) -> list[dict]:
     """Plan, run and report a batch; returns the records of every video (this run's and, for those
-    skipped, the earlier run's). `extras`: {kind: folder} of further outputs (`batch.plan_jobs`); a run
+    skipped, the earlier run's). `extras`: {kind: folder} of further outputs (`batch.plan.plan_jobs`); a run
     config's `boxes` is the folder of the inputs' sidecars. Exit 1 (ClickException) while a video of the
     batch is failed (in this run, or unreadable in an earlier one and unchanged), except unreadable inputs
     with `skip_unreadable`."""
-    import os
-
-    from depixcli.batch import BatchConfig, format_summary, plan_jobs, run_batch
+    from depixcli.batch.plan import plan_jobs
+    from depixcli.batch.run import BatchConfig, run_batch
 
     opts = click.get_current_context().meta.get(META, {})
     cfg = BatchConfig(jobs=opts.get("jobs", 1), cluster=opts.get("cluster"), manifest=opts.get("manifest"),
@@ -81,8 +85,6 @@ def batch_command(task: str, inputs, output, config, *, originals=None, extras=N
     jobs = plan_jobs(task, inputs, output, originals=originals, extras=extras, boxes=boxes)
     sidecar = next((j.boxes for j in jobs if j.boxes is not None), None)
     if sidecar is not None:
-        import dataclasses
-
         dataclasses.replace(config, boxes=sidecar)  # a CSV's `boxes` with --region: ConfigError before any work
     skipped: list[str] = []
 
@@ -90,8 +92,7 @@ def batch_command(task: str, inputs, output, config, *, originals=None, extras=N
         if rec["status"] == "failed" and skip_unreadable and rec.get("error_kind") == "input":
             skipped.append(rec["error"])
         elif rec["status"] == "failed":
-            where = "" if rec["input"] in rec["error"] else f"{rec['input']}: "
-            click.echo(f"Failed: {where}{rec['error']}", err=True)
+            click.echo(f"Failed: {failure(rec)}", err=True)
         elif not quiet:
             extra_text = f", {rec['verdict']}" if rec.get("verdict") else ""
             if rec.get("repaired_verdict"):
@@ -111,3 +112,26 @@ def batch_command(task: str, inputs, output, config, *, originals=None, extras=N
     if bad:
         raise click.ClickException(f"{len(bad)} of {result.planned} videos failed (listed in {result.manifest})")
     return records
+
+
+def failure(rec: dict) -> str:
+    """A failed record's line: its input (unless the error names it), the flag of the option the error is about
+    (`option`: `boxes` -> `--boxes`), the error."""
+    where = "" if rec["input"] in rec["error"] else f"{rec['input']}: "
+    option = f"{flag(rec['option'])} " if rec.get("option") else ""
+    return f"{where}{option}{rec['error']}"
+
+
+def format_summary(result) -> str:
+    """A few lines of a `batch.run.BatchResult`: how many videos were done, skipped and failed, frames and time,
+    where the records are."""
+    done, failed = result.done, result.failed
+    frames = sum(r["frames"] or 0 for r in done)
+    work = sum(r["seconds"] or 0 for r in result.records)
+    lines = [f"{result.planned} video(s): {len(done)} done, {len(failed)} failed, {result.skipped} skipped "
+             f"(finished or unreadable in an earlier run); {result.engine}"]
+    if result.records:
+        lines.append(f"{frames} frames in {result.wall_s:.1f} s wall ({frames / result.wall_s:.2f} fps), "
+                     f"{work:.1f} s of per-video work")
+    lines.append(f"results: {result.manifest}")
+    return "\n".join(lines)
