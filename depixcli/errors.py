@@ -3,6 +3,8 @@
 The library raises these; only the CLI turns them into a one-line message and an exit code.
 """
 
+import dataclasses
+
 
 class DepixError(Exception):
     """Base class of every error a user can cause (bad input, missing weights, ...)."""
@@ -44,8 +46,6 @@ class DepixWarning(UserWarning):
 
 def check_keys(cls, d: dict, what: str) -> None:
     """Raise ConfigError when `d` holds keys that are not fields of the dataclass `cls`."""
-    import dataclasses
-
     unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
         raise ConfigError(f"unknown {what} keys: {sorted(unknown)}")

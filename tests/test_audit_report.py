@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from depixcli.audit.report import contact_sheet, csv_rows, format_report
+from depixcli.audit.report import contact_sheet, csv_rows
 from depixcli.audit.verdict import (
     ATTACKS,
     REID_MIN_GALLERY,
@@ -16,6 +16,7 @@ from depixcli.audit.verdict import (
     track_audits,
     unreliable_reasons,
 )
+from depixcli.commands.audit_text import format_report
 from depixcli.exposure import FrameExposure, coverage, exposed_ranges, face_patch, frame_kind
 
 GOOD = {"score": 0.95, "self_cosine": 0.9, "contrast": 40.0, "detail": 1.0}

@@ -72,9 +72,10 @@ def audit_command(ctx, anonymised, original, json_path, sheet_path, gallery, wei
       depix audit pixelated.mp4 --original clip.mp4 --repair fixed.mp4 --start 60 --duration 30
     """
     with user_errors():
-        from depixcli.audit.report import check_outputs, format_report, write_csv, write_json, write_sheet
+        from depixcli.audit.report import check_outputs, write_csv, write_json, write_sheet
         from depixcli.audit.verdict import AuditConfig
         from depixcli.audit.video import audit_video, repair
+        from depixcli.commands.audit_text import format_report
 
         cfg = AuditConfig(weights=weights, device=device, frames=frames, gallery=gallery, detector=detector,
                           recommend=recommend, start=start, duration=duration, confirmed=confirmed, quiet=quiet)

@@ -183,7 +183,7 @@ class SFDDetector:
             )
         if importlib.util.find_spec("face_alignment") is None:
             raise BackendError("detector 'sfd' needs the face-alignment package (pip install face-alignment)")
-        from face_alignment.detection.sfd.sfd_detector import SFDDetector as _FA_SFD
+        from face_alignment.detection.sfd.sfd_detector import SFDDetector as _FA_SFD  # 1 s to import: only for sfd
 
         self.max_side = max_side
         self.threshold = threshold

@@ -43,6 +43,7 @@ Images at this module's boundary are `(S, S, 3)` uint8 RGB head crops (or `(N, S
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from collections.abc import Sequence
@@ -91,8 +92,6 @@ def find_model_files(models_dir: str | os.PathLike | None = None) -> tuple[Path,
     if models_dir is not None:
         base = Path(models_dir)
     else:
-        import importlib.util
-
         spec = importlib.util.find_spec(MODELS_PACKAGE)
         if spec is None or not spec.submodule_search_locations:
             raise BackendError(
