@@ -58,9 +58,9 @@ def make_clip(path: Path, frames: int, size: tuple[int, int]) -> None:
     write_test_clip(path, images, FPS, audio=True, options=EncodeOptions(crf=18, preset="veryfast"))
 
 
-def write_sidecar(path: str, frames: int, size: tuple[int, int]) -> None:
-    """The face boxes and mosaic grids of a `make_clip` clip, as a --boxes sidecar."""
-    from depixcli.io.sidecar import SIDECAR_VERSION
+def write_clip_sidecar(path: str, frames: int, size: tuple[int, int]) -> None:
+    """The face boxes and mosaic grids of a `make_clip` clip, as a --boxes sidecar (`io.sidecar.write_sidecar`)."""
+    from depixcli.io.sidecar import write_sidecar
     from depixcli.pixelate import PixelateConfig
 
     pix = PixelateConfig(blocks=BLOCKS)
@@ -69,7 +69,7 @@ def write_sidecar(path: str, frames: int, size: tuple[int, int]) -> None:
         face = face_box(i, size)
         entries.append({"index": i, "pts": None, "faces": [
             {"track": 0, "box": list(face), "filled": False, "grid": pix.grid(face).to_dict()}]})
-    Path(path).write_text(json.dumps({"version": SIDECAR_VERSION, "frames": entries}))
+    write_sidecar(path, {"frames": entries})
 
 
 def child(spec: dict) -> dict:
@@ -159,7 +159,7 @@ def main() -> None:
             boxes = None
             if args.mode == "boxes":
                 boxes = str(work / f"clip_{size_s}_{n}.json")
-                write_sidecar(boxes, n, size)
+                write_clip_sidecar(boxes, n, size)
             spec = {"clip": str(clip), "out": str(work / f"out_{size_s}_{n}.mp4"), "weights": weights,
                     "device": args.device, "batch_size": args.batch_size, "preset": args.preset,
                     "threads": args.threads, "boxes": boxes}
