@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 from click.testing import CliRunner
-from test_audit import HEAD, _frames, _head_xy
+from tests.audit.test_audit import HEAD, _frames, _head_xy
 
 from depixcli.cli import main
 from depixcli.faces.track import build_tracks

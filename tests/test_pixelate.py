@@ -15,7 +15,7 @@ from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, clipped_rect
 from depixcli.io.sidecar import read_sidecar
 from depixcli.io.synthetic import write_test_clip
 from depixcli.io.video import probe, read_frames
-from tests.test_video import assert_timing_and_audio_kept
+from tests.io.test_video import assert_timing_and_audio_kept
 
 N_FRAMES = 20
 W, H = 320, 240  # px

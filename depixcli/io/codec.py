@@ -5,7 +5,7 @@ of each encoder (`set_quality`: crf, or a qscale for MPEG-4-style encoders).
 libx264 runs without its macroblock tree (`mbtree=0`): with it, on some content (B-frames, real or panning
 footage) x264 reads heap memory it never wrote, so the same frames gave different bytes from one encode to
 the next in one process, and between processes (`--jobs`, the cluster); proven by glibc's MALLOC_PERTURB_,
-which changes the output with the tree on and not with it off (tests/test_video.py).
+which changes the output with the tree on and not with it off (tests/io/test_video.py).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from depixcli.restore.evidence import interpolate_values, value_position
 from depixcli.restore.fusion import SAMPLE_INTERPOLATION, frame_samples, fuse_samples
 from depixcli.restore.stacks import reconstruct_pass
 from depixcli.restore.tracks import FaceTrack
-from tests.test_edges import FACE, corner_mosaic, photo
+from tests.restore.test_edges import FACE, corner_mosaic, photo
 
 torch.set_num_threads(1)
 

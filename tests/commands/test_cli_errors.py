@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from depixcli.cli import main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.mark.parametrize("args", [

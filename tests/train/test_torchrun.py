@@ -13,8 +13,8 @@ from depixcli.model.weights import load_model
 from depixcli.train.checkpoint import load_checkpoint
 from depixcli.train.config import CHECKPOINT
 from tests.synthetic import write_crop_dir
-from tests.test_compact import COMPACT, FAST
-from tests.test_train import TRAIN, VAL
+from tests.train.test_compact import COMPACT, FAST
+from tests.train.test_train import TRAIN, VAL
 
 RUN_FILES = ["checkpoint.pt", "config.json", "log.jsonl", "model.safetensors"]
 

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_audit import _frames
+from tests.audit.test_audit import _frames
 
 from depixcli.cli import main
 from depixcli.io.synthetic import write_test_clip

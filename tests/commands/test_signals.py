@@ -13,7 +13,7 @@ import pytest
 
 from depixcli.io.files import TMP_TAG
 from depixcli.io.synthetic import write_test_clip
-from tests.test_dataset import write_face_clip
+from tests.dataset.test_dataset import write_face_clip
 from tests.test_pixelate import _frames
 
 WAIT_S = 180  # s, longest wait for a command to reach the stage where it is stopped (a busy 2-core machine)
@@ -86,7 +86,7 @@ def test_prepare_with_two_workers_stopped_by_sigterm(tmp_path, group):
 
 
 def test_train_stopped_by_sighup_checkpoints_and_exits_129(tmp_path):
-    from tests.test_compact import _crop_dir
+    from tests.train.test_compact import _crop_dir
 
     config = _crop_dir(tmp_path)
     log = tmp_path / "run" / "log.jsonl"

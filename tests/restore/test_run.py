@@ -31,7 +31,7 @@ from depixcli.restore.run import run_video
 from depixcli.restore.stacks import reconstruct_pass
 from depixcli.restore.tracks import tracks_from_faces
 from tests.synthetic import FACE, SIZE, TINY, mosaic_clip
-from tests.test_video import assert_timing_and_audio_kept
+from tests.io.test_video import assert_timing_and_audio_kept
 
 torch.set_num_threads(1)
 
@@ -285,7 +285,7 @@ def test_a_perfect_reconstruction_pastes_back_closer_to_the_original(monkeypatch
     from depixcli.restore import blend as reconstruct
 
     # the synthetic backdrop is itself 8 px blocks on the whole-frame mosaic's grid: to smooth_grid_steps
-    # its steps are what a model leaves of the mosaic (a face's are not: tests/test_edges.py)
+    # its steps are what a model leaves of the mosaic (a face's are not: tests/restore/test_edges.py)
     monkeypatch.setattr(reconstruct, "STEPS", False)
     frame = next(synthetic_face_frames(1, (320, 240)))
     face = (130.0, 70.0, 190.0, 150.0)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from depixcli.cli import main
 from depixcli.commands.train import PRESETS, format_validation
 from depixcli.io.synthetic import write_test_clip
-from tests.test_dataset import write_face_clip
+from tests.dataset.test_dataset import write_face_clip
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_eval_malformed_index_is_one_line(tmp_path):
 @pytest.fixture()
 def crop_dir(tmp_path):
     from tests.synthetic import write_crop_dir
-    from tests.test_train import TRAIN, VAL
+    from tests.train.test_train import TRAIN, VAL
 
     write_crop_dir(tmp_path / "crops", {"train": TRAIN, "val": VAL})
     return tmp_path / "crops"

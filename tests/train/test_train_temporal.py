@@ -23,7 +23,7 @@ from depixcli.train.losses import temporal_term
 from depixcli.train.stills import StillBank
 from depixcli.train.validate import FLICKER_CASES, validate_recon
 from tests.synthetic import write_crop_dir
-from tests.test_compact import COMPACT, FAST, TRAIN, VAL, smooth_images
+from tests.train.test_compact import COMPACT, FAST, TRAIN, VAL, smooth_images
 
 torch.set_num_threads(1)
 STILL = MosaicConfig(blocks_min=4, blocks_max=8, drift_step=0.0, p_box_anchored=0.0, noise_max=0.0)

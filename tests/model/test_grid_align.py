@@ -23,7 +23,7 @@ from depixcli.train.degrade import (
 )
 from depixcli.train.loop import train
 from depixcli.train.losses import align_loss
-from tests.test_compact import COMPACT, FAST, S, tracks
+from tests.train.test_compact import COMPACT, FAST, S, tracks
 
 torch.set_num_threads(1)
 GRID = dataclasses.replace(COMPACT, grid_input=True)
@@ -166,7 +166,7 @@ def test_init_grows_shipped_weights_into_a_grid_model(tmp_path):
 def test_identity_term_is_zero_for_the_truth_and_its_gradient_reaches_the_output():
     from depixcli.faces.sface_torch import load_sface_net
     from depixcli.train.losses import identity_term
-    from tests.test_compact import smooth_images
+    from tests.train.test_compact import smooth_images
 
     net = load_sface_net("cpu")
     hr = torch.from_numpy(smooth_images(4, 64, 5)).permute(0, 3, 1, 2).float() / 255

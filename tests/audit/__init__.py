@@ -1,0 +1,1 @@
+"""Tests of depixcli.audit: the verdicts, the report, the leak timeline, `depix audit` end to end."""

@@ -1,0 +1,1 @@
+"""Tests of depixcli.commands and cli: error lines, exit codes, signals, the CLI's small fixes."""

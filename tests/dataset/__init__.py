@@ -1,0 +1,1 @@
+"""Tests of depixcli.dataset: `depix prepare` (inputs, crops, export)."""

@@ -1,0 +1,1 @@
+"""Tests of depixcli.evaluate: metrics, protocols, temporal measures, `depix eval`."""

@@ -1,0 +1,1 @@
+"""Tests of depixcli.faces: detection, tracking, identity (SFace in torch)."""

@@ -1,0 +1,1 @@
+"""Tests of depixcli.geometry: mosaic grids and boxes."""

@@ -1,0 +1,1 @@
+"""Tests of depixcli.io: video decode/encode, the --boxes sidecar, time windows."""

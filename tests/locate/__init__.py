@@ -1,0 +1,1 @@
+"""Tests of depixcli.locate: finding mosaics (periods, cells, regions, stream)."""

@@ -1,0 +1,1 @@
+"""Tests of depixcli.model: networks, weights files, the shipped default model."""

@@ -1,0 +1,1 @@
+"""Tests of depixcli.restore: `depix run` (find, tracks, stacks, fusion, blend, edges, --boxes)."""

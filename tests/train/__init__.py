@@ -1,0 +1,1 @@
+"""Tests of depixcli.train: training (data, losses, the loop, torchrun, temporal loss, the compact net)."""
