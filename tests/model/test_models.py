@@ -12,7 +12,8 @@ from depixcli.model.grid import to_lr, warp
 from depixcli.model.nets import AlignNet, Depixelator, PatchDiscriminator, count_parameters
 from depixcli.model.weights import clean_state_dict, load_model, read_header, save_model
 from depixcli.train.augment import AugmentConfig, augment
-from depixcli.train.degrade import MosaicConfig, bicubic_baseline, block_means, jpeg_like, paper_mosaic, random_mosaic
+from depixcli.train.degrade import MosaicConfig, bicubic_baseline, block_means, paper_mosaic, random_mosaic
+from depixcli.train.jpeg import jpeg_like
 
 torch.set_num_threads(1)
 S = 32  # px, crop side in these tests
