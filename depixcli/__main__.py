@@ -1,3 +1,5 @@
+"""`python -m depixcli`: the `depix` command."""
+
 from depixcli.cli import main
 
 main()
