@@ -80,9 +80,13 @@ def run_local(task, config, jobs, n: int, on_record) -> None:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+class ClusterUnreachable(BackendError):
+    """No Dask scheduler answered at the address within the timeout."""
+
+
 def connect_cluster(address: str, timeout: float = CONNECT_TIMEOUT_S):
-    """A Dask `Client` of the scheduler at `address`. Raises BackendError when Dask is not installed, the
-    address is malformed, or the scheduler does not answer within `timeout` s."""
+    """A Dask `Client` of the scheduler at `address`. Raises BackendError when Dask is not installed or the
+    address is malformed, ClusterUnreachable when the scheduler does not answer within `timeout` s."""
     try:  # the optional `cluster` extra
         from distributed import Client
         from distributed.comm import parse_address
@@ -98,8 +102,8 @@ def connect_cluster(address: str, timeout: float = CONNECT_TIMEOUT_S):
         return Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         why = "" if "timed out" in str(exc).lower() else f" ({_first_line(exc)})"
-        raise BackendError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s{why}; is it running "
-                           f"and reachable from here? (--cluster-timeout sets the wait)") from None
+        raise ClusterUnreachable(f"cannot reach the Dask scheduler at {address} within {timeout:g} s{why}; is it "
+                                 "running and reachable from here?") from None
 
 
 def run_cluster(task, config, jobs, client, on_record) -> None:

@@ -70,6 +70,7 @@ def batch_command(task: str, inputs, output, config, *, originals=None, extras=N
     config's `boxes` is the folder of the inputs' sidecars. Exit 1 (ClickException) while a video of the
     batch is failed (in this run, or unreadable in an earlier one and unchanged), except unreadable inputs
     with `skip_unreadable`."""
+    from depixcli.batch.engines import ClusterUnreachable
     from depixcli.batch.plan import plan_jobs
     from depixcli.batch.run import BatchConfig, run_batch
 
@@ -100,7 +101,10 @@ def batch_command(task: str, inputs, output, config, *, originals=None, extras=N
             click.echo(f"{rec['output']}: {rec['frames']} frames, {rec['tracks']} track(s), {rec['fps'] or 0:.1f} fps"
                        f"{extra_text}", err=True)
 
-    result = run_batch(task, config, jobs, cfg, output_dir=output, on_record=report)
+    try:
+        result = run_batch(task, config, jobs, cfg, output_dir=output, on_record=report)
+    except ClusterUnreachable as exc:
+        raise click.ClickException(f"{exc} (--cluster-timeout sets the wait)") from None
     skipped[:0] = [r["error"] for r in result.previous
                    if r["status"] == "failed" and skip_unreadable and r.get("error_kind") == "input"]
     if not quiet:

@@ -15,6 +15,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from depixcli.batch.engines import ClusterUnreachable, connect_cluster
 from depixcli.batch.plan import plan_jobs
 from depixcli.batch.records import config_key, is_finished, read_manifest
 from depixcli.batch.run import BatchConfig, run_batch
@@ -340,6 +341,9 @@ def test_unreachable_cluster_fails_fast_with_one_line(tree, tmp_path, tiny_weigh
     assert r.output.splitlines() == [f"Error: cannot reach the Dask scheduler at tcp://127.0.0.1:{port} within 1 s; "
                                      "is it running and reachable from here? (--cluster-timeout sets the wait)"]
     assert not out.exists()  # nothing started, nothing written
+    with pytest.raises(ClusterUnreachable) as caught:  # the library says what happened; the flag is the CLI's
+        connect_cluster(f"tcp://127.0.0.1:{port}", 1)
+    assert "--" not in str(caught.value) and str(caught.value).endswith("reachable from here?")
     r = CliRunner().invoke(main, run_args(tree, out, tiny_weights, "--cluster", "udp://127.0.0.1:8786"))
     assert r.exit_code == 1 and len(r.output.splitlines()) == 1
     assert r.output.startswith("Error: udp://127.0.0.1:8786: not a Dask scheduler address")
