@@ -22,7 +22,7 @@ import numpy as np
 import cv2
 import torch
 
-from depixcli.errors import BackendError
+from depixcli.errors import BackendError, OptionError
 
 MAX_SIDE = 640  # px, long side of the copy the detector sees (larger frames are downscaled)
 YUNET_THRESHOLD = 0.6  # score, YuNet confidence
@@ -177,10 +177,8 @@ class SFDDetector:
     def __init__(self, device: str = "cpu", threshold: float = SFD_THRESHOLD, max_side: int = MAX_SIDE):
         path = sfd_weights_path()
         if not path.is_file():
-            raise BackendError(
-                f"detector 'sfd' needs {SFD_WEIGHTS} in {path.parent} (set $TORCH_HOME to move it); "
-                f"copy the file there, or use --detector yunet"
-            )
+            raise OptionError("detector", f"sfd: needs {SFD_WEIGHTS} in {path.parent} (set $TORCH_HOME to move it); "
+                                          "copy the file there, or choose yunet")
         if importlib.util.find_spec("face_alignment") is None:
             raise BackendError("detector 'sfd' needs the face-alignment package (pip install face-alignment)")
         from face_alignment.detection.sfd.sfd_detector import SFDDetector as _FA_SFD  # 1 s to import: only for sfd
@@ -222,7 +220,7 @@ def load_detector(name: str = DEFAULT_DETECTOR, device: str = "cpu", threshold: 
     """Detector by name (a key of DETECTORS); `.detect(frame_rgb) -> list[Detection]`.
 
     threshold: score below which detections are dropped (None: the detector's default).
-    Raises BackendError if the backend's package or weights are missing.
+    Raises BackendError if the backend's package is missing, OptionError (of `detector`) if its weights are.
     """
     if name not in DETECTORS:
         raise BackendError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")

@@ -1,7 +1,9 @@
+import click
 import numpy as np
 import pytest
 
-from depixcli.errors import BackendError
+from depixcli.commands.common import user_errors
+from depixcli.errors import BackendError, OptionError
 from depixcli.faces.detect import (
     DETECTORS,
     YUNET_FILE,
@@ -92,10 +94,16 @@ def test_small_frame_and_odd_sizes(detector, astronaut):
 
 
 def test_sfd_without_weights_names_the_missing_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(BackendError, match=r"s3fd-619a316812\.pth") as e:
+    """An error of the detector option: the library says what is missing where; the CLI words it with the flag."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # torch.hub.get_dir(): no checkpoint there
+    with pytest.raises(OptionError) as caught:
         load_detector("sfd")
-    assert str(tmp_path / "hub" / "checkpoints") in str(e.value)
+    assert caught.value.option == "detector" and "--" not in str(caught.value)
+    assert str(caught.value).startswith(f"sfd: needs s3fd-619a316812.pth in {tmp_path / 'hub' / 'checkpoints'}")
+    with pytest.raises(click.ClickException) as worded, user_errors():
+        load_detector("sfd")
+    assert worded.value.message.startswith("--detector sfd: needs ")
+    assert worded.value.message.endswith("or choose yunet")
 
 
 def test_unknown_detector():
