@@ -100,7 +100,7 @@ PRESET_TEXT = {
 @click.option("--no-gan", is_flag=True, help="Ablation: no discriminator / adversarial loss (preset cpu: none).")
 @click.option("--perceptual", default=None, metavar="NAME|PATH",
               help="Feature network of the perceptual loss: vgg16-stlpips, mobilenetv2, none, or a weights file "
-                   "(.pth, or .safetensors from `python -m depixcli.train.perceptual`) "
+                   "(.pth, or .safetensors from `python -m depixcli.commands.export_features`) "
                    "[default: preset cpu: none; gpu: vgg16-stlpips].")
 @click.option("--vgg19", "vgg19_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="torchvision vgg19-dcbb9e9d.pth: use VGG-19 (the paper's layers) for the perceptual loss.")

@@ -263,23 +263,3 @@ def describe(spec: str) -> str:
         return "none"
     net = load_feature_net(spec)
     return f"{net.kind} taps={list(net.taps)} from {net.origin}"
-
-
-if __name__ == "__main__":
-    import click
-
-    @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-    @click.argument("src")
-    @click.argument("dst", type=click.Path(dir_okay=False))
-    @click.option("--taps", default=None, help="comma-separated feature indices (default: the network's DEFAULT_TAPS)")
-    @click.option("--fp32", is_flag=True, help="keep float32 (default: float16)")
-    def _main(src: str, dst: str, taps: str | None, fp32: bool) -> None:
-        """Export the perceptual network SRC (vgg16-stlpips, mobilenetv2 or a .pth path) to a compact DST file."""
-        from depixcli.commands.common import user_errors
-
-        with user_errors():
-            t = tuple(int(v) for v in taps.split(",")) if taps else None
-            size = export_features(src, dst, t, half=not fp32)
-        click.echo(f"{dst}: {size / 2**20:.2f} MiB")
-
-    _main()
