@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from depixcli.geometry.mosaic import MosaicGrid, cell_values
-from depixcli.restore.evidence import grid_origin, interpolate_values, project_samples, value_position
+from depixcli.restore.evidence import grid_origin, project_samples, value_position
 
 if TYPE_CHECKING:
     from depixcli.restore.tracks import FaceTrack  # tracks imports blend, which imports evidence
@@ -98,6 +98,42 @@ def _splat(points: np.ndarray, values: np.ndarray, weights: np.ndarray, shape) -
     return num.reshape(h, w, C), den.reshape(h, w)
 
 
+def ringed_interpolation(image: np.ndarray, grid: MosaicGrid, value_pos, area) -> np.ndarray:
+    """SAMPLE_INTERPOLATION of the block values of `grid`'s mosaic in `image` (`(H, W, C)` uint8), each at its
+    sample point (`value_pos` cells into its block), over the frame px `area` (x0, y0, x1, y1; may pass the
+    frame): `(h, w, C)` float32. The lattice of samples gets a ring of one more point each side, which takes
+    the true pixel there where it lies outside the mosaic (inside the frame), else the nearest sample: past
+    the last samples (deface's cut-short blocks at the right and bottom) the values lead to the pixels beside
+    the mosaic instead of staying flat."""
+    values, cs, rs = cell_values(image, grid)
+    H, W = image.shape[:2]
+    C = values.shape[2]
+    gx0, gy0, gx1, gy1 = grid.rect
+    kx = np.floor((gx0 + cs + 0.5 - grid.origin_x) / grid.cell_w)
+    ky = np.floor((gy0 + rs + 0.5 - grid.origin_y) / grid.cell_h)
+    px = grid.origin_x + (np.r_[kx[0] - 1, kx, kx[-1] + 1] + value_pos[0]) * grid.cell_w  # continuous px
+    py = grid.origin_y + (np.r_[ky[0] - 1, ky, ky[-1] + 1] + value_pos[1]) * grid.cell_h
+    ny, nx = len(py), len(px)
+    lattice = np.zeros((ny, nx, C), np.float32)
+    lattice[1:-1, 1:-1] = values
+    img = image.reshape(H, W, -1)
+    for i in range(ny):
+        for j in range(nx):
+            if 0 < i < ny - 1 and 0 < j < nx - 1:
+                continue
+            X, Y = int(np.floor(px[j])), int(np.floor(py[i]))
+            outside = not (gx0 <= X < gx1 and gy0 <= Y < gy1)
+            lattice[i, j] = img[Y, X] if outside and 0 <= X < W and 0 <= Y < H else \
+                lattice[min(max(i, 1), ny - 2), min(max(j, 1), nx - 2)]
+    ax0, ay0, ax1, ay1 = area
+    u = (np.arange(ax0, ax1) + 0.5 - px[0]) / grid.cell_w
+    v = (np.arange(ay0, ay1) + 0.5 - py[0]) / grid.cell_h
+    mu = np.broadcast_to(u[None, :], (ay1 - ay0, ax1 - ax0)).astype(np.float32)
+    mv = np.broadcast_to(v[:, None], (ay1 - ay0, ax1 - ax0)).astype(np.float32)
+    out = cv2.remap(lattice, mu, mv, SAMPLE_INTERPOLATION, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(ay1 - ay0, ax1 - ax0, C)
+
+
 def fuse_samples(image: np.ndarray, rect, origin, cell, value_pos, frames: list[tuple[int, FrameSamples]],
                  anchor) -> tuple[np.ndarray, tuple] | None:
     """Frame t's mosaic rect reconstructed from its own samples and its neighbours'.
@@ -108,14 +144,16 @@ def fuse_samples(image: np.ndarray, rect, origin, cell, value_pos, frames: list[
     `(patch (h, w, C) float32, (x0, y0, x1, y1))` over the rect's integer pixels inside the image, as
     `evidence.interpolate_values` does, or None when none are. The patch takes frame t's block values at its
     own sample points (rounded); with no neighbours, or neighbours whose samples fall on frame t's own, it is
-    the interpolation of its samples (SAMPLE_INTERPOLATION)."""
-    base = interpolate_values(image, rect, origin, cell, value_pos, SAMPLE_INTERPOLATION)
-    if base is None:
+    the interpolation of its samples (`ringed_interpolation`)."""
+    grid = _grid(rect, origin, cell, image.shape[:2])
+    if grid is None:
         return None
-    patch, (x0, y0, x1, y1) = base
+    x0, y0, x1, y1 = grid.rect
     cw, ch = float(cell[0]), float(cell[1])
     mx, my = int(np.ceil(MARGIN_CELLS * cw)), int(np.ceil(MARGIN_CELLS * ch))
     X0, Y0, X1, Y1 = x0 - mx, y0 - my, x1 + mx, y1 + my  # the area whose samples count (may pass the frame)
+    full = ringed_interpolation(image, grid, value_pos, (X0, Y0, X1, Y1))  # frame t's own samples
+    patch = full[my:my + y1 - y0, mx:mx + x1 - x0]
     target = np.asarray(anchor, np.float64)
     pts, vals, wts = [], [], []
     for dt, s in frames:
@@ -133,8 +171,6 @@ def fuse_samples(image: np.ndarray, rect, origin, cell, value_pos, frames: list[
     p = np.concatenate(pts)
     v = np.concatenate(vals).astype(np.float64)
     w = np.concatenate(wts)
-    full = cv2.copyMakeBorder(patch, my, my, mx, mx, cv2.BORDER_REPLICATE).reshape(
-        Y1 - Y0, X1 - X0, -1)  # frame t's interpolation, replicated over the margin
     idx = p - np.array([X0, Y0]) - 0.5  # index px of `full`
     at = cv2.remap(full.astype(np.float32), idx[:, 0:1].astype(np.float32), idx[:, 1:2].astype(np.float32),
                    cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(len(p), -1)
