@@ -7,12 +7,14 @@ Data flow (`restore.run.run_video` wires it; one function or module per arrow):
           -> tracks (`faces.track`: build_tracks, then merge_concurrent / link_tracks for split mosaics)
           -> FaceTrack per face (`restore.tracks`): mosaic rect, grid line, block size and smoothed head-crop
              box on every frame; the mosaic classified (`restore.classify`): value kind (block means, centre
-             or top-left samples: `locate.values.classify_values`), grid anchor, model or fallback (out of the
-             model's range -> interpolated block values)
+             or top-left samples: `locate.values.classify_values`), grid anchor, and how it is restored
+             (`config.METHODS` by value kind: the model, samples fused over frames (`restore.fusion`), or out
+             of the model's range interpolated / smoothed block values)
   pass 2  (`restore.stacks.reconstruct_pass`) decode -> (--pixelate: mosaic) -> crop each tracked face once,
           the crop grown to cover the whole mosaic rect (FaceTrack.crop_box)            [decode thread]
           -> window stacks of crops (+ grid maps for a grid-input model) -> model in batches
              (`model.reconstructor.Reconstructor`, `restore.stacks.StackScheduler`)   [main thread]
+             (point-sampled tracks: each frame's samples instead of a crop, fused over FUSION_REACH frames)
           -> paste (`restore.blend.paste`): evidence step by value kind (`restore.evidence`), colour
              match, mask of the mosaic rect + a few px                                  [paste thread]
           -> encode, audio copied (`io.encode.VideoWriter`)                             [write thread]
