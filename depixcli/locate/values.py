@@ -14,6 +14,9 @@ from depixcli.locate.periods import gray
 VALUE_KINDS = ("mean", "centre", "corner")  # block value: cell mean | centre sample | top-left pixel (deface)
 VALUE_TEXTURE = 6.0  # grey levels: outside border segments flatter than this (std) say nothing about the values
 VALUE_CORNER_RATIO = 0.6  # corner samples when their error is below this share of the best other hypothesis's
+# ... and point samples (by their roughness) are corner samples below this share: deface's 20 px mosaic of a soft
+# 80 px face gave 0.63 (2.5 against 4.0 grey levels), depix's 16 centre samples of a 512 px close-up 0.78
+VALUE_SAMPLE_CORNER_RATIO = 0.7
 
 
 # (0.4 read deface on a slightly blurred face, 0.43, as centre samples; block means and centre samples give 0.9-1.5)
@@ -80,8 +83,7 @@ def classify_values(errors: np.ndarray) -> str:
     as means) or "unclear" (too few textured border blocks, or no hypothesis clearly better). Top-left samples match
     the pixel next to them across the top and left sides far better than anything else; block means and
     point samples are told apart by how rough the values are along the border, and point samples are top-left
-    ones where the top and left sides match them best as such (deface's 20 px mosaic of a soft
-    80 px face, through H.264: 2.5 against 4.0 grey levels, read as centre samples before)."""
+    ones where the top and left sides match them clearly best as such (VALUE_SAMPLE_CORNER_RATIO)."""
     errors = np.asarray(errors, np.float64).reshape(-1, 7)
     near = errors[errors[:, 0] > 0]
     if len(errors) < VALUE_MIN_BLOCKS:
@@ -98,7 +100,7 @@ def classify_values(errors: np.ndarray) -> str:
     if d_mean < VALUE_RATIO * d_sample:
         return "mean"
     if d_sample < VALUE_RATIO * d_mean:  # point samples: taken where the top and left sides agree best
-        if len(near) and e_corner < min(e_centre, e_mean):
+        if len(near) and e_corner < VALUE_SAMPLE_CORNER_RATIO * min(e_centre, e_mean):
             return "corner" if len(near) >= VALUE_CORNER_BLOCKS else "samples"
         return "centre"
     return "unclear"

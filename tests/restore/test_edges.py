@@ -380,6 +380,9 @@ def test_point_samples_are_top_left_ones_where_the_top_and_left_sides_match_them
     centre = near.copy()
     centre[:, 2:4] = [2.5, 4.0]  # centre samples match the pixel across from their centre better
     assert classify_values(np.concatenate([centre, far])) == "centre"
+    # depix's 16 centre samples of a 512 px close-up (val clip): the top-left pixels only a little closer
+    closeup = np.tile([1.0, 22.5, 27.5, 17.5, 19.75, 20.0, 11.9], (22, 1))
+    assert classify_values(np.concatenate([closeup, far])) == "centre"
 
 
 def test_point_samples_of_unknown_position_are_not_pulled_to_block_means():
