@@ -52,7 +52,7 @@ def crop_grid(box: CropBox, S: int, rect, origin, cell) -> tuple[np.ndarray, np.
     return o, c, r
 
 
-def _grid(rect, origin, cell, frame_hw):
+def frame_grid(rect, origin, cell, frame_hw) -> MosaicGrid | None:
     """MosaicGrid over the (rounded, frame-clipped) `rect` with a float grid; None when nothing is visible."""
     H, W = frame_hw
     x0, y0 = max(int(np.floor(rect[0] + 0.5)), 0), max(int(np.floor(rect[1] + 0.5)), 0)
@@ -69,7 +69,7 @@ def interpolate_values(image: np.ndarray, rect, origin, cell, value_pos=(0.5, 0.
     placed where it was taken (`value_pos`, cells) on the grid (`origin`, `cell` (w, h) px) of `rect`. Returns
     `(patch (h, w, C) float32, (x0, y0, x1, y1))` over the rect's integer pixels inside the image, or None when
     none are."""
-    grid = _grid(rect, origin, cell, image.shape[:2])
+    grid = frame_grid(rect, origin, cell, image.shape[:2])
     if grid is None:
         return None
     values, _, _ = cell_values(image, grid)
@@ -91,7 +91,7 @@ def project_samples(recon: np.ndarray, source_crop: np.ndarray, origin, cell, re
     takes, at each block's sample point (`value_pos` in cells on the grid `origin`, `cell` (w, h) crop px),
     the block value observed in `source_crop`; the correction is interpolated bicubically (`interpolation`)
     between the sample points (smooth, no block edges) and applied inside `rect` (crop px) only."""
-    grid = _grid(rect, origin, cell, recon.shape[:2])
+    grid = frame_grid(rect, origin, cell, recon.shape[:2])
     if grid is None:
         return recon
 

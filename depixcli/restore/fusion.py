@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from depixcli.geometry.mosaic import MosaicGrid, cell_values
-from depixcli.restore.evidence import grid_origin, project_samples, value_position
+from depixcli.restore.evidence import frame_grid, grid_origin, project_samples, value_position
 
 if TYPE_CHECKING:
     from depixcli.restore.tracks import FaceTrack  # tracks imports blend, which imports evidence
@@ -45,20 +45,11 @@ class FrameSamples:
     anchor: np.ndarray  # (3,) float64 cx, cy, size: where the face is (the track's smooth crop box)
 
 
-def _grid(rect, origin, cell, frame_hw) -> MosaicGrid | None:
-    H, W = frame_hw
-    x0, y0 = max(int(np.floor(rect[0] + 0.5)), 0), max(int(np.floor(rect[1] + 0.5)), 0)
-    x1, y1 = min(int(np.floor(rect[2] + 0.5)), W), min(int(np.floor(rect[3] + 0.5)), H)
-    if x1 <= x0 or y1 <= y0:
-        return None
-    return MosaicGrid(x0, y0, x1, y1, float(cell[0]), float(cell[1]), float(origin[0]), float(origin[1]))
-
-
 def frame_samples(image: np.ndarray, rect, origin, cell, value_pos, anchor) -> FrameSamples:
     """The samples of the mosaic in `image` (`(H, W, C)` uint8): each visible block's value (its mean: one
     colour, less codec noise than one pixel) at the point it was taken (`value_pos` cells into the block, on
     the grid `origin` (x, y) grid line, `cell` (w, h) px, over `rect` xyxy). `anchor`: the face's box."""
-    grid = _grid(rect, origin, cell, image.shape[:2])
+    grid = frame_grid(rect, origin, cell, image.shape[:2])
     C = image.shape[2] if image.ndim == 3 else 1
     if grid is None:
         return FrameSamples(np.zeros((0, 2)), np.zeros((0, C), np.float32), np.asarray(anchor, np.float64))
@@ -145,7 +136,7 @@ def fuse_samples(image: np.ndarray, rect, origin, cell, value_pos, frames: list[
     `evidence.interpolate_values` does, or None when none are. The patch takes frame t's block values at its
     own sample points (rounded); with no neighbours, or neighbours whose samples fall on frame t's own, it is
     the interpolation of its samples (`ringed_interpolation`)."""
-    grid = _grid(rect, origin, cell, image.shape[:2])
+    grid = frame_grid(rect, origin, cell, image.shape[:2])
     if grid is None:
         return None
     x0, y0, x1, y1 = grid.rect
