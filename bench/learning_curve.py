@@ -6,7 +6,9 @@ Reads the validation records of each run's log.jsonl (written every --val-minute
 per record: training hours (wall clock of the run, pauses included), step, samples seen (summed over the
 step records: steps x stacks per step, which doubles when two torchrun ranks train), and per protocol model
 PSNR - bicubic PSNR; for the image-anchored protocols also model - the same model fed one frame (what the other
-frames add).
+frames add). Records with the temporal validation (`val_flicker_*`) add, for paper16 and image8, the model's
+flicker minus bicubic's (mean |Δoutput − Δtruth| between consecutive frames, grey levels: below 0 is steadier
+than per-frame bicubic); older records leave those columns blank.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 from pathlib import Path
 
 PROTOCOLS = ("paper16", "paper8", "face16", "face8", "image16", "image8")
+FLICKER = ("paper16", "image8")
 
 
 def curve(log: Path, batch_size: int) -> list[dict]:
@@ -35,6 +38,9 @@ def curve(log: Path, batch_size: int) -> list[dict]:
             if f"val_psnr_{p}_single" in rec:
                 row[p + " vs F1"] = rec[f"val_psnr_{p}_model"] - rec[f"val_psnr_{p}_single"]
         row["mean"] = rec["val_gain_mean"]
+        for p in FLICKER:
+            if f"val_flicker_{p}_model" in rec:
+                row[p + " flicker"] = rec[f"val_flicker_{p}_model"] - rec[f"val_flicker_{p}_bicubic"]
         rows.append(row)
     return rows
 
@@ -48,7 +54,8 @@ def main() -> None:
     for log in args.logs:
         rows = curve(log, args.batch_size)
         cols = ["hours", "step", "samples"]
-        cols += [c for c in rows[0] if c not in cols] if rows else []
+        for r in rows:
+            cols += [c for c in r if c not in cols]
         sep = " | " if args.markdown else "  "
         print(f"\n{log} ({len(rows)} validations; dB over bicubic of the true block values)")
         if not rows:
@@ -58,7 +65,7 @@ def main() -> None:
             print("|" + "|".join("---:" for _ in cols) + "|")
         for r in rows:
             vals = [f"{r['hours']:.2f}", str(r["step"]), str(r["samples"])]
-            vals += [f"{r[c]:+.2f}" for c in cols[3:]]
+            vals += [f"{r[c]:+.2f}" if c in r else "" for c in cols[3:]]
             print(("| " if args.markdown else "") + sep.join(f"{v:>9}" for v in vals) + (" |" if args.markdown else ""))
 
 
