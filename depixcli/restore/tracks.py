@@ -28,8 +28,10 @@ from depixcli.restore.config import MATCH_IOU
 
 PARTIAL_AREA = 0.6  # an observed rect this much smaller than its neighbours' (both sides) is a part of the mosaic
 COVER_MARGIN = 0.02  # crop sides: a crop reaches this far past the mosaic's feather (crop-edge pixels)
-SIDE_OUTLIER_CELLS = 0.3  # cells: an observed rect side this far off its neighbours' on both sides is a misfit
-SIDE_OUTLIER_PX = 3.0  # px: ... and at least this far (a detector box jitters a pixel or two)
+# cells: an observed rect side this far off its neighbours' on both sides is a misfit (a row or column of cells
+# taken in or missed); 0.3 also moved the sides of deface's jittering box on a val close-up (outside change 0.013)
+SIDE_OUTLIER_CELLS = 0.75
+SIDE_OUTLIER_PX = 3.0  # px: ... and at least this far
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ def _steady_sides(rects: np.ndarray, filled: np.ndarray, cells: np.ndarray) -> n
     `(N, 2)` px, nan unknown) and SIDE_OUTLIER_PX off the median of the LINK_EDGE_FRAMES observations before it
     and of those after it, on the same side of both, set to the mean of those medians: the locator's fit of
     one frame that took in a row of the plain background or missed a column of blocks (a deface mosaic of a
-    val clip: its top 20 px too high on one frame of eight). Without this the paste changes pixels beside the
+    val clip: its top one cell too high on one frame of eight). Without this the paste changes pixels beside the
     mosaic there, or leaves blocks."""
     obs = np.flatnonzero(~filled)
     out = rects.copy()
