@@ -7,7 +7,15 @@ import dataclasses
 
 
 class DepixError(Exception):
-    """Base class of every error a user can cause (bad input, missing weights, ...)."""
+    """Base class of every error a user can cause (bad input, missing weights, ...).
+
+    `advice`, when given, names what the user can do about it (a key of the CLI's `commands.common.ADVICE`):
+    the message states the fact about the value, and the CLI adds the advice worded with its flags.
+    """
+
+    def __init__(self, *args, advice: str | None = None):
+        super().__init__(*args)
+        self.advice = advice
 
 
 class InputError(DepixError):
@@ -41,7 +49,12 @@ class OptionError(ConfigError):
 
 class DepixWarning(UserWarning):
     """Something the user should know that is not an error (e.g. the output's pixel format differs from
-    the input's). The CLI prints each as one `Warning: ...` line."""
+    the input's). The CLI prints each as one `Warning: ...` line, with its `advice` (as `DepixError`'s)
+    worded after it."""
+
+    def __init__(self, *args, advice: str | None = None):
+        super().__init__(*args)
+        self.advice = advice
 
 
 def check_keys(cls, d: dict, what: str) -> None:

@@ -188,7 +188,7 @@ def judge(scores: dict[str, AttackScore], mosaic: MosaicAnalysis, featureless: f
         held.append(f"re-identification ranks {', '.join(str(scores[k].rank) for k in scores)} of {s.gallery} "
                     f"({', '.join(scores)}); the face's colour alone ranks {featureless_rank}")
     elif s.gallery:
-        held.append(f"re-identification not tested: a gallery of {s.gallery} face(s) (add --gallery)")
+        held.append(f"re-identification not tested: a gallery of {s.gallery} face(s), fewer than {REID_MIN_GALLERY}")
     return "holds", held
 
 

@@ -9,6 +9,18 @@ import click
 DETECTOR_NAMES = ("yunet", "centerface", "sfd")
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 STOP_SIGNALS = ("SIGTERM", "SIGHUP")  # handled as Ctrl-C (kill, docker stop, systemd, CI timeouts, closed terminal)
+# What the user can do about an error or warning whose `advice` is the key: the CLI's wording, with its flags
+ADVICE = {
+    "weights": "pass --weights PATH or set DEPIX_WEIGHTS (train one with `depix train`)",  # = model.weights.WEIGHTS_ENV
+    "nonempty": "choose a new one, or add --add to write into it",
+    "dataset_exists": "add --add to add these clips to it (clips already in it are kept), or choose another directory",
+    "add_settings": "--add needs the same settings",
+    "unfinished": "rerun it with --add to finish it",
+    "no_val": "one identity, or --val-fraction 0, holds none out: give a CSV with a split column",
+    "models_dir": "or give that directory as --models-dir",
+    "split": "use --split val",
+    "seed": "restart in a new directory with another --seed",
+}
 SIGNAL_EXIT_BASE = 128  # exit status = 128 + signal number, as a shell reports a command stopped by a signal
 
 
@@ -77,7 +89,7 @@ def user_errors() -> Iterator[None]:
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, DepixWarning):
-            click.echo(f"Warning: {message}", err=True)
+            click.echo(f"Warning: {advised(message)}", err=True)
         else:
             shown(message, category, filename, lineno, file, line)
 
@@ -87,11 +99,17 @@ def user_errors() -> Iterator[None]:
         try:
             yield
         except OptionError as exc:
-            raise click.ClickException(f"{flag(exc.option)} {exc}") from None
+            raise click.ClickException(f"{flag(exc.option)} {advised(exc)}") from None
         except DepixError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(advised(exc)) from None
         except KeyboardInterrupt as exc:
             raise interrupted_exit(getattr(exc, "signum", None)) from None
+
+
+def advised(exc: BaseException) -> str:
+    """An error's or warning's message followed by its `advice` in the CLI's words (`; pass --weights ...`)."""
+    advice = getattr(exc, "advice", None)
+    return f"{exc}; {ADVICE[advice]}" if advice else str(exc)
 
 
 def flag(option: str) -> str:

@@ -72,6 +72,7 @@ def eval_command(crop_dir, weights, name, compare, split, protocols, single_fram
     """
     import warnings
 
+    from depixcli.errors import DepixWarning
     from depixcli.evaluate.config import EvalConfig
     from depixcli.evaluate.report import check_output, format_table, write_grid, write_json
     from depixcli.evaluate.score import evaluate
@@ -93,10 +94,11 @@ def eval_command(crop_dir, weights, name, compare, split, protocols, single_fram
             if path:
                 check_output(path)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the report's warnings are echoed below
+            warnings.simplefilter("ignore")  # other libraries' warnings; depix's own leave by user_errors
+            warnings.simplefilter("always", DepixWarning)
             report = evaluate(crop_dir, models, cfg, quiet=quiet)
-        for w in report["warnings"]:
-            click.echo(f"Warning: {w}", err=True)
+        if no_dlib:
+            report["dlib"] = "dlib not used (--no-dlib)"
         click.echo(format_table(report))
         if json_path:
             write_json(report, json_path)

@@ -50,7 +50,7 @@ def read_index(directory: str | os.PathLike, unfinished_ok: bool = False) -> dic
     check_index_shape(index, path)
     if not unfinished_ok and not index.get("complete", True):
         raise InputError(f"{directory}: unfinished dataset ({len(index.get('clips', []))} clips done; "
-                         "`depix prepare` stopped early): rerun it with --add to finish it")
+                         "`depix prepare` stopped early)", advice="unfinished")
     return index
 
 

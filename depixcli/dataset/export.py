@@ -255,8 +255,8 @@ def prepare(clips: Sequence[ClipInput], out_dir: str | os.PathLike, cfg: Prepare
                 bar.update(totals[clip.path])
         index["complete"] = True
         write_index(out, index)
-        for problem in faceless + split_problems(index):  # after the progress bar, one line each
-            warnings.warn(problem, DepixWarning, stacklevel=2)
+        for problem in [DepixWarning(f) for f in faceless] + split_problems(index):  # after the bar, one line each
+            warnings.warn(problem, stacklevel=2)
     except BaseException:
         done = {Path(c["source"]).stem for c in index["clips"]}
         remove_unfinished(out, [c for c in todo if c.path.stem not in done])

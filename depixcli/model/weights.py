@@ -59,9 +59,7 @@ def default_weights_path() -> Path:
         return path
     path = shipped_weights_path()
     if not path.is_file():
-        raise WeightsError(
-            f"no default weights at {path}; pass --weights PATH or set {WEIGHTS_ENV} (train one with `depix train`)"
-        )
+        raise WeightsError(f"no default weights at {path}", advice="weights")
     return path
 
 

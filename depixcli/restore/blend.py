@@ -235,15 +235,7 @@ def paste(
     feather = feather_width(rect)
     rect_b = _past_frame_borders(rect, (H, W), feather)
     if recon is None:
-        if fill is None and cell is None:
-            return out
-        if fill is None:
-            fill = (smooth_values(frame, rect, cell) if METHODS.get(values, METHODS["unclear"])[1] == SMOOTHING
-                    else interpolate_values(frame, rect, origin, cell, value_position(values, cell)))
-        if fill is not None:
-            patch, (x0, y0, x1, y1) = fill
-            out[y0:y1, x0:x1] = np.clip(np.rint(patch), 0, 255).astype(np.uint8)
-        return out
+        return _paste_fill(out, frame, rect, cell, origin, values, fill)
     S = recon.shape[0]
     if source_crop is None:
         source_crop = crop(frame, box, S)
@@ -252,25 +244,11 @@ def paste(
     rx0, ry0, rx1, ry1 = region
     if rx1 <= rx0 or ry1 <= ry0:
         return out
-    warped, (px0, py0, px1, py1) = uncrop(matched, box, (H, W))  # half-pixel correct inverse of crop()
-    patch = np.zeros((ry1 - ry0, rx1 - rx0, 3), np.uint8)
-    ix0, iy0, ix1, iy1 = max(rx0, px0), max(ry0, py0), min(rx1, px1), min(ry1, py1)
-    if ix1 > ix0 and iy1 > iy0:
-        patch[iy0 - ry0:iy1 - ry0, ix0 - rx0:ix1 - rx0] = warped[iy0 - py0:iy1 - py0, ix0 - px0:ix1 - px0]
-    covered = _inside_crop(box, S, region)
+    patch, covered = _uncropped_patch(matched, box, region, (H, W))
     mask = blend_mask(rect_b, feather, region)
-    edge_fill = None  # (patch, (x0, y0, x1, y1)): interpolated block values for rect pixels the model does not cover
     if cell is not None and (covered[mask >= 1.0] < 1.0).any():  # mosaic outside the crop: interpolated values
-        edge_fill = interpolate_values(frame, rect, origin, cell, value_position(values, cell))
-    if edge_fill is not None:
-        fpatch, (x0, y0, x1, y1) = edge_fill
-        full = patch.astype(np.float32)
-        sub = (slice(y0 - ry0, y1 - ry0), slice(x0 - rx0, x1 - rx0))
-        cov = covered[sub][..., None]
-        full[sub] = full[sub] * cov + fpatch * (1.0 - cov)
-        patch = np.clip(np.rint(full), 0, 255).astype(np.uint8)
-        covered = covered.copy()
-        covered[sub] = 1.0
+        patch, covered = _fill_edges(patch, covered, region,
+                                     interpolate_values(frame, rect, origin, cell, value_position(values, cell)))
     mask = mask * covered
     reference = out[ry0:ry1, rx0:rx1]
     blended = cv2.blendLinear(patch, reference, mask, 1.0 - mask)
@@ -278,6 +256,53 @@ def paste(
     blended[keep] = reference[keep]  # untouched pixels stay bit-exact
     out[ry0:ry1, rx0:rx1] = blended
     return out
+
+
+def _paste_fill(out: np.ndarray, frame: np.ndarray, rect, cell, origin, values: str,
+                fill: tuple[np.ndarray, tuple] | None) -> np.ndarray:
+    """`paste` without a reconstruction: write `fill` into `out`, else (grid known) the mosaic's
+    `interpolate_values`, or `smooth_values` for the kinds `config.METHODS` smooths; `out` unchanged when
+    there is neither a fill nor a grid. Returns `out`."""
+    if fill is None and cell is None:
+        return out
+    if fill is None:
+        fill = (smooth_values(frame, rect, cell) if METHODS.get(values, METHODS["unclear"])[1] == SMOOTHING
+                else interpolate_values(frame, rect, origin, cell, value_position(values, cell)))
+    if fill is not None:
+        patch, (x0, y0, x1, y1) = fill
+        out[y0:y1, x0:x1] = np.clip(np.rint(patch), 0, 255).astype(np.uint8)
+    return out
+
+
+def _uncropped_patch(matched: np.ndarray, box: CropBox, region: tuple[int, int, int, int],
+                     frame_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The crop-space `matched` warped back over the frame `region` (`geometry.uncrop`, the half-pixel correct
+    inverse of `geometry.crop`): the `(h, w, 3)` uint8 patch (0 outside the warp) and `_inside_crop`'s
+    `(h, w)` float32 coverage."""
+    rx0, ry0, rx1, ry1 = region
+    warped, (px0, py0, px1, py1) = uncrop(matched, box, frame_hw)
+    patch = np.zeros((ry1 - ry0, rx1 - rx0, 3), np.uint8)
+    ix0, iy0, ix1, iy1 = max(rx0, px0), max(ry0, py0), min(rx1, px1), min(ry1, py1)
+    if ix1 > ix0 and iy1 > iy0:
+        patch[iy0 - ry0:iy1 - ry0, ix0 - rx0:ix1 - rx0] = warped[iy0 - py0:iy1 - py0, ix0 - px0:ix1 - px0]
+    return patch, _inside_crop(box, matched.shape[0], region)
+
+
+def _fill_edges(patch: np.ndarray, covered: np.ndarray, region: tuple[int, int, int, int],
+                edge_fill: tuple[np.ndarray, tuple] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Where the crop does not cover `patch` (`covered` < 1), blend in `edge_fill` (interpolated block values,
+    `(patch, (x0, y0, x1, y1))` frame px, or None: nothing to do); the patch and its coverage, now 1 there."""
+    if edge_fill is None:
+        return patch, covered
+    rx0, ry0 = region[:2]
+    fpatch, (x0, y0, x1, y1) = edge_fill
+    full = patch.astype(np.float32)
+    sub = (slice(y0 - ry0, y1 - ry0), slice(x0 - rx0, x1 - rx0))
+    cov = covered[sub][..., None]
+    full[sub] = full[sub] * cov + fpatch * (1.0 - cov)
+    covered = covered.copy()
+    covered[sub] = 1.0
+    return np.clip(np.rint(full), 0, 255).astype(np.uint8), covered
 
 
 def _past_frame_borders(rect, frame_hw: tuple[int, int], feather: float) -> tuple[float, float, float, float]:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from depixcli.errors import ConfigError, OptionError, OutputError
+from depixcli.errors import ConfigError, DepixWarning, OptionError, OutputError
 from depixcli.io.files import write_atomic
 from depixcli.io.progress import progress_bar
 from depixcli.model.nets import Depixelator, PatchDiscriminator, count_parameters
@@ -349,8 +349,8 @@ def due(minutes: float, since: float) -> bool:
 def warn_if_dead(rec: dict, step: int) -> None:
     """Warn when a validated network returns its input unchanged after DEAD_AFTER steps (dead ReLUs)."""
     if step >= DEAD_AFTER and rec.get("val_change", 1.0) < DEAD_CHANGE:
-        warnings.warn(f"step {step}: the network returns its input unchanged (mean change {rec['val_change']}); "
-                      "its ReLUs may have died early: restart in a new directory with another --seed", stacklevel=1)
+        warnings.warn(DepixWarning(f"step {step}: the network returns its input unchanged (mean change "
+                                   f"{rec['val_change']}); its ReLUs may have died early", advice="seed"), stacklevel=1)
 
 
 def train(cfg: TrainConfig, out_dir: str | os.PathLike, train_tracks: Sequence, val_tracks: Sequence,

@@ -318,10 +318,12 @@ def test_cli_eval_end_to_end(crop_dir, weights, tmp_path):
 
 def test_cli_eval_train_split_warns(crop_dir, weights):
     args = ["eval", str(crop_dir), "-w", str(weights["main"]), "--split", "train", "--protocol", "paper8",
-            "-k", "1", "--device", "cpu", "-q"]
+            "-k", "1", "--device", "cpu", "-q", "--no-dlib"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
-    assert "Warning: evaluating on split 'train'" in res.output
+    assert "Warning: evaluating on split 'train'" in res.output and "; use --split val" in res.output
+    assert res.output.count("Warning: evaluating") == 1  # one channel: printed once
+    assert "second identity judge: dlib not used (--no-dlib)" in res.output  # the library's note names no flag
     assert "1 samples from 1 tracks of 1 people" in res.output
 
 
