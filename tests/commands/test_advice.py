@@ -90,3 +90,15 @@ def test_missing_face_models_name_models_dir_at_the_cli(monkeypatch):
     raw, line = worded(identity.find_model_files)
     assert "--models-dir" not in str(raw)
     assert line == f"{raw}; or give that directory as --models-dir"
+
+
+def test_an_unfinished_dataset_names_add_at_the_cli(tmp_path):
+    import json
+
+    from depixcli.dataset.crops import FORMAT_NAME, FORMAT_VERSION, read_index
+
+    (tmp_path / "index.json").write_text(json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION, "crop_size": 8,
+                                                     "tracks": [], "clips": [], "complete": False}))
+    raw, line = worded(lambda: read_index(tmp_path))
+    assert "--" not in str(raw)
+    assert line == f"{raw}; rerun it with --add to finish it"
