@@ -29,7 +29,7 @@ REGION = "60,30,40,50"  # px x,y,w,h: the mosaic rect given to `depix run` (skip
 LONG_FRAMES = 600  # frames of the clip a worker is killed on (seconds of work, so the kill lands mid-video)
 BOUND_S = 240  # s: a batch that takes longer than this has hung
 STOP_FRAMES = 1800  # frames of the clip a batch is stopped on (its video alone takes far longer than STOP_BOUND_S)
-STOP_BOUND_S = 5  # s from SIGTERM / Ctrl-C to the exit of a --jobs 2 batch (measured: about 1 s)
+STOP_BOUND_S = 10  # s from SIGTERM / Ctrl-C to a --jobs 2 batch's exit (1 s quiet, 6-7 s at load 9; 44 s unfixed)
 UNREACHABLE_BOUND_S = 8  # s to give up on a closed scheduler port with --cluster-timeout 1
 
 
