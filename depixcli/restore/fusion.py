@@ -54,14 +54,25 @@ def frame_samples(image: np.ndarray, rect, origin, cell, value_pos, anchor) -> F
     if grid is None:
         return FrameSamples(np.zeros((0, 2)), np.zeros((0, C), np.float32), np.asarray(anchor, np.float64))
     values, cs, rs = cell_values(image, grid)
-    x0, y0, _, _ = grid.rect
-    kx = np.floor((x0 + cs + 0.5 - grid.origin_x) / grid.cell_w)
-    ky = np.floor((y0 + rs + 0.5 - grid.origin_y) / grid.cell_h)
-    px = grid.origin_x + (kx + value_pos[0]) * grid.cell_w
-    py = grid.origin_y + (ky + value_pos[1]) * grid.cell_h
-    X, Y = np.meshgrid(px, py)
+    kx, ky = block_indices(grid, cs, rs)
+    X, Y = np.meshgrid(*sample_points(grid, kx, ky, value_pos))
     return FrameSamples(np.stack([X.ravel(), Y.ravel()], 1), values.reshape(-1, C).astype(np.float32),
                         np.asarray(anchor, np.float64))
+
+
+def block_indices(grid: MosaicGrid, cs: np.ndarray, rs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grid indices (column, row; counted from the grid line at `grid.origin`) of the blocks whose first pixel
+    columns `cs` and rows `rs` (px from the rect's corner) `geometry.mosaic.cell_values` returns."""
+    x0, y0, _, _ = grid.rect
+    return (np.floor((x0 + cs + 0.5 - grid.origin_x) / grid.cell_w),
+            np.floor((y0 + rs + 0.5 - grid.origin_y) / grid.cell_h))
+
+
+def sample_points(grid: MosaicGrid, kx: np.ndarray, ky: np.ndarray, value_pos) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous px x of block columns `kx` and y of block rows `ky` where their values were taken
+    (`value_pos` cells into each block)."""
+    return (grid.origin_x + (kx + value_pos[0]) * grid.cell_w,
+            grid.origin_y + (ky + value_pos[1]) * grid.cell_h)
 
 
 def register(points: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -100,10 +111,8 @@ def ringed_interpolation(image: np.ndarray, grid: MosaicGrid, value_pos, area) -
     H, W = image.shape[:2]
     C = values.shape[2]
     gx0, gy0, gx1, gy1 = grid.rect
-    kx = np.floor((gx0 + cs + 0.5 - grid.origin_x) / grid.cell_w)
-    ky = np.floor((gy0 + rs + 0.5 - grid.origin_y) / grid.cell_h)
-    px = grid.origin_x + (np.r_[kx[0] - 1, kx, kx[-1] + 1] + value_pos[0]) * grid.cell_w  # continuous px
-    py = grid.origin_y + (np.r_[ky[0] - 1, ky, ky[-1] + 1] + value_pos[1]) * grid.cell_h
+    kx, ky = block_indices(grid, cs, rs)
+    px, py = sample_points(grid, np.r_[kx[0] - 1, kx, kx[-1] + 1], np.r_[ky[0] - 1, ky, ky[-1] + 1], value_pos)
     ny, nx = len(py), len(px)
     lattice = np.zeros((ny, nx, C), np.float32)
     lattice[1:-1, 1:-1] = values
@@ -184,25 +193,30 @@ def _padded(image: np.ndarray, mx: int, my: int) -> np.ndarray:
         image.shape[0] + 2 * my, image.shape[1] + 2 * mx, -1)
 
 
-def track_samples(track: FaceTrack, image: np.ndarray, t: int) -> FrameSamples | None:
-    """The samples of `track`'s mosaic on frame `t` (`image` `(H, W, C)` uint8), registered by its smooth crop
-    box; None where its block size is unknown."""
+def _track_grid(track: FaceTrack, image: np.ndarray, t: int) -> tuple | None:
+    """`track`'s mosaic on frame `t`: (rect, grid origin, cell (w, h), value position, face box), or None where
+    its block size is unknown."""
     cell = track.cell_wh(t)
     if cell is None:
         return None
     rect = track.rect(t)
     origin = grid_origin(rect, track.origin(t), image.shape[:2])
-    return frame_samples(image, rect, origin, cell, value_position(track.values, cell), track.boxes[t - track.start])
+    return rect, origin, cell, value_position(track.values, cell), track.boxes[t - track.start]
+
+
+def track_samples(track: FaceTrack, image: np.ndarray, t: int) -> FrameSamples | None:
+    """The samples of `track`'s mosaic on frame `t` (`image` `(H, W, C)` uint8), registered by its smooth crop
+    box; None where its block size is unknown."""
+    grid = _track_grid(track, image, t)
+    return None if grid is None else frame_samples(image, *grid)
 
 
 def fuse_track_frame(track: FaceTrack, image: np.ndarray, t: int, samples: dict) -> tuple[np.ndarray, tuple] | None:
     """`fuse_samples` of `track` on frame `t` (`image` the mosaiced frame) from `samples` {frame: FrameSamples
     or None} of the frames around it (those within FUSION_REACH count); None where the block size is unknown."""
-    cell = track.cell_wh(t)
-    if cell is None:
+    grid = _track_grid(track, image, t)
+    if grid is None:
         return None
-    rect = track.rect(t)
-    origin = grid_origin(rect, track.origin(t), image.shape[:2])
+    rect, origin, cell, value_pos, anchor = grid
     near = [(f - t, s) for f, s in samples.items() if s is not None and 0 < abs(f - t) <= FUSION_REACH]
-    return fuse_samples(image, rect, origin, cell, value_position(track.values, cell), near,
-                        track.boxes[t - track.start])
+    return fuse_samples(image, rect, origin, cell, value_pos, near, anchor)
