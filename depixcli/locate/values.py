@@ -25,6 +25,10 @@ VALUE_RATIO = 0.85  # means (centre samples) when their error is below this shar
 
 VALUE_MIN_BLOCKS = 8  # border blocks with texture outside needed for a decision (VALUE_CORNER_BLOCKS for corners)
 VALUE_CORNER_BLOCKS = 16
+# grey levels: a block's error counts at most this much in a hypothesis's residual (mean over the border blocks of
+# all frames of a track), so one block across an edge does not outweigh the rest; a median let blocks where
+# every hypothesis fits (the outside line is flat where they sample it) outvote the few that tell them apart
+VALUE_ERROR_CAP = 32.0
 
 
 def border_value_errors(frame: np.ndarray, region: MosaicRegion) -> np.ndarray:
@@ -77,19 +81,27 @@ def border_value_errors(frame: np.ndarray, region: MosaicRegion) -> np.ndarray:
     return np.array(rows, np.float64).reshape(-1, 7)
 
 
+def residuals(rows: np.ndarray) -> np.ndarray:
+    """`(3,)` residual of the mean, centre and top-left hypotheses over `border_value_errors` rows: the mean
+    of each one's errors, capped at VALUE_ERROR_CAP."""
+    return np.minimum(rows[:, 1:4], VALUE_ERROR_CAP).mean(axis=0)
+
+
 def classify_values(errors: np.ndarray) -> str:
     """Value kind of a mosaic from `border_value_errors` rows (pooled over its frames): one of VALUE_KINDS,
     "samples" (top-left samples favoured, on fewer than VALUE_CORNER_BLOCKS blocks: point samples, never read
     as means) or "unclear" (too few textured border blocks, or no hypothesis clearly better). Top-left samples match
     the pixel next to them across the top and left sides far better than anything else; block means and
     point samples are told apart by how rough the values are along the border, and point samples are top-left
-    ones where the top and left sides match them clearly best as such (VALUE_SAMPLE_CORNER_RATIO)."""
+    ones where the top and left sides match them clearly best as such (VALUE_SAMPLE_CORNER_RATIO). Each
+    hypothesis is scored by its residual on the top and left sides: the mean of its errors, each capped at
+    VALUE_ERROR_CAP (`residuals`)."""
     errors = np.asarray(errors, np.float64).reshape(-1, 7)
     near = errors[errors[:, 0] > 0]
     if len(errors) < VALUE_MIN_BLOCKS:
         return "unclear"
     if len(near):
-        e_mean, e_centre, e_corner = np.median(near[:, 1:4], axis=0)
+        e_mean, e_centre, e_corner = residuals(near)
         if e_corner < VALUE_CORNER_RATIO * min(e_mean, e_centre):
             return "corner" if len(near) >= VALUE_CORNER_BLOCKS else "samples"  # too few to place: not means
     rough = errors[~np.isnan(errors[:, 4])]

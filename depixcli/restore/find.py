@@ -28,7 +28,9 @@ from depixcli.restore.tracks import FaceTrack, region_track, tracks_from_faces, 
 CONFIRM_SIZE = (0.3, 1.5)  # detected face side / mosaic side for a detection to confirm a mosaic as a face
 DEFAULT_DETECTOR = "yunet"  # --pixelate's face detector when none is named
 LOCATE_WORKERS = min(os.cpu_count() or 1, 8)  # threads locating mosaics in pass 1 (numpy/cv2 release the GIL)
-EVIDENCE_EVERY = 2  # frames: the block-value evidence of located mosaics is gathered on every n-th frame
+# frames: the block-value evidence of located mosaics is gathered on every n-th frame (every frame: a mosaic at the
+# frame's top has only its left side to tell its values by, often a block or two a frame; 1-2 ms a frame)
+EVIDENCE_EVERY = 1
 
 
 def merge_observations(obs: list[tuple[tuple, tuple | None]]) -> list[tuple[tuple, tuple | None]]:
