@@ -30,7 +30,7 @@ and the share of pixels outside the rect grown by `restore.blend.MAX_FEATHER` + 
 more than OUTSIDE_LEVELS. Prints a table per kind and size, writes `OUTDIR/mosaics.json` and PNG strips
 `OUTDIR/<clip>__<kind>__<size>.png` (clean | pixelated | smoothing | output, around the mosaic).
 SFace cosine (depixcli.faces.identity, aligned on the clean head crop) of the output and of the smoothing to
-the clean frame, unless --no-identity.
+the clean frame, and dlib's (the independent judge of `depix eval`, when dlib is installed), unless --no-identity.
 
 Last run (shipped weights/depix-default.safetensors, CPU at nice 10 beside training; 4 val clips x 8 frames):
 
@@ -207,11 +207,14 @@ def strip(path: Path, crops: list[np.ndarray]) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(row, 1), cv2.COLOR_RGB2BGR))
 
 
-def identity(sface, face, clean: np.ndarray, out: np.ndarray, smooth: np.ndarray) -> tuple[float, float]:
+def identity(sface, face, clean: np.ndarray, out: np.ndarray, smooth: np.ndarray,
+             dlib=None) -> tuple[float, float, float, float]:
     """SFace cosine to the clean head crop of the output's and of the smoothing's, aligned on the clean crop
-    (depixcli.faces.identity's protocol); nan without a face or SFace."""
+    (depixcli.faces.identity's protocol), then the same from dlib's descriptor (`DlibIdentity.compare`, the
+    judge `depix eval` uses beside SFace) when `dlib` is given; nan without a face, SFace or dlib."""
+    nan = float("nan")
     if sface is None or face is None:
-        return float("nan"), float("nan")
+        return nan, nan, nan, nan
     from depixcli.faces.identity import cosine
     from depixcli.geometry.crop import crop, head_box
 
@@ -219,7 +222,8 @@ def identity(sface, face, clean: np.ndarray, out: np.ndarray, smooth: np.ndarray
     crops = [crop(x, box, IDENTITY_CROP) for x in (clean, out, smooth)]
     al = sface.align(crops[0])
     e = sface.embed(crops, [al] * 3)
-    return float(cosine(e[1], e[0])), float(cosine(e[2], e[0]))
+    d = dlib.compare(crops[0], al, crops[1:])[1] if dlib is not None else (nan, nan)
+    return float(cosine(e[1], e[0])), float(cosine(e[2], e[0])), float(d[0]), float(d[1])
 
 
 def closeup(frames: list[np.ndarray], faces: list) -> list[np.ndarray] | None:
@@ -242,7 +246,7 @@ def closeup(frames: list[np.ndarray], faces: list) -> list[np.ndarray] | None:
 
 # ------------------------------------------------------------------------------------------ one case
 def run_case(clean: list[np.ndarray], faces, cfaces, kind: str, fps: float, work: Path, logo: bool,
-             sample_evidence: bool, sface=None) -> dict | None:
+             sample_evidence: bool, sface=None, dlib=None) -> dict | None:
     from depixcli.audit.attacks import attack_smooth
     from depixcli.io.codec import EncodeOptions
     from depixcli.io.synthetic import write_test_clip
@@ -291,7 +295,7 @@ def run_case(clean: list[np.ndarray], faces, cfaces, kind: str, fps: float, work
         ring = np.ones(clean[t].shape[:2], bool)
         ring[max(y0 - g, 0):y1 + g, max(x0 - g, 0):x1 + g] = False
         d = np.abs(luma(restored[t]) - luma(mosaic[t]))
-        ident = identity(sface, faces[t], clean[t], restored[t], smooth)
+        ident = identity(sface, faces[t], clean[t], restored[t], smooth, dlib)
         rows.append({
             "psnr_out": psnr(restored[t][sl], clean[t][sl]), "psnr_smooth": psnr(smooth[sl], clean[t][sl]),
             "psnr_bicubic": psnr(bic, clean[t][sl]), "psnr_mosaic": psnr(mosaic[t][sl], clean[t][sl]),
@@ -300,7 +304,7 @@ def run_case(clean: list[np.ndarray], faces, cfaces, kind: str, fps: float, work
             "changed_in": float((d[sl] > 0.5).mean()),
             "changed_out": float((d[ring] > OUTSIDE_LEVELS).mean()) if ring.any() else 0.0,
             "face_px": float(faces[t][2] - faces[t][0]) if faces[t] is not None else float("nan"),
-            "sface_out": ident[0], "sface_smooth": ident[1],
+            "sface_out": ident[0], "sface_smooth": ident[1], "dlib_out": ident[2], "dlib_smooth": ident[3],
         })
         if t == mid:
             H, W = clean[t].shape[:2]
@@ -352,7 +356,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-frames", type=int, default=24)
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=SIZES)
-    ap.add_argument("--no-identity", action="store_true", help="skip the SFace scores")
+    ap.add_argument("--no-identity", action="store_true", help="skip the SFace and dlib scores")
     ap.add_argument("--sample-evidence", default="on", choices=["on", "off", "both"])
     ap.add_argument("--logo", action="store_true")
     args = ap.parse_args(argv)
@@ -364,11 +368,13 @@ def main(argv=None) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     yunet, centerface = load_detector("yunet"), load_detector("centerface")
-    sface = None
+    sface = dlib = None
     if not args.no_identity:
-        from depixcli.faces.identity import SFaceIdentity
+        from depixcli.faces.identity import SFaceIdentity, load_dlib
 
         sface = SFaceIdentity()
+        dlib, why = load_dlib()
+        print(why, flush=True)
     results = []
     for n, rel in enumerate(clips):
         path = root / rel
@@ -404,7 +410,7 @@ def main(argv=None) -> int:
                                                                else "/noevid")
                     work = out_dir / "work"
                     work.mkdir(exist_ok=True)
-                    got = run_case(list(imgs), faces, cfaces, kind, fps, work, logo, ev, sface)
+                    got = run_case(list(imgs), faces, cfaces, kind, fps, work, logo, ev, sface, dlib)
                     if got is None:
                         continue
                     res, crops = got
@@ -417,11 +423,12 @@ def main(argv=None) -> int:
                           f"{res['psnr_smooth']:.2f} bicubic {res['psnr_bicubic']:.2f} leftover "
                           f"{res['leftover']:.2f} (mosaic {res['leftover_mosaic']:.2f}) changed in "
                           f"{res['changed_in']:.3f} out {res['changed_out']:.4f} sface {res['sface_out']:.3f} "
-                          f"(smooth {res['sface_smooth']:.3f}) [{found}]", flush=True)
+                          f"(smooth {res['sface_smooth']:.3f}) dlib {res['dlib_out']:.3f} "
+                          f"(smooth {res['dlib_smooth']:.3f}) [{found}]", flush=True)
     (out_dir / "mosaics.json").write_text(json.dumps(results, indent=1))
     print("\n| kind | size | clips | PSNR out | - smoothing | - bicubic | leftover ratio | changed in rect |"
-          " changed outside | SFace out | SFace smoothing |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          " changed outside | SFace out | SFace smoothing | dlib out | dlib smoothing |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     keys = sorted({(r["kind"], r["size"]) for r in results})
     for kind, size in keys:
         rs = [r for r in results if r["kind"] == kind and r["size"] == size]
@@ -430,7 +437,8 @@ def main(argv=None) -> int:
             return nanmean([r[k] for r in rs])
         print(f"| {kind} | {size} | {len(rs)} | {m('psnr_out'):.2f} | {m('psnr_out') - m('psnr_smooth'):+.2f} | "
               f"{m('psnr_out') - m('psnr_bicubic'):+.2f} | {m('leftover'):.2f} | {m('changed_in'):.3f} | "
-              f"{m('changed_out'):.4f} | {m('sface_out'):.3f} | {m('sface_smooth'):.3f} |")
+              f"{m('changed_out'):.4f} | {m('sface_out'):.3f} | {m('sface_smooth'):.3f} | {m('dlib_out'):.3f} | "
+              f"{m('dlib_smooth'):.3f} |")
     return 0
 
 

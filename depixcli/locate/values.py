@@ -25,10 +25,10 @@ VALUE_RATIO = 0.85  # means (centre samples) when their error is below this shar
 
 VALUE_MIN_BLOCKS = 8  # border blocks with texture outside needed for a decision (VALUE_CORNER_BLOCKS for corners)
 VALUE_CORNER_BLOCKS = 16
-# grey levels: a block's error counts at most this much in a hypothesis's residual (mean over the border blocks of
-# all frames of a track), so one block across an edge does not outweigh the rest; a median let blocks where
-# every hypothesis fits (the outside line is flat where they sample it) outvote the few that tell them apart
-VALUE_ERROR_CAP = 32.0
+# grey levels: the top-left and centre hypotheses' errors on a block this close say nothing about where the samples
+# lie (the outside line is flat between the two points); where their medians are this close, the blocks that tell
+# them apart decide (deface's mosaic at the top of a val clip: 8 blocks fit both, 2 only top-left samples)
+VALUE_TIE = 3.0
 
 
 def border_value_errors(frame: np.ndarray, region: MosaicRegion) -> np.ndarray:
@@ -82,9 +82,14 @@ def border_value_errors(frame: np.ndarray, region: MosaicRegion) -> np.ndarray:
 
 
 def residuals(rows: np.ndarray) -> np.ndarray:
-    """`(3,)` residual of the mean, centre and top-left hypotheses over `border_value_errors` rows: the mean
-    of each one's errors, capped at VALUE_ERROR_CAP."""
-    return np.minimum(rows[:, 1:4], VALUE_ERROR_CAP).mean(axis=0)
+    """`(3,)` errors of the mean, centre and top-left hypotheses over `border_value_errors` rows: their medians,
+    or where the centre and top-left ones are within VALUE_TIE, their medians over the rows where those two
+    are not (the blocks that tell the sample points apart), when there are any."""
+    med = np.median(rows[:, 1:4], axis=0)
+    told = np.abs(rows[:, 2] - rows[:, 3]) > VALUE_TIE
+    if abs(med[1] - med[2]) <= VALUE_TIE and told.any():
+        return np.median(rows[told, 1:4], axis=0)
+    return med
 
 
 def classify_values(errors: np.ndarray) -> str:
@@ -93,9 +98,8 @@ def classify_values(errors: np.ndarray) -> str:
     as means) or "unclear" (too few textured border blocks, or no hypothesis clearly better). Top-left samples match
     the pixel next to them across the top and left sides far better than anything else; block means and
     point samples are told apart by how rough the values are along the border, and point samples are top-left
-    ones where the top and left sides match them clearly best as such (VALUE_SAMPLE_CORNER_RATIO). Each
-    hypothesis is scored by its residual on the top and left sides: the mean of its errors, each capped at
-    VALUE_ERROR_CAP (`residuals`)."""
+    ones where the top and left sides match them clearly best as such (VALUE_SAMPLE_CORNER_RATIO). The
+    hypotheses' errors on the top and left sides are `residuals`."""
     errors = np.asarray(errors, np.float64).reshape(-1, 7)
     near = errors[errors[:, 0] > 0]
     if len(errors) < VALUE_MIN_BLOCKS:
