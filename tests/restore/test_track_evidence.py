@@ -39,3 +39,18 @@ def test_a_rect_one_cell_wider_than_the_rest_of_its_track_is_cut_back_on_the_str
     growing = [(100.0 - 4 * i, 40.0 - 4 * i, 200.0 + 4 * i, 160.0 + 4 * i) for i in range(n)]  # zoom, 16 blocks
     (tr,) = tracks_from_rects([[(r, ((r[2] - r[0]) / 16, (r[3] - r[1]) / 16))] for r in growing], (288, 360), 25.0)
     assert np.allclose(tr.rects, growing)
+
+
+def test_a_part_of_the_mosaic_found_on_a_tracks_last_frame_is_pasted_on_the_whole_rect():
+    n, cell = 8, (6.0, 9.0)  # 16 blocks over a val clip's face: the last frame found the middle third
+    rects = [(150.0, 31.0, 246.0, 175.0)] * n
+    rects[-1] = (150.0, 60.0, 246.0, 118.0)
+    (tr,) = tracks_from_rects([[(r, cell)] for r in rects], (288, 360), 25.0)
+    assert np.allclose(tr.rects, [rects[0]] * n, atol=1.0) and tr.filled[-1] and not tr.filled[:-1].any()
+    rects[0] = (150.0, 100.0, 246.0, 175.0)  # ... or its first
+    rects[-1] = rects[1]
+    (tr,) = tracks_from_rects([[(r, cell)] for r in rects], (288, 360), 25.0)
+    assert np.allclose(tr.rects, [rects[1]] * n, atol=1.0) and tr.filled[0]
+    leaving = [(0.0, 31.0, 96.0 - 20 * max(t - 4, 0), 175.0) for t in range(n)]  # cut by the frame border
+    (tr,) = tracks_from_rects([[(r, cell)] for r in leaving], (288, 360), 25.0)
+    assert np.allclose(tr.rects, leaving) and not tr.filled.any()
