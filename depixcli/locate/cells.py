@@ -98,11 +98,12 @@ def cells_fit(g: np.ndarray, rect, px, py, cfg: LocateConfig, whole: bool = True
     flat = std <= cfg.cell_std
     soft = std <= 2 * cfg.cell_std  # border cells suffer most from the codec (ringing from texture next door)
     edge = _edge_level(std, flat, cfg)
-    nsteps = _step_sides(*_grid_steps(mean, linex, liney, flat, edge))
+    steps = _grid_steps(mean, linex, liney, flat, edge)
+    nsteps = _step_sides(*steps)
     ev = flat & (nsteps >= 2)
     if ev.sum() < cfg.min_cells:
         return None
-    cells = _trimmed(_evidence_group(ev, flat, cfg), flat, flat & (nsteps >= 1), cfg)
+    cells = _trimmed(_evidence_group(ev, flat, cfg), flat, steps, cfg)
     r0, r1, c0, c1 = _grown_back(cells, soft, *_grid_steps(mean, linex, liney, soft, edge))
     # a pixelated crop (the whole frame is the mosaic) whose border cells are plain (e.g. a backdrop) has no
     # steps there: the region reaches the frame border on every side through a few rows / columns of flat
@@ -176,25 +177,33 @@ def _evidence_group(ev: np.ndarray, flat: np.ndarray, cfg: LocateConfig) -> np.n
     return sel
 
 
-def _trimmed(sel: np.ndarray, flat: np.ndarray, stepped: np.ndarray, cfg: LocateConfig) -> tuple[int, int, int, int]:
+def _trimmed(sel: np.ndarray, flat: np.ndarray, steps, cfg: LocateConfig) -> tuple[int, int, int, int]:
     """The bounding cells `(r0, r1, c0, c1)` of `sel`, less the border rows / columns that are mostly not flat
-    or carry no grid-line steps (`stepped`)."""
+    or carry no grid-line steps (`steps`: `_grid_steps`' x and y steps of the flat cells) but on their inner
+    side: every plain background beside a mosaic has steps across the mosaic's side (a smooth wall beside a
+    10 px grid of a val clip was taken in as a column of cells on 6 of 8 frames)."""
+    sx, sy = steps
     rows, cols = np.flatnonzero(sel.any(1)), np.flatnonzero(sel.any(0))
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    nr, nc = flat.shape
+    zx, zy = np.zeros((nr, 1), bool), np.zeros((1, nc), bool)
+    left, right = np.hstack([zx, sx]), np.hstack([sx, zx])  # (nr, nc): a step on the cell's left / right side
+    up, down = np.vstack([zy, sy]), np.vstack([sy, zy])
 
-    def good(cells, steps):  # a border row / column kept: mostly flat cells, enough of them with grid-line steps
-        return cells.mean() >= TRIM_FLAT and steps.mean() >= TRIM_STEPS
+    def good(cells, stepped):  # a border row / column kept: mostly flat cells, enough of them with grid-line steps
+        return cells.mean() >= TRIM_FLAT and stepped.mean() >= TRIM_STEPS
 
     changed = True
     while changed and r1 - r0 >= cfg.min_cells and c1 - c0 >= cfg.min_cells:
         changed = False
-        if not good(flat[r0, c0:c1], stepped[r0, c0:c1]):
+        along_x, along_y = left | right, up | down  # steps between the cells of a row / of a column
+        if not good(flat[r0, c0:c1], (along_x | up)[r0, c0:c1]):
             r0, changed = r0 + 1, True
-        if not good(flat[r1 - 1, c0:c1], stepped[r1 - 1, c0:c1]):
+        if not good(flat[r1 - 1, c0:c1], (along_x | down)[r1 - 1, c0:c1]):
             r1, changed = r1 - 1, True
-        if not good(flat[r0:r1, c0], stepped[r0:r1, c0]):
+        if not good(flat[r0:r1, c0], (along_y | left)[r0:r1, c0]):
             c0, changed = c0 + 1, True
-        if not good(flat[r0:r1, c1 - 1], stepped[r0:r1, c1 - 1]):
+        if not good(flat[r0:r1, c1 - 1], (along_y | right)[r0:r1, c1 - 1]):
             c1, changed = c1 - 1, True
     return r0, r1, c0, c1
 
