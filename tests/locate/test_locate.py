@@ -351,3 +351,19 @@ def test_an_axis_masked_by_a_texture_of_about_the_block_size_gets_its_period_fro
     assert masked_axis(pm, 0, 10.7, [], cfg) == []
     # neither the windows nor the other axis near 10 px: the strands' and the grid's periods are not taken
     assert not any(8 < p < 14 for p, _, _ in masked_axis(pm, 0, 20.0, [(20.0, 0.0, 0.6)], cfg))
+
+
+def test_a_plain_wall_or_a_row_of_the_picture_beside_a_mosaic_is_not_taken_in():
+    """A border row / column of cells needs grid-line steps along it or on its outer side: every plain area
+    beside a mosaic has steps across the mosaic's side (a val clip's smooth wall beside a 10 px grid was taken
+    in on 6 of 8 frames, and the paste changed it; here the row of the suit below the mosaic was)."""
+    from tests.restore.test_edges import photo
+
+    frames = []
+    for k in range(4):
+        img = photo(k)
+        img[:, :100] = np.rint(np.linspace(186, 136, img.shape[0]))[:, None, None].astype(np.uint8)  # a wall
+        frames.append(apply_mosaic(img, grid_from_block_size((100, 40, 220, 160), 10)))  # on the image's grid
+    for f in h264_roundtrip(np.stack(frames), crf=18):
+        (found,) = locate_mosaics(f)
+        assert found.rect == (100, 40, 220, 160)
