@@ -32,11 +32,10 @@ COVER_MARGIN = 0.02  # crop sides: a crop reaches this far past the mosaic's fea
 # taken in or missed); 0.3 also moved the sides of deface's jittering box on a val close-up (outside change 0.013)
 SIDE_OUTLIER_CELLS = 0.75
 SIDE_OUTLIER_PX = 3.0  # px: ... and at least this far
-# cells: an observed rect this many cells wider (narrower) than the median of the track's observations within
-# COUNT_WINDOW frames has taken in a row or column of what lies beside the mosaic (missed some): depix's, OpenCV's
-# and deface's mosaics keep their count of cells across, or change it slowly with the face (a val clip's 16 centre
-# samples of an 80 px face: the first 3 of 8 frames took in a column of background, one cell wider, 3 others
-# missed 4 to 8 columns on the left)
+# cells: an observed rect this many cells wider (taller) than the median of the track's observations within
+# COUNT_WINDOW frames has taken in a row or column of what lies beside the mosaic: depix's, OpenCV's and deface's
+# mosaics keep their count of cells across, or change it slowly with the face (a val clip's 16 centre samples of
+# an 80 px face: the first 3 of 8 frames took in a column of background, one cell wider)
 COUNT_OUTLIER_CELLS = 0.75
 COUNT_WINDOW = 2 * LINK_EDGE_FRAMES  # frames either side
 
@@ -152,7 +151,7 @@ def tracks_from_rects(
         known = ~np.isnan(cells[:, 0])
         if known.any():
             cells[~known] = np.median(cells[known], axis=0)
-        rects = _steady_sides(_steady_counts(rects, filled, cells, frame_hw), filled, cells)
+        rects = _steady_sides(_steady_counts(rects, filled, cells), filled, cells)
         boxes = _boxes_array([crop_box_for_rect(r, frame_hw) for r in smooth])
         out.append(FaceTrack(len(out), start, rects, boxes, cells, filled=filled))
     return out
@@ -203,16 +202,14 @@ def _steady_sides(rects: np.ndarray, filled: np.ndarray, cells: np.ndarray) -> n
     return out
 
 
-def _steady_counts(rects: np.ndarray, filled: np.ndarray, cells: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
+def _steady_counts(rects: np.ndarray, filled: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """`rects` `(N, 4)` xyxy px with each observed rect that is COUNT_OUTLIER_CELLS or more cells (of `cells`
-    `(N, 2)` px, nan unknown) wider or narrower (taller, shorter) than the median of the observations within
-    COUNT_WINDOW frames set to that median on the side that strays more from its own median there: a row or
-    column of the plain background taken in, or of the mosaic missed, on a run of frames too long for
-    `_steady_sides`, or at a track's end. A rect cut by the frame border (`frame_hw`) on that axis is not
-    grown: the face is leaving the frame."""
+    `(N, 2)` px, nan unknown) wider (taller) than the median of the observations within COUNT_WINDOW frames cut
+    back to that median on the side that strays more from its own median there: a row or column of the plain
+    background or of hair taken in, on a run of frames too long for `_steady_sides`, or at a track's end."""
     obs = np.flatnonzero(~filled)
     out = rects.copy()
-    for axis, side in enumerate(frame_hw[::-1]):
+    for axis in range(2):
         lo, hi = axis, axis + 2
         for i in obs:
             cell = cells[i, axis]
@@ -220,9 +217,7 @@ def _steady_counts(rects: np.ndarray, filled: np.ndarray, cells: np.ndarray, fra
             if not np.isfinite(cell) or len(near) < 3:
                 continue
             count = float(np.median((rects[near, hi] - rects[near, lo]) / cells[near, axis]))
-            extra = (rects[i, hi] - rects[i, lo]) / cell - count
-            cut = rects[i, lo] < 1 or rects[i, hi] > side - 1
-            if abs(extra) < COUNT_OUTLIER_CELLS or (extra < 0 and cut):
+            if (rects[i, hi] - rects[i, lo]) / cell - count < COUNT_OUTLIER_CELLS:
                 continue
             d_lo = abs(rects[i, lo] - float(np.median(rects[near, lo])))
             d_hi = abs(rects[i, hi] - float(np.median(rects[near, hi])))

@@ -54,13 +54,3 @@ def test_a_part_of_the_mosaic_found_on_a_tracks_last_frame_is_pasted_on_the_whol
     leaving = [(0.0, 31.0, 96.0 - 20 * max(t - 4, 0), 175.0) for t in range(n)]  # cut by the frame border
     (tr,) = tracks_from_rects([[(r, cell)] for r in leaving], (288, 360), 25.0)
     assert np.allclose(tr.rects, leaving) and not tr.filled.any()
-
-
-def test_a_rect_that_missed_columns_of_the_mosaic_on_a_run_of_frames_gets_them_back():
-    n, cell = 8, (6.3, 8.6)  # 16 centre samples of an 80 px face (a val clip): 3 frames missed 4 to 8 columns
-    rects = [[70.0, 42.0, 171.0, 180.0] for _ in range(n)]
-    for i, dx in ((4, 27.0), (5, 38.0), (7, 51.0)):
-        rects[i][0] += dx
-    (tr,) = tracks_from_rects([[(tuple(r), cell)] for r in rects], (288, 360), 25.0)
-    assert np.allclose(tr.rects[:7], [[70.0, 42.0, 171.0, 180.0]] * 7, atol=1.0)
-    assert tr.filled[7] and np.allclose(tr.rects[7], [70.0, 42.0, 171.0, 180.0], atol=2.0)  # half: a part
