@@ -30,7 +30,7 @@ from depixcli.geometry.boxes import iou
 from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
 from depixcli.io.codec import EncodeOptions
 from depixcli.io.encode import h264_roundtrip
-from depixcli.io.synthetic import synthetic_face_frames, write_test_clip
+from depixcli.io.synthetic import busy_scene, synthetic_face_frames, write_test_clip
 from depixcli.io.video import read_frames
 from depixcli.locate.regions import locate_mosaics
 
@@ -44,13 +44,7 @@ def jpeg(img, q=85):
 def scene(rng, h=720, w=1280):
     photos = [skimage.data.coffee, skimage.data.chelsea, skimage.data.rocket, skimage.data.immunohistochemistry,
               skimage.data.astronaut]
-    img = cv2.resize(photos[rng.integers(len(photos))](), (w, h), interpolation=cv2.INTER_LINEAR)
-    for _ in range(3):
-        org = (int(rng.integers(0, w - 300)), int(rng.integers(30, h)))
-        cv2.putText(img, "Hello depix 123", org, cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
-    cv2.rectangle(img, (10, 10), (200, 50), (40, 40, 40), -1)
-    cv2.putText(img, "REC 00:12", (20, 40), cv2.FONT_HERSHEY_PLAIN, 1.5, (255, 0, 0), 2)
-    return img
+    return busy_scene(photos[rng.integers(len(photos))](), rng, (w, h), caption="Hello depix 123")
 
 
 def mosaicked(rng, kind):

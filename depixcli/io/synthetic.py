@@ -1,5 +1,5 @@
-"""Synthetic test media: a moving face-like pattern and small clips (with a tone, rotated) written from
-frames. For tests and benchmarks only; `depix` itself never makes them."""
+"""Synthetic test media: a moving face-like pattern, busy still scenes (a photo with text and a UI bar) and small
+clips (with a tone, rotated) written from frames. For tests and benchmarks only; `depix` itself never makes them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from fractions import Fraction
 
 import av
+import cv2
 import numpy as np
 
 from depixcli.io.codec import EncodeOptions, output_pix_fmt, set_quality
@@ -18,6 +19,7 @@ FACE_PERIOD_S = 4.0  # s per horizontal sweep of the synthetic face
 TONE_HZ = 440.0  # synthetic audio tone
 TONE_RATE = 48_000  # Hz sample rate
 TONE_FRAME = 1024  # samples per audio frame (AAC frame size)
+SCENE_CAPTION = "Hello depix 0123"  # text drawn three times on a busy scene
 
 
 def _ellipse_cover(xx, yy, cx, cy, ax, ay):
@@ -62,6 +64,22 @@ def synthetic_face_frames(n_frames: int, size: tuple[int, int] = (160, 120), fps
         for cover, colour in layers:
             win[:] = win * (1 - cover) + colour * cover
         yield np.clip(img, 0, 255).astype(np.uint8)
+
+
+def busy_scene(photo: np.ndarray, rng: np.random.Generator, size: tuple[int, int], noise: float = 0.0,
+               caption: str = SCENE_CAPTION) -> np.ndarray:
+    """A natural-ish frame `(H, W, 3)` uint8 RGB, size = (w, h): `photo` (RGB) resized, Gaussian sensor noise of
+    `noise` grey levels (none at 0), `caption` three times at places drawn from `rng`, and a "REC" UI bar."""
+    w, h = size
+    img = cv2.resize(photo, (w, h), interpolation=cv2.INTER_LINEAR)
+    if noise:
+        img = np.clip(img.astype(np.int16) + rng.normal(0, noise, img.shape), 0, 255).astype(np.uint8)
+    for _ in range(3):
+        org = (int(rng.integers(0, w - 300)), int(rng.integers(30, h)))
+        cv2.putText(img, caption, org, cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
+    cv2.rectangle(img, (10, 10), (200, 50), (40, 40, 40), -1)
+    cv2.putText(img, "REC 00:12", (20, 40), cv2.FONT_HERSHEY_PLAIN, 1.5, (255, 0, 0), 2)
+    return img
 
 
 def write_test_clip(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 25,

@@ -9,6 +9,7 @@ import skimage.data
 from depixcli.geometry.boxes import iou as box_iou
 from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, clipped_rect, grid_from_block_size, grid_from_blocks
 from depixcli.io.encode import h264_roundtrip
+from depixcli.io.synthetic import busy_scene
 from depixcli.locate.config import MosaicRegion
 from depixcli.locate.regions import locate_mosaics
 from depixcli.restore.tracks import tracks_from_rects
@@ -23,16 +24,8 @@ def _jpeg(img: np.ndarray, q: int = 80) -> np.ndarray:
 
 def _scene(seed: int) -> np.ndarray:
     """Natural-ish frame: a photo shipped with scikit-image, text and a UI bar drawn on it."""
-    rng = np.random.default_rng(seed)
     photos = [skimage.data.coffee, skimage.data.chelsea, skimage.data.rocket, skimage.data.astronaut]
-    img = cv2.resize(photos[seed % len(photos)](), (W, H), interpolation=cv2.INTER_LINEAR)
-    img = np.clip(img.astype(np.int16) + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)  # sensor noise
-    for _ in range(3):
-        org = (int(rng.integers(0, W - 300)), int(rng.integers(30, H)))
-        cv2.putText(img, "Hello depix 0123", org, cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
-    cv2.rectangle(img, (10, 10), (200, 50), (40, 40, 40), -1)
-    cv2.putText(img, "REC 00:12", (20, 40), cv2.FONT_HERSHEY_PLAIN, 1.5, (255, 0, 0), 2)
-    return img
+    return busy_scene(photos[seed % len(photos)](), np.random.default_rng(seed), (W, H), noise=3)
 
 
 def _face(w: int, h: int) -> np.ndarray:
