@@ -25,7 +25,11 @@ Run from the repository root with depix importable (`pip install -e . --no-deps`
 Prints the table (per way: clips, verdicts, median over tracks of the per-track median cosine of
 (a) anonymised, (b) smoothed, (c) reconstructed and [a featureless face of the same colour], mean share of
 frames above 0.363, re-identification rank 1 rate of (c), of the best of (a)-(c), [of the featureless face],
-median rank of (c) and gallery size, mosaic analysis) and writes it to `OUTDIR/audit.md`; all rows go to
+median rank of (c) and gallery size, mosaic analysis), then, when dlib is installed (`--no-dlib`: not used),
+dlib's table on the same tracks and gallery (median over tracks of the per-track median descriptor distance
+of (a)-(c) [featureless], mean share of frames matched under 0.6, rank 1 rate of (c) and of the best attack
+[featureless], tracks dlib calls leaks, tracks where dlib's call and SFace's identity verdict disagree), and
+writes them to `OUTDIR/audit.md`; all rows go to
 `OUTDIR/audit.json`. Clips already audited (their JSON exists) are not redone, and pixelated cuts already
 there are reused: the bench resumes. `--prepare` only cuts, pixelates and embeds the gallery (no model
 needed); `--report-only` only tabulates the JSONs already written (e.g. of shards stopped at a deadline).
@@ -146,25 +150,27 @@ def distractor_photos(csv_path: Path, count: int, max_border: float, seed: int,
     return [(names[i], first[names[i]]) for i in pick]
 
 
-def gallery_embeddings(cache: Path, entries: list[tuple[str, Path]], identity, detector):
-    """`(file names, owners, (G, 128) embeddings, notes)` of `(identity, photo)` entries; photos without a
-    face are left out. Kept in `cache` (.npz) and reused while the list of photos is the same."""
-    from depixcli.audit.plan import photo_embeddings
+def gallery_embeddings(cache: Path, entries: list[tuple[str, Path]], identity, detector, dlib=None):
+    """`(owners, audit.plan.GalleryPhotos)` of `(identity, photo)` entries (SFace embeddings, and dlib
+    descriptors when `dlib` is given); photos without a face are left out. Kept in `cache` (.npz) and reused
+    while the list of photos is the same (and holds dlib's descriptors when they are asked for)."""
+    from depixcli.audit.plan import GalleryPhotos, photo_embeddings
 
     files = [str(p) for _, p in entries]
     if cache.exists():
         z = np.load(cache)
-        if list(z["files"]) == files:
-            return list(z["names"]), list(z["owners"]), z["feats"], [str(n) for n in z["notes"]]
-    names, feats, notes = photo_embeddings([p for _, p in entries], identity, detector)
+        if list(z["files"]) == files and (dlib is None or "dlib" in z.files):
+            return list(z["owners"]), GalleryPhotos(list(z["names"]), z["feats"], [str(n) for n in z["notes"]],
+                                                    z["dlib"] if dlib is not None else None)
+    photos = photo_embeddings([p for _, p in entries], identity, detector, dlib)
     owner = {Path(p).name: ident for ident, p in entries}
-    owners = [owner[n] for n in names]
+    owners = [owner[n] for n in photos.names]
     tmp = cache.with_name(f".{cache.name}.tmp")
     with open(tmp, "wb") as f:
-        np.savez(f, files=np.array(files), names=np.array(names), owners=np.array(owners), feats=feats,
-                 notes=np.array(notes, dtype=str))
+        np.savez(f, files=np.array(files), names=np.array(photos.names), owners=np.array(owners), feats=photos.sface,
+                 notes=np.array(photos.notes, dtype=str), **({"dlib": photos.dlib} if photos.dlib is not None else {}))
     os.replace(tmp, cache)
-    return names, owners, feats, notes
+    return owners, photos
 
 
 def summarise(rows: list[dict], way: str) -> dict:
@@ -195,6 +201,29 @@ def summarise(rows: list[dict], way: str) -> dict:
         "phases": float(np.median([x["phases"] for x in m])),
         "anchor": max({x["anchor"] for x in m}, key=[x["anchor"] for x in m].count),
         "values": max({x["values"] for x in m}, key=[x["values"] for x in m].count),
+        "dlib": summarise_dlib(tracks),
+    }
+
+
+def summarise_dlib(tracks: list[dict]) -> dict | None:
+    """dlib's figures of the tracks (None when the audits ran without dlib): median over tracks of the per-track
+    median distance and featureless distance, mean share of frames matched, rank-1 rates, judges' agreement."""
+    tracks = [t for t in tracks if t.get("dlib")]
+    if not tracks:
+        return None
+    attacks = ("anonymised", "smoothed", "reconstructed")
+    ranks = np.array([t["dlib"]["reconstructed"]["rank"] for t in tracks])
+    best = np.array([min(t["dlib"][a]["rank"] for a in attacks) for t in tracks])
+    judged = [t for t in tracks if t["judges_agree"] is not None]
+    return {
+        "tracks": len(tracks),
+        "median_distance": {a: float(np.median([t["dlib"][a]["median"] for t in tracks])) for a in attacks},
+        "share_matched": {a: float(np.mean([t["dlib"][a]["matched"] for t in tracks])) for a in attacks},
+        "featureless": float(np.median([t["dlib_featureless"] for t in tracks])),
+        "rank1_reconstructed": float(np.mean(ranks == 1)), "rank1_any": float(np.mean(best == 1)),
+        "rank1_featureless": float(np.mean([t["dlib_featureless_rank"] == 1 for t in tracks])),
+        "leaks": sum(t["dlib_verdict"] == "leaks" for t in tracks),
+        "disagree": sum(not t["judges_agree"] for t in judged), "judged": len(judged),
     }
 
 
@@ -221,6 +250,25 @@ def format_table(summary: list[dict], model: str, gallery: str = "") -> str:
             f"| {s['median_rank_reconstructed']:.0f} of {s['gallery']} "
             f"| {s['face_blocks'] if s['face_blocks'] is not None else '-'} | {s['anchor']} | {s['phases']:.0f} "
             f"| {s['values']} |")
+    rows = [s for s in summary if s["clips"] and s.get("dlib")]
+    if rows:
+        lines += [
+            "",
+            "dlib's ResNet descriptor (the identity judge no depix model trains on), same tracks and gallery:",
+            "",
+            "| pixelation | tracks | median distance (a) / (b) / (c) [blank] | frames matched < 0.6 (a) / (b) / (c) "
+            "| re-id rank 1 (c) / any [blank] | dlib leaks | disagree with SFace |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for s in rows:
+            d = s["dlib"]
+            m, a = d["median_distance"], d["share_matched"]
+            lines.append(
+                f"| {s['way']} | {d['tracks']} "
+                f"| {m['anonymised']:.2f} / {m['smoothed']:.2f} / {m['reconstructed']:.2f} [{d['featureless']:.2f}] "
+                f"| {a['anonymised']:.0%} / {a['smoothed']:.0%} / {a['reconstructed']:.0%} "
+                f"| {d['rank1_reconstructed']:.0%} / {d['rank1_any']:.0%} [{d['rank1_featureless']:.0%}] "
+                f"| {d['leaks']} | {d['disagree']} of {d['judged']} |")
     return "\n".join(lines)
 
 
@@ -246,6 +294,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the distractor draw")
     ap.add_argument("--prepare", action="store_true", help="only cut, pixelate and embed the gallery (no model)")
     ap.add_argument("--report-only", action="store_true", help="only tabulate the clip JSONs already written")
+    ap.add_argument("--no-dlib", action="store_true", help="audit without dlib's descriptor (the second judge)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
@@ -278,15 +327,21 @@ def main(argv=None) -> int:
     from depixcli.audit.verdict import AuditConfig
     from depixcli.audit.video import audit_video
     from depixcli.faces.detect import load_detector
+    from depixcli.audit.plan import GalleryPhotos
+    from depixcli.audit.video import second_judge
     from depixcli.faces.identity import SFaceIdentity
+    from depixcli.model.weights import default_weights_path
     from depixcli.pixelate import pixelate_video
 
     gallery_images(every_clip, args.out / "gallery")
     identity = SFaceIdentity()
-    config = AuditConfig(weights=args.weights, frames=args.frames, quiet=args.quiet)
+    config = AuditConfig(weights=args.weights or str(default_weights_path()), frames=args.frames, quiet=args.quiet,
+                         dlib=not args.no_dlib)
+    dlib = second_judge(config)
+    print(dlib[1], file=sys.stderr)
     detector = load_detector(config.detector, max_side=config.max_side)
-    names, owners, feats, notes = gallery_embeddings(args.out / "gallery.npz", entries, identity, detector)
-    for n in notes:
+    owners, photos = gallery_embeddings(args.out / "gallery.npz", entries, identity, detector, dlib[0])
+    for n in photos.notes:
         print(n, file=sys.stderr)
     n_distract = sum(o not in people for o in owners)
     note = (f"each clip's own face track(s) + one photo of each other one of the {len(people)} {args.split} "
@@ -297,9 +352,8 @@ def main(argv=None) -> int:
     model = None
     if not args.prepare:
         from depixcli.model.reconstructor import load_reconstructor
-        from depixcli.model.weights import default_weights_path
 
-        weights = args.weights or str(default_weights_path())
+        weights = config.weights
         model = load_reconstructor(weights, args.device)
     rows = []
     t_start = time.perf_counter()
@@ -313,7 +367,8 @@ def main(argv=None) -> int:
             os.replace(tmp, clean)
         cached = CachedDetector(detector)
         keep = [k for k, o in enumerate(owners) if o != c.identity]  # every other person, once
-        gallery = ([names[k] for k in keep], feats[keep], [])
+        gallery = GalleryPhotos([photos.names[k] for k in keep], photos.sface[keep], [],
+                                None if photos.dlib is None else photos.dlib[keep])
         for way in args.ways:
             out_json = work / f"{way}.json"
             if out_json.exists():
@@ -330,7 +385,7 @@ def main(argv=None) -> int:
                 continue
             try:
                 rep = audit_video(pix, clean, config, model=model, identity=identity, detector=cached,
-                                  gallery=gallery)
+                                  gallery=gallery, dlib=dlib)
             except Exception as exc:  # noqa: BLE001 - one clip's failure is reported, the bench goes on
                 print(f"{c.path.name} {way}: {type(exc).__name__}: {exc}", file=sys.stderr)
                 continue
@@ -350,7 +405,8 @@ def main(argv=None) -> int:
                   + f" ({time.perf_counter() - t0:.0f} s, {time.perf_counter() - t_start:.0f} s total)",
                   file=sys.stderr, flush=True)
     if model is None:
-        print(f"prepared {len(clips)} clip(s) in {args.out}; gallery: {len(names)} photos ({note})", file=sys.stderr)
+        print(f"prepared {len(clips)} clip(s) in {args.out}; gallery: {len(photos.names)} photos ({note})",
+              file=sys.stderr)
         return 0
     return report(args, rows, clips, weights, note)
 

@@ -45,6 +45,22 @@ gallery of at least `REID_MIN_GALLERY` entries (chance <= 1 / that) where a feat
 colour does not (see `judge`); else `holds`. Where the original's face is not reliable (narrower than
 `SMALL_FACE`, detector score below `RELIABLE_SCORE`, contrast below `MIN_CONTRAST`, too few frames with fine
 detail, or SFace not matching it to itself across frames: `unreliable_reasons`) identity is `not judged`.
+Two identity judges. SFace is the judge above: its thresholds (`HOLD_MEDIAN`, `NULL_MARGIN`, `LEAK_SHARE`,
+`REID_MIN_GALLERY`) were set on SFace's scores of these attacks, and the verdict keeps following them. But SFace
+can be a training loss of the reconstruction model (the shipped model's, `w_identity` in its weights' header:
+`AuditReport.sface_trained`), and a model trained to raise SFace's cosine can raise it without bringing the
+person back. So, when dlib and its weights import (`identity.load_dlib`; `AuditConfig.dlib`, `--no-dlib`), every
+scored frame is also judged by dlib's ResNet descriptor, which no depix model trains on, exactly as `depix eval`
+judges it (`identity.DlibIdentity`: dlib's 5-point landmarks fitted once on the original's crop inside YuNet's
+face box, reused for every candidate): per attack the median Euclidean distance, the share of frames under
+dlib's same-person distance `DLIB_THRESHOLD` (0.6) where the featureless face of that frame is not, and the
+re-identification rank by cosine of descriptors against the same gallery (every track's gallery frames, the
+`--gallery` photos). `verdict.judge_dlib` makes dlib's own call (leaks at `LEAK_SHARE` of frames matched, or a
+rank 1 in a gallery of `REID_MIN_GALLERY`); it does not change the verdict (there is no measurement yet of how
+often dlib calls a secure mosaic or a solid fill a match, which would be needed to let it decide), and each
+track whose two calls differ says so in its sentence, the dlib table and the JSON (`judges_agree`). When dlib is
+absent, the report says so in one line and the audit runs as before. The strength ladder and the per-frame
+as-is match of the timeline use SFace only (dlib costs about twice SFace's time per face).
 The leak timeline (`depixcli.exposure`: coverage and the as-is cosine on every frame of every track, in
 pass 2) overrides both: a track with an exposed frame leaks. The video leaks when a track does.
 `strength_ladder` mosaics the original's own crops as `depix pixelate --blocks N` would and attacks them

@@ -1,10 +1,11 @@
 """The attacks on an anonymised face: as it is, smoothed, and reconstructed by `depix run`'s model and paste
-(`run_attacks`), their SFace cosines to the original, and the trials of stronger mosaics (`strength_ladder`).
+(`run_attacks`), their SFace cosines to the original (and dlib's distances, the second judge, when it is used), and
+the trials of stronger mosaics (`strength_ladder`, SFace only).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
@@ -20,7 +21,7 @@ from depixcli.audit.verdict import (
     MosaicAnalysis,
     judge,
 )
-from depixcli.faces.identity import cosine
+from depixcli.faces.identity import cosine, normalize
 from depixcli.geometry.boxes import scale_box
 from depixcli.geometry.crop import CropBox, crop, head_box
 from depixcli.geometry.mosaic import MosaicGrid, apply_mosaic, grid_from_blocks
@@ -98,12 +99,30 @@ def identity_cosines(identity, original: np.ndarray, candidates: list, alignment
     return np.asarray(cosine(e[:1], e[1:]), np.float64).reshape(-1), e
 
 
+def dlib_distances(dlib, original: np.ndarray, candidates: list, alignment) -> tuple[np.ndarray, np.ndarray]:
+    """The second judge's side of `identity_cosines`: Euclidean distance of each candidate crop's dlib descriptor
+    to the original crop's, all chipped with dlib landmarks fitted on the original inside the alignment's face box
+    (as `depix eval` does). Returns `(distances (N,), descriptors (1 + N, 128))`."""
+    d = dlib.describe(original, alignment, candidates)
+    return np.linalg.norm(d[1:] - d[0], axis=1).astype(np.float64), d
+
+
+class Attacked(NamedTuple):
+    """One scored frame's attacks, as `run_attacks` yields them."""
+    position: int
+    cosines: np.ndarray  # (4,) SFace cosine to the original: featureless, anonymised, smoothed, reconstructed
+    embeddings: np.ndarray  # (5, 128) SFace: the original, then the four candidates
+    recon: np.ndarray  # the reconstructed attack's crop
+    distances: np.ndarray | None  # (4,) dlib distance of the four candidates (None: dlib not used)
+    descriptors: np.ndarray | None  # (5, 128) dlib descriptors, as `embeddings`
+
+
 def run_attacks(plan: TrackPlan, positions, anon: dict, model_in: dict, grids: dict, regions: dict, model, identity,
-                batch_size: int):
+                batch_size: int, dlib=None):
     """The three attacks on the anonymised crops of `positions` (`anon`: METRIC_CROP crops, `model_in`:
     model-size crops of every stack position, `grids`: the mosaic grid over the face or None, `regions`: the
-    anonymised frame around the face, `frame_region`). Yields
-    `(position, cosines [featureless, anonymised, smoothed, reconstructed], embeddings (5, 128), recon crop)`."""
+    anonymised frame around the face, `frame_region`), judged by SFace (`identity`) and by `dlib`
+    (`identity.DlibIdentity`, or None). Yields `Attacked` per position."""
     tr = plan.track
     for i in range(0, len(positions), batch_size):
         batch = positions[i:i + batch_size]
@@ -117,8 +136,10 @@ def run_attacks(plan: TrackPlan, positions, anon: dict, model_in: dict, grids: d
             recon = restore_attack(regions[p], r, model_in[p], face, grid)
             smooth = attack_smooth(anon[p], cell * METRIC_CROP / box.size)
             a = crop_alignment(plan.dets[p], box, METRIC_CROP)
-            cs, e = identity_cosines(identity, plan.orig[p], [flat_face(plan.orig[p]), anon[p], smooth, recon], a)
-            yield p, cs, e, recon
+            candidates = [flat_face(plan.orig[p]), anon[p], smooth, recon]
+            cs, e = identity_cosines(identity, plan.orig[p], candidates, a)
+            dist, desc = dlib_distances(dlib, plan.orig[p], candidates, a) if dlib is not None else (None, None)
+            yield Attacked(p, cs, e, recon, dist, desc)
 
 
 def strength_ladder(plan: TrackPlan, model, identity, batch_size: int) -> list[dict]:
@@ -144,7 +165,8 @@ def strength_ladder(plan: TrackPlan, model, identity, batch_size: int) -> list[d
         cos = {a: [] for a in ATTACKS}
         null = []
         attacked = run_attacks(plan, plan.ladder, anon, model_in, grids, regions, model, identity, batch_size)
-        for _, cs, _, _ in attacked:
+        for at in attacked:
+            cs = at.cosines
             null.append(cs[0])
             for name, v in zip(ATTACKS, cs[1:]):
                 cos[name].append(v)
@@ -163,8 +185,9 @@ def strength_ladder(plan: TrackPlan, model, identity, batch_size: int) -> list[d
     return out
 
 
-def score_track(plan: TrackPlan, model, identity, batch_size: int) -> dict:
-    """Attacks and cosines of one track once all its frames are collected; frees its crops."""
+def score_track(plan: TrackPlan, model, identity, batch_size: int, dlib=None) -> dict:
+    """Attacks and cosines of one track once all its frames are collected (and dlib's distances, its "dlib" entry,
+    when `dlib` is given, else None); frees its crops."""
     frames = plan.timeline.frames
 
     tr = plan.track
@@ -174,10 +197,20 @@ def score_track(plan: TrackPlan, model, identity, batch_size: int) -> dict:
     own = []  # embeddings of the original face (its self-consistency: SFace's quality of the original)
     excess = {a: [] for a in ATTACKS}  # per frame: cosine - the featureless face's cosine
     worst = (-2.0, None)
+    dl = None if dlib is None else {"dist": {a: [] for a in ATTACKS}, "null": [], "probe": {a: [] for a in ATTACKS},
+                                    "probe_blank": []}
     attacked = run_attacks(plan, plan.score, plan.anon, plan.model_in, plan.grids, plan.anon_regions, model,
-                           identity, batch_size)
-    for p, cs, e, recon in attacked:
+                           identity, batch_size, dlib)
+    for p, cs, e, recon, dist, desc in attacked:
         c = cs[1:]
+        if dl is not None:
+            dl["null"].append(float(dist[0]))
+            for name, v, emb in zip(ATTACKS, dist[1:], normalize(desc[2:])):
+                dl["dist"][name].append(float(v))
+                if p in plan.query:
+                    dl["probe"][name].append(emb)
+            if p in plan.query:
+                dl["probe_blank"].append(normalize(desc[1]))
         null.append(float(cs[0]))
         own.append(e[0])
         for name, v in zip(ATTACKS, c):
@@ -190,7 +223,8 @@ def score_track(plan: TrackPlan, model, identity, batch_size: int) -> dict:
                 probes[name].append(emb)
         if c[2] > worst[0]:
             worst = (float(c[2]), p, {"original": plan.orig[p], "anonymised": plan.anon[p],
-                                      "reconstructed": recon, "cosines": [float(v) for v in c]})
+                                      "reconstructed": recon, "cosines": [float(v) for v in c],
+                                      "dlib": None if dist is None else [float(v) for v in dist[1:]]})
     obs = [{"grid": plan.grids[p], "face": tr.boxes[p], "errors": plan.errors[p]}
            for p in plan.score if plan.grids[p] is not None]
     mosaic = analyse_mosaic(obs, len(plan.score))
@@ -199,13 +233,16 @@ def score_track(plan: TrackPlan, model, identity, batch_size: int) -> dict:
     selfc = cosine(own, np.mean(own, axis=0, keepdims=True)).reshape(-1)
     contrast = [float(plan.orig[p][32:96, 32:96].std()) for p in plan.score]  # grey levels, centre of the head
     ladder = strength_ladder(plan, model, identity, batch_size)
+    if dl is not None:
+        dl = {**dl, "probe": {k: np.mean(v, axis=0) for k, v in dl["probe"].items()},
+              "probe_blank": np.mean(dl["probe_blank"], axis=0), "entry": np.mean(normalize(plan.dlib_entry), axis=0)}
     for d in (plan.orig, plan.anon, plan.model_in, plan.grids, plan.errors, plan.orig_model):
         d.clear()
     return {
         "plan": plan, "cos": cos, "excess": excess, "null": float(np.median(null)), "mosaic": mosaic,
         "face_px": float(np.median(widths)),
         "probe": {k: np.mean(v, axis=0) for k, v in probes.items()}, "probe_blank": np.mean(blanks, axis=0),
-        "entry": np.mean(plan.entry, axis=0), "worst": worst, "ladder": ladder,
+        "entry": np.mean(plan.entry, axis=0), "worst": worst, "ladder": ladder, "dlib": dl,
         "quality": {"score": float(np.median([plan.dets[p][4] for p in plan.score])),
                     "self_cosine": float(np.median(selfc)), "contrast": float(np.median(contrast)),
                     "detail": float(np.mean([f.cover is not None for f in frames])) if frames else 0.0},

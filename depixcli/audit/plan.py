@@ -1,6 +1,6 @@
 """Pass 1 and the plan of `depix audit`: faces tracked on the original (`find_faces`), the frames each track is
 scored, embedded and stacked on (`plan_tracks`), what pass 2 keeps of each frame (`collect_frame`) and the
-`--gallery` photos.
+`--gallery` photos (`GalleryPhotos`).
 """
 
 from __future__ import annotations
@@ -29,21 +29,30 @@ LADDER_FRAMES = 12  # scored frames per track the trials are attacked on
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def gallery_photos(directory: str, identity, detector) -> tuple[list[str], np.ndarray, list[str]]:
-    """Embeddings of the largest face in each image of `directory`: `(names, (G, 128) embeddings, notes)`."""
+@dataclass(frozen=True, eq=False)
+class GalleryPhotos:
+    """The --gallery photos: the largest face of each image, embedded by SFace (and dlib when it is used)."""
+    names: list[str]  # file names of the photos kept
+    sface: np.ndarray  # (G, 128) unit SFace embeddings
+    notes: list[str]  # the files left out (no readable face)
+    dlib: np.ndarray | None = None  # (G, 128) dlib descriptors of the same faces (None: dlib not used)
+
+
+def gallery_photos(directory: str, identity, detector, dlib=None) -> GalleryPhotos:
+    """The largest face in each image of `directory`, embedded by SFace (`identity`) and `dlib` (or None)."""
     d = Path(directory)
     if not d.is_dir():
         raise OptionError("gallery", f"{directory}: not a directory")
     files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise OptionError("gallery", f"{directory}: no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return photo_embeddings(files, identity, detector)
+    return photo_embeddings(files, identity, detector, dlib)
 
 
-def photo_embeddings(files, identity, detector) -> tuple[list[str], np.ndarray, list[str]]:
-    """Embeddings of the largest face in each image file: `(names, (G, 128) embeddings, notes)`; files that
+def photo_embeddings(files, identity, detector, dlib=None) -> GalleryPhotos:
+    """The largest face in each image file, embedded by SFace (`identity`) and `dlib` (or None); files that
     cannot be read or show no face with landmarks are left out (and named in the notes)."""
-    names, feats, skipped = [], [], []
+    names, feats, descs, skipped = [], [], [], []
     for p in map(Path, files):
         bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if bgr is None:
@@ -57,11 +66,15 @@ def photo_embeddings(files, identity, detector) -> tuple[list[str], np.ndarray, 
         det = max(dets, key=lambda d_: (d_.box[2] - d_.box[0]) * (d_.box[3] - d_.box[1]))
         row = np.r_[det.box, det.score, np.asarray(det.landmarks).ravel()]
         box = head_box(det.box)
-        feats.append(identity.embed([crop(rgb, box, METRIC_CROP)], [crop_alignment(row, box, METRIC_CROP)])[0])
+        face, a = crop(rgb, box, METRIC_CROP), crop_alignment(row, box, METRIC_CROP)
+        feats.append(identity.embed([face], [a])[0])
+        if dlib is not None:
+            descs.append(dlib.describe(face, a, [])[0])
         names.append(p.name)
     notes = [f"gallery: {len(skipped)} image(s) without a readable face skipped: {', '.join(skipped[:5])}"
              + (" ..." if len(skipped) > 5 else "")] if skipped else []
-    return names, np.array(feats, np.float32).reshape(-1, 128), notes
+    return GalleryPhotos(names, np.array(feats, np.float32).reshape(-1, 128), notes,
+                         np.array(descs, np.float32).reshape(-1, 128) if dlib is not None else None)
 
 
 def find_faces(anonymised, original, config: AuditConfig = AuditConfig(), detector=None, progress=None):
@@ -114,6 +127,7 @@ class TrackPlan:
     grids: dict = field(default_factory=dict)  # position -> located MosaicGrid (or None)
     errors: dict = field(default_factory=dict)  # position -> value_errors(...)
     entry: list = field(default_factory=list)  # original embeddings of the gallery positions
+    dlib_entry: list = field(default_factory=list)  # their dlib descriptors (when dlib is used)
     timeline: Timeline = field(default_factory=Timeline)  # every frame's exposure
     ladder: list = field(default_factory=list)  # scored positions the strength ladder is tested on
     orig_model: dict = field(default_factory=dict)  # position -> model-size crop of the original (ladder stacks)
@@ -150,8 +164,9 @@ def plan_tracks(tracks, per_frame, frames: int, geometry, ladder: bool = False) 
 
 
 def collect_frame(plan: TrackPlan, k: int, orig: np.ndarray, anon: np.ndarray, identity, model_size: int,
-                  frame: int | None = None, time: float | None = None) -> None:
-    """Pass 2, one frame of one track: its exposure (timeline), crops, mosaic grid, gallery embedding."""
+                  frame: int | None = None, time: float | None = None, dlib=None) -> None:
+    """Pass 2, one frame of one track: its exposure (timeline), crops, mosaic grid, gallery embedding (and dlib
+    descriptor, when `dlib` is given)."""
     face = plan.track.boxes[k]
     box = head_box(face)
     cos, matched = None, False
@@ -168,7 +183,10 @@ def collect_frame(plan: TrackPlan, k: int, orig: np.ndarray, anon: np.ndarray, i
                                      "anonymised": crop(anon, box, METRIC_CROP)})
     if k in plan.gallery:
         a = crop_alignment(plan.dets[k], box, METRIC_CROP)
-        plan.entry.append(identity.embed([crop(orig, box, METRIC_CROP)], [a])[0])
+        head = crop(orig, box, METRIC_CROP)
+        plan.entry.append(identity.embed([head], [a])[0])
+        if dlib is not None:
+            plan.dlib_entry.append(dlib.describe(head, a, [])[0])
     if k in plan.stacks:
         plan.orig[k] = crop(orig, box, METRIC_CROP)
         plan.anon[k] = crop(anon, box, METRIC_CROP)

@@ -15,6 +15,7 @@ import cv2
 
 from depixcli.audit.attacks import resize_square
 from depixcli.audit.verdict import ATTACKS, REID_MIN_GALLERY, SFACE_THRESHOLD, AuditReport, TrackAudit, explain
+from depixcli.faces.identity import DLIB_THRESHOLD
 from depixcli.errors import OutputError
 from depixcli.exposure import COVERED, clock
 from depixcli.io.files import write_atomic
@@ -52,7 +53,37 @@ def shown(t: TrackAudit) -> dict:
         "featureless": f"{t.featureless:.2f}",
         "rank": ({a: str(s[a].rank) for a in ATTACKS} if g >= REID_MIN_GALLERY else None),
         "gallery": g,
+        "dlib": None if t.dlib is None else shown_dlib(t),
     }
+
+
+def shown_dlib(t: TrackAudit) -> dict:
+    """The second judge's numbers of a track (dlib used), formatted once as `shown` does SFace's."""
+    d = t.dlib
+    g = d[ATTACKS[0]].gallery
+    return {
+        "median": {a: f"{d[a].median:.2f}" for a in ATTACKS},
+        "matched": {a: f"{d[a].matched:.0%}" for a in ATTACKS},
+        "featureless": f"{t.dlib_featureless:.2f}",
+        "rank": ({a: str(d[a].rank) for a in ATTACKS} if g >= REID_MIN_GALLERY else None),
+        "gallery": g,
+    }
+
+
+def disagreement(t: TrackAudit) -> str:
+    """One clause when SFace's identity verdict and dlib's call differ on a track (empty when they agree, or
+    when either did not judge)."""
+    if t.judges_agree is not False:
+        return ""
+    d = shown_dlib(t)
+    if t.dlib_verdict == "leaks":
+        a = max(ATTACKS, key=lambda k: (t.dlib[k].matched, -t.dlib[k].median))
+        why = (f"{ATTACK_WORDS[a]}: median distance {d['median'][a]}, {d['matched'][a]} of the frames under "
+               f"{DLIB_THRESHOLD}" + (f", rank {d['rank'][a]} of {d['gallery']}" if d["rank"] is not None else ""))
+        return f"SFace and dlib disagree: dlib, which the model never trained on, matches the person ({why})"
+    a = min(ATTACKS, key=lambda k: t.dlib[k].median)
+    return (f"SFace and dlib disagree: dlib, which the model never trained on, does not match the person (lowest "
+            f"median distance {d['median'][a]}, {SHORT_WORDS[a]}; same person under {DLIB_THRESHOLD})")
 
 
 def _strongest(t: TrackAudit) -> str:
@@ -83,6 +114,8 @@ def track_sentence(t: TrackAudit) -> str:
         a = max(ATTACKS, key=lambda k: t.scores[k].median)
         parts.append(f"no frame is exposed and no attack recognises the person (highest median cosine "
                      f"{v['median'][a]}, {SHORT_WORDS[a]}; a featureless face scores {v['featureless']})")
+    if disagreement(t):
+        parts.append(disagreement(t))
     text = "; ".join(parts)
     return f"{head} {text[:1].upper()}{text[1:]}." if text else head
 
@@ -139,9 +172,10 @@ def _card(t: TrackAudit) -> np.ndarray:
                 f"face {t.face_px:.0f} px", (P, 38), 0.42, (60, 60, 60))
     sh, ex = t.sheet or {}, t.sheet_exposed
     c = sh.get("cosines", [float("nan")] * 3)
+    dl = sh.get("dlib")
     tiles = [sh.get("original"), sh.get("anonymised"), sh.get("reconstructed"), ex["anonymised"] if ex else None]
     labels = [("original", f"frame {t.worst_frame}"), ("anonymised", f"as is {c[0]:.2f}, smoothed {c[1]:.2f}"),
-              ("depix reconstruction", f"cosine {c[2]:.2f}"),
+              ("depix reconstruction", f"cosine {c[2]:.2f}" + (f", dlib {dl[2]:.2f}" if dl else "")),
               (f"worst exposed: frame {ex['frame']}", next((r.describe().split(" (")[0] for r in t.exposed
                                                            if r.start_frame <= ex["frame"] <= r.end_frame), ""))
               if ex else ("no exposed frame", "")]
@@ -165,6 +199,7 @@ def _card(t: TrackAudit) -> np.ndarray:
 LEGEND = ("Per track: the original, the anonymised face and depix's reconstruction at the frame",
           "the reconstruction matches best, then the worst exposed frame (red edge).",
           f"Numbers: SFace cosine to the original (same person from {SFACE_THRESHOLD}).",
+          f"dlib: its descriptor distance to the original (same person under {DLIB_THRESHOLD}), when used.",
           "Bar: each frame of the track, left to right:")
 
 

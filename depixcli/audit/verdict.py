@@ -10,7 +10,7 @@ import numpy as np
 
 from depixcli.errors import ConfigError
 from depixcli.exposure import COVERED, UNCOVERED, ExposedRange, exposed_ranges
-from depixcli.faces.identity import normalize
+from depixcli.faces.identity import DLIB_THRESHOLD, normalize
 
 SFACE_THRESHOLD = 0.363  # cosine, SFace's published same-person threshold (OpenCV Zoo, LFW)
 HOLD_MEDIAN = 0.2  # cosine: a track holds only when every attack's median cosine stays below this ...
@@ -32,6 +32,9 @@ ATTACKER_MODEL = {  # what the audit tried: the attacks it ran and what the atta
     "reconstructed": "depix's own multi-frame reconstruction (the model `depix run` uses), told where the face is",
     "re-identification": "rank of the person among the video's face tracks and --gallery photos",
     "coverage": "per frame, the share of the original face's fine detail the anonymised face hides",
+    "second judge": f"dlib's ResNet face descriptor (same person under Euclidean distance {DLIB_THRESHOLD}) on the "
+                    "three attacks and re-identification, when installed: no depix model trains on it, while SFace "
+                    "can be a training loss of the reconstruction model (see sface_trained)",
     "not run": "other face recognisers, other reconstruction models, human viewers who know the person",
 }
 LIMITS = ("The audit only judges faces. It cannot judge what else identifies a person: voice, clothing, tattoos, "
@@ -49,6 +52,7 @@ class AuditConfig:
     max_side: int = 640  # px, long side of the copy the detector sees
     batch_size: int = 8  # window stacks per model call
     recommend: bool = True  # try stronger mosaics on each face for a recommendation (LADDER_BLOCKS)
+    dlib: bool = True  # also judge identity by dlib's descriptor when dlib and its weights import
     start: float = 0.0  # s, audit from this timestamp on
     duration: float | None = None  # s, audit this long (None: to the end)
     confirmed: bool = False  # the user confirmed nothing but the faces identifies the people (--nothing-else-...)
@@ -73,6 +77,17 @@ class AttackScore:
     max: float  # highest cosine of a frame
     rank: int  # re-identification rank of the person (1 = best match) among `gallery` entries
     gallery: int  # gallery entries (this video's tracks + --gallery photos)
+
+
+@dataclass
+class DlibScore:
+    """dlib's ResNet descriptor on one attack: the identity judge no depix model trains on."""
+    median: float  # Euclidean descriptor distance to the original (lower = closer), median over the scored frames
+    under: float  # share of scored frames with distance < DLIB_THRESHOLD
+    matched: float  # share of scored frames under DLIB_THRESHOLD where the featureless face of the frame is not
+    min: float  # lowest distance of a frame
+    rank: int  # re-identification rank (1 = best match) among `gallery` entries, by cosine of descriptors
+    gallery: int  # gallery entries (this video's tracks + --gallery photos described by dlib)
 
 
 @dataclass
@@ -114,6 +129,12 @@ class TrackAudit:
     sheet: dict | None = field(default=None, repr=False)  # crops of the worst frame (not serialised)
     sheet_exposed: dict | None = field(default=None, repr=False)  # crops of the worst exposed frame
     states: list = field(default_factory=list, repr=False)  # per frame: exposure kind or "covered"/"unjudged"
+    dlib: dict[str, DlibScore] | None = None  # per attack, the second judge (None: dlib not used)
+    dlib_featureless: float | None = None  # median distance of the featureless face
+    dlib_featureless_rank: int | None = None  # re-identification rank of the featureless face by dlib
+    dlib_verdict: str | None = None  # "holds" | "leaks": dlib's call on the attacks (`judge_dlib`), not the verdict
+    dlib_reasons: list[str] = field(default_factory=list)
+    judges_agree: bool | None = None  # dlib's call = the identity verdict (None: not compared, see `disagreement`)
 
 
 @dataclass
@@ -137,6 +158,8 @@ class AuditReport:
     parameters: dict = field(default_factory=dict)  # the AuditConfig
     confirmed: bool = False  # the user confirmed nothing but the faces identifies the people
     repair: dict | None = None  # --repair: the repaired copy, frames masked, its new verdict and exposed frames
+    dlib: str = "dlib not used"  # the second identity judge: its version, or one line saying why it was not used
+    sface_trained: bool | None = None  # SFace was a training loss of the reconstruction model (None: unknown)
     masks: dict = field(default_factory=dict, repr=False)  # frame -> [(track, position, box)] --repair masks
 
     def to_dict(self) -> dict:
@@ -144,10 +167,18 @@ class AuditReport:
         for t in d["tracks"]:
             for k in ("sheet", "sheet_exposed", "states"):
                 t.pop(k, None)
+            if t["dlib"] is None:  # dlib not used: no dlib fields
+                for k in DLIB_FIELDS:
+                    t.pop(k, None)
         d.pop("masks", None)
+        used = any(t.dlib is not None for t in self.tracks)
         return {"version": 2, "sface_threshold": SFACE_THRESHOLD, "hold_median": HOLD_MEDIAN,
-                "leak_share": LEAK_SHARE, "coverage": {"covered": COVERED, "uncovered": UNCOVERED},
+                "leak_share": LEAK_SHARE, **({"dlib_threshold": DLIB_THRESHOLD} if used else {}),
+                "coverage": {"covered": COVERED, "uncovered": UNCOVERED},
                 "attacker_model": ATTACKER_MODEL, "limits": LIMITS, **d}
+
+
+DLIB_FIELDS = ("dlib", "dlib_featureless", "dlib_featureless_rank", "dlib_verdict", "dlib_reasons", "judges_agree")
 
 
 def judge(scores: dict[str, AttackScore], mosaic: MosaicAnalysis, featureless: float = 0.0,
@@ -190,6 +221,39 @@ def judge(scores: dict[str, AttackScore], mosaic: MosaicAnalysis, featureless: f
     elif s.gallery:
         held.append(f"re-identification not tested: a gallery of {s.gallery} face(s), fewer than {REID_MIN_GALLERY}")
     return "holds", held
+
+
+def judge_dlib(scores: dict[str, DlibScore], featureless_rank: int = 0) -> tuple[str, list[str]]:
+    """dlib's own call on one track, `("holds" | "leaks", reasons)`: an attack leaks when at least LEAK_SHARE of
+    the scored frames fall under DLIB_THRESHOLD where the featureless face of that frame does not
+    (`DlibScore.matched`), or when it re-identifies the person at rank 1 in a gallery of at least
+    REID_MIN_GALLERY entries where the featureless face does not. It never sets the verdict (SFace's rules do:
+    see `depixcli.audit`); the report says where the two judges disagree."""
+    reasons = []
+    for name, s in scores.items():
+        if s.matched >= LEAK_SHARE:
+            reasons.append(f"{name}: {s.matched:.0%} of frames under dlib's same-person distance {DLIB_THRESHOLD}")
+        if s.rank == 1 and s.gallery >= REID_MIN_GALLERY and featureless_rank != 1:
+            reasons.append(f"{name}: re-identified by dlib, rank 1 of {s.gallery}")
+    if reasons:
+        return "leaks", reasons
+    best = min(scores, key=lambda k: scores[k].median)
+    return "holds", [f"lowest median dlib distance {scores[best].median:.2f} ({best}); at most "
+                     f"{max(v.matched for v in scores.values()):.0%} of frames under {DLIB_THRESHOLD}"]
+
+
+def dlib_scores(d: dict, entries: np.ndarray, i: int) -> tuple[dict[str, DlibScore], float, int]:
+    """`(per attack DlibScore, featureless median distance, featureless rank)` of track `i` from `score_track`'s
+    dlib measurements `d` (`entries`: the dlib gallery, every track's entry then the photos)."""
+    null = np.array(d["null"])
+    scores = {}
+    for name in ATTACKS:
+        c = np.array(d["dist"][name])
+        scores[name] = DlibScore(
+            median=round(float(np.median(c)), 4), under=round(float(np.mean(c < DLIB_THRESHOLD)), 4),
+            matched=round(float(np.mean((c < DLIB_THRESHOLD) & (null >= DLIB_THRESHOLD))), 4),
+            min=round(float(c.min()), 4), rank=rank_of(d["probe"][name], entries, i), gallery=len(entries))
+    return scores, round(float(np.median(null)), 4), rank_of(d["probe_blank"], entries, i)
 
 
 def explain(m: MosaicAnalysis) -> list[str]:
@@ -254,12 +318,18 @@ def frame_states(frames, reliable: bool) -> list[str]:
     return out
 
 
-def track_audits(done: list[dict], photos: np.ndarray | None = None, frame_s: float = 0.04) -> list[TrackAudit]:
-    """Ranks (gallery: every track's entry, then `photos` `(G, 128)`), timelines, verdicts and reasons per
-    track; `frame_s`: one frame's duration (s)."""
+def track_audits(done: list[dict], photos: np.ndarray | None = None, frame_s: float = 0.04,
+                 dlib_photos: np.ndarray | None = None) -> list[TrackAudit]:
+    """Ranks (gallery: every track's entry, then `photos` `(G, 128)`; dlib's: every track's dlib entry, then
+    `dlib_photos`), timelines, verdicts and reasons per track; `frame_s`: one frame's duration (s)."""
     entries = np.array([d["entry"] for d in done], np.float32).reshape(-1, 128)
     if photos is not None and len(photos):
         entries = np.concatenate([entries, np.asarray(photos, np.float32)])
+    dlib_entries = None
+    if done and all(d.get("dlib") is not None for d in done):
+        dlib_entries = np.array([d["dlib"]["entry"] for d in done], np.float32).reshape(-1, 128)
+        if dlib_photos is not None and len(dlib_photos):
+            dlib_entries = np.concatenate([dlib_entries, np.asarray(dlib_photos, np.float32)])
     out = []
     for i, d in enumerate(done):
         scores = {}
@@ -304,4 +374,9 @@ def track_audits(done: list[dict], photos: np.ndarray | None = None, frame_s: fl
             judged_frames=round(float(np.mean([f.cover is not None for f in tl.frames])), 3) if tl.frames else 0.0,
             sheet=d["worst"][2], sheet_exposed=None if worst_exp is None else {"frame": worst_exp[1], **worst_exp[2]},
             states=states))
+        if dlib_entries is not None:
+            t = out[-1]
+            t.dlib, t.dlib_featureless, t.dlib_featureless_rank = dlib_scores(d["dlib"], dlib_entries, i)
+            t.dlib_verdict, t.dlib_reasons = judge_dlib(t.dlib, t.dlib_featureless_rank)
+            t.judges_agree = t.dlib_verdict == identity_verdict if identity_verdict != "not judged" else None
     return out

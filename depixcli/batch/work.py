@@ -18,7 +18,7 @@ import torch
 
 from depixcli.audit.plan import gallery_photos
 from depixcli.audit.report import write_csv, write_json, write_sheet
-from depixcli.audit.video import audit_video, repair
+from depixcli.audit.video import audit_video, repair, second_judge
 from depixcli.batch.records import config_key, file_digest, input_fingerprints
 from depixcli.batch.worker import limit_threads
 from depixcli.errors import DepixError, InputError, OptionError, OutputError
@@ -69,10 +69,11 @@ def _audit_one(config, job, key: str) -> dict:
     model = _resource("model", key, lambda: load_reconstructor(config.weights, config.device))
     identity = _resource("identity", key, SFaceIdentity)
     det = _detector(config, key)
+    dlib = _resource("dlib", key, lambda: second_judge(config))
     gallery = None
     if config.gallery is not None:
-        gallery = _resource("gallery", key, lambda: gallery_photos(config.gallery, identity, det))
-    reuse = {"model": model, "identity": identity, "detector": det, "gallery": gallery}
+        gallery = _resource("gallery", key, lambda: gallery_photos(config.gallery, identity, det, dlib[0]))
+    reuse = {"model": model, "identity": identity, "detector": det, "gallery": gallery, "dlib": dlib}
     report = audit_video(job.input, job.original, config, **reuse)
     if job.extra("repair") is not None:
         repair(report, job.extra("repair"), config, **reuse)

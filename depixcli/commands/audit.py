@@ -48,6 +48,9 @@ LEAK_EXIT = 3  # exit status with --fail-on-leak when the verdict is leaks (1: e
               help="Audit this many seconds from --start (default: to the end).")
 @click.option("--recommend/--no-recommend", default=True,
               help="Try depix pixelate --blocks 16, 12, 8, 6, 4 on each face and recommend the finest that holds.")
+@click.option("--no-dlib", is_flag=True,
+              help="Skip dlib's descriptor, the identity judge no depix model trains on, even when dlib is installed "
+                   "(about 0.08 s of CPU a face; SFace still judges).")
 @click.option("--nothing-else-identifies", "confirmed", is_flag=True,
               help="Confirm that nothing but the faces identifies the people (voice, clothing, name tags, "
                    "places...): a video whose faces hold is then reported as anonymised, not pseudonymised.")
@@ -57,12 +60,13 @@ LEAK_EXIT = 3  # exit status with --fail-on-leak when the verdict is leaks (1: e
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
 def audit_command(ctx, anonymised, original, json_path, sheet_path, gallery, weights, device, frames, detector,
-                  csv_path, repair_path, start, duration, recommend, confirmed, fail_on_leak, quiet):
+                  csv_path, repair_path, start, duration, recommend, no_dlib, confirmed, fail_on_leak, quiet):
     """Measure whether the faces of ANONYMISED can still be recognised, against ORIGINAL.
 
     Per face track of the original: the leak timeline (frame ranges where the anonymised face is
     uncovered, partly covered or still recognisable as it is), SFace identity cosine of the anonymised
-    face, a smoothed copy and depix's own reconstruction, the re-identification rank, a model-free
+    face, a smoothed copy and depix's own reconstruction, the re-identification rank, the same by dlib's
+    descriptor when dlib is installed (the judge no depix model trains on), a model-free
     analysis of the mosaic, a recommended strength, and a verdict: holds, leaks, or not judged (the
     original's face is too small, dark, blurred or unsure to judge). Exit status 0 whatever the verdict
     (3 with --fail-on-leak when it leaks); errors (videos that differ, no face) exit 1, bad options 2.
@@ -78,7 +82,8 @@ def audit_command(ctx, anonymised, original, json_path, sheet_path, gallery, wei
         from depixcli.commands.audit_text import format_report
 
         cfg = AuditConfig(weights=weights, device=device, frames=frames, gallery=gallery, detector=detector,
-                          recommend=recommend, start=start, duration=duration, confirmed=confirmed, quiet=quiet)
+                          recommend=recommend, start=start, duration=duration, confirmed=confirmed, quiet=quiet,
+                          dlib=not no_dlib)
         if batch_requested([anonymised]):
             if json_path is None:
                 raise click.UsageError("many inputs need --json FOLDER for their reports")
@@ -93,6 +98,8 @@ def audit_command(ctx, anonymised, original, json_path, sheet_path, gallery, wei
         outputs = [p for p in (json_path, sheet_path, csv_path, repair_path) if p]
         check_outputs(outputs, [anonymised, original])
         report = audit_video(anonymised, original, cfg)
+        if no_dlib:
+            report.dlib = "dlib not used (--no-dlib)"
         if repair_path:
             repair(report, repair_path, cfg, quiet=quiet)
         if json_path:

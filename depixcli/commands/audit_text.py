@@ -2,16 +2,18 @@
 `audit.report.shown` formats them for every output, so the sentences, the table and the sheet cannot disagree).
 
 It reads top to bottom: one sentence per track (leaks / holds / not judged, how strongly, why), the leak
-timeline (exposed frame ranges), the table of measurements with a legend, what to do (the commands and flags
-to use), what the audit cannot judge, and the result ("pseudonymised, not anonymised" unless the user confirmed
+timeline (exposed frame ranges), the table of measurements with a legend, the second identity judge (dlib's
+descriptor, which no depix model trains on, or one line saying why it was not used), what to do (the commands and
+flags to use), what the audit cannot judge, and the result ("pseudonymised, not anonymised" unless the user confirmed
 that nothing but the faces identifies the people).
 """
 
 from __future__ import annotations
 
-from depixcli.audit.report import shown, track_sentence
-from depixcli.audit.verdict import ATTACKS, LIMITS, REID_MIN_GALLERY, SFACE_THRESHOLD, AuditReport
+from depixcli.audit.report import disagreement, shown, shown_dlib, track_sentence
+from depixcli.audit.verdict import ATTACKS, LEAK_SHARE, LIMITS, REID_MIN_GALLERY, SFACE_THRESHOLD, AuditReport
 from depixcli.exposure import clock
+from depixcli.faces.identity import DLIB_THRESHOLD
 
 
 def format_timeline(report: AuditReport) -> list[str]:
@@ -57,6 +59,41 @@ def format_table(report: AuditReport) -> str:
     return "\n".join(lines)
 
 
+def sface_provenance(report: AuditReport) -> str:
+    """Whether SFace, the judge of the table above, is independent of the reconstruction model."""
+    if report.sface_trained:
+        return ("SFace was a training loss of the reconstruction model, so its scores of depix's reconstruction "
+                "are not independent")
+    if report.sface_trained is None:
+        return "the weights do not say whether SFace was a training loss of the reconstruction model"
+    return "SFace was not a training loss of the reconstruction model"
+
+
+def format_second_judge(report: AuditReport) -> list[str]:
+    """dlib's table (the identity judge no depix model trains on), or one line saying it was not used."""
+    tracks = [t for t in report.tracks if t.dlib is not None]
+    if not tracks:
+        return [f"Second identity judge: {report.dlib}; {sface_provenance(report)}."]
+    head = (f"{'track':>5} | {'median distance as-is/smooth/depix':>34} {'featureless':>11} | {'frames matched':>14} | "
+            f"{'re-id rank':>10} | {'dlib says':>9} | SFace says")
+    lines = [f"Second identity judge: {report.dlib}, which no depix model trains on; {sface_provenance(report)}.",
+             head, "-" * len(head)]
+    for t in tracks:
+        d = shown_dlib(t)
+        rank = "/".join(d["rank"][a] for a in ATTACKS) if d["rank"] is not None else "not tested"
+        lines.append(f"{t.id:>5} | {'/'.join(d['median'][a] for a in ATTACKS):>34} {d['featureless']:>11} | "
+                     f"{'/'.join(d['matched'][a] for a in ATTACKS):>14} | {rank:>10} | {t.dlib_verdict:>9} | "
+                     f"{t.identity_verdict}" + (" (disagree)" if disagreement(t) else ""))
+    lines += [
+        f"  median distance: Euclidean distance of dlib descriptors to the original's (lower is closer; same person "
+        f"under {DLIB_THRESHOLD}); frames matched: share of scored frames under {DLIB_THRESHOLD} where a featureless "
+        "face is not;",
+        f"  the verdict follows SFace's rules; dlib says leaks when an attack matches at least {LEAK_SHARE:.0%} of "
+        "the frames or re-identifies the person, and each track says where the two disagree.",
+    ]
+    return lines
+
+
 def what_to_do(report: AuditReport, anonymised: str = "ANON", original: str = "ORIG") -> list[str]:
     out = []
     exposed = [t for t in report.tracks if t.exposed]
@@ -79,6 +116,10 @@ def what_to_do(report: AuditReport, anonymised: str = "ANON", original: str = "O
         now = "" if t.identity_verdict == "leaks" else " if you anonymise it again"
         out.append(f"- Track {t.id}{now}: at most {rec['blocks']} blocks across the mosaic ({rec['command']}), the "
                    f"finest that held in the audit's own test of this face{tail}. Safest: depix pixelate --secure.")
+    for t in report.tracks:
+        if t.judges_agree is False and t.dlib_verdict == "leaks":
+            out.append(f"- Track {t.id}: dlib still matches the person where SFace does not; look at the sheet, and "
+                       "prefer a coarser mosaic or depix pixelate --secure.")
     unjudged = [t for t in report.tracks if t.verdict == "not judged"]
     if unjudged:
         out.append(f"- Look at track(s) {', '.join(str(t.id) for t in unjudged)} by eye (see the sheet): the audit "
@@ -95,6 +136,7 @@ def format_report(report: AuditReport) -> str:
     lines += [track_sentence(t) for t in report.tracks] + [""]
     lines += format_timeline(report) + [""]
     lines += ["Measurements:", format_table(report), ""]
+    lines += format_second_judge(report) + [""]
     lines += ["What to do:"] + what_to_do(report, report.anonymised, report.original) + [""]
     lines += [f"What this audit cannot judge: {LIMITS}"]
     lines += [f"note: {n}" for n in report.notes]

