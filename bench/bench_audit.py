@@ -2,7 +2,8 @@
 
     python bench/bench_audit.py ../shared/data/clips.csv -o OUTDIR [--split val] [--weights W] \\
         [--ways blocks16 blocks8 size10 secure] [--max-frames 100] [--frames 30] [--limit N] \\
-        [--distractors ../shared/data/faces.csv [--distractor-count 1000]] [--prepare | --report-only]
+        [--distractors ../shared/data/faces.csv [--distractor-count 1000]] [--no-dlib] [--no-recommend] \\
+        [--prepare | --report-only]
 
 Run from the repository root with depix importable (`pip install -e . --no-deps`, or `PYTHONPATH=.`).
 
@@ -295,6 +296,8 @@ def main(argv=None) -> int:
     ap.add_argument("--prepare", action="store_true", help="only cut, pixelate and embed the gallery (no model)")
     ap.add_argument("--report-only", action="store_true", help="only tabulate the clip JSONs already written")
     ap.add_argument("--no-dlib", action="store_true", help="audit without dlib's descriptor (the second judge)")
+    ap.add_argument("--no-recommend", action="store_true",
+                    help="skip the audit's strength ladder (its recommendation is not in the table; saves time)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
@@ -336,7 +339,7 @@ def main(argv=None) -> int:
     gallery_images(every_clip, args.out / "gallery")
     identity = SFaceIdentity()
     config = AuditConfig(weights=args.weights or str(default_weights_path()), frames=args.frames, quiet=args.quiet,
-                         dlib=not args.no_dlib)
+                         dlib=not args.no_dlib, recommend=not args.no_recommend)
     dlib = second_judge(config)
     print(dlib[1], file=sys.stderr)
     detector = load_detector(config.detector, max_side=config.max_side)
