@@ -56,9 +56,11 @@ face box, reused for every candidate): per attack the median Euclidean distance,
 dlib's same-person distance `DLIB_THRESHOLD` (0.6) where the featureless face of that frame is not, and the
 re-identification rank by cosine of descriptors against the same gallery (every track's gallery frames, the
 `--gallery` photos). `verdict.judge_dlib` makes dlib's own call (leaks at `LEAK_SHARE` of frames matched, or a
-rank 1 in a gallery of `REID_MIN_GALLERY`); it does not change the verdict (there is no measurement yet of how
-often dlib calls a secure mosaic or a solid fill a match, which would be needed to let it decide), and each
-track whose two calls differ says so in its sentence, the dlib table and the JSON (`judges_agree`). When dlib is
+rank 1 in a gallery of `REID_MIN_GALLERY`); it does not change the verdict, and each track whose two calls
+differ says so in its sentence, the dlib table, what to do and the JSON (`judges_agree`). Why not let dlib
+decide: its one calibrated number (0.6) is for clean faces, and on 4 val clips (`bench/bench_audit.py --every 10
+--max-frames 40 --frames 10`, a gallery of 34) it called 1 of 4 `--secure` tracks a leak by a rank 1 at median
+distance 0.74 with no frame under 0.6, where SFace held all 4. When dlib is
 absent, the report says so in one line and the audit runs as before. The strength ladder and the per-frame
 as-is match of the timeline use SFace only (dlib costs about twice SFace's time per face).
 The leak timeline (`depixcli.exposure`: coverage and the as-is cosine on every frame of every track, in
