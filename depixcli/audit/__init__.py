@@ -58,9 +58,10 @@ re-identification rank by cosine of descriptors against the same gallery (every 
 `--gallery` photos). `verdict.judge_dlib` makes dlib's own call (leaks at `LEAK_SHARE` of frames matched, or a
 rank 1 in a gallery of `REID_MIN_GALLERY`); it does not change the verdict, and each track whose two calls
 differ says so in its sentence, the dlib table, what to do and the JSON (`judges_agree`). Why not let dlib
-decide: its one calibrated number (0.6) is for clean faces, and on 4 val clips (`bench/bench_audit.py --every 10
---max-frames 40 --frames 10`, a gallery of 34) it called 1 of 4 `--secure` tracks a leak by a rank 1 at median
-distance 0.74 with no frame under 0.6, where SFace held all 4. When dlib is
+decide: its one calibrated number (0.6) is for clean faces, and on 8 val clips (`bench/bench_audit.py --every 5
+--max-frames 40 --frames 10 --no-recommend`, a gallery of 34: chance rank 1 is 3 % per attack) it called 2 of 8
+`--secure` tracks a leak, each only by a rank 1 at median distances 0.69-0.74 with no frame under 0.6, where
+SFace's own chance rank 1 called another one: either judge alone deciding adds its chance rank-1 calls. When dlib is
 absent, the report says so in one line and the audit runs as before. The strength ladder and the per-frame
 as-is match of the timeline use SFace only (dlib costs about twice SFace's time per face).
 The leak timeline (`depixcli.exposure`: coverage and the as-is cosine on every frame of every track, in
