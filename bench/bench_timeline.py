@@ -28,6 +28,15 @@ from bench_pixelate import covered  # noqa: E402
 KINDS = ("pixelate", "blur", "mosaic", "fill")
 
 
+def clean_cut(src: str, out: Path, max_frames: int) -> tuple[str, Path]:
+    """The clip's name and its clean cut (the first `max_frames` frames re-encoded), made once in `out`."""
+    name = Path(src).stem
+    clean = out / f"{name}.mp4"
+    if not clean.exists():
+        cut(src, clean, max_frames)
+    return name, clean
+
+
 def drops_for(tracks) -> list[int]:
     """One dropped frame a third into the longest track, and five from two thirds into it."""
     tr = max(tracks, key=len)
@@ -65,13 +74,11 @@ def timeline(args, clips, out: Path) -> dict:
 
     model = load_reconstructor(args.weights, "auto")
     identity = SFaceIdentity()
-    cfg = AuditConfig(weights=args.weights, frames=args.frames, recommend=False)
+    cfg = AuditConfig(weights=args.weights, frames=args.frames, recommend=False, dlib=False)  # the timeline's per-frame
+    # match is SFace's; dlib's track scores would only add time to what the bench measures
     results = []
     for src in clips:
-        name = Path(src).stem
-        clean = out / f"{name}.mp4"
-        if not clean.exists():
-            cut(src, clean, args.max_frames)
+        name, clean = clean_cut(src, out, args.max_frames)
         det = CachedDetector(load_detector("yunet"))
         pix = out / f"{name}.pix.mp4"
         pixelate_video(clean, pix, PixelateConfig(preset="ultrafast"), boxes_out=out / f"{name}.pix.json",
@@ -120,10 +127,7 @@ def failsecure(args, clips, out: Path) -> dict:
     referee = load_detector("centerface")
     rows = []
     for src in clips:
-        name = Path(src).stem
-        clean = out / f"{name}.mp4"
-        if not clean.exists():
-            cut(src, clean, args.max_frames)
+        name, clean = clean_cut(src, out, args.max_frames)
         faces = [referee.detect(f.image) for f in read_frames(clean)]
         row = {"clip": name, "referee_faces": sum(len(f) for f in faces)}
         for way, cfg in (("before", PixelateConfig(preset="ultrafast", pad_s=0.0, bridge_s=0.0)),
