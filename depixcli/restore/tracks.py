@@ -213,7 +213,8 @@ def _steady_counts(rects: np.ndarray, filled: np.ndarray, cells: np.ndarray) -> 
         lo, hi = axis, axis + 2
         for i in obs:
             cell = cells[i, axis]
-            near = obs[(np.abs(obs - i) <= COUNT_WINDOW) & np.isfinite(cells[obs, axis])]
+            win = obs[np.searchsorted(obs, i - COUNT_WINDOW):np.searchsorted(obs, i + COUNT_WINDOW, "right")]
+            near = win[np.isfinite(cells[win, axis])]  # the sorted observations within COUNT_WINDOW frames
             if not np.isfinite(cell) or len(near) < 3:
                 continue
             count = float(np.median((rects[near, hi] - rects[near, lo]) / cells[near, axis]))
