@@ -27,6 +27,9 @@ from depixcli.restore.classify import classified
 from depixcli.restore.config import MATCH_IOU
 
 PARTIAL_AREA = 0.6  # an observed rect this much smaller than its neighbours' (both sides) is a part of the mosaic
+# ... or this much smaller than the nearest (and the neighbours'): the last frame of a val clip's 16 centre samples
+# lost 2 rows of blocks above and 4 below, 0.62 of the area; a zoom of 8 % a frame stays above it
+PARTIAL_AREA_NEAR = 0.7
 COVER_MARGIN = 0.02  # crop sides: a crop reaches this far past the mosaic's feather (crop-edge pixels)
 # cells: an observed rect side this far off its neighbours' on both sides is a misfit (a row or column of cells
 # taken in or missed); 0.3 also moved the sides of deface's jittering box on a val close-up (outside change 0.013)
@@ -160,9 +163,10 @@ def tracks_from_rects(
 def _partial(boxes: np.ndarray, filled: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
     """`(N,)` bool: observed rects (`boxes` `(N, 4)` xyxy px, `filled` where none) that are only a part of
     the mosaic: smaller than PARTIAL_AREA x the median area of the LINK_EDGE_FRAMES observations before
-    them and of those after them (a dip, not a face leaving the frame or shrinking). At a track's first or
-    last observation, those on its one side decide where the rect keeps off the frame border (`frame_hw`): a
-    face leaving the frame is cut there (a val clip's 16 blocks: the last of 8 frames found the middle third)."""
+    them and of those after them, or than PARTIAL_AREA_NEAR x that and the nearest observation's on each side
+    (a dip, not a face leaving the frame or shrinking). At a track's first or last observation, those on its
+    one side decide where the rect keeps off the frame border (`frame_hw`): a face leaving the frame is cut
+    there (a val clip's 16 blocks: the last of 8 frames found the middle third)."""
     obs = np.flatnonzero(~filled)
     area = (boxes[obs, 2] - boxes[obs, 0]) * (boxes[obs, 3] - boxes[obs, 1])
     out = np.zeros(len(boxes), bool)
@@ -173,8 +177,9 @@ def _partial(boxes: np.ndarray, filled: np.ndarray, frame_hw: tuple[int, int]) -
         x0, y0, x1, y1 = boxes[i]
         inside = x0 >= 1 and y0 >= 1 and x1 <= W - 1 and y1 <= H - 1
         sides = [float(np.median(a)) for a in (before, after) if len(a)]
+        nearest = [float(a[j]) for a, j in ((before, -1), (after, 0)) if len(a)]
         if (len(before) and len(after)) or (sides and inside):
-            out[i] = area[n] < PARTIAL_AREA * min(sides)
+            out[i] = area[n] < max(PARTIAL_AREA * min(sides), PARTIAL_AREA_NEAR * min(sides + nearest))
     return out
 
 

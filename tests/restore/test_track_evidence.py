@@ -51,6 +51,10 @@ def test_a_part_of_the_mosaic_found_on_a_tracks_last_frame_is_pasted_on_the_whol
     rects[-1] = rects[1]
     (tr,) = tracks_from_rects([[(r, cell)] for r in rects], (288, 360), 25.0)
     assert np.allclose(tr.rects, [rects[1]] * n, atol=1.0) and tr.filled[0]
+    rects = [(150.0, 31.0, 246.0, 175.0)] * n
+    rects[-1] = (150.0, 49.0, 246.0, 139.0)  # 2 rows of blocks missed above and 4 below: 0.62 of the area
+    (tr,) = tracks_from_rects([[(r, cell)] for r in rects], (288, 360), 25.0)
+    assert np.allclose(tr.rects, [rects[0]] * n, atol=1.0) and tr.filled[-1]
     leaving = [(0.0, 31.0, 96.0 - 20 * max(t - 4, 0), 175.0) for t in range(n)]  # cut by the frame border
     (tr,) = tracks_from_rects([[(r, cell)] for r in leaving], (288, 360), 25.0)
     assert np.allclose(tr.rects, leaving) and not tr.filled.any()
