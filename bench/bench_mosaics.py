@@ -32,11 +32,9 @@ more than OUTSIDE_LEVELS. Prints a table per kind and size, writes `OUTDIR/mosai
 SFace cosine (depixcli.faces.identity, aligned on the clean head crop) of the output and of the smoothing to
 the clean frame, and dlib's (the independent judge of `depix eval`, when dlib is installed), unless --no-identity.
 
-Last run (code a7eaddd, the session-4 weights/depix-default.safetensors, CPU at nice 10 beside training; 4 val
-clips x 8 frames; PSNR columns in dB over smoothing and bicubic, changed in / out: shares of pixels; SFace and dlib
-cosines of the output and of the smoothing. The previous table, made with the session-3 weights and the code before
-the fixes below, is this docstring at 0d57fdb; its deface20 rows, rerun with these weights and that code, came out
-within 0.02 dB and 0.03 of leftover of it):
+Last run (the code of the commit that wrote this table, the session-5 weights/depix-default.safetensors, CPU at nice
+10, two calls side by side; 4 val clips x 8 frames; PSNR columns in dB over smoothing and bicubic, changed in / out:
+shares of pixels; SFace and dlib cosines of the output and of the smoothing):
 
     PYTHONPATH=. nice -n 10 python bench/bench_mosaics.py ../shared/data/clips.csv -o OUTDIR --max-frames 8 \
         --only lipnet__bbaf2n.mpg lipnet__lrwp9a.mpg pcavs__00015.mp4 HelloMeme__jgz__3b15ab87.mp4 \
@@ -44,61 +42,48 @@ within 0.02 dB and 0.03 of leftover of it):
 
 | kind | size | n | PSNR | -smooth | -bicubic | leftover | changed in | out | SFace | smooth | dlib | smooth |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
-| blocks16 | closeup | 4 | 24.36 | +3.59 | +1.18 | 0.92 | 0.939 | 0.0000 | 0.614 | 0.395 | 0.938 | 0.917 |
-| blocks16 | native | 4 | 24.30 | +3.66 | +1.30 | 0.81 | 0.941 | 0.0000 | 0.583 | 0.371 | 0.936 | 0.915 |
-| blocks16 | small | 4 | 24.76 | +4.02 | +1.59 | 1.25 | 0.936 | 0.0000 | 0.584 | 0.397 | 0.929 | 0.918 |
-| blocks16+logo | native | 1 | 25.96 | +3.74 | +0.97 | 0.82 | 0.936 | 0.0000 | 0.570 | 0.325 | 0.927 | 0.911 |
-| blocks8 | closeup | 4 | 20.81 | +3.41 | +1.60 | 0.41 | 0.959 | 0.0000 | 0.318 | 0.135 | 0.900 | 0.858 |
-| blocks8 | native | 4 | 20.81 | +3.54 | +1.76 | 0.59 | 0.956 | 0.0000 | 0.268 | 0.110 | 0.892 | 0.858 |
-| blocks8 | small | 4 | 20.75 | +3.46 | +1.94 | 0.63 | 0.960 | 0.0000 | 0.266 | 0.129 | 0.894 | 0.856 |
-| centre16 | closeup | 4 | 22.52 | +1.64 | +0.77 | 1.19 | 0.946 | 0.0000 | 0.516 | 0.416 | 0.915 | 0.914 |
-| centre16 | native | 4 | 22.18 | +1.46 | +0.62 | 1.16 | 0.946 | 0.0000 | 0.453 | 0.395 | 0.905 | 0.912 |
-| centre16 | small | 4 | 22.80 | +1.80 | +0.80 | 1.24 | 0.944 | 0.0000 | 0.492 | 0.417 | 0.926 | 0.915 |
+| blocks16 | closeup | 4 | 24.57 | +3.80 | +1.39 | 0.58 | 0.937 | 0.0000 | 0.613 | 0.395 | 0.940 | 0.917 |
+| blocks16 | native | 4 | 24.46 | +3.82 | +1.46 | 0.54 | 0.938 | 0.0000 | 0.583 | 0.371 | 0.935 | 0.915 |
+| blocks16 | small | 4 | 25.00 | +4.25 | +1.82 | 0.73 | 0.933 | 0.0000 | 0.583 | 0.397 | 0.929 | 0.918 |
+| blocks16+logo | native | 1 | 26.10 | +3.88 | +1.10 | 0.80 | 0.936 | 0.0000 | 0.575 | 0.325 | 0.929 | 0.911 |
+| blocks8 | closeup | 4 | 20.83 | +3.43 | +1.62 | 0.37 | 0.961 | 0.0000 | 0.316 | 0.135 | 0.903 | 0.858 |
+| blocks8 | native | 4 | 20.87 | +3.60 | +1.82 | 0.50 | 0.960 | 0.0000 | 0.243 | 0.110 | 0.888 | 0.858 |
+| blocks8 | small | 4 | 20.77 | +3.48 | +1.96 | 0.44 | 0.962 | 0.0000 | 0.263 | 0.129 | 0.889 | 0.856 |
+| centre16 | closeup | 4 | 22.69 | +1.81 | +0.94 | 0.74 | 0.945 | 0.0000 | 0.524 | 0.416 | 0.918 | 0.914 |
+| centre16 | native | 4 | 22.23 | +1.51 | +0.67 | 0.99 | 0.945 | 0.0000 | 0.451 | 0.395 | 0.904 | 0.912 |
+| centre16 | small | 4 | 22.93 | +1.92 | +0.92 | 0.77 | 0.944 | 0.0000 | 0.490 | 0.417 | 0.928 | 0.915 |
 | deface20 | closeup | 4 | 22.88 | +4.00 | +0.72 | 1.00 | 0.963 | 0.0000 | 0.563 | 0.455 | 0.932 | 0.912 |
 | deface20 | native | 4 | 19.55 | +2.80 | +0.44 | 0.65 | 0.977 | 0.0000 | 0.296 | 0.187 | 0.901 | 0.887 |
 | deface20 | small | 4 | 17.21 | +1.75 | +0.36 | 0.47 | 0.943 | 0.0000 | 0.198 | 0.085 | 0.877 | 0.864 |
-| opencv12 | closeup | 4 | 23.12 | +3.74 | +1.67 | 0.74 | 0.949 | 0.0000 | 0.490 | 0.233 | 0.919 | 0.899 |
-| opencv12 | native | 4 | 23.02 | +3.78 | +1.72 | 0.69 | 0.951 | 0.0000 | 0.451 | 0.195 | 0.921 | 0.906 |
-| opencv12 | small | 4 | 23.25 | +4.03 | +2.14 | 0.85 | 0.948 | 0.0000 | 0.433 | 0.215 | 0.915 | 0.903 |
-| size10 | closeup | 4 | 27.40 | +1.77 | -0.57 | 0.67 | 0.912 | 0.0000 | 0.852 | 0.808 | 0.978 | 0.972 |
-| size10 | native | 4 | 24.91 | +2.69 | +0.89 | 0.50 | 0.931 | 0.0000 | 0.650 | 0.559 | 0.943 | 0.933 |
-| size10 | small | 4 | 23.35 | +3.41 | +1.79 | 0.92 | 0.942 | 0.0000 | 0.458 | 0.309 | 0.920 | 0.907 |
+| opencv12 | closeup | 4 | 23.18 | +3.81 | +1.73 | 0.56 | 0.948 | 0.0000 | 0.488 | 0.233 | 0.918 | 0.899 |
+| opencv12 | native | 4 | 23.08 | +3.84 | +1.78 | 0.37 | 0.949 | 0.0000 | 0.451 | 0.195 | 0.922 | 0.906 |
+| opencv12 | small | 4 | 23.32 | +4.11 | +2.22 | 0.56 | 0.944 | 0.0000 | 0.431 | 0.215 | 0.917 | 0.903 |
+| size10 | closeup | 4 | 27.51 | +1.88 | -0.46 | 0.73 | 0.912 | 0.0000 | 0.854 | 0.808 | 0.979 | 0.972 |
+| size10 | native | 4 | 25.05 | +2.83 | +1.02 | 0.39 | 0.929 | 0.0000 | 0.653 | 0.559 | 0.943 | 0.933 |
+| size10 | small | 4 | 23.47 | +3.53 | +1.91 | 0.44 | 0.939 | 0.0000 | 0.473 | 0.309 | 0.920 | 0.907 |
 
 What restored the 12 tracks of each kind (value kind read -> method): deface20 9 corner and 3 samples -> fused
 samples (restore.fusion); centre16 6 mean and 6 centre -> model; size10 and opencv12 12 mean -> model; blocks8 10
-mean, 2 centre -> model; blocks16 11 mean, 1 unclear -> model. Fused deface20 tracks are +0.26 to +1.39 dB over
-bicubic of their samples on 11 of 12, -0.37 on HelloMeme small (a laughing face that moves a lot).
+mean, 2 centre -> model; blocks16 11 mean, 1 unclear -> model.
 
-The fixes: (1) a track's value kind is read once from the border blocks of every frame (restore.find.EVIDENCE_EVERY
-2 -> 1), and where the median errors of top-left and centre samples tie (blocks where both points fit), the blocks
-that tell them apart decide (locate.values.residuals). The 3 deface tracks misread before are now fused samples:
-pcavs__00015 native (read as block means -> model, -3.1 dB under bicubic; only the left side beside the picture, 8
-of its 10 textured blocks fit both sample points), small (unclear, 1 block a frame on every other frame -> smoothed,
--0.8) and HelloMeme close-up (centre samples -> model, -3.8: doubled teeth), in the rerun of the old code. No track
-of another kind is read as top-left samples. (2) The rects: a border row or column of cells stays in a located
-region only with grid-line steps along it or on its outer side (locate.cells._trimmed: a plain area beside a mosaic
-has steps across the mosaic's side); on these 72 cases x 8 frames the located rects with a side more than 1.5 px
-outside the mosaic went from 35 to 15, those with one inside from 114 to 123 (mostly a column of dark blocks over
-pcavs' dark backdrop). A rect a cell wider than its track's count within 10 frames is cut back on its stray side
-(tracks._steady_counts: a column of background taken in on the first 3 of 8 frames of lrwp9a's centre16 small), and
-a part of the mosaic found on a track's first or last frame is pasted on its neighbours' rect. Changed outside:
-0.0020 (centre16 small; pcavs 0.0069) and 0.0006 (size10 native) -> 0.0000 on every row. Leftover: blocks16 small
-1.25 and centre16 small 1.24 are above 1.2 (bbaf2n 1.79 and 1.36, lrwp9a centre16 1.45; the session-4 weights gave
-1.79 where session 3 gave 1.55 with the same rects). dlib: the output is above smoothing's on every row but centre16
-native (0.905 against 0.912) and close-up (0.915, 0.914).
+Leftover blocks. At a7eaddd (session-4 weights) blocks16 small and centre16 small were above 1.2 (1.25 and 1.24;
+1.29 and 1.24 with the session-5 weights at 1edc8fe). In the 128 px head crop 16 blocks are 4 to 6 px cells whatever
+the face size, and there the model draws each step on a grid line 1.2 to 2.2 px either side of it, wider than the
+quarter-cell core (1.1 px) the old restore.evidence.smooth_grid_steps took out: the flanks stayed as double lines
+(model output 5.26, after the old step removal 1.99 on bbaf2n blocks16 small). Now each step is fitted per row as
+a line plus a blurred step of a given width over the two cells beside its grid line, and the width (0.6 to 2 px)
+and the share replaced by a ramp are chosen per axis as those leaving the least gradient energy at the grid's
+period and phase, measured at the paste's resolution (a crop upscaled 2x over a native face blurs its steps
+differently from one upscaled 1.1x over a small one). Every row is now 0.37 to 1.00, the worst centre16 native
+(0.99; below 1: less block structure at the grid period than the clean frame has, not more); PSNR +0.00 to +0.24 dB
+over the a7eaddd rows (the session-5 weights and this change together; deface20's fused tracks use neither).
+centre16 native was also held up by the last frame of lrwp9a, whose rect the locator found 2 rows of blocks short
+above and 4 below (0.62 of its neighbours' area: not a part of the mosaic at PARTIAL_AREA 0.6), so those rows were
+left as blocks: restore.tracks._partial now also compares a rect with the nearest observation on each side
+(PARTIAL_AREA_NEAR 0.7) and pastes such a part on its neighbours' rect.
 
-Where that leftover comes from (each stage of blend.matched_crop on the recorded crops of those runs, pasted and
-scored as above; bbaf2n blocks16 small, 8 frames): the model output 5.26, after restore.evidence.smooth_grid_steps
-1.99, after the evidence step 1.79, after the colour match 1.79; the true crop resampled to the crop and back 0.95,
-so neither the evidence step (it lowers the ratio: 2.10 -> 1.87 signed, below) nor the 128 px crop's resampling nor
-the paste adds steps. In the crop 16 blocks are 4 to 6 px cells whatever the face size (the head crop is 1.8 face
-widths), and there the model draws each step 1.2 to 1.8 px either side of the line (2.2 down y), wider than the
-quarter-cell core (1.1 px) smooth_grid_steps removes: the flanks stay, so what is left is out of phase with the grid
-(the real part of the period's coefficient, truth = 1: -1.47 after, +5.17 for the model). centre16 small: bbaf2n
-8.70 -> 1.89 -> 1.37, lrwp9a 2.60 -> 1.44 -> 1.45; blocks16 native 3.74 -> 1.01 -> 0.89 (signed -0.55): the same
-flanks, which the 2x upscale back to a native face blurs more than the 1.6x of a small one. A core as wide as the
-measured step brought these cases to 0.6 to 1.35 but moved others the other way (bbaf2n centre16 native 0.74 ->
-1.62 with a half-maximum width): per-line step removal at 4 px cells is on a knife's edge, not fixed here.
+`depix run` 720p after this change: 9.02 fps on 120 frames, 8.39 on 40 (bench_run.py, quiet box; 8.90 / 8.36
+before), paste 38 ms a frame.
 """
 
 from __future__ import annotations
