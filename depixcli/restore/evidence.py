@@ -17,6 +17,10 @@ from depixcli.model.evidence import project_to_mosaic
 MIN_BLOCK_PX = 2.0  # crop px: smaller cells are left alone by smooth_grid_steps (too small to tell)
 STEP_WIDTHS = (0.6, 1.0, 1.5, 2.0)  # crop px: Gaussian sigmas of the steps smooth_grid_steps fits
 STEP_GAINS = (0.5, 0.75, 1.0, 1.25)  # shares of a fitted step it may replace by a ramp
+# of the fits within this share of the way from the unchanged image's grid energy down to the least, the smallest
+# change is taken: the least energy alone changed more from frame to frame (more flicker on 8 blocks) for a few
+# hundredths of leftover
+STEP_TOLERANCE = 0.1
 STEP_SIGMA = 0.5  # cells: smoothing of a step along its grid line
 STEP_PASSES = 2
 SAMPLE_EVIDENCE = True  # point-sampled blocks: fix each sample point's neighbourhood (project_samples), else skip
@@ -232,7 +236,10 @@ def _least_steps_x(image: np.ndarray, mosaic: np.ndarray, lines: np.ndarray, cel
     moved = np.stack([_resized(d[region] @ weights, scale) for d in deltas])  # the paste's resize is linear
     gains = np.asarray(STEP_GAINS, np.float32)
     big = np.concatenate([base[None], (base + gains[:, None, None, None] * moved).reshape(-1, *base.shape)])
-    k = int(np.argmin(np.abs(grid_coefficient(big, cols[1] - cols[0], cols[0], origin, cell))))
+    energy = np.abs(grid_coefficient(big, cols[1] - cols[0], cols[0], origin, cell))
+    change = np.concatenate([[0.0], np.outer(gains, [np.abs(d[region]).mean() for d in deltas]).ravel()])
+    near = np.flatnonzero(energy <= energy.min() + STEP_TOLERANCE * (energy[0] - energy.min()))
+    k = int(near[np.argmin(change[near])])  # the least change among the nearly least energy (steadier in time)
     return image if k == 0 else image + gains[(k - 1) // len(deltas)] * deltas[(k - 1) % len(deltas)]
 
 
@@ -249,8 +256,9 @@ def smooth_grid_steps(recon: np.ndarray, source_crop: np.ndarray, origin, cell, 
     image keeps its values at the cell centres and every block side its total change, without the step.
     The width (STEP_WIDTHS px) and the share of the fitted step replaced (STEP_GAINS, or none) are chosen per
     axis as those that leave the least gradient energy at the grid's period and phase (`grid_coefficient`),
-    measured at the paste's resolution (`scale` frame px per crop px): any structure locked to the mosaic's
-    grid is what is left of it, since a face has no reason to follow the grid. STEP_PASSES passes, x then y.
+    measured at the paste's resolution (`scale` frame px per crop px), or nearly the least with a smaller
+    change (STEP_TOLERANCE): any structure locked to the mosaic's grid is what is left of it, since a face has
+    no reason to follow the grid. STEP_PASSES passes, x then y.
     `(S, S, 3)` uint8 in and out; grid in its px (`origin` (x, y) grid line, `cell` (w, h), `rect` xyxy)."""
     S = recon.shape[0]
     x0, y0, x1, y1 = np.clip(np.asarray(rect, np.float64), 0, S)
