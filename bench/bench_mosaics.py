@@ -27,40 +27,44 @@ the true mosaic rect: PSNR (luma) of the output, of a Gaussian smoothing of the 
 (`restore.evidence.interpolate_values`) against the clean frame; the leftover-block ratio (energy of the
 luma gradient profile at the grid's own period, output / clean: 1 = no more block structure than the truth);
 and the share of pixels outside the rect grown by `restore.blend.MAX_FEATHER` + 1 px whose luma changed by
-more than OUTSIDE_LEVELS. Prints a table per kind and size, writes `OUTDIR/mosaics.json` and PNG strips
-`OUTDIR/<clip>__<kind>__<size>.png` (clean | pixelated | smoothing | output, around the mosaic).
+more than OUTSIDE_LEVELS; the flicker of the output and of the per-frame bicubic interpolation (`flicker`: the
+change from the previous frame that the clean frames do not have, luma grey levels). Prints a table per kind and
+size, writes `OUTDIR/mosaics.json` and PNG strips `OUTDIR/<clip>__<kind>__<size>.png` (clean | pixelated |
+smoothing | output, around the mosaic).
 SFace cosine (depixcli.faces.identity, aligned on the clean head crop) of the output and of the smoothing to
 the clean frame, and dlib's (the independent judge of `depix eval`, when dlib is installed), unless --no-identity.
 
 Last run (the code of the commit that wrote this table, the session-5 weights/depix-default.safetensors, CPU at nice
-10, two calls side by side; 4 val clips x 8 frames; PSNR columns in dB over smoothing and bicubic, changed in / out:
-shares of pixels; SFace and dlib cosines of the output and of the smoothing):
+10, two calls side by side; 4 val clips x 8 frames, 1 for the logo; PSNR columns in dB over smoothing and bicubic;
+out: share of pixels changed outside; SFace and dlib cosines of the output and of the smoothing; flicker of the
+output and of bicubic interpolation, grey levels; the share of pixels changed inside the rect, 0.912 to 0.977, is in
+the printed table):
 
     PYTHONPATH=. nice -n 10 python bench/bench_mosaics.py ../shared/data/clips.csv -o OUTDIR --max-frames 8 \
         --only lipnet__bbaf2n.mpg lipnet__lrwp9a.mpg pcavs__00015.mp4 HelloMeme__jgz__3b15ab87.mp4 \
         --kinds centre16 size10 deface20 (| blocks16 blocks8 opencv12 --logo: a second call)
 
-| kind | size | n | PSNR | -smooth | -bicubic | leftover | changed in | out | SFace | smooth | dlib | smooth |
+| kind | size | PSNR | -smooth | -bicubic | leftover | out | SFace | smooth | dlib | smooth | flicker | bicubic |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
-| blocks16 | closeup | 4 | 24.57 | +3.80 | +1.39 | 0.58 | 0.937 | 0.0000 | 0.613 | 0.395 | 0.940 | 0.917 |
-| blocks16 | native | 4 | 24.46 | +3.82 | +1.46 | 0.54 | 0.938 | 0.0000 | 0.583 | 0.371 | 0.935 | 0.915 |
-| blocks16 | small | 4 | 25.00 | +4.25 | +1.82 | 0.73 | 0.933 | 0.0000 | 0.583 | 0.397 | 0.929 | 0.918 |
-| blocks16+logo | native | 1 | 26.10 | +3.88 | +1.10 | 0.80 | 0.936 | 0.0000 | 0.575 | 0.325 | 0.929 | 0.911 |
-| blocks8 | closeup | 4 | 20.83 | +3.43 | +1.62 | 0.37 | 0.961 | 0.0000 | 0.316 | 0.135 | 0.903 | 0.858 |
-| blocks8 | native | 4 | 20.87 | +3.60 | +1.82 | 0.50 | 0.960 | 0.0000 | 0.243 | 0.110 | 0.888 | 0.858 |
-| blocks8 | small | 4 | 20.77 | +3.48 | +1.96 | 0.44 | 0.962 | 0.0000 | 0.263 | 0.129 | 0.889 | 0.856 |
-| centre16 | closeup | 4 | 22.69 | +1.81 | +0.94 | 0.74 | 0.945 | 0.0000 | 0.524 | 0.416 | 0.918 | 0.914 |
-| centre16 | native | 4 | 22.23 | +1.51 | +0.67 | 0.99 | 0.945 | 0.0000 | 0.451 | 0.395 | 0.904 | 0.912 |
-| centre16 | small | 4 | 22.93 | +1.92 | +0.92 | 0.77 | 0.944 | 0.0000 | 0.490 | 0.417 | 0.928 | 0.915 |
-| deface20 | closeup | 4 | 22.88 | +4.00 | +0.72 | 1.00 | 0.963 | 0.0000 | 0.563 | 0.455 | 0.932 | 0.912 |
-| deface20 | native | 4 | 19.55 | +2.80 | +0.44 | 0.65 | 0.977 | 0.0000 | 0.296 | 0.187 | 0.901 | 0.887 |
-| deface20 | small | 4 | 17.21 | +1.75 | +0.36 | 0.47 | 0.943 | 0.0000 | 0.198 | 0.085 | 0.877 | 0.864 |
-| opencv12 | closeup | 4 | 23.18 | +3.81 | +1.73 | 0.56 | 0.948 | 0.0000 | 0.488 | 0.233 | 0.918 | 0.899 |
-| opencv12 | native | 4 | 23.08 | +3.84 | +1.78 | 0.37 | 0.949 | 0.0000 | 0.451 | 0.195 | 0.922 | 0.906 |
-| opencv12 | small | 4 | 23.32 | +4.11 | +2.22 | 0.56 | 0.944 | 0.0000 | 0.431 | 0.215 | 0.917 | 0.903 |
-| size10 | closeup | 4 | 27.51 | +1.88 | -0.46 | 0.73 | 0.912 | 0.0000 | 0.854 | 0.808 | 0.979 | 0.972 |
-| size10 | native | 4 | 25.05 | +2.83 | +1.02 | 0.39 | 0.929 | 0.0000 | 0.653 | 0.559 | 0.943 | 0.933 |
-| size10 | small | 4 | 23.47 | +3.53 | +1.91 | 0.44 | 0.939 | 0.0000 | 0.473 | 0.309 | 0.920 | 0.907 |
+| blocks16 | closeup | 24.58 | +3.81 | +1.40 | 0.60 | 0.0000 | 0.613 | 0.395 | 0.940 | 0.917 | 3.69 | 3.64 |
+| blocks16 | native | 24.46 | +3.82 | +1.46 | 0.56 | 0.0000 | 0.581 | 0.371 | 0.935 | 0.915 | 3.82 | 3.72 |
+| blocks16 | small | 25.00 | +4.25 | +1.82 | 0.76 | 0.0000 | 0.582 | 0.397 | 0.930 | 0.918 | 3.66 | 3.52 |
+| blocks16+logo | native | 26.09 | +3.88 | +1.10 | 0.85 | 0.0000 | 0.571 | 0.325 | 0.929 | 0.911 | 1.50 | 1.29 |
+| blocks8 | closeup | 20.85 | +3.44 | +1.63 | 0.39 | 0.0000 | 0.323 | 0.135 | 0.904 | 0.858 | 4.55 | 3.86 |
+| blocks8 | native | 20.88 | +3.61 | +1.82 | 0.50 | 0.0000 | 0.250 | 0.110 | 0.889 | 0.858 | 5.04 | 3.92 |
+| blocks8 | small | 20.80 | +3.51 | +1.98 | 0.43 | 0.0000 | 0.266 | 0.129 | 0.889 | 0.856 | 4.38 | 3.70 |
+| centre16 | closeup | 22.69 | +1.81 | +0.94 | 0.75 | 0.0000 | 0.525 | 0.416 | 0.918 | 0.914 | 5.40 | 5.36 |
+| centre16 | native | 22.25 | +1.53 | +0.69 | 1.04 | 0.0000 | 0.452 | 0.395 | 0.904 | 0.912 | 5.58 | 5.52 |
+| centre16 | small | 22.94 | +1.93 | +0.93 | 0.80 | 0.0000 | 0.489 | 0.417 | 0.927 | 0.915 | 5.20 | 4.84 |
+| deface20 | closeup | 22.88 | +4.00 | +0.72 | 1.00 | 0.0000 | 0.563 | 0.455 | 0.932 | 0.912 | 6.15 | 7.96 |
+| deface20 | native | 19.55 | +2.80 | +0.44 | 0.65 | 0.0000 | 0.296 | 0.187 | 0.901 | 0.887 | 6.77 | 8.27 |
+| deface20 | small | 17.21 | +1.75 | +0.36 | 0.47 | 0.0000 | 0.198 | 0.085 | 0.877 | 0.864 | 6.48 | 5.94 |
+| opencv12 | closeup | 23.19 | +3.82 | +1.74 | 0.58 | 0.0000 | 0.498 | 0.233 | 0.918 | 0.899 | 3.93 | 3.77 |
+| opencv12 | native | 23.13 | +3.89 | +1.83 | 0.41 | 0.0000 | 0.462 | 0.195 | 0.925 | 0.906 | 4.00 | 3.90 |
+| opencv12 | small | 23.34 | +4.12 | +2.23 | 0.57 | 0.0000 | 0.438 | 0.215 | 0.917 | 0.903 | 4.12 | 3.73 |
+| size10 | closeup | 27.50 | +1.88 | -0.46 | 0.76 | 0.0000 | 0.854 | 0.808 | 0.979 | 0.972 | 2.83 | 2.61 |
+| size10 | native | 25.05 | +2.83 | +1.02 | 0.41 | 0.0000 | 0.652 | 0.559 | 0.943 | 0.933 | 3.43 | 3.13 |
+| size10 | small | 23.47 | +3.53 | +1.91 | 0.44 | 0.0000 | 0.474 | 0.309 | 0.920 | 0.907 | 3.25 | 3.14 |
 
 What restored the 12 tracks of each kind (value kind read -> method): deface20 9 corner and 3 samples -> fused
 samples (restore.fusion); centre16 6 mean and 6 centre -> model; size10 and opencv12 12 mean -> model; blocks8 10
@@ -70,17 +74,22 @@ Leftover blocks. At a7eaddd (session-4 weights) blocks16 small and centre16 smal
 1.29 and 1.24 with the session-5 weights at 1edc8fe). In the 128 px head crop 16 blocks are 4 to 6 px cells whatever
 the face size, and there the model draws each step on a grid line 1.2 to 2.2 px either side of it, wider than the
 quarter-cell core (1.1 px) the old restore.evidence.smooth_grid_steps took out: the flanks stayed as double lines
-(model output 5.26, after the old step removal 1.99 on bbaf2n blocks16 small). Now each step is fitted per row as
-a line plus a blurred step of a given width over the two cells beside its grid line, and the width (0.6 to 2 px)
-and the share replaced by a ramp are chosen per axis as those leaving the least gradient energy at the grid's
-period and phase, measured at the paste's resolution (a crop upscaled 2x over a native face blurs its steps
-differently from one upscaled 1.1x over a small one). Every row is now 0.37 to 1.00, the worst centre16 native
-(0.99; below 1: less block structure at the grid period than the clean frame has, not more); PSNR +0.00 to +0.24 dB
-over the a7eaddd rows (the session-5 weights and this change together; deface20's fused tracks use neither).
-centre16 native was also held up by the last frame of lrwp9a, whose rect the locator found 2 rows of blocks short
-above and 4 below (0.62 of its neighbours' area: not a part of the mosaic at PARTIAL_AREA 0.6), so those rows were
-left as blocks: restore.tracks._partial now also compares a rect with the nearest observation on each side
-(PARTIAL_AREA_NEAR 0.7) and pastes such a part on its neighbours' rect.
+(model output 5.26, after the old step removal 1.99 on bbaf2n blocks16 small). Now each step is fitted per row as a
+line plus a blurred step of a given width over the two cells beside its grid line, and the width (0.6 to 2 px) and
+the share replaced by a ramp are chosen per axis as those leaving the least gradient energy at the grid's period and
+phase, measured at the paste's resolution (a crop upscaled 2x over a native face blurs its steps differently from
+one upscaled 1.1x over a small one), or nearly the least with a smaller change (steadier in time). Every row is now
+0.39 to 1.04, the worst centre16 native (below 1: less block structure at the grid period than the clean frame has,
+not more); PSNR +0.00 to +0.24 dB over the a7eaddd rows (the session-5 weights and this change together; deface20's
+fused tracks use neither). centre16 native was also held up by the last frame of lrwp9a, whose rect the locator
+found 2 rows of blocks short above and 4 below (0.62 of its neighbours' area: not a part of the mosaic at
+PARTIAL_AREA 0.6), so those rows were left as blocks: restore.tracks._partial now also compares a rect with the
+nearest observation on each side (PARTIAL_AREA_NEAR 0.7) and pastes such a part on its neighbours' rect.
+
+Flicker (new column): the output changes from frame to frame in ways the truth does not by 0.04 to 1.12 grey levels
+more than bicubic interpolation of each frame's blocks on 17 of 19 rows (most on blocks8: 4.4 to 5.0 against 3.7 to
+3.9), less on deface20 close-up and native (fused samples: 6.2 / 6.8 against 8.0 / 8.3), as `depix eval` finds for
+the model on most protocols (weights/README.md).
 
 `depix run` 720p after this change: 9.02 fps on 120 frames, 8.39 on 40 (bench_run.py, quiet box; 8.90 / 8.36
 before), paste 38 ms a frame.
@@ -201,6 +210,20 @@ def grid_energy(img: np.ndarray, origin, cell) -> float:
     return e
 
 
+def flicker(frames, clean: list[np.ndarray], truth: list, t: int) -> float:
+    """Mean |(Y[t] - Y[t-1]) - (Y'[t] - Y'[t-1])| (luma grey levels) of `frames` (a list or a dict by frame)
+    against the `clean` frames over both frames' true mosaic rects (`truth`): change from frame t-1 to t that
+    the truth does not have; nan without frame t-1."""
+    if t == 0 or truth[t - 1] is None or (isinstance(frames, dict) and t - 1 not in frames):
+        return float("nan")
+    a, b = truth[t - 1][0], truth[t][0]
+    sl = (slice(max(a[1], b[1]), min(a[3], b[3])), slice(max(a[0], b[0]), min(a[2], b[2])))
+    if sl[0].stop <= sl[0].start or sl[1].stop <= sl[1].start:
+        return float("nan")
+    moved = luma(frames[t][sl]) - luma(frames[t - 1][sl])
+    return float(np.abs(moved - (luma(clean[t][sl]) - luma(clean[t - 1][sl]))).mean())
+
+
 def nanmean(values) -> float:
     """Mean of the finite values, nan when there are none (no identity scores: --no-identity)."""
     v = np.asarray(values, np.float64)
@@ -289,6 +312,7 @@ def run_case(clean: list[np.ndarray], faces, cfaces, kind: str, fps: float, work
     rows = []
     mid = [t for t, x in enumerate(truth) if x is not None][len([x for x in truth if x is not None]) // 2]
     strip_crops = None
+    bicubic = {}  # t -> the mosaic frame with its rect replaced by bicubic interpolation of the block values
     for t, tr in enumerate(truth):
         if tr is None or t >= len(restored):
             continue
@@ -299,6 +323,8 @@ def run_case(clean: list[np.ndarray], faces, cfaces, kind: str, fps: float, work
         smooth = attack_smooth(mosaic[t], cmax)
         fit = interpolate_values(mosaic[t], rect, origin, cell, value_position(vkind, cell))
         bic = np.clip(np.rint(fit[0]), 0, 255).astype(np.uint8) if fit is not None else mosaic[t][sl]
+        bicubic[t] = mosaic[t].copy()
+        bicubic[t][sl] = bic
         o = (origin[0] - x0, origin[1] - y0)
         e_true = grid_energy(clean[t][sl], o, cell)
         g = int(np.ceil(MAX_FEATHER)) + 1
@@ -315,6 +341,7 @@ def run_case(clean: list[np.ndarray], faces, cfaces, kind: str, fps: float, work
             "changed_out": float((d[ring] > OUTSIDE_LEVELS).mean()) if ring.any() else 0.0,
             "face_px": float(faces[t][2] - faces[t][0]) if faces[t] is not None else float("nan"),
             "sface_out": ident[0], "sface_smooth": ident[1], "dlib_out": ident[2], "dlib_smooth": ident[3],
+            "flicker_out": flicker(restored, clean, truth, t), "flicker_bicubic": flicker(bicubic, clean, truth, t),
         })
         if t == mid:
             H, W = clean[t].shape[:2]
@@ -437,8 +464,8 @@ def main(argv=None) -> int:
                           f"(smooth {res['dlib_smooth']:.3f}) [{found}]", flush=True)
     (out_dir / "mosaics.json").write_text(json.dumps(results, indent=1))
     print("\n| kind | size | clips | PSNR out | - smoothing | - bicubic | leftover ratio | changed in rect |"
-          " changed outside | SFace out | SFace smoothing | dlib out | dlib smoothing |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          " changed outside | SFace out | SFace smoothing | dlib out | dlib smoothing | flicker out | bicubic |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     keys = sorted({(r["kind"], r["size"]) for r in results})
     for kind, size in keys:
         rs = [r for r in results if r["kind"] == kind and r["size"] == size]
@@ -448,7 +475,7 @@ def main(argv=None) -> int:
         print(f"| {kind} | {size} | {len(rs)} | {m('psnr_out'):.2f} | {m('psnr_out') - m('psnr_smooth'):+.2f} | "
               f"{m('psnr_out') - m('psnr_bicubic'):+.2f} | {m('leftover'):.2f} | {m('changed_in'):.3f} | "
               f"{m('changed_out'):.4f} | {m('sface_out'):.3f} | {m('sface_smooth'):.3f} | {m('dlib_out'):.3f} | "
-              f"{m('dlib_smooth'):.3f} |")
+              f"{m('dlib_smooth'):.3f} | {m('flicker_out'):.2f} | {m('flicker_bicubic'):.2f} |")
     return 0
 
 
