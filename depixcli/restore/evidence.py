@@ -248,7 +248,7 @@ def smooth_grid_steps(recon: np.ndarray, source_crop: np.ndarray, origin, cell, 
 
     A model output can keep a soft step (2-4 px wide in a 128 px crop, whatever the cell) on every grid line
     and be flat inside the blocks: its gradient is concentrated on the grid, the leftover-block structure
-    `bench/bench_mosaics.py` measures (2 to 9 times the truth's on val without this step). Per grid line with
+    `bench/bench_mosaics.py` measures (several times the truth's on val without this step). Per grid line with
     a whole cell inside `rect` on both sides, and per row, the step is fitted (least squares, `_step_deltas`)
     as a line plus a Gaussian-blurred step of width `w` over the two cells beside the line, smoothed along
     the line (STEP_SIGMA cells), kept within the mosaic's own step there (`source_crop`, the mosaic in the same
