@@ -37,7 +37,7 @@ MIN_COLOUR_SIGMA = 1.0  # px
 PROJECT = True  # pull each reconstruction back to the observed block values before pasting (evidence_step)
 
 
-# smooth_grid_steps: on bench/bench_mosaics.py's val clips every kind and face size keeps 0.37 to 1.00 of the clean
+# smooth_grid_steps: on bench/bench_mosaics.py's val clips every kind and face size keeps 0.39 to 1.04 of the clean
 # frame's block structure at the grid period (its docstring); a quarter-cell step core left up to 1.29.
 STEPS = True  # spread the steps a reconstruction keeps on grid lines over the cells (smooth_grid_steps)
 
