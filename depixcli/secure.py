@@ -14,10 +14,12 @@ mosaic closes each one; every choice was measured with `depix audit` (bench/benc
 - values refreshed rarely: held for `hold_s` seconds, the grid still following the face box on every
   frame, so the video adds no new measurements between refreshes.
 
-Measured (README "Is my mosaic safe?", all 39 val clips, the shipped default model): holds on all 39;
-median reconstruction cosine 0.09 against 0.17 for a featureless patch of the face's colour, no frame above
-SFace's same-person threshold, median re-identification rank 492 of 1,034 (chance), best rank of any attack 18.
-With an early checkpoint and a gallery of the 34 val people alone, the median rank was 18 of 34.
+Measured (README "Is my mosaic safe?", all 39 val clips, gallery of 1,034): with the issue-day model it held on all
+39 (median reconstruction cosine 0.09 against 0.17 for a featureless patch of the face's colour, median
+re-identification rank 492, best rank of any attack 18). With the session-5 model, a stronger attack, it holds on 38
+of 39 by SFace and by dlib, one different clip each: median cosine 0.07, no frame above SFace's same-person
+threshold, median rank 397, no attack ranks anyone first, the reconstruction's best rank 10. With an early
+checkpoint and a gallery of the 34 val people alone, the median rank was 18 of 34.
 Fewer blocks (4) only moved the cosines towards the featureless level; the first values (noise +-12, steps
 of 24) were re-identified at rank 1 on one of 13 clips, which doubling both removed there (bench/bench_secure.py).
 
