@@ -200,14 +200,15 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def grid_energy(img: np.ndarray, origin, cell) -> float:
     """Energy of the luma gradient profiles (|d/dx| summed down the columns, |d/dy| along the rows) at the
-    grid's own period and phase: the block structure of `img` (a crop of the mosaic rect)."""
+    grid's own period and phase: the block structure of `img` (a crop of the mosaic rect), by the measure
+    `restore.evidence.smooth_grid_steps` minimises (`grid_coefficient`, across x, then across y transposed)."""
+    from depixcli.restore.evidence import grid_coefficient
+
     g = luma(img)
-    e = 0.0
-    for axis, (o, c) in enumerate(zip(origin, cell)):
-        d = np.abs(np.diff(g, axis=1 - axis)).mean(axis=axis)  # profile along x (axis 0) or y (axis 1)
-        pos = np.arange(d.size) + 1.0 - o  # position of the step between pixel i and i + 1
-        e += float(np.abs(np.sum(d * np.exp(-2j * np.pi * pos / c))) / max(d.size, 1))
-    return e
+    if min(g.shape) < 2:
+        return 0.0
+    return sum(float(np.abs(grid_coefficient(x[None], x.shape[1], 0, o, c)[0]))
+               for x, o, c in ((g, origin[0], cell[0]), (g.T, origin[1], cell[1])))
 
 
 def flicker(frames, clean: list[np.ndarray], truth: list, t: int) -> float:
